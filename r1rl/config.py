@@ -1,0 +1,254 @@
+"""Typed, strict configs: one per stage, loaded from YAML with ``key.sub=value`` overrides.
+
+Unknown keys are errors with a did-you-mean; every error names the key and is raised as a
+:class:`~r1rl.errors.UserError` before any work starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from r1rl.errors import UserError, did_you_mean
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class TaskConfig(Strict):
+    """The embedded arithmetic task and its difficulty knobs."""
+
+    min_operands: int = Field(2, ge=2, description="fewest terms in a problem")
+    max_operands: int = Field(3, ge=2, description="most terms in a problem")
+    digits: int = Field(2, ge=1, le=6, description="digits of the largest operand")
+    operators: str = Field("+-", pattern=r"^[+\-*]+$", description="operators drawn from")
+    test_fraction: float = Field(0.1, gt=0, lt=1, description="share of prompt space held out")
+
+
+class TokenizerConfig(Strict):
+    vocab_size: int = Field(512, ge=300, description="BPE vocabulary size, added tokens included")
+    num_texts: int = Field(20_000, ge=100, description="corpus documents the tokenizer is trained on")
+
+
+class ModelConfig(Strict):
+    preset: str = Field("tiny", description="size preset (r1rl.model.PRESETS) for a from-scratch model")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="Qwen3MoeConfig fields to override")
+    router_aux_loss_coef: float = Field(0.01, ge=0, description="Switch load-balance loss weight")
+    max_position_embeddings: int = 256
+
+
+class TrainConfig(Strict):
+    """An optimisation loop over supervised batches (pretrain and SFT)."""
+
+    steps: int = Field(500, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    warmup_steps: int = Field(20, ge=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine decay floor, as a fraction of lr")
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    log_every: int = Field(10, ge=1)
+    checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = none")
+    keep_checkpoints: int = Field(2, ge=1)
+
+
+class PretrainDataConfig(Strict):
+    num_problems: int = Field(60_000, ge=10, description="problems rendered into the corpus")
+    seq_len: int = Field(128, ge=16, description="packed sequence length")
+    formatted_fraction: float = Field(
+        0.0, ge=0, le=1, description="share of documents written in the answer format rather than plain steps"
+    )
+
+
+class LoraConfigModel(Strict):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    target_parameters: list[str] = Field(
+        default_factory=lambda: ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"],
+        description="3-D expert weights adapted through PEFT's target_parameters",
+    )
+
+
+class StageBase(Strict):
+    output_dir: str
+    seed: int = 0
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; null = torch's default")
+    task: TaskConfig = Field(default_factory=TaskConfig)
+
+
+class PretrainConfig(StageBase):
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: PretrainDataConfig = Field(default_factory=PretrainDataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+class SFTConfig(StageBase):
+    model_path: str = Field(description="the model to adapt: a previous stage's final/ or a Hub id")
+    num_examples: int = Field(2000, ge=1, description="distinct training problems")
+    lora: LoraConfigModel = Field(default_factory=LoraConfigModel)
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=100, lr=2e-3))
+
+
+class TierConfig(Strict):
+    name: str = Field(description="tier name, lowest first")
+    reward: str = Field(description="registered reward name, package.module:function or file.py:function")
+    threshold: float = Field(1.0, description="score at which the tier counts as passed")
+    weight: float = Field(1.0, ge=0)
+
+
+class RewardsConfig(Strict):
+    mode: Literal["gated", "weighted"] = "gated"
+    tiers: list[TierConfig] = Field(
+        default_factory=lambda: [
+            TierConfig(name="syntax", reward="arithmetic_syntax"),
+            TierConfig(name="logic", reward="arithmetic_logic"),
+            TierConfig(name="task", reward="arithmetic_task"),
+        ]
+    )
+
+
+class PPOSettings(Strict):
+    steps: int = Field(60, ge=1, description="rollout/update iterations")
+    prompts_per_step: int = Field(32, ge=1)
+    samples_per_prompt: int = Field(2, ge=1)
+    max_new_tokens: int = Field(48, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    ppo_epochs: int = Field(2, ge=1)
+    minibatch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    critic_lr: float = Field(2e-3, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    clip_eps: float = Field(0.2, gt=0)
+    value_clip_eps: float = Field(0.2, gt=0)
+    vf_coef: float = Field(0.5, ge=0)
+    gamma: float = Field(1.0, ge=0, le=1)
+    gae_lambda: float = Field(0.95, ge=0, le=1)
+    kl_coef: float = Field(0.02, ge=0, description="KL penalty per token, applied to the reward")
+    kl_estimator: Literal["k1", "k2", "k3"] = "k1"
+    whiten_advantages: bool = True
+    loss_agg_mode: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"] = "token-mean"
+    router_aux_loss_coef: float = Field(0.0, ge=0, description="load-balance loss in the policy objective")
+    log_every: int = Field(1, ge=1)
+    checkpoint_every: int = Field(0, ge=0)
+    keep_checkpoints: int = Field(2, ge=1)
+
+
+class PPOConfig(StageBase):
+    model_path: str = Field(description="the SFT stage's final/ (an adapter is merged into its base)")
+    lora: LoraConfigModel = Field(default_factory=LoraConfigModel)
+    rewards: RewardsConfig = Field(default_factory=RewardsConfig)
+    ppo: PPOSettings = Field(default_factory=PPOSettings)
+
+
+class EvalConfig(StageBase):
+    model_path: str
+    num_examples: int = Field(500, ge=1, description="held-out problems scored")
+    batch_size: int = Field(128, ge=1)
+    max_new_tokens: int = Field(48, ge=1)
+    rewards: RewardsConfig = Field(default_factory=RewardsConfig)
+
+
+class PipelineConfig(Strict):
+    """All stages; each section holds that stage's keys (``output_dir``, ``model_path`` are filled in)."""
+
+    output_dir: str
+    seed: int = 0
+    threads: int | None = Field(None, ge=1)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    pretrain: dict[str, Any] = Field(default_factory=dict)
+    sft: dict[str, Any] = Field(default_factory=dict)
+    ppo: dict[str, Any] = Field(default_factory=dict)
+    eval: dict[str, Any] = Field(default_factory=dict)
+
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{p}: expected a mapping of config keys at the top level")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides; values are parsed as YAML scalars/lists."""
+    out = yaml.safe_load(yaml.safe_dump(data))  # deep copy
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override {item!r} is not of the form key.sub=value")
+        key, raw = item.split("=", 1)
+        value = _parse_scalar(raw)
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise UserError(f"override {key!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _parse_scalar(raw: str) -> Any:
+    """YAML's reading of ``raw``, plus the floats YAML 1.1 leaves as strings (``3e-4``)."""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+def validate(cls: type[C], data: dict[str, Any], source: str = "config") -> C:
+    """Validate ``data`` as ``cls``, turning the first error into a one-line :class:`UserError`."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        if err["type"] == "extra_forbidden":
+            fields = _fields_at(cls, err["loc"][:-1])
+            hint = did_you_mean(str(err["loc"][-1]), fields)
+            raise UserError(f"{source}: unknown config key {loc!r}{hint}") from None
+        if err["type"] == "missing":
+            raise UserError(f"{source}: missing required config key {loc!r}") from None
+        got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+        raise UserError(f"{source}: bad value for {loc!r}: {err['msg']}{got}") from None
+
+
+def _fields_at(cls: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    model: Any = cls
+    for part in loc:
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None:
+            return []
+        model = field.annotation
+    return list(model.model_fields) if hasattr(model, "model_fields") else []
+
+
+def load_config(cls: type[C], path: str | Path, overrides: list[str] | None = None) -> C:
+    data = apply_overrides(load_yaml(path), overrides or [])
+    return validate(cls, data, source=str(path))
+
+
+def dump_config(cfg: BaseModel) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

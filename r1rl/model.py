@@ -1,0 +1,152 @@
+"""Model factory: transformers' own MoE architectures built from a size preset or loaded by name.
+
+r1rl writes no transformer: a from-scratch model is ``Qwen3MoeForCausalLM`` with a config
+built from a preset, and anything else loads through ``AutoModelForCausalLM``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Qwen3MoeConfig,
+    Qwen3MoeForCausalLM,
+)
+
+from r1rl.errors import UserError
+
+if TYPE_CHECKING:
+    from peft import LoraConfig, PeftModel
+
+# Size presets for from-scratch Qwen3-MoE models. Parameter counts are for a 512-token vocabulary.
+PRESETS: dict[str, dict[str, Any]] = {
+    # ~0.3M parameters: unit tests.
+    "micro": dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+        head_dim=16, intermediate_size=64, moe_intermediate_size=32, num_experts=4,
+        num_experts_per_tok=2,
+    ),
+    # ~1.6M parameters: the default tiny pipeline.
+    "tiny": dict(
+        hidden_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=32, intermediate_size=256, moe_intermediate_size=128, num_experts=8,
+        num_experts_per_tok=2,
+    ),
+    # ~19M parameters.
+    "small": dict(
+        hidden_size=256, num_hidden_layers=6, num_attention_heads=8, num_key_value_heads=4,
+        head_dim=32, intermediate_size=1024, moe_intermediate_size=256, num_experts=16,
+        num_experts_per_tok=2,
+    ),
+    # ~70M parameters: memory benchmarks.
+    "base": dict(
+        hidden_size=512, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4,
+        head_dim=64, intermediate_size=2048, moe_intermediate_size=384, num_experts=16,
+        num_experts_per_tok=2,
+    ),
+}  # fmt: skip
+
+
+def build_config(
+    preset: str,
+    vocab_size: int,
+    *,
+    pad_token_id: int,
+    eos_token_id: int,
+    max_position_embeddings: int = 512,
+    router_aux_loss_coef: float = 0.01,
+    overrides: dict[str, Any] | None = None,
+) -> Qwen3MoeConfig:
+    """A ``Qwen3MoeConfig`` from a named preset, with the router's auxiliary loss switched on."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
+    kwargs = dict(PRESETS[preset])
+    kwargs.update(overrides or {})
+    return Qwen3MoeConfig(
+        vocab_size=vocab_size,
+        max_position_embeddings=max_position_embeddings,
+        pad_token_id=pad_token_id,
+        eos_token_id=eos_token_id,
+        bos_token_id=eos_token_id,
+        tie_word_embeddings=True,
+        norm_topk_prob=True,  # Qwen3-MoE checkpoints renormalise top-k weights; the config default does not
+        output_router_logits=True,
+        router_aux_loss_coef=router_aux_loss_coef,
+        **kwargs,
+    )
+
+
+def build_model(config: Qwen3MoeConfig, seed: int) -> Qwen3MoeForCausalLM:
+    torch.manual_seed(seed)
+    return Qwen3MoeForCausalLM(config)
+
+
+def load_model(name_or_path: str, dtype: torch.dtype | None = None) -> PreTrainedModel:
+    return AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
+
+
+def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def resolve_model_path(name_or_path: str, key: str = "model_path") -> str:
+    """A local directory (made absolute) or a Hub id; a missing local path is a :class:`UserError`."""
+    p = Path(name_or_path).expanduser()
+    if p.exists():
+        if not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
+            raise UserError(
+                f"{key}: {p} holds neither a model (config.json) nor an adapter (adapter_config.json)"
+            )
+        return str(p.resolve())
+    looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") != 1
+    if looks_local:
+        raise UserError(f"{key}: no such model directory: {name_or_path}")
+    return name_or_path
+
+
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    tok = AutoTokenizer.from_pretrained(name_or_path)
+    tok.padding_side = "left"
+    return tok
+
+
+def load_merged(name_or_path: str) -> PreTrainedModel:
+    """A full model from ``name_or_path``; a PEFT adapter folder is loaded onto its base and merged."""
+    path = Path(name_or_path)
+    if (path / "adapter_config.json").exists():
+        from peft import PeftConfig, PeftModel
+
+        base_path = PeftConfig.from_pretrained(path).base_model_name_or_path
+        base = load_merged(base_path)
+        return PeftModel.from_pretrained(base, path).merge_and_unload()
+    return AutoModelForCausalLM.from_pretrained(name_or_path)
+
+
+def add_lora(model: PreTrainedModel, cfg: Any, adapter_name: str = "default") -> PeftModel:
+    """Wrap ``model`` with a PEFT LoRA adapter on attention and the 3-D expert weights.
+
+    PEFT's ``target_parameters`` requires ``lora_dropout=0``; every adapter on one model must
+    target the same parameters, so a second adapter (the critic) reuses this config.
+    """
+    from peft import get_peft_model
+
+    return get_peft_model(model, lora_config(cfg), adapter_name=adapter_name)
+
+
+def lora_config(cfg: Any) -> LoraConfig:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.r,
+        lora_alpha=cfg.alpha,
+        lora_dropout=0.0,
+        target_modules=list(cfg.target_modules),
+        target_parameters=list(cfg.target_parameters) or None,
+        task_type="CAUSAL_LM",
+    )

@@ -1,0 +1,227 @@
+"""PPO math as pure functions over masked ``(B, T)`` tensors.
+
+Notation:
+    B  batch (sequences)        T  response tokens
+    mask  (B, T) 1 on real response tokens (through EOS), 0 on padding
+
+Every loss returns a per-token ``(B, T)`` matrix; :func:`agg_loss` is the one place where
+tokens are reduced to a scalar.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean")
+
+
+def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    return (x * mask).sum() if dim is None else (x * mask).sum(dim)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean of ``x`` over positions where ``mask`` is 1 (0 if there are none)."""
+    return masked_sum(x, mask, dim) / mask.sum(dim).clamp_min(1)
+
+
+def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    n = mask.sum()
+    if unbiased and n > 1:
+        var = var * n / (n - 1)
+    return var
+
+
+def masked_whiten(
+    x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8
+) -> torch.Tensor:
+    """Normalise ``x`` to unit variance (and zero mean if ``shift_mean``) over masked positions."""
+    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    out = (x - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        out = out + mean
+    return out * mask
+
+
+def agg_loss(loss: torch.Tensor, mask: torch.Tensor, mode: str = "token-mean") -> torch.Tensor:
+    """Reduce a ``(B, T)`` loss matrix to a scalar.
+
+    - ``token-mean``: Σ loss·mask / Σ mask (every token weighs the same; DAPO);
+    - ``seq-mean-token-sum``: mean over sequences of the per-sequence token sum (Dr. GRPO);
+    - ``seq-mean-token-mean``: mean over sequences of the per-sequence token mean (original GRPO).
+    Sequences with no tokens are left out of the sequence means.
+    """
+    if mode == "token-mean":
+        return masked_mean(loss, mask)
+    seq_has = (mask.sum(1) > 0).float()  # (B,)
+    if mode == "seq-mean-token-sum":
+        per_seq = masked_sum(loss, mask, dim=1)
+    elif mode == "seq-mean-token-mean":
+        per_seq = masked_mean(loss, mask, dim=1)
+    else:
+        raise ValueError(f"unknown loss_agg_mode {mode!r}; expected one of {AGG_MODES}")
+    return (per_seq * seq_has).sum() / seq_has.sum().clamp_min(1)
+
+
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, gae_lambda: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation (Schulman et al. 2015, eq. 16).
+
+    δ_t = r_t + γ V_{t+1} − V_t,   A_t = Σ_l (γλ)^l δ_{t+l},   returns R_t = A_t + V_t.
+    The value after the last real token is 0 (the episode ends at EOS or truncation); padded
+    positions are skipped, so values and rewards there do not matter.
+
+    Args: rewards, values, mask: (B, T). Returns advantages, returns: (B, T), zero on padding.
+    """
+    B, T = rewards.shape
+    adv = torch.zeros_like(rewards)
+    next_value = torch.zeros(B, dtype=rewards.dtype)
+    next_adv = torch.zeros(B, dtype=rewards.dtype)
+    for t in reversed(range(T)):
+        m = mask[:, t].to(rewards.dtype)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        a = delta + gamma * gae_lambda * next_adv
+        # padding leaves the carried value/advantage untouched
+        next_adv = m * a + (1 - m) * next_adv
+        next_value = m * values[:, t] + (1 - m) * next_value
+        adv[:, t] = a * m
+    return adv, (adv + values) * mask
+
+
+def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
+    """Per-token estimate of KL(π ‖ π_ref) from samples of π (Schulman, "Approximating KL divergence", 2020).
+
+    With log r = log π_ref − log π:  k1 = −log r,  k2 = ½ (log r)²,  k3 = (r − 1) − log r.
+    k1 is unbiased, k3 unbiased and non-negative, k2 biased with low variance. (B, T) -> (B, T).
+    """
+    log_ratio = ref_logprobs - logprobs
+    if estimator == "k1":
+        return -log_ratio
+    if estimator == "k2":
+        return 0.5 * log_ratio**2
+    if estimator == "k3":
+        log_ratio = log_ratio.clamp(-20, 20)  # exp overflow guard
+        return torch.exp(log_ratio) - 1 - log_ratio
+    raise ValueError(f"unknown KL estimator {estimator!r}; expected 'k1', 'k2' or 'k3'")
+
+
+def policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_eps_low: float = 0.2,
+    clip_eps_high: float | None = None,
+    dual_clip: float | None = None,
+    agg_mode: str = "token-mean",
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Clipped surrogate (Schulman et al. 2017, eq. 7) with asymmetric clip (DAPO) and dual-clip (Ye et al. 2020).
+
+    L_t = −min(ρ_t A_t, clip(ρ_t, 1−ε_low, 1+ε_high) A_t),  ρ_t = π/π_old;  for A_t < 0 the loss
+    is further capped at −c·A_t (dual-clip, c > 1).
+    Args: (B, T) tensors. Returns the aggregated loss and metrics (clipfrac, approx_kl).
+    """
+    clip_eps_high = clip_eps_low if clip_eps_high is None else clip_eps_high
+    log_ratio = logprobs - old_logprobs
+    ratio = torch.exp(log_ratio)  # (B, T)
+    loss1 = -advantages * ratio
+    loss2 = -advantages * ratio.clamp(1 - clip_eps_low, 1 + clip_eps_high)
+    loss = torch.maximum(loss1, loss2)  # (B, T)
+    if dual_clip is not None:
+        if dual_clip <= 1:
+            raise ValueError("dual_clip must be > 1")
+        loss = torch.where(advantages < 0, torch.minimum(loss, -advantages * dual_clip), loss)
+    with torch.no_grad():
+        metrics = {
+            "policy/clipfrac": float(masked_mean((loss2 > loss1).float(), mask)),
+            # k3 estimate of KL(π_old ‖ π) (Schulman 2020)
+            "policy/approx_kl": float(masked_mean(torch.exp(-log_ratio) - 1 + log_ratio, mask)),
+            "policy/ratio_var": float(masked_var(ratio, mask)),
+        }
+    return agg_loss(loss, mask, agg_mode), metrics
+
+
+def value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip_eps: float | None = 0.2,
+    agg_mode: str = "token-mean",
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Clipped value loss: ½ max((V − R)², (clip(V, V_old ± ε) − R)²) (as in OpenAI baselines' PPO2)."""
+    loss = (values - returns) ** 2
+    if clip_eps is not None:
+        clipped = old_values + (values - old_values).clamp(-clip_eps, clip_eps)
+        loss_clipped = (clipped - returns) ** 2
+        clipfrac = float(masked_mean((loss_clipped > loss).float(), mask))
+        loss = torch.maximum(loss, loss_clipped)
+    else:
+        clipfrac = 0.0
+    return 0.5 * agg_loss(loss, mask, agg_mode), {"value/clipfrac": clipfrac}
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """1 − Var[R − V] / Var[R] over masked positions (1 = perfect critic, ≤ 0 = useless)."""
+    var_r = masked_var(returns, mask)
+    if var_r <= 0:
+        return float("nan")
+    return float(1 - masked_var(returns - values, mask) / var_r)
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of the categorical distribution at every position. (B, T, V) -> (B, T)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log p(label) at every position. (B, T, V), (B, T) -> (B, T)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+
+
+def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float) -> torch.Tensor:
+    """Per-token rewards: −β·KL at every token, plus the sequence score at its last real token.
+
+    (Ziegler et al. 2019.) scores: (B,), kl and mask: (B, T) -> (B, T).
+    """
+    rewards = -kl_coef * kl * mask
+    last = (mask.sum(1) - 1).clamp_min(0).long()  # (B,)
+    has = mask.sum(1) > 0
+    rewards[has, last[has]] += scores[has]
+    return rewards
+
+
+class FixedKLController:
+    """A constant KL coefficient β."""
+
+    def __init__(self, kl_coef: float) -> None:
+        self.value = kl_coef
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, float]:
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.value = state["value"]
+
+
+class AdaptiveKLController(FixedKLController):
+    """Adaptive β (Ziegler et al. 2019, §2.2): β ← β·(1 + K_β·e), e = clip(KL/KL_target − 1, ±0.2)."""
+
+    def __init__(self, init_kl_coef: float, target: float, horizon: int) -> None:
+        super().__init__(init_kl_coef)
+        self.target, self.horizon = target, horizon
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        if not math.isfinite(current_kl):
+            return
+        error = max(-0.2, min(0.2, current_kl / self.target - 1))
+        self.value *= 1 + error * n_steps / self.horizon

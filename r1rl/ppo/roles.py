@@ -1,0 +1,99 @@
+"""One frozen base, three roles: policy and critic are LoRA adapters, the reference is the base.
+
+Notation: ``B`` sequences, ``S`` prompt + completion tokens, ``T`` completion tokens.
+
+- policy: adapter ``"policy"``; its log-probs come from the language-model head;
+- critic: adapter ``"critic"`` on the same base plus a linear value head on the final hidden
+  state (PEFT needs both adapters to target the same modules and parameters);
+- reference: the same base with every adapter disabled. No weights are copied.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+from peft import PeftModel
+
+from r1rl.model import add_lora, lora_config
+from r1rl.ppo.core import entropy_from_logits, logprobs_from_logits
+
+
+class ActorCritic(torch.nn.Module):
+    def __init__(self, base: torch.nn.Module, lora_cfg, value_head_init_std: float = 0.0) -> None:
+        super().__init__()
+        self.peft: PeftModel = add_lora(base, lora_cfg, adapter_name="policy")
+        self.peft.add_adapter("critic", lora_config(lora_cfg))
+        hidden = base.config.hidden_size
+        self.value_head = torch.nn.Linear(hidden, 1)
+        torch.nn.init.normal_(self.value_head.weight, std=value_head_init_std)
+        torch.nn.init.zeros_(self.value_head.bias)
+        self.peft.set_adapter("policy")
+
+    @property
+    def config(self):
+        return self.peft.config
+
+    def adapter_parameters(self, adapter: str) -> list[torch.nn.Parameter]:
+        params = [p for n, p in self.peft.named_parameters() if f".{adapter}." in n and "lora_" in n]
+        if adapter == "critic":
+            params += list(self.value_head.parameters())
+        return params
+
+    def use(self, adapter: str) -> None:
+        """Activate one adapter (PEFT makes only the active adapter's parameters trainable)."""
+        self.peft.set_adapter(adapter)
+        for p in self.adapter_parameters(adapter):
+            p.requires_grad_(True)
+
+    def policy_logprobs(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        n_completion: int,
+        reference: bool = False,
+        with_entropy: bool = False,
+        output_router_logits: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, object]:
+        """Log-probs of the last ``n_completion`` tokens under the policy (or the reference).
+
+        (B, S) ids and mask -> logprobs (B, T), entropy (B, T) or None, and the model output.
+        """
+        ctx = self.peft.disable_adapter() if reference else nullcontext()
+        with ctx:
+            if not reference:
+                self.use("policy")
+            out = self.peft(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids_from(attention_mask),
+                output_router_logits=output_router_logits,
+                use_cache=False,
+            )
+        logits = out.logits[:, -n_completion - 1 : -1]  # (B, T, V): position t predicts token t+1
+        labels = input_ids[:, -n_completion:]
+        logprobs = logprobs_from_logits(logits, labels)
+        entropy = entropy_from_logits(logits) if with_entropy else None
+        return logprobs, entropy, out
+
+    def values(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_completion: int
+    ) -> torch.Tensor:
+        """V(s_t) for the state before each completion token is chosen. (B, S) -> (B, T).
+
+        Leaves the critic adapter active: callers switch back with ``use("policy")``.
+        """
+        self.use("critic")
+        body = self.peft.get_base_model().model  # the decoder stack, with the critic's LoRA active
+        hidden = body(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids_from(attention_mask),
+            use_cache=False,
+        ).last_hidden_state
+        return self.value_head(hidden[:, -n_completion - 1 : -1].float()).squeeze(-1)  # (B, T)
+
+
+def position_ids_from(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions counted from the first real token, as ``generate`` does with left padding. (B, S)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)

@@ -1,0 +1,84 @@
+"""The run-directory contract every stage writes (see DESIGN.md, "Stages and the run directory").
+
+::
+
+    <output_dir>/config.yaml  metrics.jsonl  checkpoints/  final/  plots/*.png  [eval_results.json]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from r1rl.config import dump_config
+
+
+class RunDir:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    config = property(lambda self: self.path / "config.yaml")
+    metrics = property(lambda self: self.path / "metrics.jsonl")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    final = property(lambda self: self.path / "final")
+    plots = property(lambda self: self.path / "plots")
+    eval_results = property(lambda self: self.path / "eval_results.json")
+
+    def is_finished(self) -> bool:
+        """A stage is finished once its ``final/`` exists; it is only ever created by an atomic rename."""
+        return self.final.is_dir()
+
+    def start(self, cfg: BaseModel) -> RunDir:
+        """Create the directory and write the resolved config before any training."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.config, dump_config(cfg))
+        return self
+
+    def log(self, step: int, stage: str, metrics: dict[str, Any]) -> None:
+        row: dict[str, Any] = {"step": int(step), "stage": stage}
+        for k, v in metrics.items():
+            v = float(v) if hasattr(v, "__float__") and not isinstance(v, bool) else v
+            row[k] = None if isinstance(v, float) and not math.isfinite(v) else v
+        with self.metrics.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics.exists():
+            return []
+        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+
+    def truncate_metrics(self, after_step: int) -> None:
+        """Drop rows logged after ``after_step`` (a resumed run re-logs them)."""
+        rows = [r for r in self.read_metrics() if r["step"] <= after_step]
+        atomic_write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in rows))
+
+    @contextmanager
+    def writing_final(self) -> Iterator[Path]:
+        """Yield a temporary folder that becomes ``final/`` by one rename when the block succeeds."""
+        tmp = self.path / "final.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        yield tmp
+        shutil.rmtree(self.final, ignore_errors=True)
+        os.replace(tmp, self.final)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def render_plots(run: RunDir, title: str) -> list[Path]:
+    """Render ``plots/*.png`` from the run's ``metrics.jsonl``."""
+    from r1rl.plots import plot_metrics  # matplotlib is imported only when plotting
+
+    return plot_metrics(run.read_metrics(), run.plots, title)

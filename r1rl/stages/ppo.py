@@ -1,0 +1,40 @@
+"""The PPO stage: LoRA policy and critic on the SFT model, rewarded by the tier hierarchy.
+
+The SFT adapter is merged into its base first, so "the base" that policy, critic and
+reference share *is* the SFT model, and the KL penalty keeps the policy near it.
+``final/`` holds the policy merged into that base: a plain transformers model.
+"""
+
+from __future__ import annotations
+
+from r1rl.config import PPOConfig
+from r1rl.model import load_merged, load_tokenizer, resolve_model_path
+from r1rl.ppo.roles import ActorCritic
+from r1rl.ppo.trainer import train_ppo
+from r1rl.rewards.hierarchy import RewardHierarchy
+from r1rl.rundir import RunDir, render_plots
+from r1rl.tasks.arithmetic import ArithmeticTask
+from r1rl.training import setup
+
+POOL_SIZE = 20_000  # distinct training prompts PPO cycles through
+
+
+def run(cfg: PPOConfig) -> RunDir:
+    rd = RunDir(cfg.output_dir)
+    if rd.is_finished():
+        return rd
+    model_path = resolve_model_path(cfg.model_path)
+    hierarchy = RewardHierarchy.from_config(cfg.rewards)
+    rd.start(cfg)
+    setup(cfg.seed, cfg.threads)
+    tokenizer = load_tokenizer(model_path)
+    ac = ActorCritic(load_merged(model_path), cfg.lora)
+    task = ArithmeticTask(**cfg.task.model_dump())
+    pool = task.problems("train", POOL_SIZE, seed=cfg.seed + 2, allow_fewer=True)
+    train_ppo(ac, tokenizer, pool, hierarchy, cfg.ppo, rd, cfg.seed)
+    render_plots(rd, "ppo")
+    with rd.writing_final() as final:
+        merged = ac.peft.merge_and_unload(adapter_names=["policy"])
+        merged.save_pretrained(final)
+        tokenizer.save_pretrained(final)
+    return rd

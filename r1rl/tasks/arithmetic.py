@@ -1,0 +1,153 @@
+"""The embedded task: multi-step integer arithmetic with worked solutions.
+
+A problem is a chain of operands and operators evaluated left to right, written with
+parentheses wherever left-to-right order differs from the usual precedence, so the prompt
+always means what the worked solution computes::
+
+    >>> p = ArithmeticProblem(operands=(37, 48, 12), operators=("+", "-"))
+    >>> p.prompt
+    '37+48-12='
+    >>> p.completion
+    '<think>37+48=85;85-12=73</think><answer>73</answer>'
+
+Train and test splits are disjoint by construction: a prompt belongs to the split its hash
+says, whatever seed or difficulty produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from r1rl.errors import UserError
+
+Split = Literal["train", "test"]
+OPERATORS = ("+", "-", "*")
+MAX_CONSECUTIVE_MISSES = 20_000
+
+
+def apply_op(a: int, op: str, b: int) -> int:
+    """Apply one binary operator. ``apply_op(6, '*', 7) == 42``."""
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    raise ValueError(f"unknown operator {op!r}; expected one of {OPERATORS}")
+
+
+@dataclass(frozen=True)
+class ArithmeticProblem:
+    """One problem: ``operands[0] op[0] operands[1] op[1] ...`` evaluated left to right."""
+
+    operands: tuple[int, ...]
+    operators: tuple[str, ...]
+
+    @property
+    def steps(self) -> list[tuple[int, str, int, int]]:
+        """The worked steps ``(left, op, right, result)``."""
+        out, acc = [], self.operands[0]
+        for op, b in zip(self.operators, self.operands[1:]):
+            res = apply_op(acc, op, b)
+            out.append((acc, op, b, res))
+            acc = res
+        return out
+
+    @property
+    def answer(self) -> int:
+        return self.steps[-1][3]
+
+    @property
+    def expression(self) -> str:
+        expr = str(self.operands[0])
+        for i, (op, b) in enumerate(zip(self.operators, self.operands[1:])):
+            if op == "*" and i > 0 and self.operators[i - 1] in "+-":
+                expr = f"({expr})"
+            expr += f"{op}{b}"
+        return expr
+
+    @property
+    def prompt(self) -> str:
+        return self.expression + "="
+
+    @property
+    def completion(self) -> str:
+        think = ";".join(f"{a}{op}{b}={r}" for a, op, b, r in self.steps)
+        return f"<think>{think}</think><answer>{self.answer}</answer>"
+
+    @property
+    def chain_text(self) -> str:
+        """The worked steps as plain pretraining text, without the answer format."""
+        return " ".join(f"{a}{op}{b}={r}" for a, op, b, r in self.steps)
+
+
+def split_of(prompt: str, test_fraction: float) -> Split:
+    """Assign a prompt to a split by its hash: stable across seeds and difficulty settings."""
+    h = int.from_bytes(hashlib.sha1(prompt.encode()).digest()[:8], "big")
+    return "test" if (h % 10_000) < test_fraction * 10_000 else "train"
+
+
+@dataclass(frozen=True)
+class ArithmeticTask:
+    """A seeded generator of arithmetic problems.
+
+    Difficulty knobs: ``min_operands``/``max_operands`` (terms per problem), ``digits``
+    (largest operand has this many digits), ``operators`` (any of ``+-*``; ``*`` takes a
+    one-digit right operand so results stay short).
+    """
+
+    min_operands: int = 2
+    max_operands: int = 3
+    digits: int = 2
+    operators: str = "+-"
+    test_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.min_operands <= self.max_operands:
+            raise ValueError("need 2 <= min_operands <= max_operands")
+        if self.digits < 1:
+            raise ValueError("digits must be >= 1")
+        bad = set(self.operators) - set(OPERATORS)
+        if not self.operators or bad:
+            raise ValueError(f"operators must be a non-empty string over {''.join(OPERATORS)!r}")
+
+    def sample(self, rng: random.Random) -> ArithmeticProblem:
+        n = rng.randint(self.min_operands, self.max_operands)
+        hi = 10**self.digits - 1
+        ops = tuple(rng.choice(self.operators) for _ in range(n - 1))
+        operands = [rng.randint(0, hi)]
+        for op in ops:
+            operands.append(rng.randint(0, 9) if op == "*" else rng.randint(0, hi))
+        return ArithmeticProblem(tuple(operands), ops)
+
+    def problems(self, split: Split, n: int, seed: int, allow_fewer: bool = False) -> list[ArithmeticProblem]:
+        """``n`` distinct problems of ``split``, deterministic in ``seed``.
+
+        When the difficulty settings admit fewer than ``n`` distinct problems this raises,
+        or with ``allow_fewer`` returns all it could find.
+        """
+        out = list(itertools.islice(self._stream(split, seed), n))
+        if len(out) < n and not allow_fewer:
+            raise UserError(
+                f"task admits only about {len(out)} distinct {split!r} problems, {n} were asked for; "
+                "raise task.digits or task.max_operands, or ask for fewer"
+            )
+        return out
+
+    def _stream(self, split: Split, seed: int) -> Iterator[ArithmeticProblem]:
+        rng = random.Random(f"{split}-{seed}")
+        seen: set[str] = set()
+        misses = 0
+        while misses < MAX_CONSECUTIVE_MISSES:  # the space is (nearly) exhausted
+            p = self.sample(rng)
+            if p.prompt in seen or split_of(p.prompt, self.test_fraction) != split:
+                misses += 1
+                continue
+            misses = 0
+            seen.add(p.prompt)
+            yield p

@@ -1,0 +1,17 @@
+"""Recipe: the `pretrain` stage. Copy this script to customise it; all logic lives in the library.
+
+python recipes/pretrain.py recipes/configs/tiny/pretrain.yaml [key.sub=value ...]
+"""
+
+import sys
+
+from r1rl.config import PretrainConfig, load_config
+from r1rl.errors import UserError
+from r1rl.stages import STAGES
+
+if __name__ == "__main__":
+    try:
+        cfg = load_config(PretrainConfig, sys.argv[1], sys.argv[2:])
+    except (IndexError, UserError) as e:
+        sys.exit(f"usage: python recipes/pretrain.py CONFIG.yaml [key=value ...]\nerror: {e}")
+    STAGES["pretrain"](cfg)

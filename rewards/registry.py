@@ -1,0 +1,115 @@
+"""Reward registry and resolution.
+
+A reward function has the TRL-compatible signature
+``fn(prompts: list[str], completions: list[str], **columns) -> list[float | None]``
+(``None`` = not applicable). Register one with :func:`register`; a recipe names it by
+registered name, ``package.module:function``, ``path/to/file.py:function``, or a name that
+an installed package exposes through the ``r1rl.rewards`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from r1rl.errors import UserError, did_you_mean
+
+RewardFn = Callable[..., list]
+
+
+@dataclass(frozen=True)
+class RegisteredReward:
+    name: str
+    tier: str
+    fn: RewardFn
+
+
+_REGISTRY: dict[str, RegisteredReward] = {}
+
+
+def register(name: str, tier: str) -> Callable[[RewardFn], RewardFn]:
+    """Decorator: register ``fn`` under ``name`` in ``tier``; duplicate names raise."""
+
+    def deco(fn: RewardFn) -> RewardFn:
+        if name in _REGISTRY and not _same_definition(_REGISTRY[name].fn, fn):
+            raise ValueError(f"reward {name!r} is already registered (by {_REGISTRY[name].fn.__module__})")
+        _check_signature(fn, name)
+        _REGISTRY[name] = RegisteredReward(name, tier, fn)
+        return fn
+
+    return deco
+
+
+def _same_definition(a: RewardFn, b: RewardFn) -> bool:
+    """True for one function imported twice (a module reloaded or imported under two names)."""
+    code_a, code_b = getattr(a, "__code__", None), getattr(b, "__code__", None)
+    return a is b or (
+        code_a is not None
+        and code_b is not None
+        and (code_a.co_filename, a.__qualname__) == (code_b.co_filename, b.__qualname__)
+    )
+
+
+def registered() -> dict[str, RegisteredReward]:
+    return dict(_REGISTRY)
+
+
+def resolve(spec: str) -> RewardFn:
+    """Turn a recipe's reward spec into a callable, or raise a one-line :class:`UserError`."""
+    if spec in _REGISTRY:
+        return _REGISTRY[spec].fn
+    if ":" in spec:
+        target, _, attr = spec.rpartition(":")
+        module = _load_file(target, spec) if target.endswith(".py") else _import(target, spec)
+        fn = getattr(module, attr, None)
+        if fn is None:
+            raise UserError(f"reward {spec!r}: {target} has no attribute {attr!r}")
+        if not callable(fn):
+            raise UserError(f"reward {spec!r}: {attr!r} is not callable")
+        _check_signature(fn, spec)
+        return fn
+    for ep in entry_points(group="r1rl.rewards"):
+        if ep.name == spec:
+            fn = ep.load()
+            _check_signature(fn, spec)
+            return fn
+    names = list(_REGISTRY) + [ep.name for ep in entry_points(group="r1rl.rewards")]
+    raise UserError(f"unknown reward {spec!r}{did_you_mean(spec, names)}")
+
+
+def _import(module: str, spec: str):
+    try:
+        return importlib.import_module(module)
+    except Exception as e:  # an import error in a user's plug-in is bad input, not a crash
+        raise UserError(f"reward {spec!r}: cannot import {module!r} ({type(e).__name__}: {e})") from None
+
+
+def _load_file(path: str, spec: str):
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"reward {spec!r}: file not found: {p}")
+    mod_spec = importlib.util.spec_from_file_location(f"r1rl_user_reward_{p.stem}", p)
+    module = importlib.util.module_from_spec(mod_spec)  # type: ignore[arg-type]
+    try:
+        mod_spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except Exception as e:
+        raise UserError(f"reward {spec!r}: {p} failed to load ({type(e).__name__}: {e})") from None
+    return module
+
+
+def _check_signature(fn: RewardFn, spec: str) -> None:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return
+    positional = [
+        p for p in params.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    has_kwargs = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    if len(positional) < 2 and not any(p.kind == p.VAR_POSITIONAL for p in positional) or not has_kwargs:
+        raise UserError(f"reward {spec!r}: expected signature fn(prompts, completions, **columns)")

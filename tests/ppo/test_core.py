@@ -1,0 +1,155 @@
+import math
+
+import pytest
+import torch
+
+from r1rl.ppo import core
+
+
+def test_masked_mean_ignores_masked_values():
+    x = torch.tensor([[1.0, 2.0, 100.0], [3.0, 4.0, -7.0]])
+    m = torch.tensor([[1, 1, 0], [1, 1, 0]]).float()
+    assert core.masked_mean(x, m).item() == pytest.approx(2.5)
+    x2 = x.clone()
+    x2[:, 2] = 12345.0
+    assert core.masked_mean(x2, m).item() == core.masked_mean(x, m).item()
+
+
+def test_masked_whiten_zero_mean_unit_var():
+    torch.manual_seed(0)
+    x = torch.randn(4, 6) * 3 + 5
+    m = torch.ones(4, 6)
+    m[0, 3:] = 0
+    w = core.masked_whiten(x, m)
+    assert core.masked_mean(w, m).item() == pytest.approx(0.0, abs=1e-6)
+    assert core.masked_var(w, m).item() == pytest.approx(1.0, abs=1e-4)
+    assert (w[0, 3:] == 0).all()
+
+
+def test_gae_hand_computed():
+    # one sequence of 3 tokens, reward only at the end; written out with γ and λ:
+    g, lam = 0.9, 0.8
+    r = torch.tensor([[0.0, 0.0, 1.0]])
+    v = torch.tensor([[0.5, 0.6, 0.7]])
+    m = torch.ones(1, 3)
+    adv, ret = core.gae(r, v, m, g, lam)
+    d2 = 1.0 - 0.7
+    d1 = 0.0 + g * 0.7 - 0.6
+    d0 = 0.0 + g * 0.6 - 0.5
+    expected = [d0 + g * lam * d1 + (g * lam) ** 2 * d2, d1 + g * lam * d2, d2]
+    assert adv[0].tolist() == pytest.approx(expected)
+    assert ret[0].tolist() == pytest.approx([a + b for a, b in zip(expected, [0.5, 0.6, 0.7])])
+
+
+def _gae_loop(r, v, m, g, lam):
+    B, T = r.shape
+    adv = torch.zeros(B, T)
+    for b in range(B):
+        idx = [t for t in range(T) if m[b, t] > 0]
+        last = 0.0
+        for j in reversed(range(len(idx))):
+            t = idx[j]
+            nv = v[b, idx[j + 1]] if j + 1 < len(idx) else 0.0
+            delta = r[b, t] + g * nv - v[b, t]
+            last = delta + g * lam * last
+            adv[b, t] = last
+    return adv
+
+
+def test_gae_vectorised_matches_loop_with_padding():
+    torch.manual_seed(1)
+    r, v = torch.randn(5, 7), torch.randn(5, 7)
+    m = torch.ones(5, 7)
+    m[1, 4:] = 0
+    m[3, 1:] = 0
+    adv, _ = core.gae(r, v, m, 0.97, 0.9)
+    assert torch.allclose(adv, _gae_loop(r, v, m, 0.97, 0.9), atol=1e-6)
+
+
+def test_gae_values_at_padding_do_not_matter():
+    torch.manual_seed(2)
+    r, v = torch.randn(2, 5), torch.randn(2, 5)
+    m = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]).float()
+    a1, _ = core.gae(r, v, m, 1.0, 0.95)
+    v2, r2 = v.clone(), r.clone()
+    v2[0, 3:], r2[0, 3:] = 99.0, -99.0
+    a2, _ = core.gae(r2, v2, m, 1.0, 0.95)
+    assert torch.equal(a1, a2)
+
+
+def test_kl_estimators_at_ratio_e():
+    # log π = 0, log π_ref = 1: log r = 1, r = e
+    lp, ref = torch.tensor([[0.0]]), torch.tensor([[1.0]])
+    assert core.kl_penalty(lp, ref, "k1").item() == pytest.approx(-1.0)
+    assert core.kl_penalty(lp, ref, "k2").item() == pytest.approx(0.5)
+    assert core.kl_penalty(lp, ref, "k3").item() == pytest.approx(math.e - 2)
+    with pytest.raises(ValueError, match="k4"):
+        core.kl_penalty(lp, ref, "k4")
+
+
+def test_policy_loss_clips_ratio():
+    # ratio e > 1 + ε with positive advantage: clipped, loss = -(1 + ε)·A
+    lp, old = torch.tensor([[1.0]]), torch.tensor([[0.0]])
+    a, m = torch.tensor([[2.0]]), torch.ones(1, 1)
+    loss, stats = core.policy_loss(lp, old, a, m, clip_eps_low=0.2)
+    assert loss.item() == pytest.approx(-1.2 * 2.0)
+    assert stats["policy/clipfrac"] == 1.0
+    # asymmetric: ε_high = 0.5
+    loss, _ = core.policy_loss(lp, old, a, m, clip_eps_low=0.2, clip_eps_high=0.5)
+    assert loss.item() == pytest.approx(-1.5 * 2.0)
+    # negative advantage, ratio e: unclipped branch is larger: e·|A|; dual-clip caps at 3·|A|
+    loss, _ = core.policy_loss(lp, old, -a, m)
+    assert loss.item() == pytest.approx(math.e * 2.0)
+    lp_big = torch.tensor([[2.0]])
+    loss, _ = core.policy_loss(lp_big, old, -a, m, dual_clip=3.0)
+    assert loss.item() == pytest.approx(3.0 * 2.0)
+
+
+def test_policy_loss_gradient_is_advantage_at_ratio_one():
+    lp = torch.zeros(1, 3, requires_grad=True)
+    a = torch.tensor([[1.0, -2.0, 0.5]])
+    loss, _ = core.policy_loss(lp, torch.zeros(1, 3), a, torch.ones(1, 3))
+    loss.backward()
+    assert lp.grad[0].tolist() == pytest.approx([-1 / 3, 2 / 3, -0.5 / 3])
+
+
+def test_value_loss_clipping():
+    v, old, ret, m = torch.tensor([[1.0]]), torch.tensor([[0.0]]), torch.tensor([[1.0]]), torch.ones(1, 1)
+    # unclipped error 0, clipped prediction 0.2 -> error 0.64; max picks 0.64
+    loss, stats = core.value_loss(v, old, ret, m, clip_eps=0.2)
+    assert loss.item() == pytest.approx(0.5 * 0.64)
+    assert stats["value/clipfrac"] == 1.0
+    loss, _ = core.value_loss(v, old, ret, m, clip_eps=None)
+    assert loss.item() == 0.0
+
+
+def test_agg_loss_modes():
+    loss = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
+    m = torch.tensor([[1, 1, 1], [1, 0, 0]]).float()
+    assert core.agg_loss(loss, m, "token-mean").item() == pytest.approx(10 / 4)
+    assert core.agg_loss(loss, m, "seq-mean-token-sum").item() == pytest.approx((6 + 4) / 2)
+    assert core.agg_loss(loss, m, "seq-mean-token-mean").item() == pytest.approx((2 + 4) / 2)
+    with pytest.raises(ValueError, match="unknown loss_agg_mode"):
+        core.agg_loss(loss, m, "sum")
+
+
+def test_token_rewards_put_score_on_last_real_token():
+    scores = torch.tensor([1.0, 2.0])
+    kl = torch.ones(2, 4)
+    m = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]]).float()
+    r = core.token_rewards(scores, kl, m, kl_coef=0.1)
+    assert torch.allclose(r, torch.tensor([[-0.1, 0.9, 0.0, 0.0], [-0.1, -0.1, -0.1, 1.9]]))
+
+
+def test_entropy_and_logprobs():
+    logits = torch.zeros(1, 1, 4)  # uniform over 4
+    assert core.entropy_from_logits(logits).item() == pytest.approx(math.log(4))
+    assert core.logprobs_from_logits(logits, torch.tensor([[2]])).item() == pytest.approx(-math.log(4))
+
+
+def test_adaptive_kl_controller():
+    ctl = core.AdaptiveKLController(0.1, target=1.0, horizon=100)
+    ctl.update(current_kl=2.0, n_steps=10)  # error clipped to +0.2
+    assert ctl.value == pytest.approx(0.1 * (1 + 0.2 * 10 / 100))
+    ctl.update(current_kl=1.0, n_steps=10)  # on target: unchanged
+    assert ctl.value == pytest.approx(0.1 * 1.02)

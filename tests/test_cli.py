@@ -1,0 +1,70 @@
+"""Bad input: one clear line on stderr, exit status 2, nothing touched."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from r1rl.cli import main
+
+MICRO = Path(__file__).parents[1] / "recipes" / "configs" / "micro"
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("r1rl: error: ")
+    return err
+
+
+def test_unknown_key_exit_2(capsys, tmp_path):
+    assert main(["sft", str(MICRO / "sft.yaml"), "lora.rank=4", f"output_dir={tmp_path}/o"]) == 2
+    assert "unknown config key 'lora.rank'" in _one_line_error(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_mistyped_value_exit_2(capsys, tmp_path):
+    assert (
+        main(["pretrain", str(MICRO / "pretrain.yaml"), "train.steps=many", f"output_dir={tmp_path}/o"]) == 2
+    )
+    assert "bad value for 'train.steps'" in _one_line_error(capsys)
+
+
+def test_missing_config_file_exit_2(capsys, tmp_path):
+    assert main(["ppo", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in _one_line_error(capsys)
+
+
+def test_missing_model_dir_exit_2(capsys, tmp_path):
+    args = [
+        "sft",
+        str(MICRO / "sft.yaml"),
+        f"model_path={tmp_path}/no/such/model",
+        f"output_dir={tmp_path}/o",
+    ]
+    assert main(args) == 2
+    assert "no such model directory" in _one_line_error(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_reward_exit_2(capsys, tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    args = [
+        "ppo", str(MICRO / "ppo.yaml"), f"model_path={tmp_path}/m", f"output_dir={tmp_path}/o",
+        "rewards.tiers=[{name: task, reward: arithmetic_tsak}]",
+    ]  # fmt: skip
+    assert main(args) == 2
+    assert "did you mean 'arithmetic_task'" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize("cmd", ["pretrain", "run"])
+def test_console_script_exit_status(cmd, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "r1rl.cli", cmd, str(tmp_path / "nope.yaml")], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"r1rl: error: config file not found: {tmp_path / 'nope.yaml'}"
+    ]
