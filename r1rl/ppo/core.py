@@ -119,7 +119,7 @@ def policy_loss(
     dual_clip: float | None = None,
     agg_mode: str = "token-mean",
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Clipped surrogate (Schulman et al. 2017, eq. 7) with asymmetric clip (DAPO) and dual-clip (Ye et al. 2020).
+    """Clipped surrogate (Schulman et al. 2017, eq. 7), asymmetric clip (DAPO), dual-clip (Ye et al. 2020).
 
     L_t = −min(ρ_t A_t, clip(ρ_t, 1−ε_low, 1+ε_high) A_t),  ρ_t = π/π_old;  for A_t < 0 the loss
     is further capped at −c·A_t (dual-clip, c > 1).
