@@ -161,8 +161,8 @@ def update(
             ac.use("policy")
 
             row = {
-                "loss": float(pg_loss),
-                "value/loss": float(v_loss),
+                "loss": pg_loss.item(),
+                "value/loss": v_loss.item(),
                 "entropy": float(core.masked_mean(entropy.detach(), m)),
                 "grad_norm": p_norm,
                 "value/grad_norm": v_norm,
@@ -171,7 +171,7 @@ def update(
                 **v_stats,
             }
             if out.aux_loss is not None:
-                row["moe/aux_loss"] = float(out.aux_loss)
+                row["moe/aux_loss"] = out.aux_loss.item()
             if out.router_logits is not None:
                 row.update(load_metrics(expert_load(out.router_logits, top_k, am)))
             for k, v in row.items():
