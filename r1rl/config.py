@@ -91,6 +91,9 @@ class PretrainConfig(StageBase):
 class SFTConfig(StageBase):
     model_path: str = Field(description="the model to adapt: a previous stage's final/ or a Hub id")
     num_examples: int = Field(2000, ge=1, description="distinct training problems")
+    answer_only_fraction: float = Field(
+        0.0, ge=0, le=1, description="fraction of completions that give only the answer, without worked steps"
+    )
     lora: LoraConfigModel = Field(default_factory=LoraConfigModel)
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=100, lr=2e-3))
 
@@ -125,12 +128,15 @@ class PPOSettings(Strict):
     lr: float = Field(1e-3, gt=0)
     critic_lr: float = Field(2e-3, gt=0)
     warmup_steps: int = Field(0, ge=0)
+    critic_warmup_steps: int = Field(
+        0, ge=0, description="first steps update only the critic, so the policy starts from sane advantages"
+    )
     max_grad_norm: float = Field(1.0, gt=0)
     clip_eps: float = Field(0.2, gt=0)
     value_clip_eps: float = Field(0.2, gt=0)
     vf_coef: float = Field(0.5, ge=0)
     gamma: float = Field(1.0, ge=0, le=1)
-    gae_lambda: float = Field(0.95, ge=0, le=1)
+    gae_lambda: float = Field(1.0, ge=0, le=1)
     kl_coef: float = Field(0.02, ge=0, description="KL penalty per token, applied to the reward")
     kl_estimator: Literal["k1", "k2", "k3"] = "k1"
     whiten_advantages: bool = True

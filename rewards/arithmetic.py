@@ -19,6 +19,7 @@ from r1rl.tasks.arithmetic import apply_op
 _NUM = r"-?\d+"
 _STEP = re.compile(rf"^({_NUM})([+\-*])(\d+)=({_NUM})$")
 _FORMAT = re.compile(r"^<think>(.*?)</think><answer>(-?\d+)</answer>\s*$", re.DOTALL)
+_ANSWER = re.compile(r"<answer>\s*(-?\d+)\s*</answer>")
 _TERMS = re.compile(r"(?<![\d)])-?\d+|[+\-*]")
 
 
@@ -94,13 +95,16 @@ def _logic_score(prompt: str, completion: str) -> float:
 def arithmetic_task(
     prompts: list[str], completions: list[str], answer: list, **columns
 ) -> list[float | None]:
-    """1.0 when the answer equals the reference ``answer`` column.
+    """1.0 when the last ``<answer>n</answer>`` equals the reference ``answer`` column.
 
-    >>> arithmetic_task(["1+2="], ["<think>1+2=3</think><answer>3</answer>"], answer=[3])
-    [1.0]
+    Only the answer is judged, shown work or not: format and reasoning are the lower tiers' job.
+
+    >>> arithmetic_task(["1+2="] * 3, ["<think>1+2=3</think><answer>3</answer>", "<answer>3</answer>",
+    ...                               "<think>1+2=3</think>3"], answer=[3, 3, 3])
+    [1.0, 1.0, 0.0]
     """
     out: list[float | None] = []
     for c, ref in zip(completions, answer):
-        parsed = parse(c)
-        out.append(1.0 if parsed is not None and parsed[1] == int(ref) else 0.0)
+        found = _ANSWER.findall(c)
+        out.append(1.0 if found and int(found[-1]) == int(ref) else 0.0)
     return out

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from r1rl.config import PipelineConfig, PPOConfig, SFTConfig, apply_overrides, load_config, validate
@@ -56,3 +58,27 @@ def test_pipeline_sections_validated_before_any_stage(tmp_path):
     ):
         stage_configs(cfg)
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("size", ["micro", "tiny"])
+@pytest.mark.parametrize("stage", ["pretrain", "sft", "ppo", "eval"])
+def test_stage_recipes_match_the_pipeline(size, stage):
+    """recipes/configs/<size>/<stage>.yaml runs the same stage as the pipeline recipe's section."""
+    import yaml
+
+    from r1rl.pipeline import stage_configs
+
+    root = Path(__file__).parents[1] / "recipes" / "configs" / size
+    pipeline = stage_configs(load_config(PipelineConfig, root / "pipeline.yaml"))
+    key = "eval_ppo" if stage == "eval" else stage
+    standalone = validate(type(pipeline[key]), yaml.safe_load((root / f"{stage}.yaml").read_text()))
+    assert _training_fields(standalone) == _training_fields(pipeline[key])
+
+
+def _training_fields(cfg) -> dict:
+    """What decides the result: paths, threads and checkpoint cadence may differ."""
+
+    def drop(d):
+        return {k: drop(v) if isinstance(v, dict) else v for k, v in d.items() if k != "checkpoint_every"}
+
+    return drop(cfg.model_dump(exclude={"output_dir", "model_path", "threads"}))

@@ -122,8 +122,13 @@ def update(
     cfg: PPOSettings,
     opts: dict[str, torch.optim.Optimizer],
     generator: torch.Generator,
+    update_policy: bool = True,
 ) -> dict[str, float]:
-    """``ppo_epochs`` passes over shuffled minibatches; policy and critic step separately."""
+    """``ppo_epochs`` passes over shuffled minibatches; policy and critic step separately.
+
+    With ``update_policy=False`` (critic warm-up) the policy's loss is computed and logged but
+    no policy step is taken.
+    """
     B, T = ro.mask.shape
     stats: dict[str, list[float]] = {}
     top_k = getattr(ac.config, "num_experts_per_tok", 1)
@@ -145,7 +150,7 @@ def update(
                 loss = loss + cfg.router_aux_loss_coef * out.aux_loss
             loss.backward()
             p_norm, p_ok = grad_norm_finite(ac.adapter_parameters("policy"), cfg.max_grad_norm)
-            if p_ok:
+            if p_ok and update_policy:
                 opts["policy"].step()
             opts["policy"].zero_grad(set_to_none=True)
 
@@ -220,7 +225,7 @@ def train_ppo(
         ro = rollout(ac, tokenizer, pool[offset : offset + n_prompts], hierarchy, cfg, kl_ctl.value)
         t_roll = time.perf_counter() - t0
         # 2. update
-        stats = update(ac, ro, cfg, opts, generator)
+        stats = update(ac, ro, cfg, opts, generator, update_policy=step >= cfg.critic_warmup_steps)
         for s in scheds.values():
             s.step()
         kl_ctl.update(ro.metrics["kl"], ro.mask.shape[0])

@@ -9,13 +9,15 @@ model it adapts.
 
 from __future__ import annotations
 
+import random
+
 import torch
 
 from r1rl.config import SFTConfig
 from r1rl.model import add_lora, load_merged, load_tokenizer, resolve_model_path
 from r1rl.rundir import RunDir, render_plots
 from r1rl.stages.supervised import train_supervised
-from r1rl.tasks.arithmetic import ArithmeticTask
+from r1rl.tasks.arithmetic import ArithmeticProblem, ArithmeticTask
 from r1rl.training import setup
 
 
@@ -40,6 +42,12 @@ def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, 
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+def completions(problems: list[ArithmeticProblem], cfg: SFTConfig) -> list[str]:
+    """Worked completions, except a seeded ``answer_only_fraction`` that state only the answer."""
+    rng = random.Random(f"answer-only-{cfg.seed}")
+    return [p.short_completion if rng.random() < cfg.answer_only_fraction else p.completion for p in problems]
+
+
 def run(cfg: SFTConfig) -> RunDir:
     rd = RunDir(cfg.output_dir)
     if rd.is_finished():
@@ -52,7 +60,7 @@ def run(cfg: SFTConfig) -> RunDir:
     model.peft_config["default"].base_model_name_or_path = base_path
     task = ArithmeticTask(**cfg.task.model_dump())
     problems = task.problems("train", cfg.num_examples, seed=cfg.seed + 1)
-    pairs = encode_pairs(tokenizer, [p.prompt for p in problems], [p.completion for p in problems])
+    pairs = encode_pairs(tokenizer, [p.prompt for p in problems], completions(problems, cfg))
     bs = cfg.train.batch_size
 
     def get_batch(step: int) -> dict[str, torch.Tensor]:

@@ -81,6 +81,11 @@ class ArithmeticProblem:
         return f"<think>{think}</think><answer>{self.answer}</answer>"
 
     @property
+    def short_completion(self) -> str:
+        """The answer without worked steps: ``<answer>73</answer>``."""
+        return f"<answer>{self.answer}</answer>"
+
+    @property
     def chain_text(self) -> str:
         """The worked steps as plain pretraining text, without the answer format."""
         return " ".join(f"{a}{op}{b}={r}" for a, op, b, r in self.steps)

@@ -130,3 +130,18 @@ def test_supervised_resume_is_exact(tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     steps = [r["step"] for r in rd.read_metrics()]
     assert steps == sorted(set(steps))  # the resumed run re-logged nothing twice
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.3, 1.0])
+def test_sft_answer_only_fraction(fraction):
+    from r1rl.config import SFTConfig
+    from r1rl.stages.sft import completions
+    from r1rl.tasks.arithmetic import ArithmeticTask
+
+    problems = ArithmeticTask().problems("train", 400, seed=0)
+    cfg = SFTConfig(output_dir="x", model_path="m", answer_only_fraction=fraction)
+    out = completions(problems, cfg)
+    short = sum(c == p.short_completion for c, p in zip(out, problems))
+    assert short / len(out) == pytest.approx(fraction, abs=0.06)
+    assert all(c in (p.completion, p.short_completion) for c, p in zip(out, problems))
+    assert out == completions(problems, cfg)  # seeded
