@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from r1rl.errors import UserError, did_you_mean
 
@@ -123,8 +123,15 @@ class PPOSettings(Strict):
     max_new_tokens: int = Field(48, ge=1)
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
+    advantage_estimator: Literal["gae", "grpo", "rloo", "reinforce_pp"] = Field(
+        "gae", description="gae trains a critic; the others are critic-free"
+    )
+    grpo_scale_by_std: bool = Field(True, description="grpo: divide by the group std (false = Dr. GRPO)")
     ppo_epochs: int = Field(2, ge=1)
-    minibatch_size: int = Field(32, ge=1)
+    minibatch_size: int = Field(32, ge=1, description="sequences per optimizer step")
+    micro_batch_size: int | None = Field(
+        None, ge=1, description="sequences per forward pass (gradient accumulation); default minibatch_size"
+    )
     lr: float = Field(1e-3, gt=0)
     critic_lr: float = Field(2e-3, gt=0)
     warmup_steps: int = Field(0, ge=0)
@@ -132,19 +139,39 @@ class PPOSettings(Strict):
         0, ge=0, description="first steps update only the critic, so the policy starts from sane advantages"
     )
     max_grad_norm: float = Field(1.0, gt=0)
-    clip_eps: float = Field(0.2, gt=0)
+    clip_eps: float = Field(0.2, gt=0, description="lower clip ε (and the upper one unless clip_eps_high)")
+    clip_eps_high: float | None = Field(None, gt=0, description="upper clip ε (DAPO's clip-higher)")
+    dual_clip: float | None = Field(None, gt=1, description="dual-clip constant c for negative advantages")
     value_clip_eps: float = Field(0.2, gt=0)
     vf_coef: float = Field(0.5, ge=0)
     gamma: float = Field(1.0, ge=0, le=1)
     gae_lambda: float = Field(1.0, ge=0, le=1)
-    kl_coef: float = Field(0.02, ge=0, description="KL penalty per token, applied to the reward")
+    kl_coef: float = Field(0.02, ge=0, description="β: the KL weight")
     kl_estimator: Literal["k1", "k2", "k3"] = "k1"
-    whiten_advantages: bool = True
+    kl_in: Literal["reward", "loss"] = Field(
+        "reward", description="reward: −β·KL per token in the reward; loss: +β·KL as a loss term"
+    )
+    kl_target: float | None = Field(
+        None, gt=0, description="adaptive β (Ziegler et al. 2019) toward this per-sequence KL"
+    )
+    kl_horizon: int = Field(10_000, ge=1, description="adaptive β horizon, in samples")
+    whiten_advantages: bool = Field(True, description="gae: whiten advantages over the batch's tokens")
+    normalize_rewards: bool = Field(False, description="whiten the sequence scores over the batch")
+    reward_clip: float | None = Field(None, gt=0, description="clip sequence scores to ±reward_clip")
     loss_agg_mode: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"] = "token-mean"
     router_aux_loss_coef: float = Field(0.0, ge=0, description="load-balance loss in the policy objective")
+    max_consecutive_skips: int = Field(
+        3, ge=1, description="halt after this many steps in a row skipped for non-finite values"
+    )
     log_every: int = Field(1, ge=1)
     checkpoint_every: int = Field(0, ge=0)
     keep_checkpoints: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> PPOSettings:
+        if self.advantage_estimator in ("grpo", "rloo") and self.samples_per_prompt < 2:
+            raise ValueError(f"advantage_estimator {self.advantage_estimator} needs samples_per_prompt >= 2")
+        return self
 
 
 class PPOConfig(StageBase):

@@ -197,6 +197,58 @@ def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl
     return rewards
 
 
+ESTIMATORS = ("gae", "grpo", "rloo", "reinforce_pp")
+
+
+def group_advantages(
+    scores: torch.Tensor, group_size: int, mode: str = "grpo", scale_by_std: bool = True, eps: float = 1e-6
+) -> torch.Tensor:
+    """Sequence advantages from groups of ``group_size`` samples of the same prompt (contiguous).
+
+    - ``grpo``: (r − mean_group) / (std_group + ε) (Shao et al. 2024); without the std when
+      ``scale_by_std`` is false (Dr. GRPO, Liu et al. 2025);
+    - ``rloo``: r − mean of the *other* samples of the group (Ahmadian et al. 2024).
+    scores: (B,) with B = n_prompts · group_size -> (B,).
+    """
+    if scores.numel() % group_size:
+        raise ValueError(f"{scores.numel()} scores do not split into groups of {group_size}")
+    g = scores.view(-1, group_size).float()  # (N, G)
+    if mode == "grpo":
+        adv = g - g.mean(1, keepdim=True)
+        if scale_by_std:
+            std = g.std(1, keepdim=True) if group_size > 1 else torch.ones_like(g[:, :1])
+            adv = torch.where(std > 0, adv / (std + eps), torch.zeros_like(adv))  # agreeing group: 0
+    elif mode == "rloo":
+        if group_size < 2:
+            raise ValueError("rloo needs at least 2 samples per prompt")
+        adv = (g - g.mean(1, keepdim=True)) * group_size / (group_size - 1)
+    else:
+        raise ValueError(f"unknown group advantage mode {mode!r}; expected 'grpo' or 'rloo'")
+    return adv.reshape(-1)
+
+
+def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
+    """G_t = Σ_{s≥t} γ^{s−t} r_s over real tokens. (B, T) -> (B, T), zero on padding."""
+    out = torch.zeros_like(rewards)
+    running = torch.zeros(rewards.shape[0], dtype=rewards.dtype)
+    for t in reversed(range(rewards.shape[1])):
+        m = mask[:, t].to(rewards.dtype)
+        running = m * (rewards[:, t] + gamma * running) + (1 - m) * running
+        out[:, t] = running * m
+    return out
+
+
+def reinforce_pp_advantages(
+    scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float, gamma: float = 1.0
+) -> torch.Tensor:
+    """REINFORCE++ (Hu 2025): token returns of score − β·KL, whitened over the whole batch.
+
+    scores: (B,), kl and mask: (B, T) -> (B, T).
+    """
+    returns = discounted_returns(token_rewards(scores, kl, mask, kl_coef), mask, gamma)
+    return masked_whiten(returns, mask)
+
+
 class FixedKLController:
     """A constant KL coefficient β."""
 

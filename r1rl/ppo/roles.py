@@ -20,15 +20,23 @@ from r1rl.ppo.core import entropy_from_logits, logprobs_from_logits
 
 
 class ActorCritic(torch.nn.Module):
-    def __init__(self, base: torch.nn.Module, lora_cfg, value_head_init_std: float = 0.0) -> None:
+    def __init__(
+        self, base: torch.nn.Module, lora_cfg, value_head_init_std: float = 0.0, critic: bool = True
+    ) -> None:
+        """``critic=False`` builds the policy alone, for the critic-free advantage estimators."""
         super().__init__()
         self.peft: PeftModel = add_lora(base, lora_cfg, adapter_name="policy")
-        self.peft.add_adapter("critic", lora_config(lora_cfg))
-        hidden = base.config.hidden_size
-        self.value_head = torch.nn.Linear(hidden, 1)
-        torch.nn.init.normal_(self.value_head.weight, std=value_head_init_std)
-        torch.nn.init.zeros_(self.value_head.bias)
+        self.value_head: torch.nn.Linear | None = None
+        if critic:
+            self.peft.add_adapter("critic", lora_config(lora_cfg))
+            self.value_head = torch.nn.Linear(base.config.hidden_size, 1)
+            torch.nn.init.normal_(self.value_head.weight, std=value_head_init_std)
+            torch.nn.init.zeros_(self.value_head.bias)
         self.peft.set_adapter("policy")
+
+    @property
+    def has_critic(self) -> bool:
+        return self.value_head is not None
 
     @property
     def config(self):
@@ -36,7 +44,7 @@ class ActorCritic(torch.nn.Module):
 
     def adapter_parameters(self, adapter: str) -> list[torch.nn.Parameter]:
         params = [p for n, p in self.peft.named_parameters() if f".{adapter}." in n and "lora_" in n]
-        if adapter == "critic":
+        if adapter == "critic" and self.value_head is not None:
             params += list(self.value_head.parameters())
         return params
 
@@ -83,6 +91,8 @@ class ActorCritic(torch.nn.Module):
 
         Leaves the critic adapter active: callers switch back with ``use("policy")``.
         """
+        if self.value_head is None:
+            raise RuntimeError("this ActorCritic was built without a critic (critic=False)")
         self.use("critic")
         body = self.peft.get_base_model().model  # the decoder stack, with the critic's LoRA active
         hidden = body(

@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from r1rl.config import PPOSettings
+from r1rl.errors import UserError
 from r1rl.generation import generate
 from r1rl.moe import expert_load, load_metrics
 from r1rl.ppo import core
@@ -49,19 +50,24 @@ from r1rl.training import (
 log = logging.getLogger(__name__)
 
 
+class NonFiniteError(UserError):
+    """Too many steps in a row were skipped for non-finite rewards, log-probs, losses or gradients."""
+
+
 @dataclass
 class Rollout:
     input_ids: torch.Tensor  # (B, P + T)
     attention_mask: torch.Tensor  # (B, P + T)
     mask: torch.Tensor  # (B, T) completion tokens through EOS
-    scores: torch.Tensor  # (B,) combined reward
+    scores: torch.Tensor  # (B,) combined reward, after optional clipping/normalisation
     old_logprobs: torch.Tensor  # (B, T)
     ref_logprobs: torch.Tensor  # (B, T)
-    values: torch.Tensor  # (B, T)
+    values: torch.Tensor  # (B, T) zeros without a critic
     advantages: torch.Tensor  # (B, T)
     returns: torch.Tensor  # (B, T)
     metrics: dict[str, float]
     samples: list[dict[str, Any]]
+    finite: bool = True  # every reward and log-prob is finite
 
     @property
     def n_completion(self) -> int:
@@ -85,7 +91,7 @@ def rollout(
         temperature=cfg.temperature, top_p=cfg.top_p,
     )  # fmt: skip
     res = hierarchy(prompts, g.texts, answer=answers)
-    scores = torch.tensor(res.rewards, dtype=torch.float32)  # (B,)
+    raw = torch.tensor(res.rewards, dtype=torch.float32)  # (B,)
     input_ids = torch.cat([g.prompt_ids, g.completion_ids], 1)  # (B, P + T)
     attention_mask = torch.cat([g.prompt_mask, g.completion_mask], 1)
     mask = g.completion_mask.float()  # (B, T)
@@ -93,27 +99,62 @@ def rollout(
     with torch.no_grad():
         old_logprobs, _, _ = ac.policy_logprobs(input_ids, attention_mask, T)
         ref_logprobs, _, _ = ac.policy_logprobs(input_ids, attention_mask, T, reference=True)
-        values = ac.values(input_ids, attention_mask, T)
+        values = ac.values(input_ids, attention_mask, T) * mask if ac.has_critic else torch.zeros_like(mask)
         ac.use("policy")
+    finite = bool(torch.isfinite(raw).all() and torch.isfinite(old_logprobs * mask).all())
+    finite = finite and bool(torch.isfinite(ref_logprobs * mask).all())
+    scores = raw.clone()
+    if cfg.reward_clip is not None:
+        scores = scores.clamp(-cfg.reward_clip, cfg.reward_clip)
+    if cfg.normalize_rewards and scores.numel() > 1:
+        scores = (scores - scores.mean()) / (scores.std() + 1e-8)
     kl = core.kl_penalty(old_logprobs, ref_logprobs, cfg.kl_estimator) * mask  # (B, T)
-    rewards = core.token_rewards(scores, kl, mask, kl_coef)  # (B, T)
-    advantages, returns = core.gae(rewards, values * mask, mask, cfg.gamma, cfg.gae_lambda)
-    if cfg.whiten_advantages:
-        advantages = core.masked_whiten(advantages, mask)
+    beta = kl_coef if cfg.kl_in == "reward" else 0.0
+    if not finite:  # the step will be skipped; keep the tensors finite for logging
+        scores, kl = torch.nan_to_num(scores), torch.nan_to_num(kl)
+    advantages, returns = _advantages(scores, kl, values, mask, beta, cfg)
     metrics = {
         **res.metrics(),
         "kl": float(kl.sum(1).mean()),
         "response/length": float(mask.sum(1).mean()),
         "response/truncated": float(g.truncated.float().mean()),
+        "response/empty": float((mask.sum(1) <= 1).float().mean()),  # EOS only, or nothing
     }
     samples = [
         {"prompt": p, "completion": c, "reward": r}
         for p, c, r in zip(prompts[:4], g.texts[:4], res.rewards[:4])
     ]
     return Rollout(
-        input_ids, attention_mask, mask, scores, old_logprobs, ref_logprobs, values * mask,
-        advantages, returns, metrics, samples,
+        input_ids, attention_mask, mask, scores, old_logprobs, ref_logprobs, values, advantages,
+        returns, metrics, samples, finite,
     )  # fmt: skip
+
+
+def _advantages(
+    scores: torch.Tensor,
+    kl: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    beta: float,
+    cfg: PPOSettings,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,) scores, (B, T) KL/values/mask -> advantages and returns, both (B, T)."""
+    est = cfg.advantage_estimator
+    if est == "gae":
+        rewards = core.token_rewards(scores, kl, mask, beta)  # (B, T)
+        advantages, returns = core.gae(rewards, values, mask, cfg.gamma, cfg.gae_lambda)
+        if cfg.whiten_advantages:
+            advantages = core.masked_whiten(advantages, mask)
+        return advantages, returns
+    if est == "reinforce_pp":
+        advantages = core.reinforce_pp_advantages(scores, kl, mask, beta, cfg.gamma)
+        return advantages, advantages
+    # grpo / rloo: one advantage per sequence, on every token of it
+    seq = core.group_advantages(
+        scores - beta * kl.sum(1), cfg.samples_per_prompt, est, scale_by_std=cfg.grpo_scale_by_std
+    )  # (B,)
+    advantages = seq[:, None] * mask
+    return advantages, advantages
 
 
 def update(
@@ -122,69 +163,123 @@ def update(
     cfg: PPOSettings,
     opts: dict[str, torch.optim.Optimizer],
     generator: torch.Generator,
+    kl_coef: float,
     update_policy: bool = True,
 ) -> dict[str, float]:
     """``ppo_epochs`` passes over shuffled minibatches; policy and critic step separately.
 
-    With ``update_policy=False`` (critic warm-up) the policy's loss is computed and logged but
-    no policy step is taken.
+    Each minibatch is one optimizer step, accumulated over micro-batches of
+    ``micro_batch_size`` sequences; micro-batch losses are weighted so the sum equals the
+    minibatch's aggregated loss. A non-finite loss or gradient skips that optimizer step.
+    With ``update_policy=False`` (critic warm-up) the policy takes no step.
     """
     B, T = ro.mask.shape
     stats: dict[str, list[float]] = {}
     top_k = getattr(ac.config, "num_experts_per_tok", 1)
+    micro = cfg.micro_batch_size or cfg.minibatch_size
     for _ in range(cfg.ppo_epochs):
         perm = torch.randperm(B, generator=generator)
         for start in range(0, B, cfg.minibatch_size):
             idx = perm[start : start + cfg.minibatch_size]
-            ids, am, m = ro.input_ids[idx], ro.attention_mask[idx], ro.mask[idx]
-            want_router = cfg.router_aux_loss_coef > 0
-            logprobs, entropy, out = ac.policy_logprobs(
-                ids, am, T, with_entropy=True, output_router_logits=True
-            )
-            pg_loss, pg_stats = core.policy_loss(
-                logprobs, ro.old_logprobs[idx], ro.advantages[idx], m, clip_eps_low=cfg.clip_eps,
-                agg_mode=cfg.loss_agg_mode,
-            )  # fmt: skip
-            loss = pg_loss
-            if want_router and out.aux_loss is not None:
-                loss = loss + cfg.router_aux_loss_coef * out.aux_loss
-            loss.backward()
+            parts = [idx[i : i + micro] for i in range(0, len(idx), micro)]
+            weights = _micro_weights(ro.mask, parts, cfg.loss_agg_mode)
+            rows: list[dict[str, float]] = []
+            p_finite = True
+            for part, w in zip(parts, weights):
+                row, ok = _policy_micro_step(ac, ro, part, w, cfg, kl_coef, top_k)
+                rows.append(row)
+                p_finite = p_finite and ok
             p_norm, p_ok = grad_norm_finite(ac.adapter_parameters("policy"), cfg.max_grad_norm)
+            p_ok = p_ok and p_finite
             if p_ok and update_policy:
                 opts["policy"].step()
             opts["policy"].zero_grad(set_to_none=True)
-
-            values = ac.values(ids, am, T)
-            v_loss, v_stats = core.value_loss(
-                values, ro.values[idx], ro.returns[idx], m, cfg.value_clip_eps, cfg.loss_agg_mode
-            )
-            (cfg.vf_coef * v_loss).backward()
-            v_norm, v_ok = grad_norm_finite(ac.adapter_parameters("critic"), cfg.max_grad_norm)
-            if v_ok:
-                opts["critic"].step()
-            opts["critic"].zero_grad(set_to_none=True)
-            ac.use("policy")
-
-            row = {
-                "loss": pg_loss.item(),
-                "value/loss": v_loss.item(),
-                "entropy": float(core.masked_mean(entropy.detach(), m)),
-                "grad_norm": p_norm,
-                "value/grad_norm": v_norm,
-                "skipped_updates": float(not (p_ok and v_ok)),
-                **pg_stats,
-                **v_stats,
-            }
-            if out.aux_loss is not None:
-                row["moe/aux_loss"] = out.aux_loss.item()
-            if out.router_logits is not None:
-                row.update(load_metrics(expert_load(out.router_logits, top_k, am)))
+            row = {k: sum(r[k] * w for r, w in zip(rows, weights)) for k in rows[0]}
+            row.update(grad_norm=p_norm, skipped_updates=float(not p_ok))
+            if ac.has_critic:
+                v_rows, v_finite = [], True
+                for part, w in zip(parts, weights):
+                    v_row, ok = _critic_micro_step(ac, ro, part, w, cfg)
+                    v_rows.append(v_row)
+                    v_finite = v_finite and ok
+                v_norm, v_ok = grad_norm_finite(ac.adapter_parameters("critic"), cfg.max_grad_norm)
+                if v_ok and v_finite:
+                    opts["critic"].step()
+                opts["critic"].zero_grad(set_to_none=True)
+                ac.use("policy")
+                row.update({k: sum(r[k] * w for r, w in zip(v_rows, weights)) for k in v_rows[0]})
+                row["value/grad_norm"] = v_norm
+                row["skipped_updates"] = float(not (p_ok and v_ok and v_finite))
             for k, v in row.items():
                 stats.setdefault(k, []).append(v)
     result = {k: sum(v) / len(v) for k, v in stats.items()}
     result["skipped_updates"] = sum(stats["skipped_updates"])
-    result["value/explained_var"] = core.explained_variance(ro.values, ro.returns, ro.mask)
+    if ac.has_critic:
+        result["value/explained_var"] = core.explained_variance(ro.values, ro.returns, ro.mask)
     return result
+
+
+def _micro_weights(mask: torch.Tensor, parts: list[torch.Tensor], agg_mode: str) -> list[float]:
+    """Each micro-batch's share of the minibatch loss: by tokens (token-mean) or by sequences."""
+    if agg_mode == "token-mean":
+        sizes = [float(mask[p].sum()) for p in parts]
+    else:
+        sizes = [float((mask[p].sum(1) > 0).sum()) for p in parts]
+    total = sum(sizes)
+    return [s / total if total > 0 else 0.0 for s in sizes]
+
+
+def _policy_micro_step(
+    ac: ActorCritic,
+    ro: Rollout,
+    idx: torch.Tensor,
+    weight: float,
+    cfg: PPOSettings,
+    kl_coef: float,
+    top_k: int,
+) -> tuple[dict[str, float], bool]:
+    """Forward and backward of the policy loss on ``idx``, scaled by ``weight``; (metrics, finite)."""
+    T = ro.n_completion
+    ids, am, m = ro.input_ids[idx], ro.attention_mask[idx], ro.mask[idx]
+    logprobs, entropy, out = ac.policy_logprobs(ids, am, T, with_entropy=True, output_router_logits=True)
+    pg_loss, row = core.policy_loss(
+        logprobs, ro.old_logprobs[idx], ro.advantages[idx], m, clip_eps_low=cfg.clip_eps,
+        clip_eps_high=cfg.clip_eps_high, dual_clip=cfg.dual_clip, agg_mode=cfg.loss_agg_mode,
+    )  # fmt: skip
+    loss = pg_loss
+    if cfg.kl_in == "loss" and kl_coef > 0:
+        kl_loss = core.agg_loss(
+            core.kl_penalty(logprobs, ro.ref_logprobs[idx], cfg.kl_estimator), m, cfg.loss_agg_mode
+        )
+        loss = loss + kl_coef * kl_loss
+        row["kl_loss"] = kl_loss.item()
+    if cfg.router_aux_loss_coef > 0 and out.aux_loss is not None:
+        loss = loss + cfg.router_aux_loss_coef * out.aux_loss
+    finite = bool(torch.isfinite(loss))
+    if finite and weight > 0:
+        (loss * weight).backward()
+    row.update(loss=pg_loss.item(), entropy=float(core.masked_mean(entropy.detach(), m)))
+    if out.aux_loss is not None:
+        row["moe/aux_loss"] = out.aux_loss.item()
+    if out.router_logits is not None:
+        row.update(load_metrics(expert_load(out.router_logits, top_k, am)))
+    return row, finite
+
+
+def _critic_micro_step(
+    ac: ActorCritic, ro: Rollout, idx: torch.Tensor, weight: float, cfg: PPOSettings
+) -> tuple[dict[str, float], bool]:
+    """Forward and backward of the clipped value loss on ``idx``, scaled by ``weight``."""
+    T = ro.n_completion
+    values = ac.values(ro.input_ids[idx], ro.attention_mask[idx], T)
+    v_loss, row = core.value_loss(
+        values, ro.values[idx], ro.returns[idx], ro.mask[idx], cfg.value_clip_eps, cfg.loss_agg_mode
+    )
+    finite = bool(torch.isfinite(v_loss))
+    if finite and weight > 0:
+        (cfg.vf_coef * v_loss * weight).backward()
+    row["value/loss"] = v_loss.item()
+    return row, finite
 
 
 def train_ppo(
@@ -196,15 +291,24 @@ def train_ppo(
     run: RunDir,
     seed: int,
 ) -> None:
-    """Run ``cfg.steps`` PPO iterations, resuming from the newest checkpoint if one exists."""
-    opts = {
-        "policy": torch.optim.AdamW(ac.adapter_parameters("policy"), lr=cfg.lr, weight_decay=0.0),
-        "critic": torch.optim.AdamW(ac.adapter_parameters("critic"), lr=cfg.critic_lr, weight_decay=0.0),
-    }
+    """Run ``cfg.steps`` PPO iterations, resuming from the newest checkpoint if one exists.
+
+    A step whose rewards or log-probs are non-finite is skipped (no update) and counted in
+    ``skipped_steps``; after ``max_consecutive_skips`` in a row the run halts with
+    :class:`NonFiniteError`. Checkpoints are only written when every trainable weight is finite.
+    """
+    opts = {"policy": torch.optim.AdamW(ac.adapter_parameters("policy"), lr=cfg.lr, weight_decay=0.0)}
+    if ac.has_critic:
+        critic_params = ac.adapter_parameters("critic")
+        opts["critic"] = torch.optim.AdamW(critic_params, lr=cfg.critic_lr, weight_decay=0.0)
     scheds = {k: cosine_schedule(o, cfg.warmup_steps, cfg.steps, 1.0) for k, o in opts.items()}
-    kl_ctl = core.FixedKLController(cfg.kl_coef)
+    kl_ctl: core.FixedKLController = (
+        core.AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
+        if cfg.kl_target is not None
+        else core.FixedKLController(cfg.kl_coef)
+    )
     generator = torch.Generator().manual_seed(seed)
-    start = 0
+    start, skipped_steps, in_a_row = 0, 0, 0
     state = load_latest_checkpoint(run.checkpoints)
     if state is not None:
         ac.load_state_dict(state["model"], strict=False)
@@ -215,6 +319,7 @@ def train_ppo(
         generator.set_state(state["generator"])
         set_rng_state(state["rng"])
         start = state["step"]
+        skipped_steps = state.get("skipped_steps", 0)
         run.truncate_metrics(start)
     n_prompts = cfg.prompts_per_step
     bar = tqdm(range(start, cfg.steps), desc="ppo", initial=start, total=cfg.steps, dynamic_ncols=True)
@@ -224,17 +329,32 @@ def train_ppo(
         offset = (step * n_prompts) % max(1, len(pool) - n_prompts + 1)
         ro = rollout(ac, tokenizer, pool[offset : offset + n_prompts], hierarchy, cfg, kl_ctl.value)
         t_roll = time.perf_counter() - t0
-        # 2. update
-        stats = update(ac, ro, cfg, opts, generator, update_policy=step >= cfg.critic_warmup_steps)
+        # 2. update (skipped when the rollout holds non-finite rewards or log-probs)
+        if ro.finite:
+            update_policy = step >= cfg.critic_warmup_steps
+            stats = update(ac, ro, cfg, opts, generator, kl_ctl.value, update_policy=update_policy)
+            kl_ctl.update(ro.metrics["kl"], ro.mask.shape[0])
+        else:
+            log.warning("step %d: non-finite rewards or log-probs; update skipped", step + 1)
+            stats = {"skipped_updates": float(cfg.ppo_epochs)}
         for s in scheds.values():
             s.step()
-        kl_ctl.update(ro.metrics["kl"], ro.mask.shape[0])
+        step_skipped = not ro.finite or stats["skipped_updates"] > 0
+        skipped_steps += int(step_skipped)
+        in_a_row = in_a_row + 1 if step_skipped else 0
+        if in_a_row >= cfg.max_consecutive_skips:
+            raise NonFiniteError(
+                f"ppo halted at step {step + 1}: {in_a_row} steps in a row had non-finite rewards, "
+                "log-probs, losses or gradients; lower ppo.lr or check the reward functions "
+                f"(last good checkpoint in {run.checkpoints})"
+            )
         # 3. log
         done = step + 1
         dt = time.perf_counter() - t0
         metrics = {
             **ro.metrics,
             **stats,
+            "skipped_steps": float(skipped_steps),
             "kl_coef": kl_ctl.value,
             "lr": scheds["policy"].get_last_lr()[0],
             "perf/step_s": dt,
@@ -249,7 +369,10 @@ def train_ppo(
         bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", kl=f"{metrics['kl']:.3f}")
         # 4. checkpoint
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
-            trainable = {n for n, p in ac.named_parameters() if "lora_" in n or n.startswith("value_head")}
+            trainable = {n: p for n, p in ac.named_parameters() if "lora_" in n or n.startswith("value_head")}
+            if not all(torch.isfinite(p).all() for p in trainable.values()):
+                log.warning("step %d: non-finite weights; checkpoint not written", done)
+                continue
             save_checkpoint(
                 run.checkpoints,
                 done,
@@ -261,6 +384,7 @@ def train_ppo(
                     "generator": generator.get_state(),
                     "rng": rng_state(),
                     "step": done,
+                    "skipped_steps": skipped_steps,
                 },
                 cfg.keep_checkpoints,
             )

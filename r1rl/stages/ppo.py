@@ -28,7 +28,7 @@ def run(cfg: PPOConfig) -> RunDir:
     rd.start(cfg)
     setup(cfg.seed, cfg.threads)
     tokenizer = load_tokenizer(model_path)
-    ac = ActorCritic(load_merged(model_path), cfg.lora)
+    ac = ActorCritic(load_merged(model_path), cfg.lora, critic=cfg.ppo.advantage_estimator == "gae")
     task = ArithmeticTask(**cfg.task.model_dump())
     pool = task.problems("train", POOL_SIZE, seed=cfg.seed + 2, allow_fewer=True)
     train_ppo(ac, tokenizer, pool, hierarchy, cfg.ppo, rd, cfg.seed)

@@ -153,3 +153,52 @@ def test_adaptive_kl_controller():
     assert ctl.value == pytest.approx(0.1 * (1 + 0.2 * 10 / 100))
     ctl.update(current_kl=1.0, n_steps=10)  # on target: unchanged
     assert ctl.value == pytest.approx(0.1 * 1.02)
+
+
+def test_grpo_group_advantages_hand_computed():
+    scores = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0])  # two prompts, three samples each
+    adv = core.group_advantages(scores, 3, "grpo", eps=0.0)
+    std = torch.tensor([1.0, 0.0, 0.0]).std().item()  # unbiased, as torch.std
+    assert adv[:3].tolist() == pytest.approx([2 / 3 / std, -1 / 3 / std, -1 / 3 / std])
+    assert adv[3:].abs().max().item() == 0  # a group that agrees carries no signal
+    dr = core.group_advantages(scores, 3, "grpo", scale_by_std=False)
+    assert dr[:3].tolist() == pytest.approx([2 / 3, -1 / 3, -1 / 3])
+
+
+def test_rloo_matches_leave_one_out_loop():
+    torch.manual_seed(0)
+    scores = torch.rand(12)
+    adv = core.group_advantages(scores, 4, "rloo")
+    for i in range(12):
+        g = i // 4
+        others = [scores[j].item() for j in range(g * 4, g * 4 + 4) if j != i]
+        assert adv[i].item() == pytest.approx(scores[i].item() - sum(others) / 3, abs=1e-6)
+
+
+def test_group_advantages_reject_ragged_groups():
+    with pytest.raises(ValueError, match="groups of 4"):
+        core.group_advantages(torch.zeros(6), 4)
+
+
+def test_discounted_returns_match_loop_with_padding():
+    torch.manual_seed(0)
+    r, m = torch.randn(3, 5), torch.ones(3, 5)
+    m[1, 3:] = 0
+    m[2, 1:] = 0
+    out = core.discounted_returns(r, m, gamma=0.9)
+    for b in range(3):
+        n = int(m[b].sum())
+        for t in range(5):
+            want = sum(0.9 ** (s - t) * r[b, s].item() for s in range(t, n)) if t < n else 0.0
+            assert out[b, t].item() == pytest.approx(want, abs=1e-5)
+
+
+def test_reinforce_pp_is_whitened_returns():
+    scores = torch.tensor([1.0, 0.0, 0.5])
+    kl, m = torch.full((3, 4), 0.1), torch.ones(3, 4)
+    m[2, 2:] = 0
+    adv = core.reinforce_pp_advantages(scores, kl, m, kl_coef=0.5)
+    assert core.masked_mean(adv, m).item() == pytest.approx(0.0, abs=1e-6)
+    assert core.masked_var(adv, m).item() == pytest.approx(1.0, abs=1e-4)
+    # within a sequence, earlier tokens pay more KL still to come: advantages rise along it
+    assert (adv[0, 1:] > adv[0, :-1]).all()

@@ -1,0 +1,121 @@
+"""The PPO loop on a micro model: estimators, gradient accumulation, KL placement and guards."""
+
+import copy
+import json
+
+import pytest
+import torch
+from r1rl.rewards.hierarchy import RewardHierarchy
+
+from r1rl.config import LoraConfigModel, PPOSettings, RewardsConfig
+from r1rl.model import build_config, build_model
+from r1rl.ppo.core import group_advantages
+from r1rl.ppo.roles import ActorCritic
+from r1rl.ppo.trainer import NonFiniteError, rollout, train_ppo, update
+from r1rl.rundir import RunDir
+from r1rl.tasks.arithmetic import ArithmeticTask
+from r1rl.tokenizer import train_tokenizer
+
+TASK = ArithmeticTask(min_operands=2, max_operands=2, digits=1)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    texts = [p.prompt + p.completion for p in TASK.problems("train", 60, seed=0)]
+    return train_tokenizer(texts, vocab_size=300)
+
+
+def _ac(tokenizer, critic=True):
+    cfg = build_config(
+        "micro", len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+    )
+    ac = ActorCritic(build_model(cfg, seed=0), LoraConfigModel(r=4, alpha=8), critic=critic)
+    torch.manual_seed(1)
+    for n, p in ac.named_parameters():  # a policy that differs from the reference
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.05)
+    return ac
+
+
+def _settings(**kw):
+    base = dict(prompts_per_step=2, samples_per_prompt=4, max_new_tokens=12, minibatch_size=8, ppo_epochs=1)
+    return PPOSettings(**{**base, **kw})
+
+
+HIERARCHY = RewardHierarchy.from_config(RewardsConfig())
+PROBLEMS = TASK.problems("train", 2, seed=3)
+
+
+def _opts(ac, lr=1e-2):
+    opts = {"policy": torch.optim.SGD(ac.adapter_parameters("policy"), lr=lr)}
+    if ac.has_critic:
+        opts["critic"] = torch.optim.SGD(ac.adapter_parameters("critic"), lr=lr)
+    return opts
+
+
+def _trainable(ac):
+    return {n: p.detach().clone() for n, p in ac.named_parameters() if "lora_" in n or "value_head" in n}
+
+
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"])
+def test_gradient_accumulation_matches_one_big_batch(tokenizer, agg):
+    torch.manual_seed(0)
+    ac = _ac(tokenizer)
+    ro = rollout(ac, tokenizer, PROBLEMS, HIERARCHY, _settings(), kl_coef=0.05)
+    results = []
+    for micro in (None, 3):
+        clone = copy.deepcopy(ac)
+        cfg = _settings(micro_batch_size=micro, loss_agg_mode=agg)
+        update(clone, ro, cfg, _opts(clone), torch.Generator().manual_seed(0), kl_coef=0.05)
+        results.append(_trainable(clone))
+    before = _trainable(ac)
+    assert any(not torch.equal(before[k], results[0][k]) for k in before)  # the step did something
+    for k in results[0]:
+        assert torch.allclose(results[0][k], results[1][k], atol=1e-6), k
+
+
+@pytest.mark.parametrize("estimator", ["grpo", "rloo", "reinforce_pp"])
+def test_critic_free_estimators_run_without_a_critic(tokenizer, estimator):
+    torch.manual_seed(0)
+    ac = _ac(tokenizer, critic=False)
+    assert not ac.has_critic and not any("critic" in n for n, _ in ac.named_parameters())
+    cfg = _settings(advantage_estimator=estimator)
+    ro = rollout(ac, tokenizer, PROBLEMS, HIERARCHY, cfg, kl_coef=0.05)
+    if estimator != "reinforce_pp":  # one advantage per sequence, centred within each prompt's group
+        seq = ro.advantages.sum(1) / ro.mask.sum(1).clamp_min(1)
+        assert seq.view(2, 4).sum(1).abs().max().item() < 1e-4
+        assert torch.allclose(ro.advantages, seq[:, None] * ro.mask, atol=1e-6)
+    stats = update(ac, ro, cfg, _opts(ac), torch.Generator().manual_seed(0), kl_coef=0.05)
+    assert "value/loss" not in stats and stats["skipped_updates"] == 0
+
+
+def test_kl_as_loss_term_is_logged_and_not_in_the_reward(tokenizer):
+    torch.manual_seed(0)
+    ac = _ac(tokenizer)
+    cfg = _settings(kl_in="loss", kl_estimator="k3", advantage_estimator="grpo", whiten_advantages=False)
+    ro = rollout(ac, tokenizer, PROBLEMS, HIERARCHY, cfg, kl_coef=0.5)
+    assert ro.metrics["kl"] > 0
+
+    # the advantages come from the scores alone: no KL folded into the reward
+    assert torch.allclose(ro.advantages, group_advantages(ro.scores, 4)[:, None] * ro.mask, atol=1e-6)
+    stats = update(ac, ro, cfg, _opts(ac), torch.Generator().manual_seed(0), kl_coef=0.5)
+    assert stats["kl_loss"] > 0
+
+
+def test_non_finite_loss_skips_steps_then_halts_with_finite_checkpoints(tokenizer, tmp_path):
+    torch.manual_seed(0)
+    ac = _ac(tokenizer)
+    run = RunDir(tmp_path / "ppo").start(_settings())
+    cfg = _settings(steps=6, checkpoint_every=1, max_consecutive_skips=2)
+    pool = TASK.problems("train", 20, seed=1)
+    train_ppo(ac, tokenizer, pool, HIERARCHY, cfg.model_copy(update={"steps": 2}), run, seed=0)
+    # from now on every forward pass with gradients (the update's) yields NaN logits
+    head = ac.peft.get_base_model().lm_head
+    head.register_forward_hook(lambda m, i, out: out * float("nan") if torch.is_grad_enabled() else out)
+    with pytest.raises(NonFiniteError, match="2 steps in a row"):
+        train_ppo(ac, tokenizer, pool, HIERARCHY, cfg, run, seed=0)
+    rows = [json.loads(line) for line in run.metrics.read_text().splitlines()]
+    assert rows[-1]["skipped_steps"] == 1 and rows[-1]["skipped_updates"] > 0
+    for ckpt in run.checkpoints.iterdir():
+        state = torch.load(ckpt / "state.pt", weights_only=False)
+        assert all(torch.isfinite(v).all() for v in state["model"].values())
