@@ -160,6 +160,13 @@ class PPOSettings(Strict):
     reward_clip: float | None = Field(None, gt=0, description="clip sequence scores to ±reward_clip")
     loss_agg_mode: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"] = "token-mean"
     router_aux_loss_coef: float = Field(0.0, ge=0, description="load-balance loss in the policy objective")
+    router_loss: Literal["switch", "variance"] = Field(
+        "switch", description="switch: transformers' f·P loss; variance: Σᵢ(pᵢ − 1/E)² (try coef 0.01)"
+    )
+    router_z_loss_coef: float = Field(0.0, ge=0, description="ST-MoE router z-loss in the policy objective")
+    routing_replay: bool = Field(
+        False, description="force the update's experts to those recorded with the old log-probs"
+    )
     max_consecutive_skips: int = Field(
         3, ge=1, description="halt after this many steps in a row skipped for non-finite values"
     )

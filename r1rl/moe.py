@@ -1,28 +1,172 @@
-"""Training-side MoE additions: expert-load telemetry from router logits.
+"""Training-side MoE additions: router losses, expert-load telemetry and routing replay.
 
-Notation: ``N`` routed tokens, ``E`` experts, ``L`` MoE layers, ``k`` experts per token.
+Notation: ``N`` routed tokens (batch × sequence, flattened), ``E`` experts, ``L`` MoE layers,
+``k`` experts per token. Router logits come as transformers returns them: ``L × (N, E)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
+
+
+def _flat_mask(mask: torch.Tensor | None, n: int) -> torch.Tensor:
+    """(B, S) attention mask -> (N,) float weights (all ones without a mask)."""
+    return torch.ones(n) if mask is None else mask.reshape(-1).float()
 
 
 def expert_load(
     router_logits: tuple[torch.Tensor, ...], top_k: int, mask: torch.Tensor | None
 ) -> torch.Tensor:
-    """Tokens routed to each expert in each layer. ``L × (N, E)`` logits, ``(N,)`` mask -> ``(L, E)``."""
+    """Tokens routed to each expert in each layer. ``L × (N, E)`` logits, ``(B, S)`` mask -> ``(L, E)``."""
     loads = []
     for logits in router_logits:
         idx = logits.detach().float().topk(top_k, dim=-1).indices  # (N, k)
-        w = torch.ones_like(idx, dtype=torch.float32)
-        if mask is not None:
-            w = w * mask.reshape(-1, 1).float()
+        w = _flat_mask(mask, idx.shape[0]).reshape(-1, 1).expand_as(idx)
         loads.append(torch.zeros(logits.shape[-1]).scatter_add_(0, idx.reshape(-1), w.reshape(-1)))
     return torch.stack(loads)  # (L, E)
 
 
-def load_metrics(load: torch.Tensor) -> dict[str, float]:
-    """``moe/load_cv/<layer>``: coefficient of variation of per-expert token counts (0 = balanced)."""
-    cv = load.std(dim=1, unbiased=False) / load.mean(dim=1).clamp_min(1e-9)  # (L,)
-    return {f"moe/load_cv/{i}": float(v) for i, v in enumerate(cv)}
+def router_entropy(router_logits: tuple[torch.Tensor, ...], mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean entropy of the routing distribution per layer, in nats (log E = uniform). -> (L,)."""
+    out = []
+    for logits in router_logits:
+        logp = torch.log_softmax(logits.detach().float(), dim=-1)  # (N, E)
+        ent = -(logp.exp() * logp).sum(-1)  # (N,)
+        w = _flat_mask(mask, ent.shape[0])
+        out.append((ent * w).sum() / w.sum().clamp_min(1))
+    return torch.stack(out)
+
+
+def load_metrics(load: torch.Tensor, entropy: torch.Tensor | None = None) -> dict[str, float]:
+    """Per layer ``l``: ``moe/load_cv/l`` (coefficient of variation of token counts, 0 = balanced),
+    ``moe/max_over_mean/l``, ``moe/dead_experts/l`` (experts that got no token) and, given the
+    router entropies, ``moe/router_entropy/l``. ``load``: (L, E)."""
+    mean = load.mean(dim=1).clamp_min(1e-9)  # (L,)
+    cv = load.std(dim=1, unbiased=False) / mean
+    out: dict[str, float] = {}
+    for i in range(load.shape[0]):
+        out[f"moe/load_cv/{i}"] = float(cv[i])
+        out[f"moe/max_over_mean/{i}"] = float(load[i].max() / mean[i])
+        out[f"moe/dead_experts/{i}"] = float((load[i] == 0).sum())
+        if entropy is not None:
+            out[f"moe/router_entropy/{i}"] = float(entropy[i])
+    return out
+
+
+def variance_balance_loss(
+    router_logits: tuple[torch.Tensor, ...], mask: torch.Tensor | None, alpha: float = 0.01
+) -> torch.Tensor:
+    """α·Σᵢ (pᵢ − 1/E)², pᵢ = mean routing probability of expert i over real tokens; mean over layers.
+
+    Zero exactly when the router spreads probability evenly; differentiable in the gate weights.
+    """
+    losses = []
+    for logits in router_logits:
+        probs = torch.softmax(logits.float(), dim=-1)  # (N, E)
+        w = _flat_mask(mask, probs.shape[0]).to(probs.device)
+        p = (probs * w[:, None]).sum(0) / w.sum().clamp_min(1)  # (E,)
+        losses.append(((p - 1.0 / probs.shape[-1]) ** 2).sum())
+    return alpha * torch.stack(losses).mean()
+
+
+def router_z_loss(router_logits: tuple[torch.Tensor, ...], mask: torch.Tensor | None) -> torch.Tensor:
+    """ST-MoE z-loss: mean over real tokens of logsumexp(router logits)², mean over layers."""
+    losses = []
+    for logits in router_logits:
+        z = torch.logsumexp(logits.float(), dim=-1) ** 2  # (N,)
+        w = _flat_mask(mask, z.shape[0]).to(z.device)
+        losses.append((z * w).sum() / w.sum().clamp_min(1))
+    return torch.stack(losses).mean()
+
+
+def routers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The top-k router modules of a transformers MoE, in layer order."""
+    return [m for m in model.modules() if type(m).__name__.endswith("TopKRouter")]
+
+
+class RoutingReplay:
+    """Record the experts each token was routed to, and force the same choice later.
+
+    PPO's ratio π/π_old compares two forward passes; in an MoE a small weight change can flip a
+    token's top-k experts between them, so the ratio then measures a *different network* and
+    becomes noisy (Zheng et al. 2025, "Group Sequence Policy Optimization"; veRL's routing
+    replay). With replay, the update's forward pass uses the experts recorded when the old
+    log-probs were computed. The gate weights of the recorded experts are recomputed from the
+    current router logits (softmax, then renormalised over the chosen k), so the router still
+    receives gradients.
+
+    Usage: ``with replay.record(): forward(all rows)``, then for each update pass
+    ``with replay.replay(rows): forward(those rows)``. Recorded indices: ``L × (B, S, k)``.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.routers = routers(model)
+        if not self.routers:
+            raise ValueError("routing replay needs a model with top-k routers (a transformers MoE)")
+        self.recorded: list[torch.Tensor] = []
+        self._rows: torch.Tensor | None = None
+        self.agreement: list[float] = []
+        self._mode: str | None = None
+        self._shape: tuple[int, int] | None = None
+        self._mask: torch.Tensor | None = None
+        self._handles = [r.register_forward_hook(self._hook(i)) for i, r in enumerate(self.routers)]
+
+    def _hook(self, layer: int):
+        def hook(module, inputs, output):
+            logits, scores, indices = output
+            if self._mode == "record":
+                B, S = self._shape
+                if layer == 0:
+                    self.recorded = []
+                self.recorded.append(indices.detach().reshape(B, S, -1).clone())
+                return None
+            if self._mode not in ("replay", "compare"):
+                return None
+            recorded = self.recorded[layer][self._rows].reshape(-1, indices.shape[-1])  # (N, k)
+            same = (indices.sort(-1).values == recorded.sort(-1).values).all(-1).float()  # (N,)
+            w = _flat_mask(self._mask, same.shape[0])
+            self.agreement.append(float((same * w).sum() / w.sum().clamp_min(1)))
+            if self._mode == "compare":
+                return None
+            probs = torch.softmax(logits, dim=-1, dtype=torch.float)
+            top = probs.gather(-1, recorded)
+            if getattr(module, "norm_topk_prob", True):
+                top = top / top.sum(-1, keepdim=True)
+            return logits, top.to(scores.dtype), recorded
+
+        return hook
+
+    @contextmanager
+    def record(self, batch_shape: tuple[int, int]) -> Iterator[None]:
+        """Record routing for a forward pass over a ``(B, S)`` batch."""
+        self._mode, self._shape = "record", batch_shape
+        try:
+            yield
+        finally:
+            self._mode = None
+
+    @contextmanager
+    def replay(
+        self, rows: torch.Tensor, mask: torch.Tensor | None = None, force: bool = True
+    ) -> Iterator[None]:
+        """Force the recorded routing of ``rows`` (indices into the recorded batch).
+
+        With ``force=False`` routing is left alone and only compared. Either way ``agreement``
+        collects, per layer, the fraction of real tokens (``mask``, (b, S)) whose top-k set
+        equals the recorded one before replay is applied (1.0 = no routing drift).
+        """
+        if len(self.recorded) != len(self.routers):
+            raise RuntimeError("nothing recorded to replay: run a forward pass inside record() first")
+        self._mode, self._rows, self._mask = ("replay" if force else "compare"), rows, mask
+        self.agreement = []
+        try:
+            yield
+        finally:
+            self._mode, self._rows, self._mask = None, None, None
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()

@@ -17,6 +17,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "policy": ("kl", "entropy", "policy/", "value/explained_var"),
     "eval": ("eval/",),
     "perf": ("perf/", "lr", "grad_norm"),
+    "moe": ("moe/",),
 }
 
 
@@ -59,3 +60,38 @@ def plot_metrics(rows: list[dict[str, Any]], out_dir: Path, title: str = "") -> 
         plt.close(fig)
         written.append(path)
     return written
+
+
+def plot_expert_load(rows: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """One heatmap per MoE layer: each expert's share of routed tokens (rows) over steps (columns).
+
+    ``rows``: ``{"step": int, "tokens_per_expert": [[...E] * L]}``. A balanced router is an even
+    colour at 1/E; a dead expert is a dark row.
+    """
+    import numpy as np
+
+    steps = [r["step"] for r in rows]
+    load = np.array([r["tokens_per_expert"] for r in rows], dtype=float)  # (steps, L, E)
+    share = load / np.clip(load.sum(-1, keepdims=True), 1e-9, None)
+    n_layers, n_experts = share.shape[1], share.shape[2]
+    cols = min(4, n_layers)
+    nrows = (n_layers + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.6 * cols, 2.6 * nrows), squeeze=False)
+    vmax = max(2.0 / n_experts, float(share.max()))
+    for layer, ax in enumerate(axes.flat):
+        if layer >= n_layers:
+            ax.axis("off")
+            continue
+        im = ax.imshow(
+            share[:, layer].T, aspect="auto", cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest",
+            extent=(steps[0] - 0.5, steps[-1] + 0.5, n_experts - 0.5, -0.5),
+        )  # fmt: skip
+        ax.set_title(f"layer {layer}", fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel("expert", fontsize=8)
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="share of routed tokens")
+    fig.suptitle(f"{title} expert load (uniform = {1 / n_experts:.3f})".strip(), fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -20,6 +20,8 @@ from pydantic import BaseModel
 
 from r1rl.config import dump_config
 
+STEP_LOGS = ("rollouts.jsonl", "expert_load.jsonl")  # per-step side logs besides metrics.jsonl
+
 
 class RunDir:
     def __init__(self, path: str | Path) -> None:
@@ -31,6 +33,7 @@ class RunDir:
     final = property(lambda self: self.path / "final")
     plots = property(lambda self: self.path / "plots")
     eval_results = property(lambda self: self.path / "eval_results.json")
+    expert_load = property(lambda self: self.path / "expert_load.jsonl")
 
     def is_finished(self) -> bool:
         """A stage is finished once its ``final/`` exists; it is only ever created by an atomic rename."""
@@ -56,9 +59,13 @@ class RunDir:
         return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
 
     def truncate_metrics(self, after_step: int) -> None:
-        """Drop rows logged after ``after_step`` (a resumed run re-logs them)."""
-        rows = [r for r in self.read_metrics() if r["step"] <= after_step]
-        atomic_write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in rows))
+        """Drop rows logged after ``after_step`` (a resumed run re-logs them), in every step log."""
+        for path in [self.metrics, *(self.path / name for name in STEP_LOGS)]:
+            if not path.exists():
+                continue
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            kept = [r for r in rows if r["step"] <= after_step]
+            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
     @contextmanager
     def writing_final(self) -> Iterator[Path]:
@@ -79,6 +86,11 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def render_plots(run: RunDir, title: str) -> list[Path]:
     """Render ``plots/*.png`` from the run's ``metrics.jsonl``."""
-    from r1rl.plots import plot_metrics  # matplotlib is imported only when plotting
+    from r1rl.plots import plot_expert_load, plot_metrics  # matplotlib is imported only when plotting
 
-    return plot_metrics(run.read_metrics(), run.plots, title)
+    written = plot_metrics(run.read_metrics(), run.plots, title)
+    if run.expert_load.exists():
+        rows = [json.loads(line) for line in run.expert_load.read_text().splitlines() if line.strip()]
+        if rows:
+            written.append(plot_expert_load(rows, run.plots / "expert_load.png", title))
+    return written

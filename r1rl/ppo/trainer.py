@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,15 @@ from tqdm.auto import tqdm
 from r1rl.config import PPOSettings
 from r1rl.errors import UserError
 from r1rl.generation import generate
-from r1rl.moe import expert_load, load_metrics
+from r1rl.moe import (
+    RoutingReplay,
+    expert_load,
+    load_metrics,
+    router_entropy,
+    router_z_loss,
+    routers,
+    variance_balance_loss,
+)
 from r1rl.ppo import core
 from r1rl.ppo.roles import ActorCritic
 from r1rl.rewards.hierarchy import RewardHierarchy
@@ -81,8 +90,13 @@ def rollout(
     hierarchy: RewardHierarchy,
     cfg: PPOSettings,
     kl_coef: float,
+    replay: RoutingReplay | None = None,
 ) -> Rollout:
-    """Generate, score, and compute everything the update needs (no gradients)."""
+    """Generate, score, and compute everything the update needs (no gradients).
+
+    With ``replay``, the routing of the old-log-prob pass (the behaviour policy's weights) is
+    recorded for the update to replay or compare against.
+    """
     prompts = [p.prompt for p in problems for _ in range(cfg.samples_per_prompt)]
     answers = [p.answer for p in problems for _ in range(cfg.samples_per_prompt)]
     ac.use("policy")
@@ -97,7 +111,8 @@ def rollout(
     mask = g.completion_mask.float()  # (B, T)
     T = mask.shape[1]
     with torch.no_grad():
-        old_logprobs, _, _ = ac.policy_logprobs(input_ids, attention_mask, T)
+        with replay.record(tuple(input_ids.shape)) if replay is not None else nullcontext():
+            old_logprobs, _, _ = ac.policy_logprobs(input_ids, attention_mask, T)
         ref_logprobs, _, _ = ac.policy_logprobs(input_ids, attention_mask, T, reference=True)
         values = ac.values(input_ids, attention_mask, T) * mask if ac.has_critic else torch.zeros_like(mask)
         ac.use("policy")
@@ -165,6 +180,7 @@ def update(
     generator: torch.Generator,
     kl_coef: float,
     update_policy: bool = True,
+    replay: RoutingReplay | None = None,
 ) -> dict[str, float]:
     """``ppo_epochs`` passes over shuffled minibatches; policy and critic step separately.
 
@@ -175,6 +191,7 @@ def update(
     """
     B, T = ro.mask.shape
     stats: dict[str, list[float]] = {}
+    load = None  # (L, E) tokens per expert, summed over the step's forward passes
     top_k = getattr(ac.config, "num_experts_per_tok", 1)
     micro = cfg.micro_batch_size or cfg.minibatch_size
     for _ in range(cfg.ppo_epochs):
@@ -186,8 +203,10 @@ def update(
             rows: list[dict[str, float]] = []
             p_finite = True
             for part, w in zip(parts, weights):
-                row, ok = _policy_micro_step(ac, ro, part, w, cfg, kl_coef, top_k)
+                row, ok, part_load = _policy_micro_step(ac, ro, part, w, cfg, kl_coef, top_k, replay)
                 rows.append(row)
+                if part_load is not None:
+                    load = part_load if load is None else load + part_load
                 p_finite = p_finite and ok
             p_norm, p_ok = grad_norm_finite(ac.adapter_parameters("policy"), cfg.max_grad_norm)
             p_ok = p_ok and p_finite
@@ -214,6 +233,8 @@ def update(
                 stats.setdefault(k, []).append(v)
     result = {k: sum(v) / len(v) for k, v in stats.items()}
     result["skipped_updates"] = sum(stats["skipped_updates"])
+    if load is not None:
+        result["moe/expert_load"] = load.tolist()  # written to expert_load.jsonl, not metrics.jsonl
     if ac.has_critic:
         result["value/explained_var"] = core.explained_variance(ro.values, ro.returns, ro.mask)
     return result
@@ -237,11 +258,16 @@ def _policy_micro_step(
     cfg: PPOSettings,
     kl_coef: float,
     top_k: int,
-) -> tuple[dict[str, float], bool]:
-    """Forward and backward of the policy loss on ``idx``, scaled by ``weight``; (metrics, finite)."""
+    replay: RoutingReplay | None,
+) -> tuple[dict[str, float], bool, torch.Tensor | None]:
+    """Forward and backward of the policy loss on ``idx``, scaled by ``weight``.
+
+    Returns (metrics, finite, (L, E) expert load or None)."""
     T = ro.n_completion
     ids, am, m = ro.input_ids[idx], ro.attention_mask[idx], ro.mask[idx]
-    logprobs, entropy, out = ac.policy_logprobs(ids, am, T, with_entropy=True, output_router_logits=True)
+    ctx = replay.replay(idx, am, force=cfg.routing_replay) if replay is not None else nullcontext()
+    with ctx:
+        logprobs, entropy, out = ac.policy_logprobs(ids, am, T, with_entropy=True, output_router_logits=True)
     pg_loss, row = core.policy_loss(
         logprobs, ro.old_logprobs[idx], ro.advantages[idx], m, clip_eps_low=cfg.clip_eps,
         clip_eps_high=cfg.clip_eps_high, dual_clip=cfg.dual_clip, agg_mode=cfg.loss_agg_mode,
@@ -253,17 +279,31 @@ def _policy_micro_step(
         )
         loss = loss + kl_coef * kl_loss
         row["kl_loss"] = kl_loss.item()
-    if cfg.router_aux_loss_coef > 0 and out.aux_loss is not None:
-        loss = loss + cfg.router_aux_loss_coef * out.aux_loss
+    router_logits = out.router_logits
+    if cfg.router_aux_loss_coef > 0 and router_logits is not None:
+        if cfg.router_loss == "switch" and out.aux_loss is not None:
+            loss = loss + cfg.router_aux_loss_coef * out.aux_loss
+        elif cfg.router_loss == "variance":
+            var_loss = variance_balance_loss(router_logits, am, alpha=1.0)
+            loss = loss + cfg.router_aux_loss_coef * var_loss
+            row["moe/variance_loss"] = var_loss.item()
+    if cfg.router_z_loss_coef > 0 and router_logits is not None:
+        z = router_z_loss(router_logits, am)
+        loss = loss + cfg.router_z_loss_coef * z
+        row["moe/z_loss"] = z.item()
+    if replay is not None and replay.agreement:
+        row["moe/routing_agreement"] = sum(replay.agreement) / len(replay.agreement)
     finite = bool(torch.isfinite(loss))
     if finite and weight > 0:
         (loss * weight).backward()
     row.update(loss=pg_loss.item(), entropy=float(core.masked_mean(entropy.detach(), m)))
     if out.aux_loss is not None:
         row["moe/aux_loss"] = out.aux_loss.item()
-    if out.router_logits is not None:
-        row.update(load_metrics(expert_load(out.router_logits, top_k, am)))
-    return row, finite
+    load = None
+    if router_logits is not None:
+        load = expert_load(router_logits, top_k, am)
+        row.update(load_metrics(load, router_entropy(router_logits, am)))
+    return row, finite, load
 
 
 def _critic_micro_step(
@@ -308,6 +348,7 @@ def train_ppo(
         else core.FixedKLController(cfg.kl_coef)
     )
     generator = torch.Generator().manual_seed(seed)
+    replay = RoutingReplay(ac.peft) if routers(ac.peft) else None  # drift telemetry, or replay
     start, skipped_steps, in_a_row = 0, 0, 0
     state = load_latest_checkpoint(run.checkpoints)
     if state is not None:
@@ -327,12 +368,12 @@ def train_ppo(
         t0 = time.perf_counter()
         # 1. rollout + score + advantages
         offset = (step * n_prompts) % max(1, len(pool) - n_prompts + 1)
-        ro = rollout(ac, tokenizer, pool[offset : offset + n_prompts], hierarchy, cfg, kl_ctl.value)
+        ro = rollout(ac, tokenizer, pool[offset : offset + n_prompts], hierarchy, cfg, kl_ctl.value, replay)
         t_roll = time.perf_counter() - t0
         # 2. update (skipped when the rollout holds non-finite rewards or log-probs)
         if ro.finite:
             update_policy = step >= cfg.critic_warmup_steps
-            stats = update(ac, ro, cfg, opts, generator, kl_ctl.value, update_policy=update_policy)
+            stats = update(ac, ro, cfg, opts, generator, kl_ctl.value, update_policy, replay)
             kl_ctl.update(ro.metrics["kl"], ro.mask.shape[0])
         else:
             log.warning("step %d: non-finite rewards or log-probs; update skipped", step + 1)
@@ -350,6 +391,7 @@ def train_ppo(
             )
         # 3. log
         done = step + 1
+        load = stats.pop("moe/expert_load", None)
         dt = time.perf_counter() - t0
         metrics = {
             **ro.metrics,
@@ -366,6 +408,9 @@ def train_ppo(
             run.log(done, "ppo", metrics)
             with (run.path / "rollouts.jsonl").open("a") as f:
                 f.write(json.dumps({"step": done, "samples": ro.samples}) + "\n")
+            if load is not None:
+                with (run.path / "expert_load.jsonl").open("a") as f:
+                    f.write(json.dumps({"step": done, "tokens_per_expert": load}) + "\n")
         bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", kl=f"{metrics['kl']:.3f}")
         # 4. checkpoint
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
