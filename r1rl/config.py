@@ -171,6 +171,8 @@ class PPOSettings(Strict):
         3, ge=1, description="halt after this many steps in a row skipped for non-finite values"
     )
     log_every: int = Field(1, ge=1)
+    eval_every: int = Field(0, ge=0, description="greedy held-out eval every N steps (0 = off)")
+    eval_examples: int = Field(100, ge=1, description="held-out problems per periodic eval")
     checkpoint_every: int = Field(0, ge=0)
     keep_checkpoints: int = Field(2, ge=1)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -330,8 +331,12 @@ def train_ppo(
     cfg: PPOSettings,
     run: RunDir,
     seed: int,
+    evaluate: Callable[[], dict[str, float]] | None = None,
 ) -> None:
     """Run ``cfg.steps`` PPO iterations, resuming from the newest checkpoint if one exists.
+
+    ``evaluate`` (called every ``cfg.eval_every`` steps and at the end) returns held-out
+    metrics for the current policy, logged under ``eval/``.
 
     A step whose rewards or log-probs are non-finite is skipped (no update) and counted in
     ``skipped_steps``; after ``max_consecutive_skips`` in a row the run halts with
@@ -404,7 +409,9 @@ def train_ppo(
             "perf/tokens_per_s": float(ro.attention_mask.sum()) / dt,
             "perf/samples_per_s": ro.mask.shape[0] / dt,
         }
-        if done % cfg.log_every == 0 or done == cfg.steps:
+        if evaluate is not None and cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
+            metrics.update({f"eval/{k}": v for k, v in evaluate().items()})
+        if done % cfg.log_every == 0 or done == cfg.steps or any(k.startswith("eval/") for k in metrics):
             run.log(done, "ppo", metrics)
             with (run.path / "rollouts.jsonl").open("a") as f:
                 f.write(json.dumps({"step": done, "samples": ro.samples}) + "\n")

@@ -8,6 +8,7 @@ reference share *is* the SFT model, and the KL penalty keeps the policy near it.
 from __future__ import annotations
 
 from r1rl.config import PPOConfig
+from r1rl.eval.embedded import evaluate_arithmetic
 from r1rl.model import load_merged, load_tokenizer, resolve_model_path
 from r1rl.ppo.roles import ActorCritic
 from r1rl.ppo.trainer import train_ppo
@@ -31,7 +32,15 @@ def run(cfg: PPOConfig) -> RunDir:
     ac = ActorCritic(load_merged(model_path), cfg.lora, critic=cfg.ppo.advantage_estimator == "gae")
     task = ArithmeticTask(**cfg.task.model_dump())
     pool = task.problems("train", POOL_SIZE, seed=cfg.seed + 2, allow_fewer=True)
-    train_ppo(ac, tokenizer, pool, hierarchy, cfg.ppo, rd, cfg.seed)
+
+    def periodic_eval() -> dict[str, float]:
+        metrics, _ = evaluate_arithmetic(
+            ac.peft, tokenizer, task, hierarchy, n=cfg.ppo.eval_examples,
+            max_new_tokens=cfg.ppo.max_new_tokens, progress=False,
+        )  # fmt: skip
+        return metrics
+
+    train_ppo(ac, tokenizer, pool, hierarchy, cfg.ppo, rd, cfg.seed, evaluate=periodic_eval)
     render_plots(rd, "ppo")
     with rd.writing_final() as final:
         merged = ac.peft.merge_and_unload(adapter_names=["policy"])

@@ -29,7 +29,7 @@ def runs(tmp_path_factory):
     out["pretrain"] = STAGES["pretrain"](_cfg(PretrainConfig, "pretrain", tmp))
     out["sft"] = STAGES["sft"](_cfg(SFTConfig, "sft", tmp, model_path=tmp / "pretrain" / "final"))
     out["ppo"] = STAGES["ppo"](
-        _cfg(PPOConfig, "ppo", tmp, model_path=tmp / "sft" / "final", **{"ppo.checkpoint_every": 2})
+        _cfg(PPOConfig, "ppo", tmp, model_path=tmp / "sft" / "final", **{"ppo.checkpoint_every": 2, "ppo.eval_every": 2, "ppo.eval_examples": 8})
     )
     out["eval"] = STAGES["eval"](_cfg(EvalConfig, "eval", tmp, model_path=tmp / "ppo" / "final"))
     return out
@@ -62,7 +62,11 @@ def test_ppo_metrics_and_reward_plot(runs):
                 "value/loss", "value/explained_var"]:  # fmt: skip
         assert key in rows[-1], key
     assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # the fresh adapter is the reference
-    assert (runs["ppo"].plots / "reward.png").exists()
+    # periodic held-out eval at step 2 and at the end, MoE telemetry every step
+    assert [r["step"] for r in rows if "eval/accuracy" in r] == [2, 3]
+    assert all(f"moe/router_entropy/{i}" in rows[-1] for i in range(2))
+    for name in ["reward.png", "eval.png", "moe.png", "expert_load.png"]:
+        assert (runs["ppo"].plots / name).exists(), name
     # checkpoints were written atomically and only the ones before the end are kept
     assert [p.name for p in runs["ppo"].checkpoints.iterdir()] == ["step-00000002"]
 
