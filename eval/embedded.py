@@ -47,8 +47,9 @@ def evaluate_arithmetic(
         metrics[f"tier/{tier.name}/pass_rate"] = sum(res.passed[tier.name]) / n
     metrics["reward/mean"] = sum(res.rewards) / n
     metrics["truncated"] = truncated / n
+    correct = res.passed[hierarchy.tiers[-1].name]
     samples = [
-        {"prompt": p, "completion": c, "answer": a, "reward": r}
-        for p, c, a, r in zip(prompts, completions, answers, res.rewards)
+        {"prompt": p, "completion": c, "answer": a, "reward": r, "correct": ok}
+        for p, c, a, r, ok in zip(prompts, completions, answers, res.rewards, correct)
     ]
     return metrics, samples

@@ -1,4 +1,4 @@
-"""``r1rl pretrain|sft|ppo|eval CONFIG.yaml [key.sub=value ...]`` and ``r1rl run PIPELINE.yaml``.
+"""``r1rl pretrain|sft|ppo|eval|run CONFIG.yaml [key.sub=value ...]``; ``r1rl eval --compare A B``.
 
 Bad input (an unknown key, a mistyped value, a missing file) prints one line naming the
 problem and exits with status 2; nothing a previous stage wrote is touched.
@@ -23,8 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", "run every stage of a pipeline recipe; finished stages are skipped"),
     ]:
         p = sub.add_parser(name, help=help_)
-        p.add_argument("config", help="YAML recipe")
+        p.add_argument("config", nargs="?" if name == "eval" else None, help="YAML recipe")
         p.add_argument("overrides", nargs="*", help="key.sub=value overrides")
+        if name == "eval":
+            p.add_argument(
+                "--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
+                help="paired comparison of two eval run directories instead of evaluating",
+            )  # fmt: skip
     return parser
 
 
@@ -45,6 +50,15 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     from r1rl.config import PipelineConfig, load_config
 
+    if args.command == "eval" and args.compare:
+        from r1rl.eval.compare import compare, format_comparison
+
+        if args.config:
+            raise UserError("--compare takes two eval run directories and no recipe")
+        print(format_comparison(compare(*args.compare), *args.compare))
+        return 0
+    if args.command == "eval" and not args.config:
+        raise UserError("eval needs a recipe (r1rl eval CONFIG.yaml) or --compare RUN_A RUN_B")
     if args.command == "run":
         from r1rl import pipeline
 

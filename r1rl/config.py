@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from r1rl.errors import UserError, did_you_mean
 
@@ -192,10 +192,30 @@ class PPOConfig(StageBase):
 
 class EvalConfig(StageBase):
     model_path: str
-    num_examples: int = Field(500, ge=1, description="held-out problems scored")
+    tasks: list[str] = Field(
+        default_factory=lambda: ["arithmetic"],
+        description="'arithmetic' (the embedded task) and/or registered harness tasks (sst2, cola, ...)",
+    )
+    num_examples: int = Field(500, ge=1, description="held-out arithmetic problems scored")
     batch_size: int = Field(128, ge=1)
     max_new_tokens: int = Field(48, ge=1)
+    limit: int | None = Field(None, ge=1, description="harness tasks: score the first N documents")
+    num_fewshot: int = Field(0, ge=0, description="harness tasks: few-shot examples per prompt")
+    fewshot_split: str | None = Field(None, description="harness tasks: split the shots come from")
+    data_dir: str | None = Field(None, description="harness tasks: local data root (default ../shared/data)")
     rewards: RewardsConfig = Field(default_factory=RewardsConfig)
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, tasks: list[str]) -> list[str]:
+        from r1rl.eval.registry import get_task  # late: the registry reads task YAML
+
+        if not tasks:
+            raise ValueError("list at least one task")
+        for name in tasks:
+            if name != "arithmetic":
+                get_task(name)  # unknown names raise with a did-you-mean
+        return tasks
 
 
 class PipelineConfig(Strict):
