@@ -159,6 +159,8 @@ class PPOSettings(Strict):
     normalize_rewards: bool = Field(False, description="whiten the sequence scores over the batch")
     reward_clip: float | None = Field(None, gt=0, description="clip sequence scores to ±reward_clip")
     loss_agg_mode: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"] = "token-mean"
+    bf16: bool = Field(False, description="bfloat16 autocast for generation and every forward pass")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass")
     router_aux_loss_coef: float = Field(0.0, ge=0, description="load-balance loss in the policy objective")
     router_loss: Literal["switch", "variance"] = Field(
         "switch", description="switch: transformers' f·P loss; variance: Σᵢ(pᵢ − 1/E)² (try coef 0.01)"

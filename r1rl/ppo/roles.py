@@ -33,6 +33,21 @@ class ActorCritic(torch.nn.Module):
             torch.nn.init.normal_(self.value_head.weight, std=value_head_init_std)
             torch.nn.init.zeros_(self.value_head.bias)
         self.peft.set_adapter("policy")
+        self.autocast_dtype: torch.dtype | None = None  # e.g. torch.bfloat16: forward passes autocast
+
+    def autocast(self):
+        """The autocast context every forward pass runs in (a no-op unless ``autocast_dtype``)."""
+        if self.autocast_dtype is None:
+            return nullcontext()
+        device = next(self.peft.parameters()).device.type
+        return torch.autocast(device_type=device, dtype=self.autocast_dtype)
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute activations in the backward pass (non-reentrant, so frozen inputs are fine)."""
+        self.peft.get_base_model().gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+        self.peft.train()  # transformers only checkpoints in training mode
 
     @property
     def has_critic(self) -> bool:
@@ -68,7 +83,7 @@ class ActorCritic(torch.nn.Module):
         (B, S) ids and mask -> logprobs (B, T), entropy (B, T) or None, and the model output.
         """
         ctx = self.peft.disable_adapter() if reference else nullcontext()
-        with ctx:
+        with ctx, self.autocast():
             if not reference:
                 self.use("policy")
             out = self.peft(
@@ -95,12 +110,13 @@ class ActorCritic(torch.nn.Module):
             raise RuntimeError("this ActorCritic was built without a critic (critic=False)")
         self.use("critic")
         body = self.peft.get_base_model().model  # the decoder stack, with the critic's LoRA active
-        hidden = body(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids_from(attention_mask),
-            use_cache=False,
-        ).last_hidden_state
+        with self.autocast():
+            hidden = body(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids_from(attention_mask),
+                use_cache=False,
+            ).last_hidden_state
         return self.value_head(hidden[:, -n_completion - 1 : -1].float()).squeeze(-1)  # (B, T)
 
 

@@ -101,10 +101,11 @@ def rollout(
     prompts = [p.prompt for p in problems for _ in range(cfg.samples_per_prompt)]
     answers = [p.answer for p in problems for _ in range(cfg.samples_per_prompt)]
     ac.use("policy")
-    g = generate(
-        ac.peft, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, do_sample=True,
-        temperature=cfg.temperature, top_p=cfg.top_p,
-    )  # fmt: skip
+    with ac.autocast():
+        g = generate(
+            ac.peft, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, do_sample=True,
+            temperature=cfg.temperature, top_p=cfg.top_p,
+        )  # fmt: skip
     res = hierarchy(prompts, g.texts, answer=answers)
     raw = torch.tensor(res.rewards, dtype=torch.float32)  # (B,)
     input_ids = torch.cat([g.prompt_ids, g.completion_ids], 1)  # (B, P + T)

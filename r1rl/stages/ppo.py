@@ -7,6 +7,8 @@ reference share *is* the SFT model, and the KL penalty keeps the policy near it.
 
 from __future__ import annotations
 
+import torch
+
 from r1rl.config import PPOConfig
 from r1rl.eval.embedded import evaluate_arithmetic
 from r1rl.model import load_merged, load_tokenizer, resolve_model_path
@@ -30,6 +32,10 @@ def run(cfg: PPOConfig) -> RunDir:
     setup(cfg.seed, cfg.threads)
     tokenizer = load_tokenizer(model_path)
     ac = ActorCritic(load_merged(model_path), cfg.lora, critic=cfg.ppo.advantage_estimator == "gae")
+    if cfg.ppo.bf16:
+        ac.autocast_dtype = torch.bfloat16
+    if cfg.ppo.gradient_checkpointing:
+        ac.enable_gradient_checkpointing()
     task = ArithmeticTask(**cfg.task.model_dump())
     pool = task.problems("train", POOL_SIZE, seed=cfg.seed + 2, allow_fewer=True)
 

@@ -119,3 +119,35 @@ def test_non_finite_loss_skips_steps_then_halts_with_finite_checkpoints(tokenize
     for ckpt in run.checkpoints.iterdir():
         state = torch.load(ckpt / "state.pt", weights_only=False)
         assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_gradient_checkpointing_gives_the_same_update(tokenizer):
+    torch.manual_seed(0)
+    ac = _ac(tokenizer)
+    ro = rollout(ac, tokenizer, PROBLEMS, HIERARCHY, _settings(), kl_coef=0.05)
+    results, calls = [], []
+    for checkpointing in (False, True):
+        clone = copy.deepcopy(ac)
+        if checkpointing:
+            clone.enable_gradient_checkpointing()
+        norm = clone.peft.get_base_model().model.layers[0].input_layernorm  # inside the checkpointed forward
+        n = [0]
+        norm.register_forward_hook(lambda *a: n.__setitem__(0, n[0] + 1))
+        update(clone, ro, _settings(), _opts(clone), torch.Generator().manual_seed(0), kl_coef=0.05)
+        results.append(_trainable(clone))
+        calls.append(n[0])
+    assert calls[1] > calls[0]  # activations were recomputed in the backward pass
+    for k in results[0]:
+        assert torch.allclose(results[0][k], results[1][k], atol=1e-6), k
+
+
+def test_bf16_autocast_rollout_and_update(tokenizer):
+    torch.manual_seed(0)
+    ac = _ac(tokenizer)
+    ac.autocast_dtype = torch.bfloat16
+    with ac.autocast():
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+    ro = rollout(ac, tokenizer, PROBLEMS, HIERARCHY, _settings(), kl_coef=0.05)
+    assert ro.old_logprobs.dtype == torch.float32 and torch.isfinite(ro.old_logprobs).all()
+    stats = update(ac, ro, _settings(), _opts(ac), torch.Generator().manual_seed(0), kl_coef=0.05)
+    assert stats["skipped_updates"] == 0
