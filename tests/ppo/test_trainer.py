@@ -132,7 +132,7 @@ def test_gradient_checkpointing_gives_the_same_update(tokenizer):
             clone.enable_gradient_checkpointing()
         norm = clone.peft.get_base_model().model.layers[0].input_layernorm  # inside the checkpointed forward
         n = [0]
-        norm.register_forward_hook(lambda *a: n.__setitem__(0, n[0] + 1))
+        norm.register_forward_hook(lambda *a, n=n: n.__setitem__(0, n[0] + 1))
         update(clone, ro, _settings(), _opts(clone), torch.Generator().manual_seed(0), kl_coef=0.05)
         results.append(_trainable(clone))
         calls.append(n[0])
