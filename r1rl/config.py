@@ -102,11 +102,24 @@ class TierConfig(Strict):
     name: str = Field(description="tier name, lowest first")
     reward: str = Field(description="registered reward name, package.module:function or file.py:function")
     threshold: float = Field(1.0, description="score at which the tier counts as passed")
-    weight: float = Field(1.0, ge=0)
+    weight: float = Field(1.0, ge=0, description="w_k; in mode scheduled, the weight at schedule_start")
+    weight_end: float | None = Field(
+        None, ge=0, description="mode scheduled: the weight at schedule_end (null = weight throughout)"
+    )
+    on_error: Literal["zero", "skip", "raise"] | None = Field(
+        None,
+        description="an error or timeout scores 0, is not applicable, or raises; null = rewards.on_error",
+    )
+    timeout_s: float | None = Field(None, gt=0, description="wall-clock limit of one call; null = none")
+    normalize: Literal["none", "batch", "running"] | None = Field(
+        None, description="whiten this tier's scores before combining; null = rewards.normalize"
+    )
 
 
 class RewardsConfig(Strict):
-    mode: Literal["gated", "weighted"] = "gated"
+    mode: Literal["gated", "weighted", "scheduled"] = Field(
+        "gated", description="gated: a tier counts once those below pass; scheduled: weights move over steps"
+    )
     tiers: list[TierConfig] = Field(
         default_factory=lambda: [
             TierConfig(name="syntax", reward="arithmetic_syntax"),
@@ -114,6 +127,33 @@ class RewardsConfig(Strict):
             TierConfig(name="task", reward="arithmetic_task"),
         ]
     )
+    on_error: Literal["zero", "skip", "raise"] = Field(
+        "zero", description="default for tiers: a failed sample scores 0, is not applicable, or raises"
+    )
+    normalize: Literal["none", "batch", "running"] = Field(
+        "none", description="default for tiers: per-tier whitening by batch or running mean/std"
+    )
+    schedule_start: int = Field(0, ge=0, description="mode scheduled: step at which weights start moving")
+    schedule_end: int | None = Field(
+        None, ge=1, description="mode scheduled: step at which they reach weight_end"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> RewardsConfig:
+        if not self.tiers:
+            raise ValueError("rewards.tiers is empty; give at least one tier")
+        names = [t.name for t in self.tiers]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"tier names must be unique; repeated: {', '.join(dup)}")
+        if self.mode == "scheduled":
+            if self.schedule_end is None or self.schedule_end <= self.schedule_start:
+                raise ValueError("mode scheduled needs schedule_end > schedule_start")
+        elif any(t.weight_end is not None for t in self.tiers):
+            raise ValueError(
+                f"weight_end is set but mode is {self.mode!r}; it only applies to mode scheduled"
+            )
+        return self
 
 
 class PPOSettings(Strict):
@@ -188,6 +228,9 @@ class PPOSettings(Strict):
 class PPOConfig(StageBase):
     model_path: str = Field(description="the SFT stage's final/ (an adapter is merged into its base)")
     lora: LoraConfigModel = Field(default_factory=LoraConfigModel)
+    full_finetune: bool = Field(
+        False, description="train every weight (policy, and a separate full critic); the reference is a copy"
+    )
     rewards: RewardsConfig = Field(default_factory=RewardsConfig)
     ppo: PPOSettings = Field(default_factory=PPOSettings)
 

@@ -120,7 +120,7 @@ class NearDuplicateIndex:
         return MinHash.bulk(sets, num_perm=self.num_perm, seed=self.seed)
 
     def add(self, key: int, minhash: Any) -> int | None:
-        """Index ``minhash`` under ``key`` unless it near-duplicates an indexed one; returns that one's key."""
+        """Index ``minhash`` under ``key`` unless it near-duplicates an indexed one (then return its key)."""
         for other in self.lsh.query(minhash):
             if not self.verify or _jaccard(self.signatures[other], minhash.hashvalues) >= self.threshold:
                 return int(other)

@@ -164,11 +164,14 @@ class FileSource:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise UserError(f"data source {self.name!r}: {f}:{lineno}: not valid JSON ({e.msg})") from None
+                    raise UserError(
+                        f"data source {self.name!r}: {f}:{lineno}: not valid JSON ({e.msg})"
+                    ) from None
                 if not isinstance(row, dict) or self.text_field not in row:
                     keys = sorted(row) if isinstance(row, dict) else type(row).__name__
                     raise UserError(
-                        f"data source {self.name!r}: {f}:{lineno} has no field {self.text_field!r} (has {keys})"
+                        f"data source {self.name!r}: {f}:{lineno} has no field {self.text_field!r} "
+                        f"(has {keys})"
                     )
                 meta = {k: v for k, v in row.items() if k != self.text_field}
                 yield Document(str(row[self.text_field]), self.name, {"path": str(f), **meta})
@@ -178,9 +181,8 @@ class FileSource:
 
         pf = pq.ParquetFile(f)
         if self.text_field not in pf.schema_arrow.names:
-            raise UserError(
-                f"data source {self.name!r}: {f} has no column {self.text_field!r} (has {pf.schema_arrow.names})"
-            )
+            names = pf.schema_arrow.names
+            raise UserError(f"data source {self.name!r}: {f} has no column {self.text_field!r} (has {names})")
         for batch in pf.iter_batches(columns=[self.text_field], batch_size=1024):
             for text in batch.column(0).to_pylist():
                 if text is not None:
@@ -226,7 +228,9 @@ class HFDatasetSource:
                 )
             except (FileNotFoundError, ValueError, ConnectionError, OSError) as e:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise UserError(f"data source {self.name!r}: cannot load dataset {self.path!r}: {first}") from None
+                raise UserError(
+                    f"data source {self.name!r}: cannot load dataset {self.path!r}: {first}"
+                ) from None
             columns = self._ds.column_names
             if columns is not None and self.text_field not in columns:
                 raise UserError(
@@ -345,7 +349,9 @@ def mixture_probabilities(weights: Sequence[float], temperature: float = 1.0) ->
     """
     w = np.asarray(weights, dtype=np.float64)  # (S,)
     if w.ndim != 1 or len(w) == 0 or (w < 0).any() or not np.isfinite(w).all() or w.sum() <= 0:
-        raise UserError(f"data mixture: weights must be non-negative, finite and not all zero (got {list(w)})")
+        raise UserError(
+            f"data mixture: weights must be non-negative, finite and not all zero (got {list(w)})"
+        )
     if temperature <= 0:
         raise UserError(f"data mixture: temperature must be > 0 (got {temperature})")
     p = np.where(w > 0, w, 0.0) ** (1.0 / temperature)

@@ -10,6 +10,7 @@ Notation: ``B`` sequences, ``S`` prompt + completion tokens, ``T`` completion to
 
 from __future__ import annotations
 
+import copy
 from contextlib import nullcontext
 
 import torch
@@ -86,18 +87,9 @@ class ActorCritic(torch.nn.Module):
         with ctx, self.autocast():
             if not reference:
                 self.use("policy")
-            out = self.peft(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids_from(attention_mask),
-                output_router_logits=output_router_logits,
-                use_cache=False,
+            return completion_logprobs(
+                self.peft, input_ids, attention_mask, n_completion, with_entropy, output_router_logits
             )
-        logits = out.logits[:, -n_completion - 1 : -1]  # (B, T, V): position t predicts token t+1
-        labels = input_ids[:, -n_completion:]
-        logprobs = logprobs_from_logits(logits, labels)
-        entropy = entropy_from_logits(logits) if with_entropy else None
-        return logprobs, entropy, out
 
     def values(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_completion: int
@@ -111,13 +103,144 @@ class ActorCritic(torch.nn.Module):
         self.use("critic")
         body = self.peft.get_base_model().model  # the decoder stack, with the critic's LoRA active
         with self.autocast():
-            hidden = body(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids_from(attention_mask),
-                use_cache=False,
-            ).last_hidden_state
-        return self.value_head(hidden[:, -n_completion - 1 : -1].float()).squeeze(-1)  # (B, T)
+            return completion_values(body, self.value_head, input_ids, attention_mask, n_completion)
+
+    @property
+    def generation_model(self) -> torch.nn.Module:
+        """The module to ``generate`` with: the PEFT model, with the policy adapter active."""
+        return self.peft
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint holds: the adapters and the value head (the base is frozen)."""
+        return {k: v for k, v in self.state_dict().items() if "lora_" in k or k.startswith("value_head")}
+
+    def final_model(self) -> torch.nn.Module:
+        """The policy as a plain transformers model: its adapter merged into the base."""
+        return self.peft.merge_and_unload(adapter_names=["policy"])
+
+
+class FullActorCritic(torch.nn.Module):
+    """Full-parameter mode, for small models: three separate networks, the same interface.
+
+    policy = the base, every weight trained; reference = a frozen copy of it; critic = a copy of
+    the decoder stack plus a value head, every weight trained. Memory is roughly three models
+    plus two full optimizer states — the set-up the LoRA roles exist to avoid.
+    """
+
+    def __init__(self, base: torch.nn.Module, value_head_init_std: float = 0.0, critic: bool = True) -> None:
+        super().__init__()
+        self.policy = base.requires_grad_(True)
+        self.reference = copy.deepcopy(base).requires_grad_(False)
+        self.critic_body: torch.nn.Module | None = None
+        self.value_head: torch.nn.Linear | None = None
+        if critic:
+            self.critic_body = copy.deepcopy(base.model).requires_grad_(True)
+            self.value_head = torch.nn.Linear(base.config.hidden_size, 1)
+            torch.nn.init.normal_(self.value_head.weight, std=value_head_init_std)
+            torch.nn.init.zeros_(self.value_head.bias)
+        self.autocast_dtype: torch.dtype | None = None
+
+    autocast = ActorCritic.autocast
+
+    @property
+    def config(self):
+        return self.policy.config
+
+    @property
+    def has_critic(self) -> bool:
+        return self.value_head is not None
+
+    @property
+    def generation_model(self) -> torch.nn.Module:
+        return self.policy
+
+    def adapter_parameters(self, role: str) -> list[torch.nn.Parameter]:
+        if role == "policy":
+            return list(self.policy.parameters())
+        if self.critic_body is None or self.value_head is None:
+            return []
+        return [*self.critic_body.parameters(), *self.value_head.parameters()]
+
+    def use(self, role: str) -> None:
+        """Nothing to switch: each role is its own network."""
+
+    def enable_gradient_checkpointing(self) -> None:
+        kwargs = {"gradient_checkpointing_kwargs": {"use_reentrant": False}}
+        self.policy.gradient_checkpointing_enable(**kwargs)
+        self.policy.train()
+        if self.critic_body is not None:
+            self.critic_body.gradient_checkpointing_enable(**kwargs)
+            self.critic_body.train()
+
+    def policy_logprobs(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        n_completion: int,
+        reference: bool = False,
+        with_entropy: bool = False,
+        output_router_logits: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, object]:
+        model = self.reference if reference else self.policy
+        with self.autocast():
+            return completion_logprobs(
+                model, input_ids, attention_mask, n_completion, with_entropy, output_router_logits
+            )
+
+    def values(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_completion: int
+    ) -> torch.Tensor:
+        if self.critic_body is None or self.value_head is None:
+            raise RuntimeError("this FullActorCritic was built without a critic (critic=False)")
+        with self.autocast():
+            body, head = self.critic_body, self.value_head
+            return completion_values(body, head, input_ids, attention_mask, n_completion)
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("reference.")}
+
+    def final_model(self) -> torch.nn.Module:
+        return self.policy
+
+
+def completion_logprobs(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    n_completion: int,
+    with_entropy: bool = False,
+    output_router_logits: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None, object]:
+    """Log-probs (and entropies) of the last ``n_completion`` tokens. (B, S) -> (B, T), output."""
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids_from(attention_mask),
+        output_router_logits=output_router_logits,
+        use_cache=False,
+    )
+    logits = out.logits[:, -n_completion - 1 : -1]  # (B, T, V): position t predicts token t+1
+    labels = input_ids[:, -n_completion:]
+    logprobs = logprobs_from_logits(logits, labels)
+    entropy = entropy_from_logits(logits) if with_entropy else None
+    return logprobs, entropy, out
+
+
+def completion_values(
+    body: torch.nn.Module,
+    head: torch.nn.Linear,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    n_completion: int,
+) -> torch.Tensor:
+    """V(s_t) from a decoder stack and a linear head, for the last ``n_completion`` states. -> (B, T)."""
+    hidden = body(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids_from(attention_mask),
+        use_cache=False,
+    ).last_hidden_state
+    return head(hidden[:, -n_completion - 1 : -1].float()).squeeze(-1)
 
 
 def position_ids_from(attention_mask: torch.Tensor) -> torch.Tensor:

@@ -44,7 +44,7 @@ from r1rl.moe import (
     variance_balance_loss,
 )
 from r1rl.ppo import core
-from r1rl.ppo.roles import ActorCritic
+from r1rl.ppo.roles import ActorCritic, FullActorCritic
 from r1rl.rewards.hierarchy import RewardHierarchy
 from r1rl.rundir import RunDir
 from r1rl.tasks.arithmetic import ArithmeticProblem
@@ -85,7 +85,7 @@ class Rollout:
 
 
 def rollout(
-    ac: ActorCritic,
+    ac: ActorCritic | FullActorCritic,
     tokenizer: Any,
     problems: list[ArithmeticProblem],
     hierarchy: RewardHierarchy,
@@ -103,7 +103,7 @@ def rollout(
     ac.use("policy")
     with ac.autocast():
         g = generate(
-            ac.peft, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, do_sample=True,
+            ac.generation_model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, do_sample=True,
             temperature=cfg.temperature, top_p=cfg.top_p,
         )  # fmt: skip
     res = hierarchy(prompts, g.texts, answer=answers)
@@ -175,7 +175,7 @@ def _advantages(
 
 
 def update(
-    ac: ActorCritic,
+    ac: ActorCritic | FullActorCritic,
     ro: Rollout,
     cfg: PPOSettings,
     opts: dict[str, torch.optim.Optimizer],
@@ -253,7 +253,7 @@ def _micro_weights(mask: torch.Tensor, parts: list[torch.Tensor], agg_mode: str)
 
 
 def _policy_micro_step(
-    ac: ActorCritic,
+    ac: ActorCritic | FullActorCritic,
     ro: Rollout,
     idx: torch.Tensor,
     weight: float,
@@ -309,7 +309,7 @@ def _policy_micro_step(
 
 
 def _critic_micro_step(
-    ac: ActorCritic, ro: Rollout, idx: torch.Tensor, weight: float, cfg: PPOSettings
+    ac: ActorCritic | FullActorCritic, ro: Rollout, idx: torch.Tensor, weight: float, cfg: PPOSettings
 ) -> tuple[dict[str, float], bool]:
     """Forward and backward of the clipped value loss on ``idx``, scaled by ``weight``."""
     T = ro.n_completion
@@ -325,7 +325,7 @@ def _critic_micro_step(
 
 
 def train_ppo(
-    ac: ActorCritic,
+    ac: ActorCritic | FullActorCritic,
     tokenizer: Any,
     pool: list[ArithmeticProblem],
     hierarchy: RewardHierarchy,
@@ -354,7 +354,8 @@ def train_ppo(
         else core.FixedKLController(cfg.kl_coef)
     )
     generator = torch.Generator().manual_seed(seed)
-    replay = RoutingReplay(ac.peft) if routers(ac.peft) else None  # drift telemetry, or replay
+    policy = ac.generation_model
+    replay = RoutingReplay(policy) if routers(policy) else None  # drift telemetry, or replay
     start, skipped_steps, in_a_row = 0, 0, 0
     state = load_latest_checkpoint(run.checkpoints)
     if state is not None:
@@ -422,15 +423,15 @@ def train_ppo(
         bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", kl=f"{metrics['kl']:.3f}")
         # 4. checkpoint
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
-            trainable = {n: p for n, p in ac.named_parameters() if "lora_" in n or n.startswith("value_head")}
-            if not all(torch.isfinite(p).all() for p in trainable.values()):
+            trainable = ac.trainable_state()
+            if not all(torch.isfinite(p).all() for p in trainable.values() if p.is_floating_point()):
                 log.warning("step %d: non-finite weights; checkpoint not written", done)
                 continue
             save_checkpoint(
                 run.checkpoints,
                 done,
                 {
-                    "model": {k: v for k, v in ac.state_dict().items() if k in trainable},
+                    "model": trainable,
                     "optimizer": {k: o.state_dict() for k, o in opts.items()},
                     "scheduler": {k: s.state_dict() for k, s in scheds.items()},
                     "kl_ctl": kl_ctl.state_dict(),

@@ -12,7 +12,7 @@ import torch
 from r1rl.config import PPOConfig
 from r1rl.eval.embedded import evaluate_arithmetic
 from r1rl.model import load_merged, load_tokenizer, resolve_model_path
-from r1rl.ppo.roles import ActorCritic
+from r1rl.ppo.roles import ActorCritic, FullActorCritic
 from r1rl.ppo.trainer import train_ppo
 from r1rl.rewards.hierarchy import RewardHierarchy
 from r1rl.rundir import RunDir, render_plots
@@ -31,7 +31,11 @@ def run(cfg: PPOConfig) -> RunDir:
     rd.start(cfg)
     setup(cfg.seed, cfg.threads)
     tokenizer = load_tokenizer(model_path)
-    ac = ActorCritic(load_merged(model_path), cfg.lora, critic=cfg.ppo.advantage_estimator == "gae")
+    with_critic = cfg.ppo.advantage_estimator == "gae"
+    if cfg.full_finetune:
+        ac: ActorCritic | FullActorCritic = FullActorCritic(load_merged(model_path), critic=with_critic)
+    else:
+        ac = ActorCritic(load_merged(model_path), cfg.lora, critic=with_critic)
     if cfg.ppo.bf16:
         ac.autocast_dtype = torch.bfloat16
     if cfg.ppo.gradient_checkpointing:
@@ -41,7 +45,7 @@ def run(cfg: PPOConfig) -> RunDir:
 
     def periodic_eval() -> dict[str, float]:
         metrics, _ = evaluate_arithmetic(
-            ac.peft, tokenizer, task, hierarchy, n=cfg.ppo.eval_examples,
+            ac.generation_model, tokenizer, task, hierarchy, n=cfg.ppo.eval_examples,
             max_new_tokens=cfg.ppo.max_new_tokens, progress=False,
         )  # fmt: skip
         return metrics
@@ -49,7 +53,7 @@ def run(cfg: PPOConfig) -> RunDir:
     train_ppo(ac, tokenizer, pool, hierarchy, cfg.ppo, rd, cfg.seed, evaluate=periodic_eval)
     render_plots(rd, "ppo")
     with rd.writing_final() as final:
-        merged = ac.peft.merge_and_unload(adapter_names=["policy"])
+        merged = ac.final_model()
         merged.save_pretrained(final)
         tokenizer.save_pretrained(final)
     return rd

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from r1rl.rewards.hierarchy import RewardHierarchy
+from r1rl.rewards.hierarchy import RewardHierarchy, Tier
 
 from r1rl.config import LoraConfigModel, PPOSettings, RewardsConfig
 from r1rl.model import build_config, build_model
@@ -151,3 +151,28 @@ def test_bf16_autocast_rollout_and_update(tokenizer):
     assert ro.old_logprobs.dtype == torch.float32 and torch.isfinite(ro.old_logprobs).all()
     stats = update(ac, ro, _settings(), _opts(ac), torch.Generator().manual_seed(0), kl_coef=0.05)
     assert stats["skipped_updates"] == 0
+
+
+def test_full_parameter_mode_trains_policy_and_critic_not_the_reference(tokenizer, tmp_path):
+    from r1rl.ppo.roles import FullActorCritic
+
+    torch.manual_seed(0)
+    cfg = build_config(
+        "micro", len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+    )
+    ac = FullActorCritic(build_model(cfg, seed=0))
+    ref_before = {k: v.clone() for k, v in ac.reference.state_dict().items()}
+    policy_before = {k: v.clone() for k, v in ac.policy.state_dict().items()}
+    assert not any(k.startswith("reference.") for k in ac.trainable_state())
+    run = RunDir(tmp_path / "ppo").start(_settings())
+    settings = _settings(steps=3, checkpoint_every=1, kl_coef=0.1)
+    spread = RewardHierarchy(
+        [Tier("length", lambda prompts, completions, **kw: [len(c) % 3 for c in completions])]
+    )
+    train_ppo(ac, tokenizer, TASK.problems("train", 20, seed=1), spread, settings, run, seed=0)
+    assert all(torch.equal(v, ac.reference.state_dict()[k]) for k, v in ref_before.items())
+    assert any(not torch.equal(v, ac.policy.state_dict()[k]) for k, v in policy_before.items())
+    rows = run.read_metrics()
+    assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-6) and rows[-1]["kl"] != 0.0
+    state = torch.load(sorted(run.checkpoints.iterdir())[-1] / "state.pt", weights_only=False)
+    assert any(k.startswith("critic_body.") for k in state["model"])
