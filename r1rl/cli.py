@@ -1,4 +1,4 @@
-"""``r1rl pretrain|sft|ppo|eval|run CONFIG.yaml [key.sub=value ...]``; ``r1rl eval --compare A B``.
+"""``r1rl pretrain|sft|ppo|eval|run CONFIG.yaml [key=value ...]``; ``eval --compare A B``; ``push RUN``.
 
 Bad input (an unknown key, a mistyped value, a missing file) prints one line naming the
 problem and exits with status 2; nothing a previous stage wrote is touched.
@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                 "--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
                 help="paired comparison of two eval run directories instead of evaluating",
             )  # fmt: skip
+    from r1rl.hub import add_push_parser  # light: huggingface_hub loads only when a push runs
+
+    add_push_parser(sub)
     return parser
 
 
@@ -50,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     from r1rl.config import PipelineConfig, load_config
 
+    if args.command == "push":
+        from r1rl.hub import run_push
+
+        return run_push(args)
     if args.command == "eval" and args.compare:
         from r1rl.eval.compare import compare, format_comparison
 

@@ -74,7 +74,21 @@ class LoraConfigModel(Strict):
     )
 
 
-class StageBase(Strict):
+class HubOptions(Strict):
+    """Push ``final/`` (with tokenizer and model card) to the Hugging Face Hub when the run ends."""
+
+    push_to_hub: bool = False
+    hub_repo_id: str | None = Field(None, description="user/name; required with push_to_hub")
+    hub_private: bool = False
+
+    @model_validator(mode="after")
+    def _repo_needed(self) -> HubOptions:
+        if self.push_to_hub and not self.hub_repo_id:
+            raise ValueError("push_to_hub: true needs hub_repo_id (e.g. hub_repo_id: your-name/tiny-moe-ppo)")
+        return self
+
+
+class StageBase(HubOptions):
     output_dir: str
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch CPU threads; null = torch's default")
@@ -263,7 +277,7 @@ class EvalConfig(StageBase):
         return tasks
 
 
-class PipelineConfig(Strict):
+class PipelineConfig(HubOptions):
     """All stages; each section holds that stage's keys (``output_dir``, ``model_path`` are filled in)."""
 
     output_dir: str

@@ -67,6 +67,10 @@ def run(cfg: PipelineConfig, source: str = "pipeline") -> RunDir:
         summary["stages"][stage] = {"run_dir": str(rd.path), "eval": metrics}
         atomic_write_text(root.path / "summary.json", json.dumps(summary, indent=2))
     print(format_summary(summary))
+    if cfg.push_to_hub:  # the last stage's model, with the whole lineage and every eval in its card
+        from r1rl.hub import push_run
+
+        print(f"[hub] {root.path} → {push_run(root.path, cfg.hub_repo_id, private=cfg.hub_private)}")
     return root
 
 

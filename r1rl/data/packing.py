@@ -260,4 +260,5 @@ def tokenize_corpus(
         remove_columns=["text"],
         load_from_cache_file=cache_dir is not None,
         desc="tokenising",
+        **kwargs,
     )

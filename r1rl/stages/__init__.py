@@ -13,19 +13,28 @@ from r1rl.rundir import RunDir
 def _pretrain(cfg: PretrainConfig) -> RunDir:
     from r1rl.stages import pretrain
 
-    return pretrain.run(cfg)
+    return _push_if_asked(cfg, pretrain.run(cfg))
 
 
 def _sft(cfg: SFTConfig) -> RunDir:
     from r1rl.stages import sft
 
-    return sft.run(cfg)
+    return _push_if_asked(cfg, sft.run(cfg))
 
 
 def _ppo(cfg: PPOConfig) -> RunDir:
     from r1rl.stages import ppo
 
-    return ppo.run(cfg)
+    return _push_if_asked(cfg, ppo.run(cfg))
+
+
+def _push_if_asked(cfg: PretrainConfig | SFTConfig | PPOConfig, rd: RunDir) -> RunDir:
+    """``push_to_hub: true``: upload ``final/``, the tokenizer and a model card when the stage ends."""
+    if cfg.push_to_hub:
+        from r1rl.hub import push_run
+
+        print(f"[hub] {rd.path} → {push_run(rd.path, cfg.hub_repo_id, private=cfg.hub_private)}")
+    return rd
 
 
 def _eval(cfg: EvalConfig) -> RunDir:
