@@ -84,6 +84,27 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_samples_table(run: RunDir, last: int = 10) -> Path | None:
+    """``samples.md``: the logged sample completions of the last ``last`` logged steps, as a table."""
+    path = run.path / "rollouts.jsonl"
+    if not path.exists():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()][-last:]
+
+    def cell(text: str) -> str:  # one table cell: control characters escaped, pipes and backticks neutralised
+        text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
+        return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
+
+    lines = ["| step | prompt | completion | reward |", "|---:|---|---|---:|"]
+    for r in rows:
+        for s in r["samples"]:
+            prompt, completion = cell(s["prompt"]), cell(s["completion"])
+            lines.append(f"| {r['step']} | {prompt} | {completion} | {s['reward']:.3f} |")
+    out = run.path / "samples.md"
+    atomic_write_text(out, "\n".join(lines) + "\n")
+    return out
+
+
 def render_plots(run: RunDir, title: str) -> list[Path]:
     """Render ``plots/*.png`` from the run's ``metrics.jsonl``."""
     from r1rl.plots import plot_expert_load, plot_metrics  # matplotlib is imported only when plotting

@@ -15,7 +15,7 @@ from r1rl.model import load_merged, load_tokenizer, resolve_model_path
 from r1rl.ppo.roles import ActorCritic, FullActorCritic
 from r1rl.ppo.trainer import train_ppo
 from r1rl.rewards.hierarchy import RewardHierarchy
-from r1rl.rundir import RunDir, render_plots
+from r1rl.rundir import RunDir, render_plots, write_samples_table
 from r1rl.tasks.arithmetic import ArithmeticTask
 from r1rl.training import setup
 
@@ -52,6 +52,7 @@ def run(cfg: PPOConfig) -> RunDir:
 
     train_ppo(ac, tokenizer, pool, hierarchy, cfg.ppo, rd, cfg.seed, evaluate=periodic_eval)
     render_plots(rd, "ppo")
+    write_samples_table(rd)
     with rd.writing_final() as final:
         merged = ac.final_model()
         merged.save_pretrained(final)

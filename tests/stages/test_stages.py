@@ -22,15 +22,16 @@ def _cfg(cls, name, tmp, **over):
     return load_config(cls, MICRO / f"{name}.yaml", extra)
 
 
+PPO_OVERRIDES = {"ppo.checkpoint_every": 2, "ppo.eval_every": 2, "ppo.eval_examples": 8}
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stages")
     out = {}
     out["pretrain"] = STAGES["pretrain"](_cfg(PretrainConfig, "pretrain", tmp))
     out["sft"] = STAGES["sft"](_cfg(SFTConfig, "sft", tmp, model_path=tmp / "pretrain" / "final"))
-    out["ppo"] = STAGES["ppo"](
-        _cfg(PPOConfig, "ppo", tmp, model_path=tmp / "sft" / "final", **{"ppo.checkpoint_every": 2, "ppo.eval_every": 2, "ppo.eval_examples": 8})
-    )
+    out["ppo"] = STAGES["ppo"](_cfg(PPOConfig, "ppo", tmp, model_path=tmp / "sft" / "final", **PPO_OVERRIDES))
     out["eval"] = STAGES["eval"](_cfg(EvalConfig, "eval", tmp, model_path=tmp / "ppo" / "final"))
     return out
 
@@ -67,6 +68,8 @@ def test_ppo_metrics_and_reward_plot(runs):
     assert all(f"moe/router_entropy/{i}" in rows[-1] for i in range(2))
     for name in ["reward.png", "eval.png", "moe.png", "expert_load.png"]:
         assert (runs["ppo"].plots / name).exists(), name
+    table = (runs["ppo"].path / "samples.md").read_text().splitlines()
+    assert table[0] == "| step | prompt | completion | reward |" and len(table) == 2 + 3 * 4
     # checkpoints were written atomically and only the ones before the end are kept
     assert [p.name for p in runs["ppo"].checkpoints.iterdir()] == ["step-00000002"]
 
