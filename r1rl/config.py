@@ -242,6 +242,9 @@ class PPOSettings(Strict):
 class PPOConfig(StageBase):
     model_path: str = Field(description="the SFT stage's final/ (an adapter is merged into its base)")
     lora: LoraConfigModel = Field(default_factory=LoraConfigModel)
+    critic_model_path: str | None = Field(
+        None, description="a separate, smaller model (same tokenizer) trained in full as the critic"
+    )
     full_finetune: bool = Field(
         False, description="train every weight (policy, and a separate full critic); the reference is a copy"
     )

@@ -22,13 +22,33 @@ from r1rl.ppo.core import entropy_from_logits, logprobs_from_logits
 
 class ActorCritic(torch.nn.Module):
     def __init__(
-        self, base: torch.nn.Module, lora_cfg, value_head_init_std: float = 0.0, critic: bool = True
+        self,
+        base: torch.nn.Module,
+        lora_cfg,
+        value_head_init_std: float = 0.0,
+        critic: bool = True,
+        critic_model: torch.nn.Module | None = None,
     ) -> None:
-        """``critic=False`` builds the policy alone, for the critic-free advantage estimators."""
+        """``critic=False`` builds the policy alone, for the critic-free advantage estimators.
+
+        ``critic_model``: a separate (typically smaller) causal LM with the same vocabulary whose
+        decoder stack, fully trained, is the critic instead of a second adapter on the base.
+        """
         super().__init__()
         self.peft: PeftModel = add_lora(base, lora_cfg, adapter_name="policy")
         self.value_head: torch.nn.Linear | None = None
-        if critic:
+        self.critic_body: torch.nn.Module | None = None
+        if critic and critic_model is not None:
+            if critic_model.config.vocab_size != base.config.vocab_size:
+                raise ValueError(
+                    f"the critic model's vocabulary ({critic_model.config.vocab_size}) differs from the "
+                    f"policy's ({base.config.vocab_size}): they must share a tokenizer"
+                )
+            self.critic_body = critic_model.model.requires_grad_(True)
+            self.value_head = torch.nn.Linear(critic_model.config.hidden_size, 1)
+            torch.nn.init.normal_(self.value_head.weight, std=value_head_init_std)
+            torch.nn.init.zeros_(self.value_head.bias)
+        elif critic:
             self.peft.add_adapter("critic", lora_config(lora_cfg))
             self.value_head = torch.nn.Linear(base.config.hidden_size, 1)
             torch.nn.init.normal_(self.value_head.weight, std=value_head_init_std)
@@ -59,6 +79,8 @@ class ActorCritic(torch.nn.Module):
         return self.peft.config
 
     def adapter_parameters(self, adapter: str) -> list[torch.nn.Parameter]:
+        if adapter == "critic" and self.critic_body is not None and self.value_head is not None:
+            return [*self.critic_body.parameters(), *self.value_head.parameters()]
         params = [p for n, p in self.peft.named_parameters() if f".{adapter}." in n and "lora_" in n]
         if adapter == "critic" and self.value_head is not None:
             params += list(self.value_head.parameters())
@@ -66,6 +88,8 @@ class ActorCritic(torch.nn.Module):
 
     def use(self, adapter: str) -> None:
         """Activate one adapter (PEFT makes only the active adapter's parameters trainable)."""
+        if adapter == "critic" and self.critic_body is not None:
+            return  # a separate critic network: nothing to switch on the base
         self.peft.set_adapter(adapter)
         for p in self.adapter_parameters(adapter):
             p.requires_grad_(True)
@@ -101,7 +125,8 @@ class ActorCritic(torch.nn.Module):
         if self.value_head is None:
             raise RuntimeError("this ActorCritic was built without a critic (critic=False)")
         self.use("critic")
-        body = self.peft.get_base_model().model  # the decoder stack, with the critic's LoRA active
+        # the separate critic network, or the decoder stack with the critic's LoRA active
+        body = self.critic_body if self.critic_body is not None else self.peft.get_base_model().model
         with self.autocast():
             return completion_values(body, self.value_head, input_ids, attention_mask, n_completion)
 
@@ -111,8 +136,9 @@ class ActorCritic(torch.nn.Module):
         return self.peft
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        """What a checkpoint holds: the adapters and the value head (the base is frozen)."""
-        return {k: v for k, v in self.state_dict().items() if "lora_" in k or k.startswith("value_head")}
+        """What a checkpoint holds: adapters, value head and a separate critic (the base is frozen)."""
+        keep = ("value_head", "critic_body.")
+        return {k: v for k, v in self.state_dict().items() if "lora_" in k or k.startswith(keep)}
 
     def final_model(self) -> torch.nn.Module:
         """The policy as a plain transformers model: its adapter merged into the base."""

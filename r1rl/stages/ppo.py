@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from r1rl.config import PPOConfig
+from r1rl.errors import UserError
 from r1rl.eval.embedded import evaluate_arithmetic
 from r1rl.model import load_merged, load_tokenizer, resolve_model_path
 from r1rl.ppo.roles import ActorCritic, FullActorCritic
@@ -35,7 +36,13 @@ def run(cfg: PPOConfig) -> RunDir:
     if cfg.full_finetune:
         ac: ActorCritic | FullActorCritic = FullActorCritic(load_merged(model_path), critic=with_critic)
     else:
-        ac = ActorCritic(load_merged(model_path), cfg.lora, critic=with_critic)
+        critic_model = None
+        if cfg.critic_model_path and with_critic:
+            critic_model = load_merged(resolve_model_path(cfg.critic_model_path, "critic_model_path"))
+        try:
+            ac = ActorCritic(load_merged(model_path), cfg.lora, critic=with_critic, critic_model=critic_model)
+        except ValueError as e:
+            raise UserError(f"critic_model_path: {e}") from None
     if cfg.ppo.bf16:
         ac.autocast_dtype = torch.bfloat16
     if cfg.ppo.gradient_checkpointing:

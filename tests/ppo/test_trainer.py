@@ -176,3 +176,30 @@ def test_full_parameter_mode_trains_policy_and_critic_not_the_reference(tokenize
     assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-6) and rows[-1]["kl"] != 0.0
     state = torch.load(sorted(run.checkpoints.iterdir())[-1] / "state.pt", weights_only=False)
     assert any(k.startswith("critic_body.") for k in state["model"])
+
+
+def test_separate_critic_model_is_trained_in_full(tokenizer):
+    torch.manual_seed(0)
+    cfg = build_config(
+        "micro", len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+    )
+    small = build_config(
+        "micro", len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        overrides={"hidden_size": 16, "num_hidden_layers": 1, "head_dim": 8},
+    )  # fmt: skip
+    ac = ActorCritic(
+        build_model(cfg, seed=0), LoraConfigModel(r=4, alpha=8), critic_model=build_model(small, 1)
+    )
+    assert not any(".critic." in n for n, _ in ac.peft.named_parameters())  # no critic adapter on the base
+    assert any(k.startswith("critic_body.") for k in ac.trainable_state())
+    before = {k: v.clone() for k, v in ac.critic_body.state_dict().items()}
+    ro = rollout(ac, tokenizer, PROBLEMS, HIERARCHY, _settings(), kl_coef=0.05)
+    ro.returns = torch.randn_like(ro.returns) * ro.mask  # a target the critic must move towards
+    # two optimizer steps: the zero-initialised value head passes gradient to the body from the second
+    update(ac, ro, _settings(minibatch_size=4), _opts(ac), torch.Generator().manual_seed(0), kl_coef=0.05)
+    assert any(not torch.equal(v, ac.critic_body.state_dict()[k]) for k, v in before.items())
+    wrong_vocab = build_config("micro", len(tokenizer) + 5, pad_token_id=0, eos_token_id=1)
+    with pytest.raises(ValueError, match="share a tokenizer"):
+        ActorCritic(
+            build_model(cfg, seed=0), LoraConfigModel(r=4, alpha=8), critic_model=build_model(wrong_vocab, 1)
+        )
