@@ -1,0 +1,832 @@
+"""Sandbox tests: ordinary programs, unit-test scoring, bad input, and an adversarial corpus.
+
+Every hostile program in the corpus must come back with a non-ok status (or, scored as unit
+tests, with no assert passed) within its limits plus some slack, and leave the host as it was:
+this test process alive, no sandbox process left, no file written outside, secrets unread.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from r1rl.rewards.sandbox import (
+    Limits,
+    Sandbox,
+    SandboxError,
+    isolation_mode,
+    network_isolation,
+    run_program,
+    run_tests,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+# Hostile programs get small limits; ordinary ones a generous wall clock (the machine may be busy).
+TIGHT = Limits(
+    timeout_s=1.5, cpu_s=1, memory_mb=256, max_processes=16, max_file_mb=8, max_output_bytes=16_384, tmp_mb=32
+)
+EASY = Limits(timeout_s=30, memory_mb=256)
+SLACK_S = 3.0  # start-up and teardown on a loaded 2-core machine
+MODE = isolation_mode()
+# Without root and without namespaces the program keeps our uid and sees our PIDs: attacks that
+# would reach this process cannot be run safely there.
+SHARED_UID = MODE == "basic" and os.geteuid() != 0
+
+
+def sandbox_pids() -> list[int]:
+    """Host PIDs of processes started by this test process's sandboxes (tagged command line)."""
+    tag = f"r1rl-sandbox:{os.getpid()}".encode()
+    out = []
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and tag in Path(f"/proc/{p}/cmdline").read_bytes():
+                out.append(int(p))
+        except OSError:
+            pass
+    return out
+
+
+def pids_with(marker: str) -> list[int]:
+    found = []
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and marker.encode() in Path(f"/proc/{p}/cmdline").read_bytes():
+                found.append(int(p))
+        except OSError:
+            pass
+    return found
+
+
+# --- ordinary programs ------------------------------------------------------------------------
+
+
+def test_ok_program_with_stdin_and_stdout():
+    r = run_program(
+        "import sys\nprint(sum(int(x) for x in sys.stdin.read().split()))", stdin="1 2 3\n", limits=EASY
+    )
+    assert (r.status, r.returncode, r.stdout, r.stderr) == ("ok", 0, "6\n", "")
+    assert r.wall_s > 0 and r.cpu_s is not None and not r.truncated
+
+
+def test_exception_is_error_with_a_readable_traceback():
+    r = run_program("def f(x):\n    return 1 / x\n\nf(0)\n", limits=EASY)
+    assert (r.status, r.returncode) == ("error", 1)
+    assert 'File "<solution>", line 2, in f' in r.stderr and r.stderr.rstrip().endswith(
+        "ZeroDivisionError: division by zero"
+    )
+
+
+@pytest.mark.parametrize(
+    "code, status, returncode",
+    [
+        ("import sys\nsys.exit(3)", "error", 3),
+        ("exit(0)", "ok", 0),  # exit() and quit() exist although site.py is skipped
+        ("quit(2)", "error", 2),
+        ("raise SystemExit('bye')", "error", 1),
+        ("if __name__ == '__main__':\n    print('main')", "ok", 0),
+    ],
+)
+def test_exit_codes(code, status, returncode):
+    r = run_program(code, limits=EASY)
+    assert (r.status, r.returncode) == (status, returncode)
+
+
+def test_environment_is_scrubbed_and_workdir_is_private(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_not_for_children")
+    code = (
+        "import os\n"
+        "open('f.txt', 'w').write('kept')\n"
+        "print(sorted(os.environ))\n"
+        "print(os.environ['HOME'] == os.getcwd() == os.environ['TMPDIR'], open('f.txt').read())\n"
+    )
+    r = run_program(code, limits=EASY)
+    assert r.stdout == "['HOME', 'LANG', 'PATH', 'TMPDIR']\nTrue kept\n", r.stderr
+
+
+def test_threads_and_child_processes_within_limits_work():
+    code = (
+        "import subprocess, sys, threading\n"
+        "out = []\n"
+        "ts = [threading.Thread(target=out.append, args=(i,)) for i in range(4)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n"
+        "p = subprocess.run([sys.executable, '-I', '-S', '-c', 'print(5)'], capture_output=True, text=True)\n"
+        "print(sorted(out), p.stdout.strip())\n"
+    )
+    r = run_program(code, limits=EASY)
+    assert r.stdout == "[0, 1, 2, 3] 5\n", r.stderr
+
+
+def test_output_is_capped():
+    r = run_program("print('x' * 100_000)", limits=Limits(timeout_s=30, max_output_bytes=1000))
+    assert r.status == "ok" and r.truncated and r.stdout == "x" * 1000
+
+
+def test_cpu_limit_counts_as_timeout():
+    r = run_program("while True:\n    pass", limits=Limits(timeout_s=20, cpu_s=1))
+    assert r.status == "timeout" and "CPU-time limit" in r.detail and r.returncode in (-24, -9)
+
+
+def test_isolation_is_reported():
+    assert MODE in ("namespaces", "basic")
+    assert network_isolation() in ("netns+seccomp", "netns", "seccomp", "python-prelude")
+
+
+def test_pool_runs_in_parallel_and_keeps_order():
+    codes = [f"import time\ntime.sleep(1.5)\nprint({i})" for i in range(4)]
+    start = time.monotonic()
+    with Sandbox(max_workers=2, limits=EASY) as sb:
+        results = sb.run_many(codes, stdins=[""] * 4)
+    elapsed = time.monotonic() - start
+    assert [r.stdout for r in results] == ["0\n", "1\n", "2\n", "3\n"]
+    assert elapsed < 5.5, f"4 x 1.5 s on 2 workers took {elapsed:.1f} s (one after the other: 6 s)"
+
+
+# --- unit-test scoring ------------------------------------------------------------------------
+
+SOLUTION = "def add(a, b):\n    return a + b if a != 2 else 0\n"
+
+
+def test_run_tests_counts_each_assert():
+    rep = run_tests(
+        SOLUTION, "assert add(1, 1) == 2\nassert add(2, 2) == 4\nassert add(3, 3) == 6\n", limits=EASY
+    )
+    assert (rep.passed, rep.total, rep.fraction) == (2, 3, 2 / 3)
+    assert rep.result.status == "ok"
+
+
+def test_a_crashing_assert_does_not_hide_the_others():
+    tests = "assert add(1, 1) == 2\nassert add('a', 1) == 'a1'\nx = undefined_name\nassert add(3, 3) == 6\n"
+    assert run_tests(SOLUTION, tests, limits=EASY).passed == 2
+
+
+def test_humaneval_style_check_function_counts_inner_asserts():
+    tests = (
+        "def check(candidate):\n"
+        "    assert candidate(1, 1) == 2\n"
+        "    assert candidate(2, 2) == 4\n"
+        "    for i in range(3, 6):\n"
+        "        assert candidate(i, 0) == i\n"
+        "\n"
+        "check(add)\n"
+    )
+    rep = run_tests(SOLUTION, tests, limits=EASY)
+    assert (rep.passed, rep.total) == (2, 3)  # an assert in a loop passes only if every round does
+
+
+def test_solution_that_fails_to_load_scores_zero():
+    rep = run_tests("def add(a, b) return a + b", "assert add(1, 1) == 2\nassert add(0, 0) == 0", limits=EASY)
+    assert (rep.passed, rep.total) == (0, 2) and "SyntaxError" in rep.result.stderr
+
+
+def test_legitimate_comparisons_still_pass():
+    solution = (
+        "from collections import namedtuple, OrderedDict, Counter\n"
+        "P = namedtuple('P', 'x y')\n"
+        "class V:\n"
+        "    def __init__(self, v): self.v = v\n"
+        "    def __eq__(self, o): return isinstance(o, V) and o.v == self.v\n"
+        "def f():\n"
+        "    return P(1, 2), OrderedDict(a=1), 0.1 + 0.2, [1, (2, {3})], V(4), Counter('aab')\n"
+    )
+    tests = (
+        "p, od, fl, nested, v, c = f()\n"
+        "assert p == (1, 2)\n"
+        "assert od == {'a': 1}\n"
+        "assert abs(fl - 0.3) < 1e-9\n"
+        "assert nested == [1, (2, {3})]\n"
+        "assert v == V(4)\n"
+        "assert c == Counter({'a': 2, 'b': 1})\n"
+        "assert 2 in p and 5 not in p\n"
+        "assert not (p != (1, 2))\n"
+        "assert isinstance(v, V)\n"
+        "assert 1 < 2 < 3\n"
+    )
+    rep = run_tests(solution, tests, limits=EASY)
+    assert (rep.passed, rep.total) == (10, 10), rep.result.stderr
+
+
+def test_run_tests_keeps_credit_earned_before_a_hang():
+    tests = "assert add(1, 1) == 2\nassert add(3, 3) == 6\nwhile True:\n    pass\nassert add(4, 4) == 8\n"
+    rep = run_tests(SOLUTION, tests, limits=TIGHT)
+    assert rep.result.status == "timeout" and (rep.passed, rep.total) == (2, 3)
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: run_program(b"print(1)"), TypeError, "code must be str, got bytes"),
+        (lambda: run_program("print(1)", stdin=None), TypeError, "stdin must be str"),
+        (lambda: run_program("print(1)", limits={"timeout_s": 1}), TypeError, "limits must be a Limits"),
+        (lambda: run_program("print(1)", isolation="docker"), ValueError, "isolation must be one of"),
+        (lambda: Limits(timeout_s=-1), ValueError, "Limits.timeout_s must be a positive finite number"),
+        (lambda: Limits(cpu_s=float("inf")), ValueError, "Limits.cpu_s"),
+        (lambda: Limits(memory_mb=1.5), TypeError, "Limits.memory_mb must be int"),
+        (lambda: Limits(max_processes=True), TypeError, "Limits.max_processes"),
+        (lambda: run_tests("x = 1", "print(x)"), ValueError, "no assert statements"),
+        (lambda: run_tests("x = 1", "assert x ==="), ValueError, "test_code is not valid Python (line 1"),
+        (lambda: run_tests(None, "assert 1"), TypeError, "solution_code must be str"),
+        (lambda: Sandbox(max_workers=0), ValueError, "max_workers must be a positive int"),
+        (lambda: Sandbox(limits=EASY).run_many(["1"], stdins=[]), ValueError, "1 programs but 0 stdins"),
+        (lambda: Sandbox(limits=EASY).run_many(["1", 2]), TypeError, "codes[1] must be str"),
+    ],
+)
+def test_bad_input_raises_one_line_errors(call, error, message):
+    with pytest.raises(error) as exc:
+        call()
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+# --- adversarial corpus ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attack:
+    """A hostile program; scored with ``run_tests`` when ``tests`` is given (no assert may pass).
+
+    ``host_check``: the status may be ok (e.g. writes that land in the private /tmp), the checks on
+    the host are what matter. ``unsafe_with_shared_uid``: would reach this very test process in
+    basic isolation without root. ``needs_own_uid``: no defence without a uid or a mount namespace
+    of the sandbox's own. ``needs_mount_ns``: reads files any user may read (only a mount
+    namespace hides them).
+    """
+
+    name: str
+    code: str
+    tests: str | None = None
+    host_check: bool = False
+    unsafe_with_shared_uid: bool = False
+    needs_own_uid: bool = False
+    needs_mount_ns: bool = False
+
+
+def attack(name: str, code: str, tests: str | None = None, **kw: bool) -> Attack:
+    return Attack(name, textwrap.dedent(code).strip() + "\n", tests and textwrap.dedent(tests).strip(), **kw)
+
+
+# ``__NAME__`` placeholders are filled in from the ``host`` fixture. Programs that attack by
+# signal or syscall "succeed" (exit 0) only when their target died or the call went through.
+CORPUS = [
+    # runaway CPU and time
+    attack("infinite_loop", "while True: pass"),
+    attack(
+        "busy_loop_in_thread",
+        """
+        import threading
+        def spin():
+            while True:
+                pass
+        t = threading.Thread(target=spin)
+        t.start()
+        t.join()
+        """,
+    ),
+    attack("sleep_past_wall_clock", "import time; time.sleep(100)"),
+    attack(
+        "sleeper_ignoring_signals",
+        """
+        import signal, time
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGXCPU):
+            signal.signal(s, signal.SIG_IGN)
+        time.sleep(100)
+        """,
+    ),
+    # processes
+    attack(
+        "fork_bomb",
+        """
+        import os
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                pass
+        """,
+    ),
+    attack("fork_bomb_crashing", "import os\nwhile True: os.fork()"),
+    attack(
+        "subprocess_bomb",
+        """
+        import subprocess, sys
+        procs = []
+        while True:
+            procs.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+        """,
+    ),
+    attack(
+        "many_threads",
+        """
+        import threading, time
+        for _ in range(10_000):
+            threading.Thread(target=time.sleep, args=(0.2,)).start()
+        """,
+    ),
+    # memory
+    attack("memory_bomb_list", "x = []\nwhile True: x.append(bytearray(10**7))"),
+    attack("memory_bomb_one_allocation", "b = bytearray(8 * 1024**3)"),
+    attack(
+        "zip_bomb_cpu_and_memory",
+        """
+        import zlib
+        bomb = zlib.compress(bytes(64 * 2**20), 9)
+        out = [zlib.decompress(bomb) for _ in range(64)]
+        """,
+    ),
+    attack(
+        "deep_recursion",
+        """
+        import sys
+        sys.setrecursionlimit(10**9)
+        def f(n):
+            return f(n + 1)
+        f(0)
+        """,
+    ),
+    attack(
+        "c_stack_overflow_segfault",
+        """
+        import sys
+        sys.setrecursionlimit(10**9)
+        class A:
+            def __repr__(self):
+                return repr(self)
+        repr(A())
+        """,
+    ),
+    attack("ctypes_null_dereference", "import ctypes; ctypes.string_at(0)"),
+    # files and output
+    attack(
+        "disk_fill_one_file",
+        """
+        with open("big", "wb") as f:
+            while True:
+                f.write(bytes(2**20))
+        """,
+    ),
+    attack(
+        "disk_fill_many_files",
+        """
+        i = 0
+        while True:
+            with open(f"f{i}", "wb") as f:
+                f.write(bytes(4 * 2**20))
+            i += 1
+        """,
+    ),
+    attack("huge_stdout", "while True: print('x' * 1000)"),
+    attack("huge_stderr", "import sys\nwhile True: sys.stderr.write('y' * 10_000)"),
+    attack("fd_exhaustion", "files = [open('/dev/null') for _ in range(100_000)]"),
+    attack("write_into_repo", "open('__REPO__/__MARKER__', 'w').write('pwned')"),
+    attack("write_next_to_sandbox_module", "open('__MODULE_DIR__/__MARKER__', 'w').write('pwned')"),
+    attack(
+        "write_world_writable_dirs",
+        """
+        for d in ("/tmp", "/var/tmp", "/dev/shm"):
+            open(f"{d}/__MARKER__", "w").write("pwned")
+        """,
+        host_check=True,
+        needs_own_uid=True,
+    ),
+    attack("overwrite_host_file", "open('__CANARY__', 'w').write('pwned')", needs_own_uid=True),
+    attack("delete_host_file", "import os; os.remove('__CANARY__')", needs_own_uid=True),
+    # privileges and escapes
+    attack("setuid_root", "import os; os.setuid(0)"),
+    attack(
+        "unshare_user_namespace",
+        """
+        import ctypes, sys
+        sys.exit(0 if ctypes.CDLL(None).unshare(0x10000000) == 0 else "refused")
+        """,
+    ),
+    attack(
+        "ptrace_attach_parent",
+        """
+        import ctypes, os, sys
+        sys.exit(0 if ctypes.CDLL(None).ptrace(16, os.getppid(), 0, 0) == 0 else "refused")
+        """,
+    ),
+    # signals
+    attack(
+        "kill_parent",
+        """
+        import os, signal, sys, time
+        target = os.getppid()
+        os.kill(target, signal.SIGKILL)
+        time.sleep(0.2)
+        os.kill(target, 0)
+        sys.exit("parent survived")
+        """,
+        unsafe_with_shared_uid=True,
+    ),
+    attack(
+        "terminate_parent",
+        """
+        import os, signal, sys, time
+        target = os.getppid()
+        os.kill(target, signal.SIGTERM)
+        time.sleep(0.2)
+        os.kill(target, 0)
+        sys.exit("parent survived")
+        """,
+        unsafe_with_shared_uid=True,
+    ),
+    attack(
+        "kill_test_process_by_pid",
+        """
+        import os, signal, sys, time
+        os.kill(__TEST_PID__, signal.SIGKILL)
+        time.sleep(0.2)
+        os.kill(__TEST_PID__, 0)
+        sys.exit("test process survived")
+        """,
+        unsafe_with_shared_uid=True,
+    ),
+    attack(
+        "kill_every_ancestor",
+        """
+        import os, signal, sys
+        p = os.getppid()
+        while p > 1:
+            os.kill(p, signal.SIGKILL)
+            p = int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
+        os.kill(1, signal.SIGKILL)
+        sys.exit("ancestors survived")
+        """,
+        unsafe_with_shared_uid=True,
+    ),
+    attack(
+        "killpg_parent_group",
+        """
+        import os, signal, sys
+        os.killpg(os.getpgid(os.getppid()), signal.SIGKILL)
+        sys.exit("group survived")
+        """,
+        unsafe_with_shared_uid=True,
+    ),
+    attack(
+        "kill_everything",
+        """
+        import os, signal, sys, time
+        os.kill(-1, signal.SIGKILL)
+        time.sleep(0.2)
+        sys.exit("still here")
+        """,
+        unsafe_with_shared_uid=True,
+    ),
+    attack(
+        "daemon_left_running",
+        """
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.execv("/bin/sleep", ["sleep", "__DAEMON_SECONDS__"])
+            os._exit(0)
+
+        def daemon_running():
+            for p in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    if b"__DAEMON_SECONDS__" in open(f"/proc/{p}/cmdline", "rb").read():
+                        return True
+                except OSError:
+                    pass
+
+        for _ in range(100):  # exit only once the daemon is up
+            if daemon_running():
+                print("daemon up")
+                break
+            time.sleep(0.01)
+        """,
+        host_check=True,
+    ),
+    # network
+    attack("network_external", "import socket; socket.create_connection(('1.1.1.1', 53), timeout=1)"),
+    attack(
+        "network_local_tcp_listener",
+        "import socket; socket.create_connection(('127.0.0.1', __PORT__), timeout=1)",
+    ),
+    attack(
+        "network_abstract_unix_socket",
+        """
+        import socket
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(1)
+        s.connect("\\0__ABSTRACT__")
+        """,
+    ),
+    attack(
+        "network_raw_syscall",
+        """
+        import ctypes, sys
+        sys.exit(0 if ctypes.CDLL(None).socket(2, 1, 0) >= 0 else "refused")
+        """,
+    ),
+    attack(
+        "network_connect_scored",
+        """
+        import socket
+        def connect(addr):
+            socket.create_connection(addr, timeout=1).close()
+            return True
+        """,
+        tests="assert connect(('1.1.1.1', 53))\nassert connect(('127.0.0.1', __PORT__))",
+    ),
+    # broken programs
+    attack("missing_module", "import r1rl_no_such_module_anywhere"),
+    attack("syntax_error", "def f(:\n    pass"),
+    attack("tamper_sys_modules_os", "import sys\nsys.modules['os'] = None\nimport os\nprint(os.getcwd())"),
+    # secrets and host files: each assert passes only if the secret was read
+    attack(
+        "read_environment_secrets",
+        "import os\ndef leaked():\n    return list(os.environ.values())",
+        tests="assert '__SECRET__' in leaked()",
+    ),
+    attack(
+        "read_proc_environ",
+        "import os\ndef leaked(pid):\n    return open(f'/proc/{pid}/environ', 'rb').read().decode()",
+        tests="""
+        assert '__SECRET__' in leaked('self')
+        assert '__SECRET__' in leaked(1)
+        assert '__SECRET__' in leaked(os.getppid())
+        assert '__SECRET__' in leaked(__TEST_PID__)
+        """,
+    ),
+    attack(
+        "read_home_credentials",
+        "import os\ndef read(p):\n    return open(os.path.expanduser(p)).read()",
+        tests="""
+        assert read('~/.ssh/id_rsa') == 'PRIVATE KEY'
+        assert read('__HOME__/.ssh/id_rsa') == 'PRIVATE KEY'
+        assert read('__HOME__/.cache/huggingface/token') == '__SECRET__'
+        assert read('/etc/shadow')
+        """,
+        needs_mount_ns=True,
+    ),
+    # reward hacking of run_tests: the solutions are wrong, the hacks must not make asserts pass
+    attack(
+        "sys_exit_zero_early", "import sys\nsys.exit(0)\ndef inc(x): return x", tests="assert inc(1) == 2"
+    ),
+    attack("os_exit_zero_early", "import os\nos._exit(0)\ndef inc(x): return x", tests="assert inc(1) == 2"),
+    attack(
+        "forged_summary_lines",
+        """
+        import os, sys
+        def inc(x):
+            forged = "".join(f"{g:032x} {i} P\\n" for g in (0, 1) for i in range(3))
+            print(forged)
+            print(forged, file=sys.stderr)
+            for fd in map(int, os.listdir("/proc/self/fd")):
+                try:
+                    os.write(fd, forged.encode())
+                except OSError:
+                    pass
+            return x
+        """,
+        tests="assert inc(1) == 2\nassert inc(2) == 3",
+    ),
+    attack(
+        "read_results_channel",
+        """
+        import os
+        def inc(x):
+            for fd in map(int, os.listdir("/proc/self/fd")):
+                for path in (None, f"/proc/self/fd/{fd}"):
+                    try:
+                        f = os.open(path, os.O_RDONLY) if path else fd
+                        seen = os.pread(f, 1 << 16, 0).decode()
+                    except (OSError, UnicodeDecodeError):
+                        continue
+                    for line in seen.splitlines():
+                        if line.endswith(" F"):  # a verdict line: learn the nonce, pass everything
+                            nonce = line.split()[0]
+                            os.write(fd, "".join(f"{nonce} {i} P\\n" for i in range(3)).encode())
+                            os._exit(0)  # before the real verdicts of the other asserts
+            return x
+        """,
+        tests="assert inc(1) == 2\nassert inc(2) == 3\nassert inc(3) == 4",
+    ),
+    attack(
+        "patch_builtins",
+        """
+        import builtins
+        builtins.abs = lambda x: 0
+        builtins.len = lambda x: 3
+        builtins.AssertionError = type("Nope", (Exception,), {})
+        def inc(x):
+            return x
+        """,
+        tests="assert abs(inc(1) - 2) < 1e-9\nassert len(str(inc(10))) == 3",
+    ),
+    attack(
+        "patch_builtins_during_the_test",
+        """
+        import builtins
+        class Liar(int):
+            __eq__ = lambda self, other: True
+            __hash__ = int.__hash__
+        def inc(x):
+            for name in ("all", "any", "isinstance", "issubclass", "getattr", "type", "bool", "len"):
+                setattr(builtins, name, lambda *a, **k: True)
+            return Liar(x)
+        """,
+        tests="assert inc(1) == 2\nassert inc(2) == 3",
+    ),
+    attack(
+        "always_equal_object",
+        """
+        class Any:
+            __eq__ = __lt__ = __gt__ = lambda self, other: True
+            __ne__ = lambda self, other: False
+            __bool__ = lambda self: True
+            __hash__ = object.__hash__
+            __sub__ = __abs__ = lambda self, *other: self
+        def inc(x):
+            return Any()
+        """,
+        tests="""
+        assert inc(1) == 2
+        assert inc(2) != 2
+        assert abs(inc(3) - 4) < 1e-9
+        assert inc(4)
+        assert inc(5) in [6]
+        """,
+    ),
+    attack(
+        "hijack_the_recorder",
+        """
+        def inc(x):
+            g = globals()
+            real = g.get("__r1rl_check__")
+            if real is not None:
+                g["__r1rl_check__"] = lambda i, fn: real(i, lambda h: True)
+            return x
+        """,
+        tests="assert inc(1) == 2\nassert inc(2) == 3\nassert inc(3) == 4",
+    ),
+    attack(
+        "fake_os_module",
+        """
+        import sys
+        class FakeOS:
+            def __getattr__(self, name):
+                return lambda *a, **k: None
+        sys.modules["os"] = FakeOS()
+        def inc(x):
+            return x
+        """,
+        tests="assert inc(1) == 2",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def host():
+    """Bait on the host (secrets, listeners, files) and the values substituted into the corpus."""
+    secret = "hf_" + secrets.token_hex(12)
+    marker = f"r1rl-sandbox-marker-{secrets.token_hex(6)}"
+    home = Path(f"/var/tmp/r1rl-sandbox-home-{secrets.token_hex(6)}")  # outside /tmp, world-readable
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".cache/huggingface").mkdir(parents=True)
+    (home / ".ssh/id_rsa").write_text("PRIVATE KEY")
+    (home / ".cache/huggingface/token").write_text(secret)
+    for p in (home, home / ".ssh", home / ".cache", home / ".cache/huggingface"):
+        p.chmod(0o755)
+    for p in (home / ".ssh/id_rsa", home / ".cache/huggingface/token"):
+        p.chmod(0o644)
+    canary = Path(f"/var/tmp/r1rl-sandbox-canary-{secrets.token_hex(6)}")
+    canary.write_text("intact")
+    canary.chmod(0o644)
+    tcp = socket.create_server(("127.0.0.1", 0))
+    tcp.setblocking(False)
+    abstract = f"r1rl-sandbox-test-{secrets.token_hex(6)}"
+    unix = socket.socket(socket.AF_UNIX)
+    unix.bind("\0" + abstract)
+    unix.listen()
+    unix.setblocking(False)
+    saved = {k: os.environ.get(k) for k in ("HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "HOME")}
+    os.environ.update(HF_TOKEN=secret, AWS_SECRET_ACCESS_KEY=secret, HOME=str(home))
+    values = {
+        "__SECRET__": secret, "__MARKER__": marker, "__HOME__": str(home), "__CANARY__": str(canary),
+        "__REPO__": str(REPO), "__MODULE_DIR__": str(REPO / "rewards"), "__TEST_PID__": str(os.getpid()),
+        "__PORT__": str(tcp.getsockname()[1]), "__ABSTRACT__": abstract,
+        "__DAEMON_SECONDS__": f"{300 + secrets.randbelow(10**6) / 1000:.3f}",
+    }  # fmt: skip
+    yield {"values": values, "tcp": tcp, "unix": unix, "canary": canary, "marker": marker}
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    tcp.close()
+    unix.close()
+    canary.unlink(missing_ok=True)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def fill(text: str, values: dict[str, str]) -> str:
+    for k, v in values.items():
+        text = text.replace(k, v)
+    return text
+
+
+def assert_host_unharmed(host: dict) -> None:
+    marker = host["marker"]
+    for d in (REPO, REPO / "rewards", Path("/tmp"), Path("/var/tmp"), Path("/dev/shm")):
+        assert not (d / marker).exists(), f"the sandbox wrote {d / marker}"
+    assert host["canary"].read_text() == "intact"
+    for listener in (host["tcp"], host["unix"]):
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected
+    assert not sandbox_pids(), "sandbox processes outlived their run"
+    assert not pids_with(f"sleep\0{host['values']['__DAEMON_SECONDS__']}"), "the daemon survived"
+    assert subprocess.run(["true"]).returncode == 0  # we can still start processes
+
+
+@pytest.mark.parametrize("attack", CORPUS, ids=[a.name for a in CORPUS])
+def test_adversarial_corpus(attack, host):
+    if attack.unsafe_with_shared_uid and SHARED_UID:
+        pytest.skip("basic isolation without root shares our uid and PID namespace: this would hit us")
+    if attack.needs_own_uid and SHARED_UID:
+        pytest.skip("basic isolation without root runs programs as our uid: our files are theirs")
+    if attack.needs_mount_ns and MODE == "basic":
+        pytest.skip("basic isolation has no mount namespace: world-readable files stay readable")
+    code = fill(attack.code, host["values"])
+    start = time.monotonic()
+    if attack.tests is not None:
+        rep = run_tests(code, fill(attack.tests, host["values"]), limits=TIGHT)
+        result = rep.result
+        assert rep.passed == 0, f"{rep.passed}/{rep.total} asserts passed: {result}"
+    else:
+        result = run_program(code, limits=TIGHT)
+        if not attack.host_check:
+            assert not result.ok, f"the attack exited cleanly: {result}"
+    elapsed = time.monotonic() - start
+    assert result.wall_s <= TIGHT.timeout_s + 0.5 and elapsed <= TIGHT.timeout_s + SLACK_S, result
+    assert len(result.stdout) <= TIGHT.max_output_bytes and len(result.stderr) <= TIGHT.max_output_bytes
+    assert_host_unharmed(host)
+
+
+def test_corpus_is_large_and_distinct():
+    assert len(CORPUS) >= 25 and len({a.name for a in CORPUS}) == len({a.code for a in CORPUS}) == len(CORPUS)
+
+
+def test_fork_bomb_is_contained_while_it_runs():
+    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+    limits = Limits(timeout_s=3, cpu_s=3, max_processes=16)
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(run_program, bomb, limits=limits)
+        time.sleep(1.0)
+        running = len(sandbox_pids())
+        assert subprocess.run(["true"]).returncode == 0
+        result = future.result()
+    assert result.status == "timeout"
+    # supervisor and init (not the program's) plus at most max_processes tasks of the program
+    assert 0 < running <= limits.max_processes + 2
+    assert not sandbox_pids()
+
+
+def test_huge_output_is_truncated_in_time():
+    r = run_program("while True:\n    print('x' * 1000)", limits=TIGHT)
+    # Python ignores SIGXFSZ: the write past RLIMIT_FSIZE fails with EFBIG and the program errors out.
+    assert not r.ok and r.truncated and len(r.stdout) == TIGHT.max_output_bytes
+
+
+def test_basic_mode_smoke():
+    try:
+        isolation_mode("basic")
+    except SandboxError as e:
+        pytest.skip(f"basic isolation is unavailable here: {e}")
+    ok = run_program("print('hi')", limits=EASY, isolation="basic")
+    connect = "import socket\nsocket.create_connection(('1.1.1.1', 53), timeout=1)"
+    net = run_program(connect, limits=TIGHT, isolation="basic")
+    bomb = run_program("import os\nwhile True:\n    os.fork()", limits=TIGHT, isolation="basic")
+    assert (ok.stdout, net.status, bomb.status) == ("hi\n", "error", "error")
+    assert not sandbox_pids()
+
+
+def test_parallel_timeouts_kill_every_tree():
+    code = "import os, time\nfor _ in range(3):\n    os.fork()\ntime.sleep(100)"
+    with Sandbox(max_workers=4, limits=TIGHT) as sb:
+        results = sb.run_many([code] * 4)
+    assert [r.status for r in results] == ["timeout"] * 4
+    assert not sandbox_pids()
+
+
+def test_host_unharmed_after_everything(host):
+    assert_host_unharmed(host)
+    os.kill(os.getpid(), 0)
+    assert run_program("print(sum(range(10)))", limits=EASY).stdout == "45\n"
+    with Sandbox(max_workers=2, limits=EASY) as sb:
+        results = sb.run_many(["print(1)", "print(2)"])
+    assert [r.stdout for r in results] == ["1\n", "2\n"]
