@@ -1,7 +1,40 @@
-"""Reward functions, the tier hierarchy and the plug-in registry (imported as ``r1rl.rewards``)."""
+"""Reward functions, the tier hierarchy and the plug-in registry (imported as ``r1rl.rewards``).
 
-from r1rl.rewards import arithmetic  # noqa: F401  (registers the built-in arithmetic tiers)
+Built-in tiered suites (each tier a plain TRL-style reward function, registered by name):
+``arithmetic_*`` (the embedded task), ``math_*`` (GSM8K style), ``code_*`` (MBPP/HumanEval,
+run in the sandbox) and ``extraction_*`` (JSON field extraction, CUAD style), each with
+``_syntax``, ``_logic`` and ``_task`` tiers.
+"""
+
+# Importing the suites registers their tiers.
+from r1rl.rewards import arithmetic, code, extraction  # noqa: F401
+from r1rl.rewards import math as math_rewards  # noqa: F401  (not `math`: that name is the stdlib's)
 from r1rl.rewards.hierarchy import HierarchyResult, RewardHierarchy, Tier
+from r1rl.rewards.protocol import (
+    OUTCOMES,
+    Failure,
+    Outcome,
+    RewardError,
+    RewardTimeout,
+    call_reward,
+    reward_error,
+    reward_timeout,
+)
 from r1rl.rewards.registry import register, registered, resolve
 
-__all__ = ["HierarchyResult", "RewardHierarchy", "Tier", "register", "registered", "resolve"]
+__all__ = [
+    "OUTCOMES",
+    "Failure",
+    "HierarchyResult",
+    "Outcome",
+    "RewardError",
+    "RewardHierarchy",
+    "RewardTimeout",
+    "Tier",
+    "call_reward",
+    "register",
+    "registered",
+    "resolve",
+    "reward_error",
+    "reward_timeout",
+]

@@ -4,11 +4,20 @@ A reward function has the TRL-compatible signature
 ``fn(prompts: list[str], completions: list[str], **columns) -> list[float | None]``
 (``None`` = not applicable). Register one with :func:`register`; a recipe names it by
 registered name, ``package.module:function``, ``path/to/file.py:function``, or a name that
-an installed package exposes through the ``r1rl.rewards`` entry-point group.
+an installed package exposes through the ``r1rl.rewards`` entry-point group. Resolution checks,
+once, that the target imports, is callable and has that signature; a name that is none of
+these gets the nearest valid name (:class:`~r1rl.errors.UserError`, one line). The typed
+outcomes of a call are in :mod:`r1rl.rewards.protocol`.
+
+An installed package registers rewards with an entry point::
+
+    [project.entry-points."r1rl.rewards"]
+    my_judge = "my_pkg.rewards:judge"
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import inspect
@@ -17,9 +26,11 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from r1rl.rewards.protocol import RewardFn
+
 from r1rl.errors import UserError, did_you_mean
 
-RewardFn = Callable[..., list]
+__all__ = ["RegisteredReward", "RewardFn", "register", "registered", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -68,14 +79,23 @@ def resolve(spec: str) -> RewardFn:
         module = _load_file(target, spec) if target.endswith(".py") else _import(target, spec)
         fn = getattr(module, attr, None)
         if fn is None:
-            raise UserError(f"reward {spec!r}: {target} has no attribute {attr!r}")
+            close = difflib.get_close_matches(attr, [a for a in dir(module) if not a.startswith("_")], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserError(f"reward {spec!r}: {target} has no attribute {attr!r}{hint}")
         if not callable(fn):
-            raise UserError(f"reward {spec!r}: {attr!r} is not callable")
+            raise UserError(f"reward {spec!r}: {attr!r} is a {type(fn).__name__}, not a function")
         _check_signature(fn, spec)
         return fn
     for ep in entry_points(group="r1rl.rewards"):
         if ep.name == spec:
-            fn = ep.load()
+            try:
+                fn = ep.load()
+            except Exception as e:  # a broken installed plug-in is bad input too
+                raise UserError(
+                    f"reward {spec!r}: entry point {ep.value!r} failed to load ({type(e).__name__}: {e})"
+                ) from None
+            if not callable(fn):
+                raise UserError(f"reward {spec!r}: entry point {ep.value!r} is not callable")
             _check_signature(fn, spec)
             return fn
     names = list(_REGISTRY) + [ep.name for ep in entry_points(group="r1rl.rewards")]
@@ -112,4 +132,5 @@ def _check_signature(fn: RewardFn, spec: str) -> None:
     ]
     has_kwargs = any(p.kind == p.VAR_KEYWORD for p in params.values())
     if len(positional) < 2 and not any(p.kind == p.VAR_POSITIONAL for p in positional) or not has_kwargs:
-        raise UserError(f"reward {spec!r}: expected signature fn(prompts, completions, **columns)")
+        got = f"{getattr(fn, '__name__', type(fn).__name__)}{inspect.signature(fn)}"
+        raise UserError(f"reward {spec!r}: expected signature fn(prompts, completions, **columns), got {got}")

@@ -364,6 +364,8 @@ def train_ppo(
             opts[k].load_state_dict(state["optimizer"][k])
             scheds[k].load_state_dict(state["scheduler"][k])
         kl_ctl.load_state_dict(state["kl_ctl"])
+        if "rewards" in state:
+            hierarchy.load_state_dict(state["rewards"])  # running normalisation statistics
         generator.set_state(state["generator"])
         set_rng_state(state["rng"])
         start = state["step"]
@@ -375,6 +377,7 @@ def train_ppo(
         t0 = time.perf_counter()
         # 1. rollout + score + advantages
         offset = (step * n_prompts) % max(1, len(pool) - n_prompts + 1)
+        hierarchy.set_step(step)  # scheduled tier weights (a reward curriculum)
         ro = rollout(ac, tokenizer, pool[offset : offset + n_prompts], hierarchy, cfg, kl_ctl.value, replay)
         t_roll = time.perf_counter() - t0
         # 2. update (skipped when the rollout holds non-finite rewards or log-probs)
@@ -435,6 +438,7 @@ def train_ppo(
                     "optimizer": {k: o.state_dict() for k, o in opts.items()},
                     "scheduler": {k: s.state_dict() for k, s in scheds.items()},
                     "kl_ctl": kl_ctl.state_dict(),
+                    "rewards": hierarchy.state_dict(),
                     "generator": generator.get_state(),
                     "rng": rng_state(),
                     "step": done,

@@ -51,10 +51,11 @@ def run(cfg: PPOConfig) -> RunDir:
     pool = task.problems("train", POOL_SIZE, seed=cfg.seed + 2, allow_fewer=True)
 
     def periodic_eval() -> dict[str, float]:
-        metrics, _ = evaluate_arithmetic(
-            ac.generation_model, tokenizer, task, hierarchy, n=cfg.ppo.eval_examples,
-            max_new_tokens=cfg.ppo.max_new_tokens, progress=False,
-        )  # fmt: skip
+        with hierarchy.frozen():  # held-out scoring must not move running reward statistics
+            metrics, _ = evaluate_arithmetic(
+                ac.generation_model, tokenizer, task, hierarchy, n=cfg.ppo.eval_examples,
+                max_new_tokens=cfg.ppo.max_new_tokens, progress=False,
+            )  # fmt: skip
         return metrics
 
     train_ppo(ac, tokenizer, pool, hierarchy, cfg.ppo, rd, cfg.seed, evaluate=periodic_eval)

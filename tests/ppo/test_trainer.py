@@ -203,3 +203,20 @@ def test_separate_critic_model_is_trained_in_full(tokenizer):
         ActorCritic(
             build_model(cfg, seed=0), LoraConfigModel(r=4, alpha=8), critic_model=build_model(wrong_vocab, 1)
         )
+
+
+def test_scheduled_rewards_follow_the_training_step(tokenizer, tmp_path):
+    from r1rl.config import RewardsConfig as RC
+
+    rewards = RC(
+        mode="scheduled", schedule_start=0, schedule_end=2,
+        tiers=[{"name": "syntax", "reward": "arithmetic_syntax", "weight": 1.0, "weight_end": 0.0},
+               {"name": "task", "reward": "arithmetic_task", "weight": 0.0, "weight_end": 1.0}],
+    )  # fmt: skip
+    hierarchy = RewardHierarchy.from_config(rewards)
+    run = RunDir(tmp_path / "ppo").start(_settings())
+    train_ppo(
+        _ac(tokenizer), tokenizer, TASK.problems("train", 20, seed=1), hierarchy, _settings(steps=3), run, 0
+    )
+    weights = [r["reward/tier/task/weight"] for r in run.read_metrics()]
+    assert weights == pytest.approx([0.0, 0.5, 1.0])
