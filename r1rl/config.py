@@ -74,6 +74,11 @@ class LoraConfigModel(Strict):
     )
 
 
+Tracker = Literal[
+    "tensorboard", "wandb", "trackio", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "swanlab"
+]
+
+
 class HubOptions(Strict):
     """Push ``final/`` (with tokenizer and model card) to the Hugging Face Hub when the run ends."""
 
@@ -92,6 +97,11 @@ class StageBase(HubOptions):
     output_dir: str
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch CPU threads; null = torch's default")
+    report_to: list[
+        Literal[
+            "tensorboard", "wandb", "trackio", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "swanlab"
+        ]
+    ] = Field(default_factory=list, description="mirror metrics to these trackers (through accelerate)")
     task: TaskConfig = Field(default_factory=TaskConfig)
 
 

@@ -40,9 +40,17 @@ class RunDir:
         return self.final.is_dir()
 
     def start(self, cfg: BaseModel) -> RunDir:
-        """Create the directory and write the resolved config before any training."""
+        """Create the directory and write the resolved config before any training.
+
+        With ``report_to`` in the config, every logged row also goes to those trackers.
+        """
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.config, dump_config(cfg))
+        report_to = getattr(cfg, "report_to", None)
+        if report_to:
+            from r1rl.trackers import Trackers
+
+            self.trackers = Trackers(report_to, self.path, self.path.name, cfg.model_dump())
         return self
 
     def log(self, step: int, stage: str, metrics: dict[str, Any]) -> None:
@@ -52,6 +60,8 @@ class RunDir:
             row[k] = None if isinstance(v, float) and not math.isfinite(v) else v
         with self.metrics.open("a") as f:
             f.write(json.dumps(row) + "\n")
+        if getattr(self, "trackers", None) is not None:
+            self.trackers.log(int(step), {k: v for k, v in row.items() if k not in ("step", "stage")})
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics.exists():
@@ -76,6 +86,8 @@ class RunDir:
         yield tmp
         shutil.rmtree(self.final, ignore_errors=True)
         os.replace(tmp, self.final)
+        if getattr(self, "trackers", None) is not None:
+            self.trackers.close()
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -152,3 +152,24 @@ def test_sft_answer_only_fraction(fraction):
     assert short / len(out) == pytest.approx(fraction, abs=0.06)
     assert all(c in (p.completion, p.short_completion) for c, p in zip(out, problems))
     assert out == completions(problems, cfg)  # seeded
+
+
+def test_report_to_tensorboard_mirrors_metrics(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = _cfg(PretrainConfig, "pretrain", tmp_path, **{"report_to": "[tensorboard]", "train.steps": 10})
+    rd = STAGES["pretrain"](cfg)
+    events = list((rd.path / "trackers").rglob("events.out.tfevents.*"))
+    assert events
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    logged = [e.step for e in acc.Scalars("loss")]
+    assert logged == [r["step"] for r in rd.read_metrics() if "loss" in r]
+
+
+def test_unknown_tracker_is_a_config_error(tmp_path):
+    from r1rl.errors import UserError
+
+    with pytest.raises(UserError, match="report_to"):
+        _cfg(PretrainConfig, "pretrain", tmp_path, report_to="[tensorbord]")
