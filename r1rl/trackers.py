@@ -14,7 +14,6 @@ from typing import Any
 from r1rl.errors import UserError
 
 
-
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested config -> ``{"a/b": scalar}`` (trackers take flat hyper-parameters)."""
     out: dict[str, Any] = {}
