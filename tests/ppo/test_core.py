@@ -202,3 +202,22 @@ def test_reinforce_pp_is_whitened_returns():
     assert core.masked_var(adv, m).item() == pytest.approx(1.0, abs=1e-4)
     # within a sequence, earlier tokens pay more KL still to come: advantages rise along it
     assert (adv[0, 1:] > adv[0, :-1]).all()
+
+
+@pytest.mark.parametrize("agg", core.AGG_MODES)
+def test_empty_eos_only_and_truncated_completions_stay_finite(agg):
+    # rows: no token at all, EOS only, truncated (every position real, no EOS)
+    m = torch.tensor([[0, 0, 0], [1, 0, 0], [1, 1, 1]]).float()
+    scores = torch.tensor([0.0, 1.0, 0.5])
+    kl = torch.full((3, 3), 0.1) * m
+    rewards = core.token_rewards(scores, kl, m, 0.1)
+    assert rewards[0].abs().sum() == 0  # an empty completion gets no reward anywhere
+    assert rewards[1, 0].item() == pytest.approx(1.0 - 0.01) and rewards[2, 2].item() == pytest.approx(0.49)
+    adv, ret = core.gae(rewards, torch.zeros(3, 3), m, 1.0, 1.0)
+    adv = core.masked_whiten(adv, m)
+    lp = torch.zeros(3, 3, requires_grad=True)
+    loss, stats = core.policy_loss(lp, torch.zeros(3, 3), adv, m, agg_mode=agg)
+    v_loss, _ = core.value_loss(torch.zeros(3, 3), torch.zeros(3, 3), ret, m, agg_mode=agg)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(v_loss) and torch.isfinite(lp.grad).all()
+    assert lp.grad[0].abs().sum() == 0 and all(map(math.isfinite, stats.values()))
