@@ -27,6 +27,12 @@ from pathlib import Path
 PROMPTS, SAMPLES, MAX_NEW, THREADS = 16, 4, 32, 2
 
 
+def _cpu_s() -> float:
+    """CPU seconds used by this process (all threads): less sensitive to a busy machine than wall time."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _model_and_tokenizer(model_path: str | None):
     from r1rl.model import build_config, build_model, load_merged, load_tokenizer, resolve_model_path
     from r1rl.tasks.arithmetic import ArithmeticTask
@@ -61,11 +67,13 @@ def run_r1rl(estimator: str, steps: int, model_path: str | None) -> dict:
     pool = ArithmeticTask().problems("train", PROMPTS * steps, seed=1)
     with tempfile.TemporaryDirectory() as tmp:
         run = RunDir(Path(tmp) / "ppo").start(cfg)
+        cpu0 = _cpu_s()
         train_ppo(ac, tok, pool, RewardHierarchy.from_config(RewardsConfig()), cfg, run, seed=0)
+        cpu = (_cpu_s() - cpu0) / steps
         rows = [json.loads(line) for line in run.metrics.read_text().splitlines()]
     times = [r["perf/step_s"] for r in rows[1:]]
     tokens = [r["response/length"] for r in rows[1:]]
-    return {"step_s": sum(times) / len(times), "completion_tokens": sum(tokens) / len(tokens)}
+    return {"step_s": sum(times) / len(times), "completion_tokens": sum(tokens) / len(tokens), "cpu_s": cpu}
 
 
 def run_trl(steps: int, model_path: str | None) -> dict:
@@ -110,12 +118,14 @@ def run_trl(steps: int, model_path: str | None) -> dict:
         )  # fmt: skip
         trainer.add_callback(timer)
         timer.marks = [time.perf_counter()]
+        cpu0 = _cpu_s()
         trainer.train()
+        cpu = (_cpu_s() - cpu0) / steps
     times = [b - a for a, b in zip(timer.marks, timer.marks[1:])]
     key = "completions/mean_length"
     lengths = [h[key] for h in trainer.state.log_history if key in h][1:]
     step_s = sum(times[1:]) / len(times[1:])
-    return {"step_s": step_s, "completion_tokens": sum(lengths) / max(1, len(lengths))}
+    return {"step_s": step_s, "completion_tokens": sum(lengths) / max(1, len(lengths)), "cpu_s": cpu}
 
 
 def one(name: str, steps: int, model_path: str | None) -> None:
@@ -151,16 +161,18 @@ def main() -> None:
     print(
         f"{PROMPTS} prompts x {SAMPLES} samples, <= {MAX_NEW} new tokens, {a.steps} steps, {THREADS} threads"
     )
-    print("| set-up | samples/s | s/step | completion tokens | peak RSS MB |")
-    print("|---|---|---|---|---|")
+    print("| set-up | samples/s | s/step | CPU s/step | completion tokens | peak RSS MB |")
+    print("|---|---|---|---|---|---|")
     for name, r in results.items():
         print(
-            f"| {name} | {r['samples_per_s']:.1f} | {r['step_s']:.2f} | {r['completion_tokens']:.1f} "
-            f"| {r['peak_rss_mb']:.0f} |"
+            f"| {name} | {r['samples_per_s']:.1f} | {r['step_s']:.2f} | {r['cpu_s']:.2f} "
+            f"| {r['completion_tokens']:.1f} | {r['peak_rss_mb']:.0f} |"
         )
     g, v, t = results["r1rl-grpo"], results["r1rl-gae"], results["trl-grpo"]
     print(f"r1rl grpo / TRL samples/s: {g['samples_per_s'] / t['samples_per_s']:.2f}x (target >= 1.5x)")
     print(f"r1rl gae step time / r1rl grpo: {v['step_s'] / g['step_s']:.2f}x (target <= 1.3x)")
+    gae_cpu, trl_cpu = v["cpu_s"] / g["cpu_s"], t["cpu_s"] / g["cpu_s"]
+    print(f"CPU s/step: r1rl gae / grpo {gae_cpu:.2f}x; TRL / r1rl grpo {trl_cpu:.2f}x")
     print(f"peak RSS r1rl grpo / TRL: {g['peak_rss_mb'] / t['peak_rss_mb']:.2f}x")
 
 
