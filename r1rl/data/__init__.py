@@ -21,6 +21,7 @@ from r1rl.data.curriculum import (
     assign_stages,
     difficulty_scores,
     random_order,
+    stage_boundaries,
 )
 from r1rl.data.dedup import DedupStats, NearDuplicateIndex, deduplicate, normalize_text, shingles, text_hash
 from r1rl.data.filters import (
@@ -108,6 +109,7 @@ __all__ = [
     "random_order",
     "shingles",
     "split_train_val",
+    "stage_boundaries",
     "text_hash",
     "tokenize_corpus",
 ]

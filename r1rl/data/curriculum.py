@@ -74,6 +74,20 @@ def difficulty_scores(docs: Sequence[Document], kind: str = "length", **kwargs: 
     return DIFFICULTIES.get(kind, "curriculum.difficulty")(**kwargs)(docs)
 
 
+def stage_boundaries(scores: np.ndarray, fractions: Sequence[float] = (1 / 3, 1 / 3, 1 / 3)) -> np.ndarray:
+    """Upper score boundary of each stage but the last: quantiles at the cumulative ``fractions``. -> (S-1,)
+
+    Keep them to put held-out examples into the same stages (``assign_stages(val, boundaries=b)``).
+    """
+    if not fractions or any(f <= 0 for f in fractions):
+        raise UserError(f"curriculum.fractions must be positive (got {list(fractions)})")
+    scores = np.asarray(scores, dtype=np.float64)
+    if not len(scores):
+        return np.zeros(len(fractions) - 1)
+    cum = np.cumsum(fractions)[:-1] / np.sum(fractions)
+    return np.quantile(scores, cum, method="lower")
+
+
 def assign_stages(
     scores: np.ndarray,
     fractions: Sequence[float] = (1 / 3, 1 / 3, 1 / 3),
@@ -81,16 +95,13 @@ def assign_stages(
 ) -> np.ndarray:
     """Stage index of each example: 0 for the easiest. (N,) -> (N,) int.
 
-    Without ``boundaries``, they are the scores' quantiles at the cumulative ``fractions``;
-    an example goes to the first stage whose upper boundary is ≥ its score, so ties never
-    straddle stages (discrete scores may make the stages' sizes differ from ``fractions``).
+    Without ``boundaries``, they are :func:`stage_boundaries` of ``scores``; an example goes
+    to the first stage whose upper boundary is ≥ its score, so ties never straddle stages
+    (discrete scores may make the stages' sizes differ from ``fractions``).
     """
     scores = np.asarray(scores, dtype=np.float64)
     if boundaries is None:
-        if not fractions or any(f <= 0 for f in fractions):
-            raise UserError(f"curriculum.fractions must be positive (got {list(fractions)})")
-        cum = np.cumsum(fractions)[:-1] / np.sum(fractions)
-        boundaries = np.quantile(scores, cum, method="lower") if len(scores) else []
+        boundaries = stage_boundaries(scores, fractions)
     return np.searchsorted(np.asarray(boundaries, dtype=np.float64), scores, side="left")
 
 

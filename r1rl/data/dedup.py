@@ -6,13 +6,13 @@ is deterministic and a document never disappears together with its only copy.
 - **Exact**: a 128-bit BLAKE2b hash of :func:`normalize_text` (Unicode NFKC, case-folded,
   runs of whitespace collapsed), so copies differing only in case or spacing count as one.
 - **Near**: each document's set of character ``ngram``-shingles of the normalised text is
-  summarised by a MinHash signature of ``num_perm`` permutations (Broder 1997, "On the
-  resemblance and containment of documents"); locality-sensitive hashing over bands of the
-  signature (Leskovec, Rajaraman & Ullman, *Mining of Massive Datasets*, §3.4) proposes
-  candidates whose Jaccard similarity is likely above ``threshold``, and with ``verify`` a
-  candidate counts only if the signatures' estimated Jaccard really is ≥ ``threshold``
-  (LSH alone also admits pairs somewhat below it). Memory: ``num_perm`` × 8 bytes per kept
-  document for ``verify``, plus the LSH tables.
+  hashed with xxh32 and summarised by a MinHash signature of ``num_perm`` permutations
+  (Broder 1997, "On the resemblance and containment of documents"); locality-sensitive
+  hashing over bands of the signature (Leskovec, Rajaraman & Ullman, *Mining of Massive
+  Datasets*, §3.4) proposes candidates whose Jaccard similarity is likely above
+  ``threshold``, and with ``verify`` a candidate counts only if the signatures' estimated
+  Jaccard really is ≥ ``threshold`` (LSH alone also admits pairs somewhat below it).
+  Memory: ``num_perm`` × 8 bytes per kept document for ``verify``, plus the LSH tables.
 
     >>> docs = ["The cat sat.", "the  CAT sat.", "A dog ran."]
     >>> kept, stats = deduplicate([Document(t, "s") for t in docs], near=False)
@@ -114,10 +114,12 @@ class NearDuplicateIndex:
 
     def signatures_of(self, texts: Sequence[str]) -> list[Any]:
         """MinHash signatures of ``texts`` (``datasketch.MinHash``), computed in one bulk call."""
+        import xxhash  # installed with `datasets`
         from datasketch import MinHash
 
         sets = [shingles(t, self.ngram, self.unit) for t in texts]
-        return MinHash.bulk(sets, num_perm=self.num_perm, seed=self.seed)
+        # xxh32 instead of datasketch's default SHA-1: 3x faster here, equally stable across runs
+        return MinHash.bulk(sets, num_perm=self.num_perm, seed=self.seed, hashfunc=xxhash.xxh32_intdigest)
 
     def add(self, key: int, minhash: Any) -> int | None:
         """Index ``minhash`` under ``key`` unless it near-duplicates an indexed one (then return its key)."""

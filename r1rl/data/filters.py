@@ -6,8 +6,9 @@ untouched) and ``__call__(docs) -> list[bool]`` (True = keep). :func:`apply_filt
 them in order — a document is judged by a filter only if every earlier one kept it — and
 counts, per filter, how many documents it judged, kept and dropped.
 
-Heuristics follow the Gopher rules (Rae et al. 2021, "Scaling Language Models", App. A.1.1,
-Table A1), simplified as each docstring says:
+Heuristics follow the Gopher quality and repetition rules (Rae et al. 2021, "Scaling
+Language Models: Methods, Analysis & Insights from Training Gopher", appendix on MassiveWeb
+filtering), simplified as each docstring says:
 
 ============== ===================================================================
 ``length``      characters (and words) within bounds
@@ -154,7 +155,7 @@ class SymbolRatioFilter:
 @FILTERS.register("repetition")
 @dataclass
 class RepetitionFilter:
-    """Drop documents with too many repeated lines or repeated word ``ngram``-grams (Gopher Table A1)."""
+    """Drop documents with too many repeated lines or repeated word ``ngram``-grams (Gopher's rules)."""
 
     max_duplicate_line_fraction: float = 0.3
     max_duplicate_ngram_fraction: float = 0.2

@@ -4,7 +4,7 @@ A scorer is any callable ``scorer(texts) -> np.ndarray`` of shape ``(N,)``. Two 
 
 - :class:`CharNGramScorer` — an interpolated character n-gram language model, fitted on
   reference text in seconds. It is the scaled-down form of CCNet's
-  quality filter (Wenzek et al. 2020, "CCNet", §3.3: perplexity under a KenLM model trained
+  quality filter (Wenzek et al. 2020, "CCNet": perplexity under a KenLM model trained
   on a high-quality reference corpus).
 - :class:`CausalLMScorer` — per-document perplexity under any causal LM (e.g. a previous
   pretrain stage's ``final/``), batched, without gradients.
@@ -34,8 +34,8 @@ class Scorer(Protocol):
 class CharNGramScorer:
     """Per-document perplexity under an interpolated character ``n``-gram model.
 
-    Witten–Bell interpolation (Chen & Goodman 1999, "An empirical study of smoothing
-    techniques for language modeling", §2.6): the estimate for ``c`` after the previous
+    Witten–Bell interpolation (Witten & Bell 1991; as written in Chen & Goodman 1999, "An
+    empirical study of smoothing techniques for language modeling"): the estimate for ``c`` after the previous
     ``k`` characters ``h`` mixes in the next-shorter context in proportion to how many
     distinct characters ``u(h)`` have followed ``h``::
 

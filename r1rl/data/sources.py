@@ -3,19 +3,19 @@
 A *source* is anything iterable over :class:`Document` with a ``name`` and a ``size_hint()``
 (documents, or ``None`` when unknown — a streamed dataset). Built-in types, by registered name:
 
-============  =====================================================================
-``file``      local ``.txt`` / ``.md`` / ``.py`` / ``.jsonl`` / ``.parquet`` files or folders of them
-``hf``        a Hugging Face dataset through ``datasets.load_dataset`` (``streaming`` for large ones)
+==============  ===================================================================================
+``file``        local ``.txt`` / ``.md`` / ``.py`` / ``.jsonl`` / ``.parquet`` files, or folders of them
+``hf``          a Hugging Face dataset via ``datasets.load_dataset`` (``streaming`` for large ones)
 ``arithmetic``  the embedded task's problems (:mod:`r1rl.tasks.arithmetic`) rendered as text
-``stdlib``    the running Python's standard-library ``.py`` files: a real code corpus, offline
-============  =====================================================================
+``stdlib``      the running Python's standard-library ``.py`` files: a real code corpus, offline
+==============  ===================================================================================
 
 The mixture draws each document's source with probability
 
     p_i ∝ w_i^(1/T)
 
 (temperature sampling, Arivazhagan et al. 2019, "Massively Multilingual Neural Machine
-Translation in the Wild", §4.2; with ``weighting="size"`` the weights are the sources'
+Translation in the Wild"; with ``weighting="size"`` the weights are the sources'
 document counts, so T=1 is proportional-to-size and T→∞ uniform). The draws come from one
 ``numpy`` generator seeded by ``seed``, so the document sequence is a function of the seed.
 
@@ -43,6 +43,7 @@ from r1rl.tasks.arithmetic import ArithmeticTask, Split
 
 TEXT_SUFFIXES = (".txt", ".md", ".py")
 FILE_SUFFIXES = (*TEXT_SUFFIXES, ".jsonl", ".parquet")
+_DRAW_BLOCK = 1024  # mixture source choices drawn per numpy call
 
 
 @dataclass(frozen=True, eq=True)
@@ -424,20 +425,23 @@ class Mixture:
 
     def _draw(self, stats: MixtureStats | None) -> Iterator[Document]:
         rng = np.random.default_rng(self.seed)
-        iters: list[Iterator[Document] | None] = [iter(s) for s in self.sources]
+        iters: list[Iterator[Document]] = [iter(s) for s in self.sources]
         p = self.probabilities.copy()
+        block: list[int] = []  # source choices drawn ahead, last first; redrawn when p changes
         while p.sum() > 0:
-            i = int(rng.choice(len(p), p=p / p.sum()))
-            doc = next(iters[i], None)  # type: ignore[arg-type]
-            if doc is None:
-                if self.cycle:
-                    iters[i] = iter(self.sources[i])
-                    doc = next(iters[i], None)  # type: ignore[arg-type]
-                    if stats is not None and doc is not None:
-                        stats.epochs[self.sources[i].name] += 1
-                if doc is None:  # exhausted (or empty): leave the mixture
-                    p[i] = 0.0
-                    continue
+            if not block:
+                block = rng.choice(len(p), size=_DRAW_BLOCK, p=p / p.sum()).tolist()[::-1]
+            i = block.pop()
+            doc = next(iters[i], None)
+            if doc is None and self.cycle:
+                iters[i] = iter(self.sources[i])
+                doc = next(iters[i], None)
+                if stats is not None and doc is not None:
+                    stats.epochs[self.sources[i].name] += 1
+            if doc is None:  # exhausted (or empty): leave the mixture
+                p[i] = 0.0
+                block = []
+                continue
             if stats is not None:
                 stats.drawn[doc.source] = stats.drawn.get(doc.source, 0) + 1
             yield doc
