@@ -62,6 +62,17 @@ class PretrainDataConfig(Strict):
     formatted_fraction: float = Field(
         0.0, ge=0, le=1, description="share of documents written in the answer format rather than plain steps"
     )
+    sources: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="r1rl.data sources ({type: file|hf|arithmetic|stdlib, ...}); empty = the task's problems",
+    )
+    weights: list[float] | None = Field(None, description="mixture weight per source")
+    temperature: float = Field(1.0, gt=0, description="mixture temperature: p_i ∝ w_i^(1/T)")
+    filters: list[dict[str, Any]] = Field(
+        default_factory=list, description="quality filters ({type: length|symbol_ratio|repetition|...})"
+    )
+    dedup: dict[str, Any] | None = Field(None, description="exact/near dedup options, e.g. {threshold: 0.8}")
+    val_fraction: float = Field(0.0, ge=0, lt=1, description="held-out share, scored as val/loss at the end")
 
 
 class LoraConfigModel(Strict):

@@ -5,15 +5,22 @@ The corpus is the embedded task's training split rendered as text: plain worked 
 prompt + answer format. Documents are joined with EOS and packed into fixed-length rows;
 attention crosses document boundaries within a row (as in GPT-2-style packing), which the
 EOS separator makes learnable.
+
+With ``data.sources`` / ``data.filters`` / ``data.dedup`` / ``data.val_fraction`` the corpus
+comes from :mod:`r1rl.data` instead: a mixture of sources, quality filters and dedup (their
+statistics in ``data_stats.json``, ``filter_stats.json``, ``dedup_stats.json``), and a
+held-out share whose loss is logged as ``val/loss`` at the end.
 """
 
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import torch
 
 from r1rl.config import PretrainConfig
+from r1rl.errors import UserError
 from r1rl.model import build_config, build_model, count_parameters
 from r1rl.rundir import RunDir, render_plots
 from r1rl.stages.supervised import train_supervised
@@ -32,6 +39,32 @@ def build_corpus(cfg: PretrainConfig) -> list[str]:
     return docs
 
 
+def data_plan(cfg: PretrainConfig) -> tuple[list[Any], list[Any]] | None:
+    """Sources and filters of ``data.sources``/``data.filters``, built (and checked) before any work.
+
+    ``None`` when the recipe uses none of the data pipeline: the corpus is then the task's
+    problems exactly as :func:`build_corpus` renders them.
+    """
+    d = cfg.data
+    if not (d.sources or d.filters or d.dedup is not None or d.val_fraction > 0):
+        return None
+    from r1rl.data import ArithmeticSource, build_filter, build_source
+
+    sources = [build_source(spec, f"data.sources[{i}]") for i, spec in enumerate(d.sources)]
+    if not sources:
+        sources = [
+            ArithmeticSource(
+                d.num_problems,
+                seed=cfg.seed,
+                formatted_fraction=d.formatted_fraction,
+                **cfg.task.model_dump(),
+            )
+        ]
+    if d.weights is not None and len(d.weights) != len(sources):
+        raise UserError(f"data.weights has {len(d.weights)} entries for {len(sources)} sources")
+    return sources, [build_filter(spec, f"data.filters[{i}]") for i, spec in enumerate(d.filters)]
+
+
 def pack(token_lists: list[list[int]], eos_id: int, seq_len: int) -> torch.Tensor:
     """Concatenate documents separated by EOS into rows of ``seq_len`` tokens. -> (rows, seq_len)."""
     flat: list[int] = []
@@ -44,13 +77,40 @@ def pack(token_lists: list[list[int]], eos_id: int, seq_len: int) -> torch.Tenso
     return torch.tensor(flat[: rows * seq_len]).view(rows, seq_len)
 
 
+@torch.no_grad()
+def validation_loss(model: torch.nn.Module, rows: torch.Tensor, batch_size: int) -> float:
+    """Mean next-token loss over packed validation rows (router loss excluded). rows: (N, S)."""
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, rows.shape[0], batch_size):
+        ids = rows[i : i + batch_size]
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[:, :-1].float()
+        total += float(
+            torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="sum")
+        )
+        count += ids[:, 1:].numel()
+    return total / max(count, 1)
+
+
 def run(cfg: PretrainConfig) -> RunDir:
     rd = RunDir(cfg.output_dir)
     if rd.is_finished():
         return rd
+    plan = data_plan(cfg)  # bad sources or filters fail here, before anything is written
     rd.start(cfg)
     setup(cfg.seed, cfg.threads)
-    docs = build_corpus(cfg)
+    val_docs: list[str] = []
+    if plan is None:
+        docs = build_corpus(cfg)
+    else:
+        from r1rl.data import prepare_corpus
+
+        d = cfg.data
+        corpus = prepare_corpus(
+            plan[0], d.num_problems, weights=d.weights, temperature=d.temperature, filters=plan[1],
+            dedup=d.dedup, val_fraction=d.val_fraction, seed=cfg.seed, run_dir=rd.path,
+        )  # fmt: skip
+        docs, val_docs = [x.text for x in corpus.train], [x.text for x in corpus.val]
     tokenizer = train_tokenizer(docs[: cfg.tokenizer.num_texts], vocab_size=cfg.tokenizer.vocab_size)
     mc = build_config(
         cfg.model.preset,
@@ -74,6 +134,11 @@ def run(cfg: PretrainConfig) -> RunDir:
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
 
     train_supervised(model, get_batch, cfg.train, rd, "pretrain")
+    if val_docs:
+        val_rows = pack(
+            tokenizer(val_docs, add_special_tokens=False).input_ids, tokenizer.eos_token_id, cfg.data.seq_len
+        )
+        rd.log(cfg.train.steps, "pretrain", {"val/loss": validation_loss(model, val_rows, bs)})
     render_plots(rd, "pretrain")
     with rd.writing_final() as final:
         model.save_pretrained(final)

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from r1rl.config import EvalConfig, PPOConfig, PretrainConfig, SFTConfig, load_config
+from r1rl.errors import UserError
 from r1rl.stages import STAGES
 from r1rl.stages.sft import collate
 
@@ -173,3 +174,27 @@ def test_unknown_tracker_is_a_config_error(tmp_path):
 
     with pytest.raises(UserError, match="report_to"):
         _cfg(PretrainConfig, "pretrain", tmp_path, report_to="[tensorbord]")
+
+
+def test_pretrain_with_data_pipeline_sources_filters_dedup_and_validation(tmp_path):
+    notes = tmp_path / "notes.txt"
+    lines = [f"note {i}: the model adds {i} and {i + 1} to get {2 * i + 1}." for i in range(40)]
+    notes.write_text("\n".join(lines + lines[:10] + ["!!!!!!!!!!!!"]) + "\n")  # 10 exact duplicates, 1 junk
+    over = {
+        "data.sources": "[{type: arithmetic, num_problems: 300}, "
+        f"{{type: file, path: '{notes}', text_unit: line}}]",
+        "data.weights": "[3, 1]",
+        "data.filters": "[{type: symbol_ratio, max_ratio: 0.5}]",
+        "data.dedup": "{near: false}",
+        "data.val_fraction": 0.1,
+        "train.steps": 6,
+    }
+    rd = STAGES["pretrain"](_cfg(PretrainConfig, "pretrain", tmp_path / "p", **over))
+    stats = json.loads((rd.path / "data_stats.json").read_text())
+    assert stats["dedup"]["exact_duplicates"] >= 1 and json.loads((rd.path / "filter_stats.json").read_text())
+    assert rd.read_metrics()[-1]["val/loss"] > 0
+    # a bad source is one line, before anything is written
+    bad = _cfg(PretrainConfig, "pretrain", tmp_path / "q", **{"data.sources": "[{type: fiel, path: x}]"})
+    with pytest.raises(UserError, match="did you mean 'file'"):
+        STAGES["pretrain"](bad)
+    assert not (tmp_path / "q").exists()
