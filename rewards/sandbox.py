@@ -440,6 +440,11 @@ def _plan(mode: str) -> _Plan:
 
 
 @functools.cache
+def _real_python() -> str:
+    return os.path.realpath(sys.executable)
+
+
+@functools.cache
 def _interpreter_dirs() -> list[str]:
     """Directories the child interpreter reads modules from (outermost only)."""
     dirs = sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.base_exec_prefix)})
@@ -606,7 +611,9 @@ def _spawn(
     cfg: dict, env: dict, stdio: tuple[int, int, int], limits: Limits, plan: _Plan
 ) -> tuple[bool, float, int]:
     """Start the supervisor, enforce the wall clock, kill the whole tree; (timed out, wall, rc)."""
-    argv = [sys.executable, "-I", "-S", "-c", _child_source(), "", f"{_TAG}:{os.getpid()}"]
+    # the real interpreter, not a venv's symlink: the venv may live under a path the sandbox hides
+    # (its private /tmp), and with -I -S the venv adds nothing anyway
+    argv = [_real_python(), "-I", "-S", "-c", _child_source(), "", f"{_TAG}:{os.getpid()}"]
     r, w = os.pipe()
     try:
         with open(w, "wb", closefd=False) as f:  # a few hundred bytes: fits in the pipe buffer
