@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -145,21 +146,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--model", default=None, help="a pipeline stage's final/ (default: fresh tiny preset)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; medians are reported")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
         return one(a.one, a.steps, a.model)
-    results = {}
-    for name in ("r1rl-grpo", "r1rl-gae", "trl-grpo"):
-        cmd = [sys.executable, __file__, "--one", name, "--steps", str(a.steps)]
-        cmd += ["--model", a.model] if a.model else []
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if line is None:
-            sys.exit(f"{name} failed:\n{out.stderr[-3000:]}")
-        results[name] = json.loads(line[7:])
+    runs: dict[str, list[dict]] = {}
+    for _ in range(a.rounds):  # interleaved, so a burst of load on the machine hits every set-up
+        for name in ("r1rl-grpo", "r1rl-gae", "trl-grpo"):
+            cmd = [sys.executable, __file__, "--one", name, "--steps", str(a.steps)]
+            cmd += ["--model", a.model] if a.model else []
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+            if line is None:
+                sys.exit(f"{name} failed:\n{out.stderr[-3000:]}")
+            runs.setdefault(name, []).append(json.loads(line[7:]))
+    results = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
+    for name, rs in runs.items():
+        print(f"{name} samples/s per round: " + ", ".join(f"{r['samples_per_s']:.1f}" for r in rs))
     print(
-        f"{PROMPTS} prompts x {SAMPLES} samples, <= {MAX_NEW} new tokens, {a.steps} steps, {THREADS} threads"
+        f"medians of {a.rounds} rounds: {PROMPTS} prompts x {SAMPLES} samples, <= {MAX_NEW} new tokens, "
+        f"{a.steps} steps, {THREADS} threads"
     )
     print("| set-up | samples/s | s/step | CPU s/step | completion tokens | peak RSS MB |")
     print("|---|---|---|---|---|---|")
