@@ -64,6 +64,7 @@ def run_r1rl(estimator: str, steps: int, model_path: str | None) -> dict:
     cfg = PPOSettings(
         steps=steps, prompts_per_step=PROMPTS, samples_per_prompt=SAMPLES, max_new_tokens=MAX_NEW,
         advantage_estimator=estimator, ppo_epochs=1, minibatch_size=PROMPTS * SAMPLES, lr=1e-4,
+        kl_coef=0.02, kl_in="loss", kl_estimator="k3",  # as TRL's GRPO: β = 0.02, k3 KL as a loss term
     )  # fmt: skip
     pool = ArithmeticTask().problems("train", PROMPTS * steps, seed=1)
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,7 +8,8 @@ Implementation details that matter (each pinned by a test in ``tests/ppo``):
    completion token; every token also pays −β·KL(π‖π_ref) (Ziegler et al. 2019).
 2. GAE with γ, λ over completion tokens only; the value after the last real token is 0.
 3. Advantages are whitened over the batch's real tokens (optional).
-4. ``old_logprobs`` and ``values`` are computed once per rollout, before any update, with the
+4. ``old_logprobs`` and ``values`` are computed once per rollout, before any update (skipped
+   for the policy when one on-policy step makes them equal to the update's own), with the
    same left-padded layout and position ids that generation used.
 5. The policy loss is the clipped surrogate; the critic loss is the clipped value loss; both
    are reduced by one aggregator (``loss_agg_mode``).
@@ -70,7 +71,7 @@ class Rollout:
     attention_mask: torch.Tensor  # (B, P + T)
     mask: torch.Tensor  # (B, T) completion tokens through EOS
     scores: torch.Tensor  # (B,) combined reward, after optional clipping/normalisation
-    old_logprobs: torch.Tensor  # (B, T)
+    old_logprobs: torch.Tensor | None  # (B, T); None when on-policy (see ``rollout``)
     ref_logprobs: torch.Tensor  # (B, T)
     values: torch.Tensor  # (B, T) zeros without a critic
     advantages: torch.Tensor  # (B, T)
@@ -112,20 +113,29 @@ def rollout(
     attention_mask = torch.cat([g.prompt_mask, g.completion_mask], 1)
     mask = g.completion_mask.float()  # (B, T)
     T = mask.shape[1]
+    # One optimizer step on the whole batch with the KL outside the reward: the update's own
+    # forward pass *is* the behaviour policy's, so the separate old-log-prob pass is skipped
+    # (its log-probs are the update's, detached) and the KL metric comes from the update.
+    on_policy = (
+        cfg.ppo_epochs == 1 and cfg.minibatch_size >= len(prompts) and (cfg.kl_in == "loss" or kl_coef == 0)
+    )
+    old_logprobs: torch.Tensor | None = None
     with torch.no_grad():
-        with replay.record(tuple(input_ids.shape)) if replay is not None else nullcontext():
-            old_logprobs, _, _ = ac.policy_logprobs(input_ids, attention_mask, T)
+        if not on_policy:
+            with replay.record(tuple(input_ids.shape)) if replay is not None else nullcontext():
+                old_logprobs, _, _ = ac.policy_logprobs(input_ids, attention_mask, T)
         ref_logprobs, _, _ = ac.policy_logprobs(input_ids, attention_mask, T, reference=True)
         values = ac.values(input_ids, attention_mask, T) * mask if ac.has_critic else torch.zeros_like(mask)
         ac.use("policy")
-    finite = bool(torch.isfinite(raw).all() and torch.isfinite(old_logprobs * mask).all())
+    behaviour = old_logprobs if old_logprobs is not None else ref_logprobs
+    finite = bool(torch.isfinite(raw).all() and torch.isfinite(behaviour * mask).all())
     finite = finite and bool(torch.isfinite(ref_logprobs * mask).all())
     scores = raw.clone()
     if cfg.reward_clip is not None:
         scores = scores.clamp(-cfg.reward_clip, cfg.reward_clip)
     if cfg.normalize_rewards and scores.numel() > 1:
         scores = (scores - scores.mean()) / (scores.std() + 1e-8)
-    kl = core.kl_penalty(old_logprobs, ref_logprobs, cfg.kl_estimator) * mask  # (B, T)
+    kl = core.kl_penalty(behaviour, ref_logprobs, cfg.kl_estimator) * mask  # (B, T); 0 when on-policy
     beta = kl_coef if cfg.kl_in == "reward" else 0.0
     if not finite:  # the step will be skipped; keep the tensors finite for logging
         scores, kl = torch.nan_to_num(scores), torch.nan_to_num(kl)
@@ -194,6 +204,9 @@ def update(
     B, T = ro.mask.shape
     stats: dict[str, list[float]] = {}
     load = None  # (L, E) tokens per expert, summed over the step's forward passes
+    if ro.old_logprobs is None:
+        replay = None  # on-policy: no earlier pass to replay or compare against
+        kl_seq = torch.zeros(B)  # per-sequence KL to the reference, filled by the update's pass
     top_k = getattr(ac.config, "num_experts_per_tok", 1)
     micro = cfg.micro_batch_size or cfg.minibatch_size
     for _ in range(cfg.ppo_epochs):
@@ -206,6 +219,8 @@ def update(
             p_finite = True
             for part, w in zip(parts, weights):
                 row, ok, part_load = _policy_micro_step(ac, ro, part, w, cfg, kl_coef, top_k, replay)
+                if ro.old_logprobs is None:
+                    kl_seq[part] = torch.tensor(row.pop("_kl_seq"))
                 rows.append(row)
                 if part_load is not None:
                     load = part_load if load is None else load + part_load
@@ -235,6 +250,8 @@ def update(
                 stats.setdefault(k, []).append(v)
     result = {k: sum(v) / len(v) for k, v in stats.items()}
     result["skipped_updates"] = sum(stats["skipped_updates"])
+    if ro.old_logprobs is None:
+        ro.metrics["kl"] = float(kl_seq.mean())
     if load is not None:
         result["moe/expert_load"] = load.tolist()  # written to expert_load.jsonl, not metrics.jsonl
     if ac.has_critic:
@@ -270,11 +287,16 @@ def _policy_micro_step(
     ctx = replay.replay(idx, am, force=cfg.routing_replay) if replay is not None else nullcontext()
     with ctx:
         logprobs, entropy, out = ac.policy_logprobs(ids, am, T, with_entropy=True, output_router_logits=True)
+    old = ro.old_logprobs[idx] if ro.old_logprobs is not None else logprobs.detach()
     pg_loss, row = core.policy_loss(
-        logprobs, ro.old_logprobs[idx], ro.advantages[idx], m, clip_eps_low=cfg.clip_eps,
+        logprobs, old, ro.advantages[idx], m, clip_eps_low=cfg.clip_eps,
         clip_eps_high=cfg.clip_eps_high, dual_clip=cfg.dual_clip, agg_mode=cfg.loss_agg_mode,
     )  # fmt: skip
     loss = pg_loss
+    if ro.old_logprobs is None:
+        with torch.no_grad():
+            kl_now = core.kl_penalty(logprobs.detach(), ro.ref_logprobs[idx], cfg.kl_estimator) * m
+        row["_kl_seq"] = kl_now.sum(1).tolist()
     if cfg.kl_in == "loss" and kl_coef > 0:
         kl_loss = core.agg_loss(
             core.kl_penalty(logprobs, ro.ref_logprobs[idx], cfg.kl_estimator), m, cfg.loss_agg_mode

@@ -9,7 +9,7 @@ from r1rl.rewards.hierarchy import RewardHierarchy, Tier
 
 from r1rl.config import LoraConfigModel, PPOSettings, RewardsConfig
 from r1rl.model import build_config, build_model
-from r1rl.ppo.core import group_advantages
+from r1rl.ppo.core import group_advantages, kl_penalty
 from r1rl.ppo.roles import ActorCritic
 from r1rl.ppo.trainer import NonFiniteError, rollout, train_ppo, update
 from r1rl.rundir import RunDir
@@ -94,12 +94,11 @@ def test_kl_as_loss_term_is_logged_and_not_in_the_reward(tokenizer):
     ac = _ac(tokenizer)
     cfg = _settings(kl_in="loss", kl_estimator="k3", advantage_estimator="grpo", whiten_advantages=False)
     ro = rollout(ac, tokenizer, PROBLEMS, HIERARCHY, cfg, kl_coef=0.5)
-    assert ro.metrics["kl"] > 0
 
     # the advantages come from the scores alone: no KL folded into the reward
     assert torch.allclose(ro.advantages, group_advantages(ro.scores, 4)[:, None] * ro.mask, atol=1e-6)
     stats = update(ac, ro, cfg, _opts(ac), torch.Generator().manual_seed(0), kl_coef=0.5)
-    assert stats["kl_loss"] > 0
+    assert stats["kl_loss"] > 0 and ro.metrics["kl"] > 0
 
 
 def test_non_finite_loss_skips_steps_then_halts_with_finite_checkpoints(tokenizer, tmp_path):
@@ -220,3 +219,25 @@ def test_scheduled_rewards_follow_the_training_step(tokenizer, tmp_path):
     )
     weights = [r["reward/tier/task/weight"] for r in run.read_metrics()]
     assert weights == pytest.approx([0.0, 0.5, 1.0])
+
+
+def test_on_policy_step_skips_the_old_logprob_pass_without_changing_the_update(tokenizer):
+    import dataclasses
+
+    torch.manual_seed(0)
+    ac = _ac(tokenizer)
+    cfg = _settings(advantage_estimator="grpo", kl_in="loss", kl_estimator="k3", minibatch_size=8)
+    ro = rollout(ac, tokenizer, PROBLEMS, HIERARCHY, cfg, kl_coef=0.1)
+    assert ro.old_logprobs is None  # one step on the whole batch, KL as a loss: nothing to recompute
+    with torch.no_grad():
+        old, _, _ = ac.policy_logprobs(ro.input_ids, ro.attention_mask, ro.n_completion)
+    explicit = dataclasses.replace(ro, old_logprobs=old, metrics=dict(ro.metrics))
+    results = []
+    for r in (ro, explicit):
+        clone = copy.deepcopy(ac)
+        update(clone, r, cfg, _opts(clone), torch.Generator().manual_seed(0), kl_coef=0.1)
+        results.append(_trainable(clone))
+    for k in results[0]:
+        assert torch.allclose(results[0][k], results[1][k], atol=1e-6), k
+    kl_ref = kl_penalty(old, ro.ref_logprobs, "k3") * ro.mask  # the KL metric comes from the update's pass
+    assert ro.metrics["kl"] == pytest.approx(float(kl_ref.sum(1).mean()), abs=1e-5)
