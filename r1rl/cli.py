@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("pretrain", "pretrain a MoE from scratch"),
         ("sft", "LoRA supervised fine-tuning"),
         ("ppo", "PPO with a learned critic over the reward hierarchy"),
-        ("eval", "evaluate a model on the held-out task"),
+        ("eval", "evaluate a model on the embedded task and benchmarks, or --compare two evals"),
         ("run", "run every stage of a pipeline recipe; finished stages are skipped"),
     ]:
         p = sub.add_parser(name, help=help_)
