@@ -1,7 +1,8 @@
 """Benchmarks and evaluation (imported as ``r1rl.eval``).
 
-- :func:`evaluate` / :func:`write_results`: the log-likelihood harness (GLUE-style tasks from
-  flat YAML in ``eval/tasks``, prompts as lm-evaluation-harness's);
+- :func:`evaluate` / :func:`write_results`: the harness — GLUE-style log-likelihood tasks and
+  generation tasks (GSM8K, HumanEval, MBPP, SciTLDR, CUAD) from flat YAML in ``eval/tasks``,
+  prompts as lm-evaluation-harness's where it has the task;
 - :func:`evaluate_arithmetic`: greedy held-out accuracy and tier pass rates on the embedded task.
 """
 

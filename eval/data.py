@@ -1,4 +1,4 @@
-"""Documents for benchmark tasks: GLUE-layout TSV files on disk, or the Hugging Face Hub copy.
+"""Documents for benchmark tasks: GLUE-layout TSV files or JSON records on disk, or the Hugging Face Hub copy.
 
 A *document* is a plain dict with the column names of the Hub dataset (``nyu-mll/glue``:
 ``sentence``, ``sentence1``, ``label``, ``idx`` …), whatever the layout of the file it came from,
@@ -14,11 +14,16 @@ Reading the local files follows ``shared/data/glue/README.md``:
 - string labels (``entailment`` …) are mapped to the Hub's integers by the task's ``label_map``;
   integer labels (the Hub export of RTE) pass through;
 - ``idx`` is the 0-based row number unless the file has its own ``idx`` column, as the Hub's.
+
+The domain benchmarks (GSM8K, HumanEval, MBPP, SciTLDR, CUAD) are JSON: one object per line
+(``jsonl``) or one array of objects (``json``), read by :func:`read_records` with the fields as
+they are (nested lists kept), so a record looks like the Hub's row of the same dataset.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,6 +133,55 @@ def _label(raw: str, spec: TableSpec, at: str, where: str) -> int | float:
         kind = "an integer" if spec.label_type == "int" else "a number"
         known = f" or one of {sorted(spec.label_map)}" if spec.label_map else ""
         raise UserError(f"{where}{at}: label {raw!r} is not {kind}{known}") from None
+
+
+def read_records(
+    path: Path, fmt: str = "jsonl", columns: dict[str, str] | None = None, task: str = ""
+) -> list[dict[str, Any]]:
+    """Documents from a JSON Lines file (``fmt="jsonl"``) or a JSON array of objects (``"json"``).
+
+    ``columns`` (document field -> record key) renames and selects fields; without it every
+    field is kept. ``idx`` is the record's 0-based position unless it has its own. Every problem
+    is a one-line :class:`UserError` naming the file (and line).
+    """
+    where = f"task {task!r}: " if task else ""
+    if not path.is_file():
+        raise UserError(f"{where}data file not found: {path}")
+    text = path.read_text(encoding="utf-8-sig")
+    if fmt == "jsonl":
+        records, lines = [], []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError as e:
+                raise UserError(f"{where}{path}:{n}: not valid JSON ({e})") from None
+            lines.append(n)
+    elif fmt == "json":
+        try:
+            records = json.loads(text)
+        except ValueError as e:
+            raise UserError(f"{where}{path}: not valid JSON ({e})") from None
+        if not isinstance(records, list):
+            raise UserError(
+                f"{where}{path}: expected a JSON array of objects, found {type(records).__name__}"
+            )
+        lines = list(range(1, len(records) + 1))
+    else:
+        raise UserError(f"{where}{path}: unknown format {fmt!r} (valid: json, jsonl, tsv)")
+    docs = []
+    for i, (rec, n) in enumerate(zip(records, lines)):
+        at = f"{path}:{n}" if fmt == "jsonl" else f"{path} record {i}"
+        if not isinstance(rec, dict):
+            raise UserError(f"{where}{at}: expected a JSON object, found {type(rec).__name__}")
+        if columns is not None:
+            missing = [key for key in columns.values() if key not in rec]
+            if missing:
+                raise UserError(f"{where}{at}: no field {missing[0]!r} (fields: {sorted(rec)})")
+            rec = {name: rec[key] for name, key in columns.items()}
+        docs.append({**rec, "idx": rec.get("idx", i)})
+    return docs
 
 
 def load_hub(path: str, name: str | None, split: str, task: str = "") -> list[dict[str, Any]]:

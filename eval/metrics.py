@@ -16,6 +16,10 @@ spearman   (gold, pred) real numbers             Spearman's rho (scipy ``spearma
 They are written here (a few lines each) rather than imported so that the harness needs neither
 scikit-learn nor scipy; ``tests/eval/test_metrics.py`` checks them against both when installed.
 
+Generation tasks (:mod:`r1rl.eval.scorers`) reduce per document instead: each document's value
+is the mean of a scorer output over its samples, or :func:`pass_at_k` of them, and the task's
+value is the mean over documents, with the mean's standard error.
+
 Standard errors follow lm-eval: a mean's is the sample standard error ``std(x, ddof=1) / sqrt(n)``;
 the others are bootstrapped (lm-eval resamples 100,000 times; we default to 1,000 seeded draws,
 so the third significant digit of a bootstrapped stderr is noise).
@@ -24,6 +28,7 @@ so the third significant digit of a bootstrapped stderr is noise).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -159,6 +164,31 @@ def rankdata(x: np.ndarray) -> np.ndarray:
     ranks = np.empty(len(x), dtype=np.float64)
     ranks[order] = np.repeat(avg, ends - starts)
     return ranks
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from ``n`` samples of which ``c`` are correct: ``1 - C(n-c, k) / C(n, k)``.
+
+    Chen et al. 2021 ("Evaluating Large Language Models Trained on Code"), eq. 1: the chance
+    that ``k`` samples drawn without replacement from the ``n`` include a correct one. Python's
+    exact integers take the place of the paper's product form, which avoids float overflow.
+
+    >>> pass_at_k(5, 2, 1), pass_at_k(5, 2, 2), pass_at_k(5, 0, 3), pass_at_k(5, 3, 3)
+    (0.4, 0.7, 0.0, 1.0)
+    """
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)  # comb(m, k) = 0 for m < k
+
+
+def split_at_k(name: str) -> tuple[str, int | None]:
+    """A generation metric's name as ``(scorer output, k)``: ``pass@10`` -> ``("pass", 10)``.
+
+    >>> split_at_k("pass@10"), split_at_k("rougeL")
+    (('pass', 10), ('rougeL', None))
+    """
+    m = re.fullmatch(r"(?P<base>.+)@(?P<k>[0-9]+)", name)
+    return (m["base"], int(m["k"])) if m else (name, None)
 
 
 def mean_stderr(items: Sequence[float]) -> float:

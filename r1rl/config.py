@@ -283,7 +283,9 @@ class EvalConfig(StageBase):
     batch_size: int = Field(128, ge=1)
     max_new_tokens: int = Field(48, ge=1)
     limit: int | None = Field(None, ge=1, description="harness tasks: score the first N documents")
-    num_fewshot: int = Field(0, ge=0, description="harness tasks: few-shot examples per prompt")
+    num_fewshot: int | None = Field(
+        0, ge=0, description="harness tasks: few-shot examples per prompt (null = each task's default)"
+    )
     fewshot_split: str | None = Field(None, description="harness tasks: split the shots come from")
     data_dir: str | None = Field(None, description="harness tasks: local data root (default ../shared/data)")
     rewards: RewardsConfig = Field(default_factory=RewardsConfig)
