@@ -3,8 +3,9 @@
 ``tasks: [arithmetic]`` (the default) is greedy held-out accuracy and tier pass rates on the
 embedded task; any other name is a task of the harness (``r1rl.eval``): log-likelihood tasks
 such as ``sst2`` and ``cola``, and generation tasks such as ``gsm8k``, ``humaneval``, ``mbpp``,
-``scitldr`` and ``cuad``, scored by the task-tier reward functions. Everything lands in one ``eval_results.json`` (plus ``eval_results.md``
-and per-example ``eval_samples.jsonl``, which ``r1rl eval --compare`` pairs up).
+``scitldr`` and ``cuad``, scored by the task-tier reward functions. Everything lands in one
+``eval_results.json`` (plus ``eval_results.md`` and per-example ``eval_samples.jsonl``, which
+``r1rl eval --compare`` pairs up).
 """
 
 from __future__ import annotations
