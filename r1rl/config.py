@@ -54,6 +54,8 @@ class TrainConfig(Strict):
     log_every: int = Field(10, ge=1)
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = none")
     keep_checkpoints: int = Field(2, ge=1)
+    eval_every: int = Field(0, ge=0, description="SFT: greedy held-out eval every N steps (0 = off)")
+    eval_examples: int = Field(100, ge=1, description="SFT: held-out problems per periodic eval")
 
 
 class PretrainDataConfig(Strict):

@@ -13,8 +13,10 @@ import random
 
 import torch
 
-from r1rl.config import SFTConfig
+from r1rl.config import RewardsConfig, SFTConfig
+from r1rl.eval.embedded import evaluate_arithmetic
 from r1rl.model import add_lora, load_merged, load_tokenizer, resolve_model_path
+from r1rl.rewards.hierarchy import RewardHierarchy
 from r1rl.rundir import RunDir, render_plots
 from r1rl.stages.supervised import train_supervised
 from r1rl.tasks.arithmetic import ArithmeticProblem, ArithmeticTask
@@ -69,7 +71,14 @@ def run(cfg: SFTConfig) -> RunDir:
         perm = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
         return collate([pairs[j] for j in perm[i * bs : (i + 1) * bs].tolist()], tokenizer.pad_token_id)
 
-    train_supervised(model, get_batch, cfg.train, rd, "sft")
+    def periodic_eval() -> dict[str, float]:
+        hierarchy = RewardHierarchy.from_config(RewardsConfig())
+        metrics, _ = evaluate_arithmetic(
+            model, tokenizer, task, hierarchy, n=cfg.train.eval_examples, progress=False
+        )
+        return metrics
+
+    train_supervised(model, get_batch, cfg.train, rd, "sft", evaluate=periodic_eval)
     render_plots(rd, "sft")
     with rd.writing_final() as final:
         model.save_pretrained(final)

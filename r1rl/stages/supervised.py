@@ -35,8 +35,13 @@ def train_supervised(
     cfg: TrainConfig,
     run: RunDir,
     stage: str,
+    evaluate: Callable[[], dict[str, float]] | None = None,
 ) -> None:
-    """Train ``model``'s trainable parameters for ``cfg.steps`` steps, resuming from the newest checkpoint."""
+    """Train ``model``'s trainable parameters for ``cfg.steps`` steps, resuming from the newest checkpoint.
+
+    ``evaluate`` (every ``cfg.eval_every`` steps and at the end) returns held-out metrics,
+    logged under ``eval/``; the model is put back in training mode afterwards.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     sched = cosine_schedule(opt, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
@@ -69,7 +74,9 @@ def train_supervised(
         opt.zero_grad(set_to_none=True)
         sched.step()
         done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
+        eval_due = cfg.eval_every > 0 and (done % cfg.eval_every == 0 or done == cfg.steps)
+        want_eval = evaluate is not None and eval_due
+        if done % cfg.log_every == 0 or done == cfg.steps or want_eval:
             aux = out.aux_loss.item() if out.aux_loss is not None else 0.0
             dt = time.perf_counter() - t0
             metrics = {
@@ -82,6 +89,9 @@ def train_supervised(
             }
             if out.router_logits is not None:
                 metrics.update(load_metrics(expert_load(out.router_logits, top_k, batch["attention_mask"])))
+            if want_eval:
+                metrics.update({f"eval/{k}": v for k, v in evaluate().items()})
+                model.train()
             run.log(done, stage, metrics)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}")
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:

@@ -31,7 +31,8 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stages")
     out = {}
     out["pretrain"] = STAGES["pretrain"](_cfg(PretrainConfig, "pretrain", tmp))
-    out["sft"] = STAGES["sft"](_cfg(SFTConfig, "sft", tmp, model_path=tmp / "pretrain" / "final"))
+    sft_over = {"train.eval_every": 3, "train.eval_examples": 8}
+    out["sft"] = STAGES["sft"](_cfg(SFTConfig, "sft", tmp, model_path=tmp / "pretrain" / "final", **sft_over))
     out["ppo"] = STAGES["ppo"](_cfg(PPOConfig, "ppo", tmp, model_path=tmp / "sft" / "final", **PPO_OVERRIDES))
     out["eval"] = STAGES["eval"](_cfg(EvalConfig, "eval", tmp, model_path=tmp / "ppo" / "final"))
     return out
@@ -73,6 +74,12 @@ def test_ppo_metrics_and_reward_plot(runs):
     assert table[0] == "| step | prompt | completion | reward |" and len(table) == 2 + 3 * 4
     # checkpoints were written atomically and only the ones before the end are kept
     assert [p.name for p in runs["ppo"].checkpoints.iterdir()] == ["step-00000002"]
+
+
+def test_sft_periodic_eval(runs):
+    rows = runs["sft"].read_metrics()
+    assert [r["step"] for r in rows if "eval/accuracy" in r] == [3, 6]  # micro SFT: 6 steps
+    assert (runs["sft"].plots / "eval.png").exists()
 
 
 def test_eval_results_schema(runs):
