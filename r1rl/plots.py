@@ -95,3 +95,31 @@ def plot_expert_load(rows: list[dict[str, Any]], path: Path, title: str = "") ->
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def _headline(name: str, value: Any) -> bool:
+    """A task's headline metrics: not ``n``, stderrs or slash-named diagnostics (tier pass rates)."""
+    numeric = isinstance(value, (int, float))
+    return numeric and name != "n" and not name.endswith("_stderr") and "/" not in name
+
+
+def plot_eval_results(results: dict[str, Any], path: Path) -> Path:
+    """One bar per (task, metric) with its standard error: the eval stage's ``plots/eval_results.png``."""
+    bars = [
+        (f"{task}\n{name}", value, metrics.get(f"{name}_stderr"))
+        for task, metrics in results["tasks"].items()
+        for name, value in metrics.items()
+        if _headline(name, value)
+    ]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(bars)), 3.4))
+    xs = range(len(bars))
+    errs = [e if isinstance(e, (int, float)) else 0.0 for _, _, e in bars]
+    ax.bar(xs, [v for _, v, _ in bars], yerr=errs, capsize=3, color="#4c72b0")
+    ax.set_xticks(list(xs), [b[0] for b in bars], fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(str(results.get("model", "")), fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

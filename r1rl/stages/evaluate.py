@@ -60,6 +60,9 @@ def run(cfg: EvalConfig) -> RunDir:
                 f.write(json.dumps(s) + "\n")
     results["config"] = {**results.get("config", {}), "tasks": cfg.tasks}
     write_results(rd.path, results)
+    from r1rl.plots import plot_eval_results  # matplotlib only when plotting
+
+    plot_eval_results(results, rd.plots / "eval_results.png")
     for task, m in results["tasks"].items():
         shown = {k: v for k, v in m.items() if k != "n" and not k.endswith("_stderr")}
         print(f"[eval] {model_path} {task}: " + ", ".join(f"{k}={v:.3f}" for k, v in shown.items()))

@@ -76,6 +76,10 @@ def test_ppo_metrics_and_reward_plot(runs):
     assert [p.name for p in runs["ppo"].checkpoints.iterdir()] == ["step-00000002"]
 
 
+def test_eval_writes_a_results_plot(runs):
+    assert (runs["eval"].plots / "eval_results.png").stat().st_size > 0
+
+
 def test_sft_periodic_eval(runs):
     rows = runs["sft"].read_metrics()
     assert [r["step"] for r in rows if "eval/accuracy" in r] == [3, 6]  # micro SFT: 6 steps
