@@ -29,7 +29,6 @@ benchmark number with broken scoring would be wrong without saying so.
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -38,6 +37,7 @@ from typing import Any
 from r1rl.rewards.code import code_task
 from r1rl.rewards.extraction import extraction_task
 from r1rl.rewards.math import extract_final_number, math_task, numeric_equal, reference_number
+from r1rl.rewards.sandbox import drop_constant_asserts  # re-exported for the eval scorers
 
 from r1rl.errors import UserError, did_you_mean
 
@@ -114,42 +114,6 @@ def code_scorer(prompts: list[str], completions: list[str], **columns: Any) -> d
         columns["test"] = [drop_constant_asserts(t) if isinstance(t, str) else t for t in columns["test"]]
     tests = code_task(prompts, completions, **columns)
     return {"pass": [1.0 if t == 1.0 else 0.0 for t in tests], "tests": tests}
-
-
-def drop_constant_asserts(test_code: str) -> str:
-    """``test_code`` with asserts of a true constant (``assert True, "msg"``) replaced by ``pass``.
-
-    Adapter for a limitation of :func:`r1rl.rewards.sandbox.run_tests`: it finds each assert by
-    a marker constant in its instrumented lambda, which CPython's constant folding removes when
-    the asserted expression is itself a constant, so ``assert True`` is never counted as passed
-    and 36 of HumanEval's 164 canonical solutions would score below 1. Such an assert checks
-    nothing, so dropping it changes no outcome. Code without one is returned unchanged.
-
-    >>> drop_constant_asserts("def check(c):\\n    assert True, 'debug'\\n    assert c(1) == 1\\n")
-    'def check(c):\\n    pass\\n    assert c(1) == 1'
-    """
-    try:
-        tree = ast.parse(test_code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return test_code  # the reward reports unparsable tests itself
-    found = False
-    for node in ast.walk(tree):
-        for body in ("body", "orelse", "finalbody"):
-            stmts = getattr(node, body, None)
-            if not isinstance(stmts, list):
-                continue
-            for i, stmt in enumerate(stmts):
-                if isinstance(stmt, ast.Assert) and _true_constant(stmt.test):
-                    stmts[i] = ast.copy_location(ast.Pass(), stmt)
-                    found = True
-    return ast.unparse(tree) if found else test_code
-
-
-def _true_constant(expr: ast.expr) -> bool:
-    try:
-        return bool(ast.literal_eval(expr))
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False
 
 
 @register_scorer("extraction", outputs=("field_f1", "exact_match"), columns=[("answer", "reference")])

@@ -240,12 +240,48 @@ def run_tests(
     """
     _check_str(solution_code, "run_tests", "solution_code")
     _check_str(test_code, "run_tests", "test_code")
-    statements, total = _instrument(test_code)
+    statements, total = _instrument(drop_constant_asserts(test_code))
     limits, mode = _check_options("run_tests", limits, isolation)
     nonce = secrets.token_hex(16)
     job = {"kind": "tests", "code": solution_code, "tests": statements, "mark": _MARK, "check": _CHECK_NAME}
     result, lines = _execute(job, "", limits, mode, nonce=nonce)
     return UnitTestReport(_count_passed(lines, nonce, total), total, result)
+
+
+def drop_constant_asserts(test_code: str) -> str:
+    """``test_code`` with asserts of a true constant (``assert True, "msg"``) replaced by ``pass``.
+
+    :func:`run_tests` finds each assert by a marker constant in its instrumented lambda, which
+    CPython's constant folding removes when the asserted expression is itself a constant, so
+    ``assert True`` would never count as passed (36 of HumanEval's 164 canonical solutions have
+    one). Such an assert checks nothing, so dropping it changes no outcome. Code without one is
+    returned unchanged.
+
+    >>> drop_constant_asserts("def check(c):\\n    assert True, 'debug'\\n    assert c(1) == 1\\n")
+    'def check(c):\\n    pass\\n    assert c(1) == 1'
+    """
+    try:
+        tree = ast.parse(test_code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return test_code  # the reward reports unparsable tests itself
+    found = False
+    for node in ast.walk(tree):
+        for body in ("body", "orelse", "finalbody"):
+            stmts = getattr(node, body, None)
+            if not isinstance(stmts, list):
+                continue
+            for i, stmt in enumerate(stmts):
+                if isinstance(stmt, ast.Assert) and _true_constant(stmt.test):
+                    stmts[i] = ast.copy_location(ast.Pass(), stmt)
+                    found = True
+    return ast.unparse(tree) if found else test_code
+
+
+def _true_constant(expr: ast.expr) -> bool:
+    try:
+        return bool(ast.literal_eval(expr))
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
 
 
 class Sandbox:

@@ -830,3 +830,10 @@ def test_host_unharmed_after_everything(host):
     with Sandbox(max_workers=2, limits=EASY) as sb:
         results = sb.run_many(["print(1)", "print(2)"])
     assert [r.stdout for r in results] == ["1\n", "2\n"]
+
+
+def test_constant_true_asserts_do_not_cost_a_passing_solution():
+    # CPython folds `assert True` away, so it cannot be instrumented; it checks nothing and is dropped
+    tests = "def check(c):\n    assert True, 'debug'\n    assert c(1) == 1\ncheck(f)\n"
+    rep = run_tests("def f(x): return x", tests)
+    assert rep.passed == rep.total == 1
