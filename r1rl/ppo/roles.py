@@ -60,7 +60,7 @@ class ActorCritic(torch.nn.Module):
         """The autocast context every forward pass runs in (a no-op unless ``autocast_dtype``)."""
         if self.autocast_dtype is None:
             return nullcontext()
-        device = next(self.peft.parameters()).device.type
+        device = next(self.parameters()).device.type  # works for both role layouts
         return torch.autocast(device_type=device, dtype=self.autocast_dtype)
 
     def enable_gradient_checkpointing(self) -> None:

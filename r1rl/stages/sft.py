@@ -71,8 +71,9 @@ def run(cfg: SFTConfig) -> RunDir:
         perm = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
         return collate([pairs[j] for j in perm[i * bs : (i + 1) * bs].tolist()], tokenizer.pad_token_id)
 
+    hierarchy = RewardHierarchy.from_config(RewardsConfig())
+
     def periodic_eval() -> dict[str, float]:
-        hierarchy = RewardHierarchy.from_config(RewardsConfig())
         metrics, _ = evaluate_arithmetic(
             model, tokenizer, task, hierarchy, n=cfg.train.eval_examples, progress=False
         )

@@ -160,6 +160,10 @@ def test_full_parameter_mode_trains_policy_and_critic_not_the_reference(tokenize
         "micro", len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
     )
     ac = FullActorCritic(build_model(cfg, seed=0))
+    ac.autocast_dtype = torch.bfloat16  # the shared autocast context works for this layout too
+    with ac.autocast():
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+    ac.autocast_dtype = None
     ref_before = {k: v.clone() for k, v in ac.reference.state_dict().items()}
     policy_before = {k: v.clone() for k, v in ac.policy.state_dict().items()}
     assert not any(k.startswith("reference.") for k in ac.trainable_state())
