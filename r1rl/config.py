@@ -56,6 +56,13 @@ class TrainConfig(Strict):
     keep_checkpoints: int = Field(2, ge=1)
     eval_every: int = Field(0, ge=0, description="SFT: greedy held-out eval every N steps (0 = off)")
     eval_examples: int = Field(100, ge=1, description="SFT: held-out problems per periodic eval")
+    grad_compression: Literal["none", "fp16", "bf16", "powersgd"] = Field(
+        "none", description="multi-process only: DDP communication hook that compresses gradients"
+    )
+    powersgd_rank: int = Field(4, ge=1, description="grad_compression=powersgd: rank of the gradient factors")
+    powersgd_start_iter: int = Field(
+        10, ge=2, description="grad_compression=powersgd: steps of plain all-reduce before compressing"
+    )
 
 
 class PretrainDataConfig(Strict):

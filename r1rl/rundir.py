@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from r1rl.config import dump_config
+from r1rl.distributed import is_main
 
 STEP_LOGS = ("rollouts.jsonl", "expert_load.jsonl")  # per-step side logs besides metrics.jsonl
 
@@ -42,8 +43,11 @@ class RunDir:
     def start(self, cfg: BaseModel) -> RunDir:
         """Create the directory and write the resolved config before any training.
 
-        With ``report_to`` in the config, every logged row also goes to those trackers.
+        With ``report_to`` in the config, every logged row also goes to those trackers. Under a
+        multi-process launcher only the main process writes (here and in :meth:`log`).
         """
+        if not is_main():
+            return self
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.config, dump_config(cfg))
         report_to = getattr(cfg, "report_to", None)
@@ -54,6 +58,8 @@ class RunDir:
         return self
 
     def log(self, step: int, stage: str, metrics: dict[str, Any]) -> None:
+        if not is_main():
+            return
         row: dict[str, Any] = {"step": int(step), "stage": stage}
         for k, v in metrics.items():
             v = float(v) if hasattr(v, "__float__") and not isinstance(v, bool) else v
@@ -70,6 +76,8 @@ class RunDir:
 
     def truncate_metrics(self, after_step: int) -> None:
         """Drop rows logged after ``after_step`` (a resumed run re-logs them), in every step log."""
+        if not is_main():
+            return
         for path in [self.metrics, *(self.path / name for name in STEP_LOGS)]:
             if not path.exists():
                 continue

@@ -16,9 +16,12 @@ CKPT_PREFIX = "step-"
 
 
 def setup(seed: int, threads: int | None) -> None:
+    """Threads and seeds; under a multi-process launcher each rank gets its own random stream."""
+    from r1rl.distributed import rank_seed
+
     if threads:
         torch.set_num_threads(threads)
-    seed_everything(seed)
+    seed_everything(rank_seed(seed))
 
 
 def seed_everything(seed: int) -> None:

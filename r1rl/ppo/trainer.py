@@ -33,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from r1rl.config import PPOSettings
+from r1rl.distributed import Parallel
 from r1rl.errors import UserError
 from r1rl.generation import generate
 from r1rl.moe import (
@@ -53,9 +54,7 @@ from r1rl.training import (
     cosine_schedule,
     grad_norm_finite,
     load_latest_checkpoint,
-    rng_state,
     save_checkpoint,
-    set_rng_state,
 )
 
 log = logging.getLogger(__name__)
@@ -93,12 +92,15 @@ def rollout(
     cfg: PPOSettings,
     kl_coef: float,
     replay: RoutingReplay | None = None,
+    par: Parallel | None = None,
 ) -> Rollout:
     """Generate, score, and compute everything the update needs (no gradients).
 
     With ``replay``, the routing of the old-log-prob pass (the behaviour policy's weights) is
-    recorded for the update to replay or compare against.
+    recorded for the update to replay or compare against. Under a launcher (``par``),
+    ``problems`` are this rank's share and batch statistics span every rank.
     """
+    par = par or Parallel()
     prompts = [p.prompt for p in problems for _ in range(cfg.samples_per_prompt)]
     answers = [p.answer for p in problems for _ in range(cfg.samples_per_prompt)]
     ac.use("policy")
@@ -117,7 +119,9 @@ def rollout(
     # forward pass *is* the behaviour policy's, so the separate old-log-prob pass is skipped
     # (its log-probs are the update's, detached) and the KL metric comes from the update.
     on_policy = (
-        cfg.ppo_epochs == 1 and cfg.minibatch_size >= len(prompts) and (cfg.kl_in == "loss" or kl_coef == 0)
+        cfg.ppo_epochs == 1
+        and cfg.minibatch_size >= len(prompts) * par.world
+        and (cfg.kl_in == "loss" or kl_coef == 0)
     )
     old_logprobs: torch.Tensor | None = None
     with torch.no_grad():
@@ -129,17 +133,20 @@ def rollout(
         ac.use("policy")
     behaviour = old_logprobs if old_logprobs is not None else ref_logprobs
     finite = bool(torch.isfinite(raw).all() and torch.isfinite(behaviour * mask).all())
-    finite = finite and bool(torch.isfinite(ref_logprobs * mask).all())
+    finite = par.all_true(finite and bool(torch.isfinite(ref_logprobs * mask).all()))
     scores = raw.clone()
     if cfg.reward_clip is not None:
         scores = scores.clamp(-cfg.reward_clip, cfg.reward_clip)
-    if cfg.normalize_rewards and scores.numel() > 1:
-        scores = (scores - scores.mean()) / (scores.std() + 1e-8)
+    if cfg.normalize_rewards and scores.numel() * par.world > 1:
+        if par.enabled:
+            scores = par.normalize(scores)
+        else:
+            scores = (scores - scores.mean()) / (scores.std() + 1e-8)
     kl = core.kl_penalty(behaviour, ref_logprobs, cfg.kl_estimator) * mask  # (B, T); 0 when on-policy
     beta = kl_coef if cfg.kl_in == "reward" else 0.0
     if not finite:  # the step will be skipped; keep the tensors finite for logging
         scores, kl = torch.nan_to_num(scores), torch.nan_to_num(kl)
-    advantages, returns = _advantages(scores, kl, values, mask, beta, cfg)
+    advantages, returns = _advantages(scores, kl, values, mask, beta, cfg, par)
     metrics = {
         **res.metrics(),
         "kl": float(kl.sum(1).mean()),
@@ -164,17 +171,27 @@ def _advantages(
     mask: torch.Tensor,
     beta: float,
     cfg: PPOSettings,
+    par: Parallel | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B,) scores, (B, T) KL/values/mask -> advantages and returns, both (B, T)."""
+    """(B,) scores, (B, T) KL/values/mask -> advantages and returns, both (B, T).
+
+    Whitening spans every rank's tokens under a launcher; GRPO/RLOO groups never straddle ranks.
+    """
+    par = par or Parallel()
     est = cfg.advantage_estimator
     if est == "gae":
         rewards = core.token_rewards(scores, kl, mask, beta)  # (B, T)
         advantages, returns = core.gae(rewards, values, mask, cfg.gamma, cfg.gae_lambda)
         if cfg.whiten_advantages:
-            advantages = core.masked_whiten(advantages, mask)
+            whiten = par.masked_whiten if par.enabled else core.masked_whiten
+            advantages = whiten(advantages, mask)
         return advantages, returns
     if est == "reinforce_pp":
-        advantages = core.reinforce_pp_advantages(scores, kl, mask, beta, cfg.gamma)
+        if par.enabled:
+            token = core.token_rewards(scores, kl, mask, beta)
+            advantages = par.masked_whiten(core.discounted_returns(token, mask, cfg.gamma), mask)
+        else:
+            advantages = core.reinforce_pp_advantages(scores, kl, mask, beta, cfg.gamma)
         return advantages, advantages
     # grpo / rloo: one advantage per sequence, on every token of it
     seq = core.group_advantages(
@@ -193,6 +210,7 @@ def update(
     kl_coef: float,
     update_policy: bool = True,
     replay: RoutingReplay | None = None,
+    par: Parallel | None = None,
 ) -> dict[str, float]:
     """``ppo_epochs`` passes over shuffled minibatches; policy and critic step separately.
 
@@ -200,21 +218,27 @@ def update(
     ``micro_batch_size`` sequences; micro-batch losses are weighted so the sum equals the
     minibatch's aggregated loss. A non-finite loss or gradient skips that optimizer step.
     With ``update_policy=False`` (critic warm-up) the policy takes no step.
+
+    Under a launcher each rank holds ``1/world`` of the rollout and of every minibatch; micro-
+    batch weights are shares of the *global* minibatch, and gradients are summed over ranks
+    before clipping, so the step equals a lone process's on the whole minibatch.
     """
+    par = par or Parallel()
     B, T = ro.mask.shape
+    mb = par.check_divisible(cfg.minibatch_size, "ppo.minibatch_size") if par.enabled else cfg.minibatch_size
     stats: dict[str, list[float]] = {}
     load = None  # (L, E) tokens per expert, summed over the step's forward passes
     if ro.old_logprobs is None:
         replay = None  # on-policy: no earlier pass to replay or compare against
         kl_seq = torch.zeros(B)  # per-sequence KL to the reference, filled by the update's pass
     top_k = getattr(ac.config, "num_experts_per_tok", 1)
-    micro = cfg.micro_batch_size or cfg.minibatch_size
+    micro = min(cfg.micro_batch_size or mb, mb)
     for _ in range(cfg.ppo_epochs):
         perm = torch.randperm(B, generator=generator)
-        for start in range(0, B, cfg.minibatch_size):
-            idx = perm[start : start + cfg.minibatch_size]
+        for start in range(0, B, mb):
+            idx = perm[start : start + mb]
             parts = [idx[i : i + micro] for i in range(0, len(idx), micro)]
-            weights = _micro_weights(ro.mask, parts, cfg.loss_agg_mode)
+            weights = _micro_weights(ro.mask, parts, cfg.loss_agg_mode, par)
             rows: list[dict[str, float]] = []
             p_finite = True
             for part, w in zip(parts, weights):
@@ -225,12 +249,13 @@ def update(
                 if part_load is not None:
                     load = part_load if load is None else load + part_load
                 p_finite = p_finite and ok
+            par.sync_grads(ac.adapter_parameters("policy"))
             p_norm, p_ok = grad_norm_finite(ac.adapter_parameters("policy"), cfg.max_grad_norm)
-            p_ok = p_ok and p_finite
+            p_ok = p_ok and par.all_true(p_finite)
             if p_ok and update_policy:
                 opts["policy"].step()
             opts["policy"].zero_grad(set_to_none=True)
-            row = {k: sum(r[k] * w for r, w in zip(rows, weights)) for k in rows[0]}
+            row = par.all_sum_dict({k: sum(r[k] * w for r, w in zip(rows, weights)) for k in rows[0]})
             row.update(grad_norm=p_norm, skipped_updates=float(not p_ok))
             if ac.has_critic:
                 v_rows, v_finite = [], True
@@ -238,12 +263,15 @@ def update(
                     v_row, ok = _critic_micro_step(ac, ro, part, w, cfg)
                     v_rows.append(v_row)
                     v_finite = v_finite and ok
+                par.sync_grads(ac.adapter_parameters("critic"))
                 v_norm, v_ok = grad_norm_finite(ac.adapter_parameters("critic"), cfg.max_grad_norm)
+                v_finite = par.all_true(v_finite)
                 if v_ok and v_finite:
                     opts["critic"].step()
                 opts["critic"].zero_grad(set_to_none=True)
                 ac.use("policy")
-                row.update({k: sum(r[k] * w for r, w in zip(v_rows, weights)) for k in v_rows[0]})
+                v_row = {k: sum(r[k] * w for r, w in zip(v_rows, weights)) for k in v_rows[0]}
+                row.update(par.all_sum_dict(v_row))
                 row["value/grad_norm"] = v_norm
                 row["skipped_updates"] = float(not (p_ok and v_ok and v_finite))
             for k, v in row.items():
@@ -251,21 +279,26 @@ def update(
     result = {k: sum(v) / len(v) for k, v in stats.items()}
     result["skipped_updates"] = sum(stats["skipped_updates"])
     if ro.old_logprobs is None:
-        ro.metrics["kl"] = float(kl_seq.mean())
+        ro.metrics["kl"] = par.all_mean({"kl": float(kl_seq.mean())})["kl"]
     if load is not None:
-        result["moe/expert_load"] = load.tolist()  # written to expert_load.jsonl, not metrics.jsonl
+        result["moe/expert_load"] = par.all_sum(load).tolist()  # to expert_load.jsonl, not metrics.jsonl
     if ac.has_critic:
-        result["value/explained_var"] = core.explained_variance(ro.values, ro.returns, ro.mask)
+        ev = core.explained_variance(ro.values, ro.returns, ro.mask)
+        result["value/explained_var"] = par.all_mean({"ev": ev})["ev"]
     return result
 
 
-def _micro_weights(mask: torch.Tensor, parts: list[torch.Tensor], agg_mode: str) -> list[float]:
-    """Each micro-batch's share of the minibatch loss: by tokens (token-mean) or by sequences."""
+def _micro_weights(
+    mask: torch.Tensor, parts: list[torch.Tensor], agg_mode: str, par: Parallel | None = None
+) -> list[float]:
+    """Each micro-batch's share of the (global) minibatch loss: by tokens (token-mean) or by sequences."""
     if agg_mode == "token-mean":
         sizes = [float(mask[p].sum()) for p in parts]
     else:
         sizes = [float((mask[p].sum(1) > 0).sum()) for p in parts]
     total = sum(sizes)
+    if par is not None and par.enabled:
+        total = float(par.all_sum(torch.tensor(total, dtype=torch.float64)))
     return [s / total if total > 0 else 0.0 for s in sizes]
 
 
@@ -355,6 +388,7 @@ def train_ppo(
     run: RunDir,
     seed: int,
     evaluate: Callable[[], dict[str, float]] | None = None,
+    par: Parallel | None = None,
 ) -> None:
     """Run ``cfg.steps`` PPO iterations, resuming from the newest checkpoint if one exists.
 
@@ -364,7 +398,11 @@ def train_ppo(
     A step whose rewards or log-probs are non-finite is skipped (no update) and counted in
     ``skipped_steps``; after ``max_consecutive_skips`` in a row the run halts with
     :class:`NonFiniteError`. Checkpoints are only written when every trainable weight is finite.
+
+    Under a launcher (``par``) each rank rolls out ``prompts_per_step / world`` prompts; the
+    main process evaluates, logs and writes checkpoints.
     """
+    par = par or Parallel()
     opts = {"policy": torch.optim.AdamW(ac.adapter_parameters("policy"), lr=cfg.lr, weight_decay=0.0)}
     if ac.has_critic:
         critic_params = ac.adapter_parameters("critic")
@@ -389,27 +427,37 @@ def train_ppo(
         if "rewards" in state:
             hierarchy.load_state_dict(state["rewards"])  # running normalisation statistics
         generator.set_state(state["generator"])
-        set_rng_state(state["rng"])
+        par.restore_rng(state)
         start = state["step"]
         skipped_steps = state.get("skipped_steps", 0)
         run.truncate_metrics(start)
+    par.broadcast_(ac.trainable_state().values())  # every rank starts from the main process's weights
     n_prompts = cfg.prompts_per_step
-    bar = tqdm(range(start, cfg.steps), desc="ppo", initial=start, total=cfg.steps, dynamic_ncols=True)
+    if par.enabled:
+        par.check_divisible(n_prompts, "ppo.prompts_per_step")
+        par.check_divisible(cfg.minibatch_size, "ppo.minibatch_size")
+    bar = tqdm(
+        range(start, cfg.steps), desc="ppo", initial=start, total=cfg.steps, dynamic_ncols=True,
+        disable=not par.is_main,
+    )  # fmt: skip
     for step in bar:
         t0 = time.perf_counter()
         # 1. rollout + score + advantages
         offset = (step * n_prompts) % max(1, len(pool) - n_prompts + 1)
         hierarchy.set_step(step)  # scheduled tier weights (a reward curriculum)
-        ro = rollout(ac, tokenizer, pool[offset : offset + n_prompts], hierarchy, cfg, kl_ctl.value, replay)
+        problems = par.shard_list(pool[offset : offset + n_prompts])
+        ro = rollout(ac, tokenizer, problems, hierarchy, cfg, kl_ctl.value, replay, par)
         t_roll = time.perf_counter() - t0
         # 2. update (skipped when the rollout holds non-finite rewards or log-probs)
         if ro.finite:
             update_policy = step >= cfg.critic_warmup_steps
-            stats = update(ac, ro, cfg, opts, generator, kl_ctl.value, update_policy, replay)
-            kl_ctl.update(ro.metrics["kl"], ro.mask.shape[0])
+            stats = update(ac, ro, cfg, opts, generator, kl_ctl.value, update_policy, replay, par)
+            ro.metrics = par.all_mean(ro.metrics)
+            kl_ctl.update(ro.metrics["kl"], ro.mask.shape[0] * par.world)
         else:
             log.warning("step %d: non-finite rewards or log-probs; update skipped", step + 1)
             stats = {"skipped_updates": float(cfg.ppo_epochs)}
+            ro.metrics = par.all_mean(ro.metrics)
         for s in scheds.values():
             s.step()
         step_skipped = not ro.finite or stats["skipped_updates"] > 0
@@ -433,12 +481,15 @@ def train_ppo(
             "lr": scheds["policy"].get_last_lr()[0],
             "perf/step_s": dt,
             "perf/rollout_s": t_roll,
-            "perf/tokens_per_s": float(ro.attention_mask.sum()) / dt,
-            "perf/samples_per_s": ro.mask.shape[0] / dt,
+            "perf/tokens_per_s": float(par.all_sum(ro.attention_mask.sum())) / dt,
+            "perf/samples_per_s": ro.mask.shape[0] * par.world / dt,
         }
-        if evaluate is not None and cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
+        every = cfg.eval_every
+        eval_due = evaluate is not None and every > 0 and (done % every == 0 or done == cfg.steps)
+        if eval_due and par.is_main:
             metrics.update({f"eval/{k}": v for k, v in evaluate().items()})
-        if done % cfg.log_every == 0 or done == cfg.steps or any(k.startswith("eval/") for k in metrics):
+        log_due = done % cfg.log_every == 0 or done == cfg.steps or eval_due
+        if log_due and par.is_main:
             run.log(done, "ppo", metrics)
             with (run.path / "rollouts.jsonl").open("a") as f:
                 f.write(json.dumps({"step": done, "samples": ro.samples}) + "\n")
@@ -452,6 +503,9 @@ def train_ppo(
             if not all(torch.isfinite(p).all() for p in trainable.values() if p.is_floating_point()):
                 log.warning("step %d: non-finite weights; checkpoint not written", done)
                 continue
+            rng = par.rng_states()  # a collective: every rank takes part
+            if not par.is_main:
+                continue
             save_checkpoint(
                 run.checkpoints,
                 done,
@@ -462,10 +516,11 @@ def train_ppo(
                     "kl_ctl": kl_ctl.state_dict(),
                     "rewards": hierarchy.state_dict(),
                     "generator": generator.get_state(),
-                    "rng": rng_state(),
+                    **rng,
                     "step": done,
                     "skipped_steps": skipped_steps,
                 },
                 cfg.keep_checkpoints,
             )
     bar.close()
+    par.check_in_sync(ac.trainable_state().values(), "trained adapters")

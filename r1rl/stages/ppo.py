@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from r1rl.config import PPOConfig
+from r1rl.distributed import Parallel
 from r1rl.errors import UserError
 from r1rl.eval.embedded import evaluate_arithmetic
 from r1rl.model import load_merged, load_tokenizer, resolve_model_path
@@ -29,7 +30,11 @@ def run(cfg: PPOConfig) -> RunDir:
         return rd
     model_path = resolve_model_path(cfg.model_path)
     hierarchy = RewardHierarchy.from_config(cfg.rewards)
+    par = Parallel()
+    par.check_divisible(cfg.ppo.prompts_per_step, "ppo.prompts_per_step")
+    par.check_divisible(cfg.ppo.minibatch_size, "ppo.minibatch_size")
     rd.start(cfg)
+    par.barrier()
     setup(cfg.seed, cfg.threads)
     tokenizer = load_tokenizer(model_path)
     with_critic = cfg.ppo.advantage_estimator == "gae"
@@ -58,11 +63,15 @@ def run(cfg: PPOConfig) -> RunDir:
             )  # fmt: skip
         return metrics
 
-    train_ppo(ac, tokenizer, pool, hierarchy, cfg.ppo, rd, cfg.seed, evaluate=periodic_eval)
+    train_ppo(ac, tokenizer, pool, hierarchy, cfg.ppo, rd, cfg.seed, evaluate=periodic_eval, par=par)
+    if not par.is_main:
+        par.close()  # wait for the main process to write final/
+        return rd
     render_plots(rd, "ppo")
     write_samples_table(rd)
     with rd.writing_final() as final:
         merged = ac.final_model()
         merged.save_pretrained(final)
         tokenizer.save_pretrained(final)
+    par.close()
     return rd

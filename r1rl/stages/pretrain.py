@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from r1rl.config import PretrainConfig
+from r1rl.distributed import Parallel
 from r1rl.errors import UserError
 from r1rl.model import build_config, build_model, count_parameters
 from r1rl.rundir import RunDir, render_plots
@@ -97,7 +98,11 @@ def run(cfg: PretrainConfig) -> RunDir:
     if rd.is_finished():
         return rd
     plan = data_plan(cfg)  # bad sources or filters fail here, before anything is written
+    t = cfg.train
+    par = Parallel(t.grad_compression, t.powersgd_rank, t.powersgd_start_iter)
+    par.check_divisible(t.batch_size, "train.batch_size")
     rd.start(cfg)
+    par.barrier()
     setup(cfg.seed, cfg.threads)
     val_docs: list[str] = []
     if plan is None:
@@ -108,7 +113,8 @@ def run(cfg: PretrainConfig) -> RunDir:
         d = cfg.data
         corpus = prepare_corpus(
             plan[0], d.num_problems, weights=d.weights, temperature=d.temperature, filters=plan[1],
-            dedup=d.dedup, val_fraction=d.val_fraction, seed=cfg.seed, run_dir=rd.path,
+            dedup=d.dedup, val_fraction=d.val_fraction, seed=cfg.seed,
+            run_dir=rd.path if par.is_main else None,
         )  # fmt: skip
         docs, val_docs = [x.text for x in corpus.train], [x.text for x in corpus.val]
     tokenizer = train_tokenizer(docs[: cfg.tokenizer.num_texts], vocab_size=cfg.tokenizer.vocab_size)
@@ -122,7 +128,8 @@ def run(cfg: PretrainConfig) -> RunDir:
         overrides=cfg.model.overrides,
     )
     model = build_model(mc, cfg.seed)
-    print(f"[pretrain] {count_parameters(model) / 1e6:.2f}M parameters, {len(docs)} documents")
+    if par.is_main:
+        print(f"[pretrain] {count_parameters(model) / 1e6:.2f}M parameters, {len(docs)} documents")
     rows = pack(tokenizer(docs, add_special_tokens=False).input_ids, tokenizer.eos_token_id, cfg.data.seq_len)
     bs = cfg.train.batch_size
 
@@ -133,7 +140,10 @@ def run(cfg: PretrainConfig) -> RunDir:
         ids = rows[perm[i * bs : (i + 1) * bs]]
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
 
-    train_supervised(model, get_batch, cfg.train, rd, "pretrain")
+    train_supervised(model, get_batch, cfg.train, rd, "pretrain", par=par)
+    if not par.is_main:
+        par.close()  # wait for the main process to write final/
+        return rd
     if val_docs:
         val_rows = pack(
             tokenizer(val_docs, add_special_tokens=False).input_ids, tokenizer.eos_token_id, cfg.data.seq_len
@@ -143,4 +153,5 @@ def run(cfg: PretrainConfig) -> RunDir:
     with rd.writing_final() as final:
         model.save_pretrained(final)
         tokenizer.save_pretrained(final)
+    par.close()
     return rd

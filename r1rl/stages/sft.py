@@ -14,6 +14,7 @@ import random
 import torch
 
 from r1rl.config import RewardsConfig, SFTConfig
+from r1rl.distributed import Parallel
 from r1rl.eval.embedded import evaluate_arithmetic
 from r1rl.model import add_lora, load_merged, load_tokenizer, resolve_model_path
 from r1rl.rewards.hierarchy import RewardHierarchy
@@ -55,7 +56,11 @@ def run(cfg: SFTConfig) -> RunDir:
     if rd.is_finished():
         return rd
     base_path = resolve_model_path(cfg.model_path)
+    t = cfg.train
+    par = Parallel(t.grad_compression, t.powersgd_rank, t.powersgd_start_iter)
+    par.check_divisible(t.batch_size, "train.batch_size")
     rd.start(cfg)
+    par.barrier()
     setup(cfg.seed, cfg.threads)
     tokenizer = load_tokenizer(base_path)
     model = add_lora(load_merged(base_path), cfg.lora)
@@ -79,9 +84,13 @@ def run(cfg: SFTConfig) -> RunDir:
         )
         return metrics
 
-    train_supervised(model, get_batch, cfg.train, rd, "sft", evaluate=periodic_eval)
+    train_supervised(model, get_batch, cfg.train, rd, "sft", evaluate=periodic_eval, par=par)
+    if not par.is_main:
+        par.close()  # wait for the main process to write final/
+        return rd
     render_plots(rd, "sft")
     with rd.writing_final() as final:
         model.save_pretrained(final)
         tokenizer.save_pretrained(final)
+    par.close()
     return rd

@@ -15,15 +15,14 @@ import torch
 from tqdm.auto import tqdm
 
 from r1rl.config import TrainConfig
+from r1rl.distributed import Parallel
 from r1rl.moe import expert_load, load_metrics
 from r1rl.rundir import RunDir
 from r1rl.training import (
     cosine_schedule,
     grad_norm_finite,
     load_latest_checkpoint,
-    rng_state,
     save_checkpoint,
-    set_rng_state,
 )
 
 Batch = dict[str, torch.Tensor]
@@ -36,12 +35,19 @@ def train_supervised(
     run: RunDir,
     stage: str,
     evaluate: Callable[[], dict[str, float]] | None = None,
+    par: Parallel | None = None,
 ) -> None:
     """Train ``model``'s trainable parameters for ``cfg.steps`` steps, resuming from the newest checkpoint.
 
     ``evaluate`` (every ``cfg.eval_every`` steps and at the end) returns held-out metrics,
-    logged under ``eval/``; the model is put back in training mode afterwards.
+    logged under ``eval/``; the model is put back in training mode afterwards. It runs on
+    the main process only.
+
+    Under a multi-process launcher (``par``) each rank trains on its share of every global
+    batch through DDP; the loss is normalised by the *global* count of label tokens, so the
+    averaged gradient is the one a single process would compute on the whole batch.
     """
+    par = par or Parallel()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     sched = cosine_schedule(opt, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
@@ -52,20 +58,28 @@ def train_supervised(
         model.load_state_dict(state["model"], strict=False)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
+        par.restore_rng(state)
         start = state["step"]
         run.truncate_metrics(start)
+    forward = par.wrap(model)  # DDP under a launcher (it broadcasts rank 0's weights), else the model
     config = getattr(model, "config", None)
     coef = getattr(config, "router_aux_loss_coef", 0.0)
     top_k = getattr(config, "num_experts_per_tok", 1)
     model.train()
-    bar = tqdm(range(start, cfg.steps), desc=stage, initial=start, total=cfg.steps, dynamic_ncols=True)
+    bar = tqdm(
+        range(start, cfg.steps), desc=stage, initial=start, total=cfg.steps, dynamic_ncols=True,
+        disable=not par.is_main,
+    )  # fmt: skip
     for step in bar:
         t0 = time.perf_counter()
-        batch = get_batch(step)
-        out = model(**batch, output_router_logits=True)
+        batch = par.shard(get_batch(step))
+        kwargs = {}
+        if par.enabled:  # DDP averages ranks: each loss is its token sum / (global tokens / world)
+            n_items = par.all_sum((batch["labels"][:, 1:] != -100).sum()).float()
+            kwargs["num_items_in_batch"] = n_items / par.world
+        out = forward(**batch, output_router_logits=True, **kwargs)
         loss = out.loss
-        if not torch.isfinite(loss):
+        if not par.all_true(bool(torch.isfinite(loss))):
             raise FloatingPointError(f"{stage}: non-finite loss at step {step}; lower train.lr")
         loss.backward()
         norm, finite = grad_norm_finite(params, cfg.max_grad_norm)
@@ -79,37 +93,37 @@ def train_supervised(
         if done % cfg.log_every == 0 or done == cfg.steps or want_eval:
             aux = out.aux_loss.item() if out.aux_loss is not None else 0.0
             dt = time.perf_counter() - t0
+            tokens = float(par.all_sum(batch["attention_mask"].sum()))
             metrics = {
-                "loss": loss.item() - coef * aux,
-                "moe/aux_loss": aux,
+                **par.all_mean({"loss": loss.item() - coef * aux, "moe/aux_loss": aux}),
                 "lr": sched.get_last_lr()[0],
                 "grad_norm": norm,
                 "perf/step_s": dt,
-                "perf/tokens_per_s": float(batch["attention_mask"].sum()) / dt,
+                "perf/tokens_per_s": tokens / dt,
             }
             if out.router_logits is not None:
-                metrics.update(load_metrics(expert_load(out.router_logits, top_k, batch["attention_mask"])))
-            if want_eval:
+                load = par.all_sum(expert_load(out.router_logits, top_k, batch["attention_mask"]))
+                metrics.update(load_metrics(load))
+            if want_eval and par.is_main:
                 metrics.update({f"eval/{k}": v for k, v in evaluate().items()})
                 model.train()
             run.log(done, stage, metrics)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}")
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
-            model_state = {k: v for k, v in model.state_dict().items() if _is_trainable(k, trainable)}
-            save_checkpoint(
-                run.checkpoints,
-                done,
-                {
-                    "model": model_state,
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "rng": rng_state(),
-                    "step": done,
-                },
-                cfg.keep_checkpoints,
-            )
+            rng = par.rng_states()
+            if par.is_main:
+                model_state = {k: v for k, v in model.state_dict().items() if k in trainable}
+                save_checkpoint(
+                    run.checkpoints,
+                    done,
+                    {
+                        "model": model_state,
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        **rng,
+                        "step": done,
+                    },
+                    cfg.keep_checkpoints,
+                )
     bar.close()
-
-
-def _is_trainable(key: str, trainable: set[str]) -> bool:
-    return key in trainable
+    par.check_in_sync([p for p in model.parameters() if p.requires_grad], "trained weights")

@@ -1,0 +1,238 @@
+"""Data parallelism under ``accelerate launch`` (or ``torchrun``), and nothing at all in one process.
+
+Every stage reads ``WORLD_SIZE``/``RANK`` from the launcher. With one process nothing here
+does any work and the single-process code path runs unchanged. With several:
+
+* ``accelerate`` starts the process group (gloo on CPU, NCCL on GPU);
+* each step's *global* batch is split across ranks (``shard``), so 1 process with batch 32
+  and 2 processes with batch 32 take the same optimizer steps;
+* pretrain and SFT wrap the model in DDP through ``accelerator.prepare``, with an optional
+  DDP communication hook for gradient compression (fp16, bf16 or PowerSGD);
+* PPO sums its adapter gradients with one flat all-reduce per optimizer step
+  (``sync_grads``): its policy and critic passes are separate backward passes through
+  different entry points, which DDP's single ``forward`` does not fit;
+* statistics that span the batch (advantage whitening, reward normalisation, token counts of
+  the loss aggregator, logged metrics) are reduced over all ranks;
+* only the main process writes the run directory, logs and checkpoints; each rank's RNG state
+  goes into the checkpoint, so a resumed run continues every rank's random stream.
+
+Launch on CPU with ``ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2``
+(``--cpu --num_processes 2`` silently starts one process), or ``torchrun --nproc_per_node 2``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+import torch
+
+from r1rl.errors import UserError
+
+Compression = Literal["none", "fp16", "bf16", "powersgd"]
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main() -> bool:
+    """True in the process that writes the run directory (rank 0, or the only process)."""
+    return rank() == 0
+
+
+class Parallel:
+    """The data-parallel facts and collectives one stage needs; every method is a no-op alone.
+
+    ``compression`` picks a DDP communication hook (applied by :meth:`wrap`):
+    ``fp16``/``bf16`` halve the bytes of every gradient bucket; ``powersgd`` sends rank-
+    ``powersgd_rank`` factors of each matrix-shaped gradient (with error feedback) after
+    ``powersgd_start_iter`` steps of plain all-reduce.
+    """
+
+    def __init__(
+        self, compression: Compression = "none", powersgd_rank: int = 4, powersgd_start_iter: int = 10
+    ) -> None:
+        self.world, self.rank = world_size(), rank()
+        self.accelerator: Any = None
+        if self.world == 1:
+            return
+        from accelerate import Accelerator
+        from accelerate.utils import DDPCommunicationHookType, DistributedDataParallelKwargs, DistributedType
+
+        handlers = []
+        if compression != "none":
+            hook = {
+                "fp16": DDPCommunicationHookType.FP16,
+                "bf16": DDPCommunicationHookType.BF16,
+                "powersgd": DDPCommunicationHookType.POWER_SGD,
+            }[compression]
+            options = {}
+            if compression == "powersgd":
+                options = {
+                    "matrix_approximation_rank": powersgd_rank,
+                    "start_powerSGD_iter": max(2, powersgd_start_iter),  # torch needs >1 with error feedback
+                }
+            handlers.append(DistributedDataParallelKwargs(comm_hook=hook, comm_state_option=options))
+        self.accelerator = Accelerator(kwargs_handlers=handlers)
+        kind = self.accelerator.distributed_type
+        if kind not in (DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
+            raise UserError(
+                f"accelerate distributed_type {kind.value} is not supported by r1rl's training loops; "
+                "launch with a DDP config (recipes/accelerate/ddp.yaml or ddp_cpu.yaml)"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def check_divisible(self, n: int, what: str) -> int:
+        """``n // world``, or a one-line error when ``n`` does not split evenly across processes."""
+        if n % self.world:
+            raise UserError(f"{what}={n} does not split across {self.world} processes; use a multiple of it")
+        return n // self.world
+
+    def shard(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """This rank's contiguous share of a global batch (split along dim 0)."""
+        if not self.enabled:
+            return batch
+        n = self.check_divisible(next(iter(batch.values())).shape[0], "batch rows")
+        return {k: v[self.rank * n : (self.rank + 1) * n] for k, v in batch.items()}
+
+    def shard_list(self, items: Sequence[Any]) -> list[Any]:
+        n = self.check_divisible(len(items), "prompts_per_step") if self.enabled else len(items)
+        return list(items[self.rank * n : (self.rank + 1) * n])
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module to call forward on: ``model`` itself alone, its DDP wrapper under a launcher."""
+        return self.accelerator.prepare_model(model) if self.enabled else model
+
+    def barrier(self) -> None:
+        if self.enabled:
+            torch.distributed.barrier()
+
+    def all_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """Element-wise sum over ranks (a copy; ``x`` itself alone)."""
+        if not self.enabled:
+            return x
+        x = x.detach().clone()
+        torch.distributed.all_reduce(x)
+        return x
+
+    def all_mean(self, values: dict[str, float]) -> dict[str, float]:
+        """Average scalar metrics over ranks (shards are equal-sized, so this is the global mean)."""
+        if not self.enabled or not values:
+            return values
+        keys = sorted(values)
+        t = self.all_sum(torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)) / self.world
+        return dict(zip(keys, t.tolist()))
+
+    def all_sum_dict(self, values: dict[str, float]) -> dict[str, float]:
+        if not self.enabled or not values:
+            return values
+        keys = sorted(values)
+        t = self.all_sum(torch.tensor([float(values[k]) for k in keys], dtype=torch.float64))
+        return dict(zip(keys, t.tolist()))
+
+    def all_true(self, flag: bool) -> bool:
+        if not self.enabled:
+            return flag
+        return bool(self.all_sum(torch.tensor([float(not flag)])) == 0)
+
+    def sync_grads(self, params: Iterable[torch.nn.Parameter]) -> None:
+        """Sum gradients over ranks with one flat all-reduce.
+
+        A gradient missing on some ranks counts as zero there; one missing on every rank stays
+        ``None``, so the optimizer skips that parameter exactly as a lone process would.
+        """
+        if not self.enabled:
+            return
+        params = list(params)
+        has = torch.tensor([float(p.grad is not None) for p in params])
+        grads = [p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel()) for p in params]
+        flat = torch.cat([*grads, has])
+        torch.distributed.all_reduce(flat)
+        offset = 0
+        for p, seen in zip(params, flat[-len(params) :].tolist()):
+            n = p.numel()
+            p.grad = flat[offset : offset + n].view_as(p).clone() if seen > 0 else None
+            offset += n
+
+    def broadcast_(self, tensors: Iterable[torch.Tensor]) -> None:
+        """Overwrite every rank's ``tensors`` with the main process's values."""
+        if not self.enabled:
+            return
+        with torch.no_grad():
+            for t in tensors:
+                torch.distributed.broadcast(t.data, src=0)
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, in rank order (``[obj]`` alone)."""
+        if not self.enabled:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def masked_whiten(self, x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+        """Zero-mean, unit-variance ``x`` over the masked positions of *all* ranks (unbiased variance)."""
+        m = mask.to(x.dtype)
+        s = self.all_sum(torch.stack([m.sum(), (x * m).sum(), (x * x * m).sum()]).double())
+        n, mean = s[0], s[1] / s[0].clamp_min(1)
+        var = (s[2] / s[0].clamp_min(1) - mean**2).clamp_min(0)
+        if n > 1:
+            var = var * n / (n - 1)
+        return ((x - mean.to(x.dtype)) * torch.rsqrt(var.to(x.dtype) + eps)) * mask
+
+    def normalize(self, x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+        """Whiten a (B,) vector over every rank's entries (unbiased std)."""
+        return self.masked_whiten(x, torch.ones_like(x), eps)
+
+    def rng_states(self) -> dict[str, Any]:
+        """Checkpoint entries for the RNG: the main process's, plus every rank's under a launcher."""
+        from r1rl.training import rng_state
+
+        state = rng_state()
+        if not self.enabled:
+            return {"rng": state}
+        return {"rng": state, "rng_ranks": self.gather_objects(state)}
+
+    def restore_rng(self, state: dict[str, Any]) -> None:
+        """Undo :meth:`rng_states` (from another process count, rank 0 takes the main stream)."""
+        from r1rl.training import set_rng_state
+
+        ranks = state.get("rng_ranks")
+        if ranks is not None and len(ranks) == self.world:
+            set_rng_state(ranks[self.rank])
+        elif self.is_main:
+            set_rng_state(state["rng"])
+
+    def check_in_sync(self, tensors: Iterable[torch.Tensor], what: str) -> None:
+        """Raise if any rank's ``tensors`` differ from the main process's (a hash of their bytes)."""
+        if not self.enabled:
+            return
+        digest = hashlib.blake2b(digest_size=16)
+        for t in tensors:
+            digest.update(t.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        hashes = self.gather_objects(digest.hexdigest())
+        if len(set(hashes)) > 1:
+            raise RuntimeError(f"{what} differ across ranks after training (per-rank hashes {hashes})")
+
+    def close(self) -> None:
+        if self.enabled and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+
+
+def rank_seed(seed: int) -> int:
+    """The seed of this process's random stream: ``seed`` on rank 0, so rank 0 matches a lone process."""
+    return seed + 1_000_003 * rank()

@@ -1,0 +1,279 @@
+"""Every stage under ``accelerate launch`` with 2 CPU processes (gloo) against the same run in 1 process.
+
+The global batch is the same in both runs, so the optimizer steps must agree: pretrain (router
+aux loss off — each rank balances its own tokens, as under any DDP launcher) and SFT to 1e-4 of
+the update, PPO (greedy rollouts, so both runs see the same completions) to 3e-2. Only the main
+process writes the run directory; every run ends with a check that all ranks hold bit-identical
+trained weights (``Parallel.check_in_sync``), and a 2-process PPO run killed after its second
+checkpoint resumes to the same weights as the straight run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from r1rl.config import PPOConfig, PretrainConfig, SFTConfig, load_config
+from r1rl.distributed import Parallel
+from r1rl.errors import UserError
+from r1rl.stages import STAGES
+from r1rl.training import list_checkpoints
+
+MICRO = Path(__file__).parents[1] / "recipes" / "configs" / "micro"
+
+REWARD = """
+def spread(prompts, completions, **columns):
+    # varies across prompts whatever the completion, so every step has a learning signal
+    return [((len(p) + len(c)) % 5) / 4 for p, c in zip(prompts, completions)]
+"""
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch_cmd(stage: str, recipe: Path, args: list[str]) -> list[str]:
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(_port()), "-m", "r1rl.cli", stage, str(recipe), *args,
+    ]  # fmt: skip
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+
+
+def launch2(stage: str, recipe: Path, args: list[str]) -> None:
+    res = subprocess.run(_launch_cmd(stage, recipe, args), env=_env(), capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _rel_diff(a: dict, b: dict, base: dict) -> float:
+    """‖a − b‖ / ‖a − base‖ over shared tensors: disagreement as a fraction of the update."""
+    num = sum(float(((a[k].float() - b[k].float()) ** 2).sum()) for k in a)
+    den = sum(float(((a[k].float() - base[k].float()) ** 2).sum()) for k in a)
+    return (num / den) ** 0.5
+
+
+def _files(run: Path) -> list[str]:
+    return sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
+
+
+# ---------------------------------------------------------------------------------------------
+# one process: everything is a no-op
+
+
+def test_parallel_alone_is_a_no_op():
+    par = Parallel()
+    assert not par.enabled and par.is_main and par.world == 1
+    batch = {"input_ids": torch.arange(6).view(3, 2)}
+    assert par.shard(batch) is batch
+    assert par.shard_list([1, 2, 3]) == [1, 2, 3]
+    assert par.all_mean({"a": 2.0}) == {"a": 2.0}
+    x = torch.tensor([1.0, 2.0])
+    assert par.all_sum(x) is x
+    assert par.all_true(False) is False
+    assert par.gather_objects("x") == ["x"]
+    assert set(par.rng_states()) == {"rng"}
+    par.check_in_sync([x], "weights")
+
+
+COLLECTIVES = """
+import torch
+from r1rl.distributed import Parallel
+from r1rl.ppo.core import masked_whiten
+
+par = Parallel()
+assert par.enabled and par.world == 2
+torch.manual_seed(0)
+x, mask = torch.randn(4, 5), (torch.rand(4, 5) > 0.3).float()
+mine = slice(2 * par.rank, 2 * par.rank + 2)
+# whitening over both ranks' halves equals whitening the whole batch in one process
+whole = masked_whiten(x, mask)[mine]
+torch.testing.assert_close(par.masked_whiten(x[mine], mask[mine]), whole, atol=1e-5, rtol=0)
+# shard takes contiguous rows; shard_list likewise
+assert par.shard({"a": torch.arange(4)})["a"].tolist() == [2 * par.rank, 2 * par.rank + 1]
+assert par.shard_list(list("abcd")) == list("abcd")[mine]
+# gradients: summed over ranks; missing on one rank = zero there; missing everywhere stays None
+p, q, r = (torch.nn.Parameter(torch.zeros(3)) for _ in range(3))
+p.grad = torch.full((3,), float(par.rank + 1))
+if par.rank == 0:
+    q.grad = torch.ones(3)
+par.sync_grads([p, q, r])
+assert p.grad.tolist() == [3.0] * 3 and q.grad.tolist() == [1.0] * 3 and r.grad is None
+assert par.all_mean({"m": float(par.rank)}) == {"m": 0.5}
+assert par.all_true(par.rank == 0) is False and par.all_true(True) is True
+# broadcast makes rank 1 hold rank 0's values; check_in_sync then passes, and fails before it
+w = torch.full((2,), float(par.rank))
+try:
+    par.check_in_sync([w], "weights")
+    raise AssertionError("differing weights passed check_in_sync")
+except RuntimeError as e:
+    assert "differ across ranks" in str(e)
+par.broadcast_([w])
+assert w.tolist() == [0.0, 0.0]
+par.check_in_sync([w], "weights")
+try:
+    par.check_divisible(3, "ppo.prompts_per_step")
+    raise AssertionError("3 split across 2 processes")
+except Exception as e:
+    assert "does not split across 2 processes" in str(e)
+if par.is_main:
+    print("COLLECTIVES-OK")
+"""
+
+
+def test_collectives_with_two_processes(tmp_path):
+    script = tmp_path / "collectives.py"
+    script.write_text(textwrap.dedent(COLLECTIVES))
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(_port()), str(script),
+    ]  # fmt: skip
+    res = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "COLLECTIVES-OK" in res.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# every stage: 1 process vs 2 processes
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Pretrain, SFT and PPO, each once alone and once under a 2-process launcher, from the same inputs."""
+    tmp = tmp_path_factory.mktemp("dist")
+    reward = tmp / "spread.py"
+    reward.write_text(REWARD)
+    pre_args = ["train.steps=6", "model.router_aux_loss_coef=0", "train.checkpoint_every=3"]
+    pre1 = STAGES["pretrain"](
+        load_config(PretrainConfig, MICRO / "pretrain.yaml", [f"output_dir={tmp}/pre1", *pre_args])
+    ).path
+    launch2("pretrain", MICRO / "pretrain.yaml", [f"output_dir={tmp}/pre2", *pre_args])
+    sft_args = [f"model_path={pre1}/final", "train.checkpoint_every=3"]
+    sft1 = STAGES["sft"](
+        load_config(SFTConfig, MICRO / "sft.yaml", [f"output_dir={tmp}/sft1", *sft_args])
+    ).path
+    launch2("sft", MICRO / "sft.yaml", [f"output_dir={tmp}/sft2", *sft_args])
+    ppo_args = [
+        f"model_path={sft1}/final", "ppo.steps=6", "ppo.checkpoint_every=1", "ppo.keep_checkpoints=10",
+        "ppo.top_p=0.000001", "ppo.minibatch_size=8", "ppo.advantage_estimator=gae",
+        f"rewards.tiers=[{{name: spread, reward: '{reward}:spread'}}]",
+    ]  # fmt: skip
+    STAGES["ppo"](load_config(PPOConfig, MICRO / "ppo.yaml", [f"output_dir={tmp}/ppo1", *ppo_args]))
+    launch2("ppo", MICRO / "ppo.yaml", [f"output_dir={tmp}/ppo2", *ppo_args])
+    return {"tmp": tmp, "ppo_args": ppo_args}
+
+
+def _full_model(path: Path) -> dict[str, torch.Tensor]:
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path).state_dict()
+
+
+@pytest.mark.slow
+def test_pretrain_two_processes_match_one(runs):
+    from transformers import AutoConfig
+
+    from r1rl.model import build_model
+
+    tmp = runs["tmp"]
+    a, b = _full_model(tmp / "pre1" / "final"), _full_model(tmp / "pre2" / "final")
+    init = build_model(AutoConfig.from_pretrained(tmp / "pre1" / "final"), 0).state_dict()
+    assert _rel_diff(a, b, init) < 1e-4
+    la, lb = _metrics(tmp / "pre1"), _metrics(tmp / "pre2")
+    assert [r["step"] for r in la] == [r["step"] for r in lb]  # one writer: no duplicated rows
+    for ra, rb in zip(la, lb):
+        assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-5)
+        assert rb["grad_norm"] == pytest.approx(ra["grad_norm"], rel=1e-3)
+    assert _files(tmp / "pre1") == _files(tmp / "pre2")
+
+
+@pytest.mark.slow
+def test_sft_two_processes_match_one(runs):
+    tmp = runs["tmp"]
+    a = load_file(tmp / "sft1" / "final" / "adapter_model.safetensors")
+    b = load_file(tmp / "sft2" / "final" / "adapter_model.safetensors")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+    la, lb = _metrics(tmp / "sft1"), _metrics(tmp / "sft2")
+    assert len(la) == len(lb)
+    for ra, rb in zip(la, lb):
+        assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-5)
+    assert _files(tmp / "sft1") == _files(tmp / "sft2")
+
+
+@pytest.mark.slow
+def test_ppo_two_processes_match_one(runs):
+    tmp = runs["tmp"]
+    from r1rl.model import load_merged
+
+    a, b = _full_model(tmp / "ppo1" / "final"), _full_model(tmp / "ppo2" / "final")
+    base = load_merged(str(tmp / "sft1" / "final")).state_dict()  # the SFT model PPO started from
+    assert _rel_diff(a, b, base) < 3e-2  # measured 4.8e-3
+    la, lb = _metrics(tmp / "ppo1"), _metrics(tmp / "ppo2")
+    assert [r["step"] for r in la] == [r["step"] for r in lb]
+    for ra, rb in zip(la, lb):
+        assert rb["reward/mean"] == pytest.approx(ra["reward/mean"], abs=1e-6)  # same greedy completions
+        assert rb["value/loss"] == pytest.approx(ra["value/loss"], rel=1e-3, abs=1e-6)
+    assert len(list_checkpoints(tmp / "ppo2" / "checkpoints")) == 5
+
+
+@pytest.mark.slow
+def test_ppo_two_processes_killed_and_resumed(runs):
+    tmp, out = runs["tmp"], runs["tmp"] / "ppo2-resumed"
+    cmd = _launch_cmd("ppo", MICRO / "ppo.yaml", [f"output_dir={out}", *runs["ppo_args"]])
+    child = subprocess.Popen(
+        cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 180
+    while not (out / "checkpoints" / "step-00000002").exists():
+        assert child.poll() is None and time.monotonic() < deadline, "ended before checkpoint 2"
+        time.sleep(0.01)
+    os.killpg(child.pid, signal.SIGKILL)  # the launcher and both workers
+    child.wait()
+    assert not (out / "final").exists()
+    assert list_checkpoints(out / "checkpoints")[-1].name < "step-00000005"
+    launch2("ppo", MICRO / "ppo.yaml", [f"output_dir={out}", *runs["ppo_args"]])
+    a = load_file(tmp / "ppo2" / "final" / "model.safetensors")
+    b = load_file(out / "final" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["step"] for r in _metrics(out)] == [r["step"] for r in _metrics(tmp / "ppo2")]
+
+
+@pytest.mark.slow
+def test_sft_gradient_compression_runs_and_stays_close(runs):
+    tmp = runs["tmp"]
+    args = [
+        f"model_path={tmp}/pre1/final", "train.grad_compression=powersgd", "train.powersgd_rank=1",
+        "train.powersgd_start_iter=2",
+    ]  # fmt: skip
+    launch2("sft", MICRO / "sft.yaml", [f"output_dir={tmp}/sft2-powersgd", *args])
+    plain, compressed = _metrics(tmp / "sft1"), _metrics(tmp / "sft2-powersgd")
+    assert compressed[0]["loss"] == pytest.approx(plain[0]["loss"], rel=1e-5)  # before compression starts
+    assert compressed[-1]["loss"] == pytest.approx(plain[-1]["loss"], rel=1e-2)
+
+
+def test_batch_that_does_not_split_is_a_one_line_error(monkeypatch):
+    par = Parallel()
+    par.world = 2  # the arithmetic only: no process group is needed to refuse an uneven split
+    with pytest.raises(UserError, match="train.batch_size=7 does not split across 2 processes"):
+        par.check_divisible(7, "train.batch_size")
