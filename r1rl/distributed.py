@@ -22,6 +22,7 @@ Launch on CPU with ``ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 from collections.abc import Iterable, Sequence
@@ -80,7 +81,9 @@ class Parallel:
                     "start_powerSGD_iter": max(2, powersgd_start_iter),  # torch needs >1 with error feedback
                 }
             handlers.append(DistributedDataParallelKwargs(comm_hook=hook, comm_state_option=options))
-        self.accelerator = Accelerator(kwargs_handlers=handlers)
+        # without a GPU a plain ``torchrun`` gets gloo on CPU too (accelerate launch sets this itself)
+        self.accelerator = Accelerator(kwargs_handlers=handlers, cpu=not torch.cuda.is_available())
+        atexit.register(_destroy_process_group)  # gloo threads left running abort the interpreter's exit
         kind = self.accelerator.distributed_type
         if kind not in (DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
             raise UserError(
@@ -231,6 +234,11 @@ class Parallel:
     def close(self) -> None:
         if self.enabled and torch.distributed.is_initialized():
             torch.distributed.barrier()
+
+
+def _destroy_process_group() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def rank_seed(seed: int) -> int:

@@ -2,7 +2,8 @@
 
 Each stage writes ``<output_dir>/<stage>/``; a stage whose ``final/`` exists is skipped, so a
 re-run resumes where an interrupted one stopped. Every section of the recipe is validated
-before the first stage starts. The summary lands in ``<output_dir>/summary.json``::
+before the first stage starts. Under a multi-process launcher every process trains; the main
+process alone evaluates, writes the summary and pushes. The summary lands in ``<output_dir>/summary.json``::
 
     {"stages": {"pretrain": {"run_dir": ..., "eval": {...}}, "sft": {...}, "ppo": {...}}}
 """
@@ -16,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from r1rl.config import EvalConfig, PipelineConfig, PPOConfig, PretrainConfig, SFTConfig, validate
+from r1rl.distributed import is_main
 from r1rl.rundir import RunDir, atomic_write_text
 
 TRAIN_STAGES = ("pretrain", "sft", "ppo")
@@ -60,12 +62,16 @@ def run(cfg: PipelineConfig, source: str = "pipeline") -> RunDir:
         else:
             print(f"[run] {stage} → {rd.path}")
             STAGES[stage](configs[stage])
+        if not is_main():
+            continue
         ev = RunDir(configs[f"eval_{stage}"].output_dir)
         if not ev.eval_results.exists():
             STAGES["eval"](configs[f"eval_{stage}"])
         metrics = json.loads(ev.eval_results.read_text())["tasks"]["arithmetic"]
         summary["stages"][stage] = {"run_dir": str(rd.path), "eval": metrics}
         atomic_write_text(root.path / "summary.json", json.dumps(summary, indent=2))
+    if not is_main():
+        return root
     print(format_summary(summary))
     if cfg.push_to_hub:  # the last stage's model, with the whole lineage and every eval in its card
         from r1rl.hub import push_run

@@ -54,4 +54,5 @@ class Trackers:
     def close(self) -> None:
         if self._open:
             self._open = False
-            self.accelerator.end_training()
+            for tracker in self.accelerator.trackers:  # not end_training(): under a launcher that
+                tracker.finish()  # would also tear down the process group the stage still uses

@@ -15,6 +15,7 @@ import math
 import time
 
 from r1rl.config import EvalConfig
+from r1rl.distributed import is_main
 from r1rl.eval.embedded import evaluate_arithmetic
 from r1rl.eval.harness import evaluate, write_results
 from r1rl.model import load_merged, load_tokenizer, resolve_model_path
@@ -25,7 +26,10 @@ from r1rl.training import setup
 
 
 def run(cfg: EvalConfig) -> RunDir:
+    """Evaluate ``cfg.model_path``; under a multi-process launcher only the main process evaluates."""
     rd = RunDir(cfg.output_dir)
+    if not is_main():
+        return rd
     model_path = resolve_model_path(cfg.model_path)
     hierarchy = RewardHierarchy.from_config(cfg.rewards)
     harness_tasks = [t for t in cfg.tasks if t != "arithmetic"]
