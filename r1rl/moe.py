@@ -6,7 +6,7 @@ Notation: ``N`` routed tokens (batch × sequence, flattened), ``E`` experts, ``L
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -80,6 +80,39 @@ def router_z_loss(router_logits: tuple[torch.Tensor, ...], mask: torch.Tensor | 
         w = _flat_mask(mask, z.shape[0]).to(z.device)
         losses.append((z * w).sum() / w.sum().clamp_min(1))
     return torch.stack(losses).mean()
+
+
+def switch_loss_global(
+    router_logits: tuple[torch.Tensor, ...],
+    top_k: int,
+    mask: torch.Tensor | None,
+    all_sum: Callable[[torch.Tensor], torch.Tensor],
+    world: int,
+) -> torch.Tensor:
+    """This process's share of the Switch load-balancing loss over the *global* batch.
+
+    transformers' ``load_balancing_loss_func`` is ``E · Σ_e f_e · P_e`` with ``f_e`` the share
+    of top-k assignments and ``P_e`` the mean router probability of expert ``e``, over every
+    layer's rows. Here ``f`` and the row count are summed over processes (no gradient flows
+    through ``f``), and the local probability sums carry the gradient, scaled so that DDP's
+    average over processes gives exactly the gradient — and the mean over processes exactly the
+    value — of the loss one process computes on the whole batch. ``all_sum`` sums a tensor over
+    processes (identity alone, with ``world`` 1). -> scalar.
+    """
+    E = router_logits[0].shape[-1]
+    counts = torch.zeros(E)
+    prob_sum = torch.zeros(E)
+    rows = torch.zeros(())
+    w = _flat_mask(mask, router_logits[0].shape[0])
+    for logits in router_logits:
+        probs = torch.softmax(logits.float(), dim=-1)  # (N, E)
+        idx = probs.detach().topk(top_k, dim=-1).indices  # (N, k)
+        counts = counts.scatter_add(0, idx.reshape(-1), w.repeat_interleave(top_k))
+        prob_sum = prob_sum + (probs * w.unsqueeze(-1)).sum(0)
+        rows = rows + w.sum()
+    totals = all_sum(torch.cat([counts, rows.reshape(1)]).detach())
+    f, total_rows = totals[:E] / totals[E], totals[E]
+    return E * world * (f * prob_sum).sum() / total_rows
 
 
 def routers(model: torch.nn.Module) -> list[torch.nn.Module]:

@@ -1,8 +1,8 @@
 """Every stage under ``accelerate launch`` with 2 CPU processes (gloo) against the same run in 1 process.
 
-The global batch is the same in both runs, so the optimizer steps must agree: pretrain (router
-aux loss off — each rank balances its own tokens, as under any DDP launcher) and SFT to 1e-4 of
-the update, PPO (greedy rollouts, so both runs see the same completions) to 3e-2. Only the main
+The global batch is the same in both runs, so the optimizer steps must agree: pretrain (with the
+router's load-balancing loss, taken over the global batch) and SFT to 1e-4 of the update, PPO
+(greedy rollouts, so both runs see the same completions) to 3e-2. Only the main
 process writes the run directory; every run ends with a check that all ranks hold bit-identical
 trained weights (``Parallel.check_in_sync``), and a 2-process PPO run killed after its second
 checkpoint resumes to the same weights as the straight run.
@@ -109,6 +109,13 @@ mine = slice(2 * par.rank, 2 * par.rank + 2)
 # whitening over both ranks' halves equals whitening the whole batch in one process
 whole = masked_whiten(x, mask)[mine]
 torch.testing.assert_close(par.masked_whiten(x[mine], mask[mine]), whole, atol=1e-5, rtol=0)
+# the Switch load-balancing loss over both ranks' rows: its mean over ranks is the whole batch's
+from transformers.models.qwen3_moe.modeling_qwen3_moe import load_balancing_loss_func
+from r1rl.moe import switch_loss_global
+logits, m = torch.randn(2, 4, 3, 6), (torch.rand(4, 3) > 0.2).long()  # L=2 layers, B=4, S=3, E=6
+whole = load_balancing_loss_func(tuple(logits.reshape(2, 12, 6)), 6, 2, m)
+share = switch_loss_global(tuple(logits[:, mine].reshape(2, 6, 6)), 2, m[mine], par.all_sum, par.world)
+torch.testing.assert_close(par.all_sum(share) / 2, whole)
 # shard takes contiguous rows; shard_list likewise
 assert par.shard({"a": torch.arange(4)})["a"].tolist() == [2 * par.rank, 2 * par.rank + 1]
 assert par.shard_list(list("abcd")) == list("abcd")[mine]
@@ -164,7 +171,7 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dist")
     reward = tmp / "spread.py"
     reward.write_text(REWARD)
-    pre_args = ["train.steps=6", "model.router_aux_loss_coef=0", "train.checkpoint_every=3"]
+    pre_args = ["train.steps=6", "train.checkpoint_every=3"]
     pre1 = STAGES["pretrain"](
         load_config(PretrainConfig, MICRO / "pretrain.yaml", [f"output_dir={tmp}/pre1", *pre_args])
     ).path
@@ -204,6 +211,7 @@ def test_pretrain_two_processes_match_one(runs):
     assert [r["step"] for r in la] == [r["step"] for r in lb]  # one writer: no duplicated rows
     for ra, rb in zip(la, lb):
         assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-5)
+        assert rb["moe/aux_loss"] == pytest.approx(ra["moe/aux_loss"], rel=1e-5)
         assert rb["grad_norm"] == pytest.approx(ra["grad_norm"], rel=1e-3)
     assert _files(tmp / "pre1") == _files(tmp / "pre2")
 

@@ -13,6 +13,7 @@ from r1rl.moe import (
     router_entropy,
     router_z_loss,
     routers,
+    switch_loss_global,
     variance_balance_loss,
 )
 
@@ -94,3 +95,49 @@ def test_replay_without_recording_is_an_error():
     with pytest.raises(RuntimeError, match="nothing recorded"):
         with replay.replay(torch.tensor([0])):
             pass
+
+
+def test_global_switch_loss_alone_is_transformers_aux_loss():
+    """With one process (identity all-sum) the global Switch loss is transformers' own, value and gradient."""
+    from transformers.models.qwen3_moe.modeling_qwen3_moe import load_balancing_loss_func
+
+    torch.manual_seed(0)
+    logits = tuple(torch.randn(12, 8, requires_grad=True) for _ in range(3))  # L=3 layers, N=12, E=8
+    mask = (torch.rand(3, 4) > 0.3).long()
+    ours = switch_loss_global(logits, 2, mask, lambda t: t, 1)
+    theirs = load_balancing_loss_func(logits, 8, 2, mask)
+    torch.testing.assert_close(ours, theirs)
+    g_ours = torch.autograd.grad(ours, logits)
+    g_theirs = torch.autograd.grad(load_balancing_loss_func(logits, 8, 2, mask), logits)
+    for a, b in zip(g_ours, g_theirs):
+        torch.testing.assert_close(a, b)
+
+
+def test_global_switch_loss_split_over_simulated_processes_equals_whole_batch():
+    """Two halves, their statistics summed as all-reduce would: the mean of the two losses is the
+    whole batch's loss, and the summed gradients / 2 (DDP's average) are the whole batch's."""
+    from transformers.models.qwen3_moe.modeling_qwen3_moe import load_balancing_loss_func
+
+    torch.manual_seed(1)
+    B, S, E, L = 4, 3, 6, 2
+    logits = [torch.randn(B * S, E, requires_grad=True) for _ in range(L)]
+    mask = (torch.rand(B, S) > 0.2).long()
+    whole = load_balancing_loss_func(tuple(logits), E, 2, mask)
+    halves = [slice(0, 2), slice(2, 4)]
+    parts = [tuple(x.view(B, S, E)[h].reshape(-1, E) for x in logits) for h in halves]
+
+    def stats(part, m):  # what each process contributes to the all-reduce
+        w = m.reshape(-1).float()
+        counts = torch.zeros(E)
+        for x in part:
+            idx = torch.softmax(x.float(), -1).topk(2, -1).indices
+            counts = counts.scatter_add(0, idx.reshape(-1), w.repeat_interleave(2))
+        return torch.cat([counts, (w.sum() * L).reshape(1)]).detach()
+
+    total = stats(parts[0], mask[halves[0]]) + stats(parts[1], mask[halves[1]])
+    losses = [switch_loss_global(p, 2, mask[h], lambda t: total, 2) for p, h in zip(parts, halves)]
+    torch.testing.assert_close((losses[0] + losses[1]) / 2, whole)
+    g_split = torch.autograd.grad((losses[0] + losses[1]) / 2, logits)
+    g_whole = torch.autograd.grad(load_balancing_loss_func(tuple(logits), E, 2, mask), logits)
+    for a, b in zip(g_split, g_whole):
+        torch.testing.assert_close(a, b)

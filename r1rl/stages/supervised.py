@@ -3,7 +3,8 @@
 Batches come from ``get_batch(step)``, a pure function of the step, so a resumed run sees
 exactly the data an uninterrupted one would. The loss is transformers' causal-LM loss on
 ``labels`` (``-100`` = ignored) plus the model's Switch load-balance loss
-(``router_aux_loss_coef`` × aux), which ``Qwen3MoeForCausalLM`` adds itself.
+(``router_aux_loss_coef`` × aux), which ``Qwen3MoeForCausalLM`` adds itself. Under a
+multi-process launcher both are taken over the global batch (see :func:`train_supervised`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from tqdm.auto import tqdm
 
 from r1rl.config import TrainConfig
 from r1rl.distributed import Parallel
-from r1rl.moe import expert_load, load_metrics
+from r1rl.moe import expert_load, load_metrics, switch_loss_global
 from r1rl.rundir import RunDir
 from r1rl.training import (
     cosine_schedule,
@@ -79,6 +80,12 @@ def train_supervised(
             kwargs["num_items_in_batch"] = n_items / par.world
         out = forward(**batch, output_router_logits=True, **kwargs)
         loss = out.loss
+        aux_local = out.aux_loss
+        if par.enabled and coef > 0 and out.aux_loss is not None:
+            # balance the experts' load over the global batch, as one process would
+            mask = batch["attention_mask"]
+            aux_local = switch_loss_global(out.router_logits, top_k, mask, par.all_sum, par.world)
+            loss = loss + coef * (aux_local - out.aux_loss)
         if not par.all_true(bool(torch.isfinite(loss))):
             raise FloatingPointError(f"{stage}: non-finite loss at step {step}; lower train.lr")
         loss.backward()
@@ -91,7 +98,7 @@ def train_supervised(
         eval_due = cfg.eval_every > 0 and (done % cfg.eval_every == 0 or done == cfg.steps)
         want_eval = evaluate is not None and eval_due
         if done % cfg.log_every == 0 or done == cfg.steps or want_eval:
-            aux = out.aux_loss.item() if out.aux_loss is not None else 0.0
+            aux = aux_local.item() if aux_local is not None else 0.0
             dt = time.perf_counter() - t0
             tokens = float(par.all_sum(batch["attention_mask"].sum()))
             metrics = {
