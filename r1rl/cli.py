@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except UserError as e:
-        print(f"r1rl: error: {e}", file=sys.stderr)
+        # one write per line, so the processes of a launcher cannot interleave their messages
+        sys.stderr.write(f"r1rl: error: {e}\n")
+        sys.stderr.flush()
         return 2
     except KeyboardInterrupt:
         print(

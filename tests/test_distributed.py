@@ -287,3 +287,17 @@ def test_batch_that_does_not_split_is_a_one_line_error(monkeypatch):
     par.world = 2  # the arithmetic only: no process group is needed to refuse an uneven split
     with pytest.raises(UserError, match="train.batch_size=7 does not split across 2 processes"):
         par.check_divisible(7, "train.batch_size")
+
+
+@pytest.mark.slow
+def test_uneven_split_under_a_launcher_is_one_line_and_writes_nothing(tmp_path):
+    out = tmp_path / "pre"
+    cmd = _launch_cmd("pretrain", MICRO / "pretrain.yaml", [f"output_dir={out}", "train.batch_size=7"])
+    res = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
+    assert res.returncode != 0
+    errors = [line for line in res.stderr.splitlines() if line.startswith("r1rl: error:")]
+    assert errors and all(e == errors[0] for e in errors), res.stderr[-2000:]
+    assert errors[0] == (
+        "r1rl: error: train.batch_size=7 does not split across 2 processes; use a multiple of it"
+    )
+    assert not out.exists()
