@@ -133,12 +133,20 @@ class Parallel:
         return x
 
     def all_mean(self, values: dict[str, float]) -> dict[str, float]:
-        """Average scalar metrics over ranks (shards are equal-sized, so this is the global mean)."""
+        """Average scalar metrics over ranks (shards are equal-sized, so this is the global mean).
+
+        A NaN (a metric with nothing to average on that rank) is left out of the mean; every rank
+        must pass the same keys.
+        """
         if not self.enabled or not values:
             return values
         keys = sorted(values)
-        t = self.all_sum(torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)) / self.world
-        return dict(zip(keys, t.tolist()))
+        t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+        valid = ~torch.isnan(t)
+        s = self.all_sum(torch.cat([torch.where(valid, t, 0.0), valid.double()]))
+        n = len(keys)
+        mean = torch.where(s[n:] > 0, s[:n] / s[n:].clamp_min(1), torch.full((n,), float("nan")))
+        return dict(zip(keys, mean.tolist()))
 
     def all_sum_dict(self, values: dict[str, float]) -> dict[str, float]:
         if not self.enabled or not values:

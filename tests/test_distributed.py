@@ -127,6 +127,8 @@ if par.rank == 0:
 par.sync_grads([p, q, r])
 assert p.grad.tolist() == [3.0] * 3 and q.grad.tolist() == [1.0] * 3 and r.grad is None
 assert par.all_mean({"m": float(par.rank)}) == {"m": 0.5}
+means = par.all_mean({"a": float("nan") if par.rank else 3.0, "b": float("nan")})
+assert means["a"] == 3.0 and means["b"] != means["b"]  # NaN left out; NaN everywhere stays NaN
 assert par.all_true(par.rank == 0) is False and par.all_true(True) is True
 # broadcast makes rank 1 hold rank 0's values; check_in_sync then passes, and fails before it
 w = torch.full((2,), float(par.rank))
