@@ -26,6 +26,7 @@ import atexit
 import hashlib
 import os
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from typing import Any, Literal
 
 import torch
@@ -40,7 +41,9 @@ def world_size() -> int:
 
 
 def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
+    """This process's rank under a multi-process launcher; 0 otherwise (a lone process is the main one,
+    whatever ``RANK`` a scheduler left in its environment)."""
+    return int(os.environ.get("RANK", "0")) if world_size() > 1 else 0
 
 
 def is_main() -> bool:
@@ -65,8 +68,19 @@ class Parallel:
         if self.world == 1:
             return
         from accelerate import Accelerator
-        from accelerate.utils import DDPCommunicationHookType, DistributedDataParallelKwargs, DistributedType
+        from accelerate.utils import (
+            DDPCommunicationHookType,
+            DistributedDataParallelKwargs,
+            DistributedType,
+            InitProcessGroupKwargs,
+        )
 
+        for var, kind in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DEEPSPEED")):
+            if os.environ.get(var, "false").lower() in ("1", "true"):
+                raise UserError(
+                    f"accelerate distributed_type {kind} is not supported by r1rl's training loops; "
+                    "launch with a DDP config (recipes/accelerate/ddp.yaml or ddp_cpu.yaml)"
+                )
         handlers = []
         if compression != "none":
             hook = {
@@ -81,8 +95,11 @@ class Parallel:
                     "start_powerSGD_iter": max(2, powersgd_start_iter),  # torch needs >1 with error feedback
                 }
             handlers.append(DistributedDataParallelKwargs(comm_hook=hook, comm_state_option=options))
-        # without a GPU a plain ``torchrun`` gets gloo on CPU too (accelerate launch sets this itself)
-        self.accelerator = Accelerator(kwargs_handlers=handlers, cpu=not torch.cuda.is_available())
+        # r1rl's loops keep models on the CPU, so the process group is gloo on CPU even where GPUs
+        # exist (plain ``torchrun`` included). Main-only work (evals, merging and saving) makes the
+        # other ranks wait in a collective, hence a timeout longer than torch's 30 minutes.
+        handlers.append(InitProcessGroupKwargs(timeout=timedelta(hours=3)))
+        self.accelerator = Accelerator(kwargs_handlers=handlers, cpu=True)
         atexit.register(_destroy_process_group)  # gloo threads left running abort the interpreter's exit
         kind = self.accelerator.distributed_type
         if kind not in (DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
@@ -206,8 +223,12 @@ class Parallel:
         return ((x - mean.to(x.dtype)) * torch.rsqrt(var.to(x.dtype) + eps)) * mask
 
     def normalize(self, x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-        """Whiten a (B,) vector over every rank's entries (unbiased std)."""
-        return self.masked_whiten(x, torch.ones_like(x), eps)
+        """``(x − mean) / (std + eps)`` over every rank's entries of a (B,) vector (unbiased std),
+        the formula one process uses."""
+        s = self.all_sum(torch.stack([torch.tensor(float(x.numel())), x.sum(), (x * x).sum()]).double())
+        n, mean = s[0], s[1] / s[0]
+        var = (s[2] / n - mean**2).clamp_min(0) * n / (n - 1).clamp_min(1)
+        return (x - mean.to(x.dtype)) / (var.sqrt().to(x.dtype) + eps)
 
     def rng_states(self) -> dict[str, Any]:
         """Checkpoint entries for the RNG: the main process's, plus every rank's under a launcher."""

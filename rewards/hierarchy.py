@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -220,6 +220,9 @@ class RewardHierarchy:
         self.running = {t.name: RunningStats() for t in self.tiers if t.normalize == "running"}
         self.last_result: HierarchyResult | None = None
         self._frozen = False
+        # Data-parallel training sets this to "every process's values" (an all-gather), so
+        # per-tier batch and running statistics span the global batch and stay equal on all ranks.
+        self.gather: Callable[[list[float]], list[float]] | None = None
 
     @classmethod
     def from_config(cls, cfg: Any) -> RewardHierarchy:
@@ -325,6 +328,8 @@ class RewardHierarchy:
         out = {}
         for t in self.tiers:
             vals = [s for s in raw[t.name] if s is not None]
+            if t.normalize != "none" and self.gather is not None and not self._frozen:
+                vals = self.gather(vals)  # a collective: every rank gets here for every tier
             if t.normalize == "batch" and vals:
                 stats = RunningStats()
                 stats.update(vals)

@@ -31,6 +31,7 @@ from r1rl.stages import STAGES
 from r1rl.training import list_checkpoints
 
 MICRO = Path(__file__).parents[1] / "recipes" / "configs" / "micro"
+RECIPES_ACCELERATE = Path(__file__).parents[1] / "recipes" / "accelerate"
 
 REWARD = """
 def spread(prompts, completions, **columns):
@@ -186,7 +187,8 @@ def runs(tmp_path_factory):
     ppo_args = [
         f"model_path={sft1}/final", "ppo.steps=6", "ppo.checkpoint_every=1", "ppo.keep_checkpoints=10",
         "ppo.top_p=0.000001", "ppo.minibatch_size=8", "ppo.advantage_estimator=gae",
-        f"rewards.tiers=[{{name: spread, reward: '{reward}:spread'}}]",
+        # running per-tier normalisation: statistics over every rank's scores, checkpointed
+        f"rewards.tiers=[{{name: spread, reward: '{reward}:spread', normalize: running}}]",
     ]  # fmt: skip
     STAGES["ppo"](load_config(PPOConfig, MICRO / "ppo.yaml", [f"output_dir={tmp}/ppo1", *ppo_args]))
     launch2("ppo", MICRO / "ppo.yaml", [f"output_dir={tmp}/ppo2", *ppo_args])
@@ -238,12 +240,13 @@ def test_ppo_two_processes_match_one(runs):
 
     a, b = _full_model(tmp / "ppo1" / "final"), _full_model(tmp / "ppo2" / "final")
     base = load_merged(str(tmp / "sft1" / "final")).state_dict()  # the SFT model PPO started from
-    assert _rel_diff(a, b, base) < 3e-2  # measured 4.8e-3
+    assert _rel_diff(a, b, base) < 3e-2  # measured 9.0e-3 (1.5e-4 after one step)
     la, lb = _metrics(tmp / "ppo1"), _metrics(tmp / "ppo2")
     assert [r["step"] for r in la] == [r["step"] for r in lb]
     for ra, rb in zip(la, lb):
         assert rb["reward/mean"] == pytest.approx(ra["reward/mean"], abs=1e-6)  # same greedy completions
-        assert rb["value/loss"] == pytest.approx(ra["value/loss"], rel=1e-3, abs=1e-6)
+        assert rb["value/loss"] == pytest.approx(ra["value/loss"], rel=1e-2, abs=1e-6)
+        assert rb["reward/tier/spread/running_mean"] == pytest.approx(ra["reward/tier/spread/running_mean"])
     assert len(list_checkpoints(tmp / "ppo2" / "checkpoints")) == 5
 
 
@@ -302,4 +305,22 @@ def test_uneven_split_under_a_launcher_is_one_line_and_writes_nothing(tmp_path):
     assert errors[0] == (
         "r1rl: error: train.batch_size=7 does not split across 2 processes; use a multiple of it"
     )
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_fsdp_config_is_refused_in_one_line(tmp_path):
+    out = tmp_path / "pre"
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+        str(RECIPES_ACCELERATE / "fsdp2.yaml"), "--num_processes", "2", "--main_process_port", str(_port()),
+        "-m", "r1rl.cli", "pretrain", str(MICRO / "pretrain.yaml"), f"output_dir={out}",
+    ]  # fmt: skip
+    res = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+    assert res.returncode != 0
+    errors = {line for line in res.stderr.splitlines() if line.startswith("r1rl: error:")}
+    assert errors == {
+        "r1rl: error: accelerate distributed_type FSDP is not supported by r1rl's training loops; "
+        "launch with a DDP config (recipes/accelerate/ddp.yaml or ddp_cpu.yaml)"
+    }
     assert not out.exists()

@@ -288,6 +288,16 @@ def update(
     return result
 
 
+COUNT_METRICS = ("/errors", "/timeouts", "/not_applicable")  # per-tier counts: summed over ranks
+
+
+def _reduce_rollout_metrics(metrics: dict[str, float], par: Parallel) -> dict[str, float]:
+    """Rollout metrics over every rank: counts summed, everything else averaged."""
+    counts = {k: v for k, v in metrics.items() if k.endswith(COUNT_METRICS)}
+    rest = {k: v for k, v in metrics.items() if k not in counts}
+    return {**par.all_mean(rest), **par.all_sum_dict(counts)}
+
+
 def _micro_weights(
     mask: torch.Tensor, parts: list[torch.Tensor], agg_mode: str, par: Parallel | None = None
 ) -> list[float]:
@@ -432,6 +442,8 @@ def train_ppo(
         skipped_steps = state.get("skipped_steps", 0)
         run.truncate_metrics(start)
     par.broadcast_(ac.trainable_state().values())  # every rank starts from the main process's weights
+    if par.enabled:  # per-tier reward normalisation over every rank's scores
+        hierarchy.gather = lambda values: [v for part in par.gather_objects(values) for v in part]
     n_prompts = cfg.prompts_per_step
     if par.enabled:
         par.check_divisible(n_prompts, "ppo.prompts_per_step")
@@ -452,12 +464,12 @@ def train_ppo(
         if ro.finite:
             update_policy = step >= cfg.critic_warmup_steps
             stats = update(ac, ro, cfg, opts, generator, kl_ctl.value, update_policy, replay, par)
-            ro.metrics = par.all_mean(ro.metrics)
+            ro.metrics = _reduce_rollout_metrics(ro.metrics, par)
             kl_ctl.update(ro.metrics["kl"], ro.mask.shape[0] * par.world)
         else:
             log.warning("step %d: non-finite rewards or log-probs; update skipped", step + 1)
             stats = {"skipped_updates": float(cfg.ppo_epochs)}
-            ro.metrics = par.all_mean(ro.metrics)
+            ro.metrics = _reduce_rollout_metrics(ro.metrics, par)
         for s in scheds.values():
             s.step()
         step_skipped = not ro.finite or stats["skipped_updates"] > 0

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pydantic import BaseModel
 
 from r1rl.config import EvalConfig, PPOConfig, PretrainConfig, SFTConfig
+from r1rl.distributed import is_main
 from r1rl.rundir import RunDir
 
 
@@ -29,8 +30,9 @@ def _ppo(cfg: PPOConfig) -> RunDir:
 
 
 def _push_if_asked(cfg: PretrainConfig | SFTConfig | PPOConfig, rd: RunDir) -> RunDir:
-    """``push_to_hub: true``: upload ``final/``, the tokenizer and a model card when the stage ends."""
-    if cfg.push_to_hub:
+    """``push_to_hub: true``: upload ``final/``, the tokenizer and a model card when the stage ends
+    (from the main process only, under a multi-process launcher)."""
+    if cfg.push_to_hub and is_main():
         from r1rl.hub import push_run
 
         print(f"[hub] {rd.path} → {push_run(rd.path, cfg.hub_repo_id, private=cfg.hub_private)}")

@@ -338,3 +338,29 @@ def test_builtin_suites_are_registered_with_their_tiers():
             assert reg[f"{suite}_{tier}"].tier == tier
     h = RewardHierarchy.from_rewards(["math_syntax", "math_logic", "math_task"], mode="weighted")
     assert h.tier_names == ["syntax", "logic", "task"]
+
+
+def test_gathered_statistics_span_every_process():
+    """With ``gather`` (data-parallel training), batch and running statistics cover the other
+    processes' scores too; a frozen (held-out) call uses only its own and never gathers."""
+    other = [0.0, 0.0, 1.0]  # what the other process scored this step
+    calls = []
+
+    def gather(values):
+        calls.append(list(values))
+        return list(values) + other
+
+    for mode in ("batch", "running"):
+        h = RewardHierarchy([Tier("a", const([1.0, 0.5, None]), normalize=mode)], "weighted")
+        h.gather = gather
+        res = h(["p"] * 3, ["c"] * 3)
+        pooled = [1.0, 0.5, *other]
+        mean = sum(pooled) / len(pooled)
+        std = math.sqrt(sum((x - mean) ** 2 for x in pooled) / len(pooled))
+        assert res.rewards == pytest.approx([(1.0 - mean) / (std + 1e-8), (0.5 - mean) / (std + 1e-8), 0.0])
+        if mode == "running":
+            assert h.running["a"].count == 5
+    assert calls == [[1.0, 0.5], [1.0, 0.5]]
+    with h.frozen():
+        h(["p"] * 3, ["c"] * 3)
+    assert len(calls) == 2 and h.running["a"].count == 5
