@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -64,12 +63,6 @@ def worker(out: str, overrides: list[str]) -> None:
         )  # fmt: skip
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_mode(mode: str, steps: int, tmp: Path, start_iter: int) -> dict:
     kind, _, rank = mode.partition(":")
     overrides = [
@@ -80,12 +73,9 @@ def run_mode(mode: str, steps: int, tmp: Path, start_iter: int) -> dict:
     if kind == "powersgd":
         overrides += [f"train.powersgd_rank={rank or 4}", f"train.powersgd_start_iter={start_iter}"]
     out = tmp / f"{mode.replace(':', '-')}.json"
-    cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(_port()), __file__, "--worker", str(out), *overrides,
-    ]  # fmt: skip
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    from r1rl.distributed import cpu_launch
+
+    cmd, env = cpu_launch([__file__, "--worker", str(out), *overrides])
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if res.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{res.stderr[-3000:]}")

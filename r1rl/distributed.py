@@ -108,6 +108,13 @@ class Parallel:
                 "launch with a DDP config (recipes/accelerate/ddp.yaml or ddp_cpu.yaml)"
             )
 
+    @classmethod
+    def for_training(cls, train: Any) -> Parallel:
+        """The set-up of a supervised stage's ``train`` section, its global batch checked to split."""
+        par = cls(train.grad_compression, train.powersgd_rank, train.powersgd_start_iter)
+        par.check_divisible(train.batch_size, "train.batch_size")
+        return par
+
     @property
     def enabled(self) -> bool:
         return self.world > 1
@@ -212,23 +219,25 @@ class Parallel:
         torch.distributed.all_gather_object(out, obj)
         return out
 
-    def masked_whiten(self, x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-        """Zero-mean, unit-variance ``x`` over the masked positions of *all* ranks (unbiased variance)."""
+    def _moments(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and unbiased variance of ``x`` over the masked positions of every rank (in ``x``'s dtype)."""
         m = mask.to(x.dtype)
         s = self.all_sum(torch.stack([m.sum(), (x * m).sum(), (x * x * m).sum()]).double())
-        n, mean = s[0], s[1] / s[0].clamp_min(1)
-        var = (s[2] / s[0].clamp_min(1) - mean**2).clamp_min(0)
-        if n > 1:
-            var = var * n / (n - 1)
-        return ((x - mean.to(x.dtype)) * torch.rsqrt(var.to(x.dtype) + eps)) * mask
+        n = s[0].clamp_min(1)
+        mean = s[1] / n
+        var = (s[2] / n - mean**2).clamp_min(0) * n / (n - 1).clamp_min(1)
+        return mean.to(x.dtype), var.to(x.dtype)
+
+    def masked_whiten(self, x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+        """Zero-mean, unit-variance ``x`` over the masked positions of *all* ranks (unbiased variance)."""
+        mean, var = self._moments(x, mask)
+        return ((x - mean) * torch.rsqrt(var + eps)) * mask
 
     def normalize(self, x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
         """``(x − mean) / (std + eps)`` over every rank's entries of a (B,) vector (unbiased std),
         the formula one process uses."""
-        s = self.all_sum(torch.stack([torch.tensor(float(x.numel())), x.sum(), (x * x).sum()]).double())
-        n, mean = s[0], s[1] / s[0]
-        var = (s[2] / n - mean**2).clamp_min(0) * n / (n - 1).clamp_min(1)
-        return (x - mean.to(x.dtype)) / (var.sqrt().to(x.dtype) + eps)
+        mean, var = self._moments(x, torch.ones_like(x))
+        return (x - mean) / (var.sqrt() + eps)
 
     def rng_states(self) -> dict[str, Any]:
         """Checkpoint entries for the RNG: the main process's, plus every rank's under a launcher."""
@@ -263,6 +272,24 @@ class Parallel:
     def close(self) -> None:
         if self.enabled and torch.distributed.is_initialized():
             torch.distributed.barrier()
+
+
+def cpu_launch(target: list[str], num_processes: int = 2) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that run ``target`` (``[script, ...]`` or ``["-m", module, ...]``)
+    in ``num_processes`` CPU processes under ``accelerate launch``, on a free local port."""
+    import socket
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+        "--num_processes", str(num_processes), "--num_machines", "1", "--mixed_precision", "no",
+        "--dynamo_backend", "no",
+        "--main_process_port", str(port), *target,
+    ]  # fmt: skip
+    return cmd, {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
 
 
 def _destroy_process_group() -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -25,7 +24,7 @@ import torch
 from safetensors.torch import load_file
 
 from r1rl.config import PPOConfig, PretrainConfig, SFTConfig, load_config
-from r1rl.distributed import Parallel
+from r1rl.distributed import Parallel, cpu_launch
 from r1rl.errors import UserError
 from r1rl.stages import STAGES
 from r1rl.training import list_checkpoints
@@ -40,22 +39,12 @@ def spread(prompts, completions, **columns):
 """
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch_cmd(stage: str, recipe: Path, args: list[str]) -> list[str]:
-    return [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(_port()), "-m", "r1rl.cli", stage, str(recipe), *args,
-    ]  # fmt: skip
+    return cpu_launch(["-m", "r1rl.cli", stage, str(recipe), *args])[0]
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    return cpu_launch([])[1]
 
 
 def launch2(stage: str, recipe: Path, args: list[str]) -> None:
@@ -99,7 +88,7 @@ def test_parallel_alone_is_a_no_op():
 
 COLLECTIVES = """
 import torch
-from r1rl.distributed import Parallel
+from r1rl.distributed import Parallel, cpu_launch
 from r1rl.ppo.core import masked_whiten
 
 par = Parallel()
@@ -154,12 +143,8 @@ if par.is_main:
 def test_collectives_with_two_processes(tmp_path):
     script = tmp_path / "collectives.py"
     script.write_text(textwrap.dedent(COLLECTIVES))
-    cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(_port()), str(script),
-    ]  # fmt: skip
-    res = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
+    cmd, env = cpu_launch([str(script)])
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "COLLECTIVES-OK" in res.stdout
 
@@ -313,7 +298,7 @@ def test_fsdp_config_is_refused_in_one_line(tmp_path):
     out = tmp_path / "pre"
     cmd = [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-        str(RECIPES_ACCELERATE / "fsdp2.yaml"), "--num_processes", "2", "--main_process_port", str(_port()),
+        str(RECIPES_ACCELERATE / "fsdp2.yaml"), "--num_processes", "2", "--main_process_port", "0",
         "-m", "r1rl.cli", "pretrain", str(MICRO / "pretrain.yaml"), f"output_dir={out}",
     ]  # fmt: skip
     res = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)

@@ -225,7 +225,7 @@ def update(
     """
     par = par or Parallel()
     B, T = ro.mask.shape
-    mb = par.check_divisible(cfg.minibatch_size, "ppo.minibatch_size") if par.enabled else cfg.minibatch_size
+    mb = par.check_divisible(cfg.minibatch_size, "ppo.minibatch_size")  # this rank's share
     stats: dict[str, list[float]] = {}
     load = None  # (L, E) tokens per expert, summed over the step's forward passes
     if ro.old_logprobs is None:
@@ -445,9 +445,6 @@ def train_ppo(
     if par.enabled:  # per-tier reward normalisation over every rank's scores
         hierarchy.gather = lambda values: [v for part in par.gather_objects(values) for v in part]
     n_prompts = cfg.prompts_per_step
-    if par.enabled:
-        par.check_divisible(n_prompts, "ppo.prompts_per_step")
-        par.check_divisible(cfg.minibatch_size, "ppo.minibatch_size")
     bar = tqdm(
         range(start, cfg.steps), desc="ppo", initial=start, total=cfg.steps, dynamic_ncols=True,
         disable=not par.is_main,

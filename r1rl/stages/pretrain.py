@@ -98,9 +98,7 @@ def run(cfg: PretrainConfig) -> RunDir:
     if rd.is_finished():
         return rd
     plan = data_plan(cfg)  # bad sources or filters fail here, before anything is written
-    t = cfg.train
-    par = Parallel(t.grad_compression, t.powersgd_rank, t.powersgd_start_iter)
-    par.check_divisible(t.batch_size, "train.batch_size")
+    par = Parallel.for_training(cfg.train)
     rd.start(cfg)
     par.barrier()
     setup(cfg.seed, cfg.threads)

@@ -56,9 +56,7 @@ def run(cfg: SFTConfig) -> RunDir:
     if rd.is_finished():
         return rd
     base_path = resolve_model_path(cfg.model_path)
-    t = cfg.train
-    par = Parallel(t.grad_compression, t.powersgd_rank, t.powersgd_start_iter)
-    par.check_divisible(t.batch_size, "train.batch_size")
+    par = Parallel.for_training(cfg.train)
     rd.start(cfg)
     par.barrier()
     setup(cfg.seed, cfg.threads)
