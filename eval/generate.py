@@ -37,7 +37,9 @@ from typing import Any
 import torch
 from r1rl.eval.loglik import resolve_max_length, tok_encode
 from tqdm.auto import tqdm
-from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+from transformers import GenerationConfig, StoppingCriteriaList
+
+from r1rl.generation import StopOnStrings, truncate_at_stop  # noqa: F401  (truncate_at_stop re-exported)
 
 DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's HFLM default
 
@@ -63,53 +65,6 @@ def effective_max_gen_toks(max_gen_toks: int, max_length: int) -> int:
     (256, 128)
     """
     return max_gen_toks if max_gen_toks < max_length else max_length // 2
-
-
-def truncate_at_stop(text: str, until: Sequence[str]) -> tuple[str, bool]:
-    """``text`` cut before the stop sequences, as lm-eval cuts it, and whether any was found.
-
-    lm-eval's ``postprocess_generated_text`` keeps ``text.split(term)[0]`` for each term in
-    turn. That is the cut before the first stop sequence, except when stop sequences overlap:
-    ``"#a"`` listed before ``"\\n#a"`` cuts ``"b\\n#a"`` after the newline. The loop is kept as is.
-
-    >>> truncate_at_stop(" 18\\n\\nQuestion: next", ["Question:", "</s>"])
-    (' 18\\n\\n', True)
-    >>> truncate_at_stop("    return x\\ndef g():", ["\\nclass", "\\ndef"])
-    ('    return x', True)
-    >>> truncate_at_stop("no stop here", ["\\n"])
-    ('no stop here', False)
-    """
-    stopped = False
-    for term in until:
-        if term and term in text:
-            text, stopped = text.split(term)[0], True
-    return text, stopped
-
-
-class StopOnStrings(StoppingCriteria):
-    """Per-row stop once the generated tokens' text contains any of ``until``.
-
-    Only the last ``lookback`` generated tokens are decoded at each step (special tokens kept,
-    so ``<|im_end|>`` is seen); ``lookback`` is the longest stop sequence in UTF-8 bytes plus 2,
-    which covers any tokenisation of it by a tokenizer whose tokens are at least one byte.
-    lm-eval looks back its stop sequence's own token count plus 2.
-    """
-
-    def __init__(self, tokenizer: Any, until: Sequence[str], prompt_len: int, batch_size: int) -> None:
-        self.tokenizer = tokenizer
-        self.until = [s for s in until if s]
-        self.prompt_len = prompt_len
-        self.lookback = max((len(s.encode()) for s in self.until), default=0) + 2
-        self.done = torch.zeros(batch_size, dtype=torch.bool)  # (B,)
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        gen = input_ids[:, self.prompt_len :]  # (B, T): generated tokens only, never the prompt
-        tail = gen[:, -self.lookback :].tolist()
-        for i in range(len(tail)):
-            if not self.done[i]:
-                text = self.tokenizer.decode(tail[i], skip_special_tokens=False)
-                self.done[i] = any(s in text for s in self.until)
-        return self.done.to(input_ids.device).clone()
 
 
 @torch.inference_mode()

@@ -40,8 +40,10 @@ the documents for which a Jinja expression is true, e.g. MBPP's test split
 
 from __future__ import annotations
 
+import functools
 import json
 import random
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -429,6 +431,38 @@ def _split_filters(s: TaskSpec) -> dict[str, Any]:
                     f"task {s.task!r}: split {split!r}: filter is not a valid expression ({e.message})"
                 ) from None
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def template_renderer(template: str) -> Callable[[dict[str, Any]], str]:
+    """``template`` compiled in lm-eval's environment: ``render(row) -> str``; a syntax error is a UserError.
+
+    A bare identifier is a field name (lm-eval's rule): it renders to that field's value.
+    """
+    if _is_field(template):
+        return lambda row: str(row[template])
+    try:
+        compiled = _ENV.from_string(template)
+    except jinja2.TemplateSyntaxError as e:
+        raise UserError(f"not a valid template ({e.message})") from None
+
+    def render(row: dict[str, Any]) -> str:
+        try:
+            return compiled.render(**row)
+        except jinja2.UndefinedError as e:
+            raise UserError(f"template: {e.message}") from None
+
+    return render
+
+
+def template_fields(template: str) -> set[str]:
+    """The row fields a template reads (a bare identifier is a field name itself)."""
+    if _is_field(template):
+        return {template}
+    try:
+        return _variables(template)
+    except jinja2.TemplateSyntaxError as e:
+        raise UserError(f"not a valid template ({e.message})") from None
 
 
 def _is_field(template: str) -> bool:

@@ -6,11 +6,21 @@ Unknown keys are errors with a did-you-mean; every error names the key and is ra
 
 from __future__ import annotations
 
+import types
+import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from r1rl.errors import UserError, did_you_mean
 
@@ -19,14 +29,124 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
-class TaskConfig(Strict):
-    """The embedded arithmetic task and its difficulty knobs."""
+class ArithmeticTaskConfig(Strict):
+    """The embedded arithmetic task: a seeded generator of worked problems (``r1rl.tasks.arithmetic``)."""
 
+    name: Literal["arithmetic"] = "arithmetic"
     min_operands: int = Field(2, ge=2, description="fewest terms in a problem")
     max_operands: int = Field(3, ge=2, description="most terms in a problem")
     digits: int = Field(2, ge=1, le=6, description="digits of the largest operand")
     operators: str = Field("+-", pattern=r"^[+\-*]+$", description="operators drawn from")
     test_fraction: float = Field(0.1, gt=0, lt=1, description="share of prompt space held out")
+    answer_only_fraction: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of SFT completions that give only the answer, not the steps",
+    )
+    train_size: int = Field(20_000, ge=1, description="distinct training problems (SFT takes the first ones)")
+    heldout_size: int = Field(500, ge=1, description="held-out problems (the same ones whatever the seed)")
+
+    @model_validator(mode="after")
+    def _operands(self) -> ArithmeticTaskConfig:
+        if self.min_operands > self.max_operands:
+            raise ValueError(f"min_operands ({self.min_operands}) > max_operands ({self.max_operands})")
+        return self
+
+
+class BenchmarkTaskConfig(Strict):
+    """A built-in task on a benchmark's data: its loader and prompt format are the eval harness's."""
+
+    name: Literal["gsm8k", "mbpp", "cuad"] = Field(
+        description="gsm8k (math tiers), mbpp (code), cuad (extraction)"
+    )
+    source: Literal["local", "hub"] = Field(
+        "local", description="local files under data_dir, or the Hugging Face Hub (needs the network)"
+    )
+    data_dir: str | None = Field(
+        None, description="local data root (default $R1RL_DATA_DIR or ../shared/data)"
+    )
+    eval_fraction: float = Field(
+        0.2, gt=0, lt=1,
+        description="held-out share where the data has no training split (GSM8K offline; CUAD, by contract)",
+    )  # fmt: skip
+    split_seed: int = Field(
+        0, ge=0, description="seed of that split; fixed, so every stage sees the same one"
+    )
+    max_prompt_length: int | None = Field(
+        None, ge=1, description="drop rows whose prompt is longer than this many tokens (counted)"
+    )
+    max_length: int | None = Field(
+        None, ge=2, description="SFT: truncate prompt + completion to this many tokens"
+    )
+    limit: int | None = Field(None, ge=1, description="train on the first N rows")
+    eval_limit: int | None = Field(None, ge=1, description="evaluate on the first N held-out rows")
+
+
+def _task_by_name(value: Any) -> Any:
+    """``task: gsm8k`` means ``task: {name: gsm8k}``; a mapping without a name is the arithmetic task."""
+    if isinstance(value, str):
+        return {"name": value}
+    if isinstance(value, dict) and "name" not in value:
+        return {"name": "arithmetic", **value}
+    return value
+
+
+TaskConfig = Annotated[
+    ArithmeticTaskConfig | BenchmarkTaskConfig, Field(discriminator="name"), BeforeValidator(_task_by_name)
+]
+
+
+class DataConfig(Strict):
+    """Your own dataset, loaded with ``datasets``: a local file or folder, or a Hub dataset.
+
+    Every column other than the prompt (and the SFT completion) reaches every reward function as
+    a keyword argument, as in TRL.
+    """
+
+    path: str | None = Field(
+        None,
+        description="a local json/jsonl/parquet/csv file or folder, or a Hub dataset id; null = the task's",
+    )
+    subset: str | None = Field(None, description="the Hub dataset's configuration (load_dataset's name)")
+    split: str = Field("train", description="the split trained on")
+    data_files: str | list[str] | dict[str, str | list[str]] | None = Field(
+        None, description="files per split, as load_dataset's data_files"
+    )
+    name: str | None = Field(
+        None, description="the task's name in results and cards (default: the file's stem)"
+    )
+    prompt_column: str = Field("prompt", description="the prompt: text, or a list of chat messages")
+    completion_column: str = Field("completion", description="SFT: the target completion (text or messages)")
+    messages_column: str | None = Field(
+        None,
+        description="chat data: one conversation per row; the prompt is every turn before the last reply",
+    )
+    answer_column: str | None = Field(None, description="a column that reaches the rewards as 'answer'")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="reward column -> dataset column, for columns named otherwise"
+    )
+    prompt_template: str | None = Field(
+        None,
+        description="Jinja template over the row's columns: the prompt, e.g. 'Q: {{question}}\\nA:'",
+    )
+    system_prompt: str | None = Field(None, description="chat data: a system message put before every prompt")
+    stop: list[str] = Field(default_factory=list, description="stop sequences that end a completion")
+    eval_split: str | None = Field(None, description="the held-out split; null = a seeded eval_fraction")
+    eval_fraction: float = Field(0.1, gt=0, lt=1, description="held-out share of split, when no eval_split")
+    split_seed: int = Field(
+        0, ge=0, description="seed of that split; fixed, so every stage and run holds out the same rows"
+    )
+    shuffle: bool = Field(False, description="shuffle the rows (seeded) before limit")
+    limit: int | None = Field(None, ge=1, description="train on the first N rows")
+    eval_limit: int | None = Field(None, ge=1, description="evaluate on the first N held-out rows")
+    max_prompt_length: int | None = Field(
+        None, ge=1, description="drop rows whose prompt is longer than this many tokens (counted)"
+    )
+    max_length: int | None = Field(
+        None, ge=2, description="SFT: truncate prompt + completion to this many tokens"
+    )
+    num_proc: int | None = Field(None, ge=1, description="processes for datasets.map (tokenisation)")
 
 
 class TokenizerConfig(Strict):
@@ -38,7 +158,16 @@ class ModelConfig(Strict):
     preset: str = Field("tiny", description="size preset (r1rl.model.PRESETS) for a from-scratch model")
     overrides: dict[str, Any] = Field(default_factory=dict, description="Qwen3MoeConfig fields to override")
     router_aux_loss_coef: float = Field(0.01, ge=0, description="Switch load-balance loss weight")
-    max_position_embeddings: int = 256
+    max_position_embeddings: int = Field(256, ge=16, description="context window of a from-scratch model")
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, preset: str) -> str:
+        from r1rl.presets import PRESETS
+
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}{did_you_mean(preset, PRESETS)}")
+        return preset
 
 
 class TrainConfig(Strict):
@@ -65,7 +194,9 @@ class TrainConfig(Strict):
     )
 
 
-class PretrainDataConfig(Strict):
+class PretrainDataConfig(DataConfig):
+    """The pretraining corpus: the task's documents (or ``data.path``'s rows), or ``r1rl.data`` sources."""
+
     num_problems: int = Field(60_000, ge=10, description="problems rendered into the corpus")
     seq_len: int = Field(128, ge=16, description="packed sequence length")
     formatted_fraction: float = Field(
@@ -122,7 +253,10 @@ class StageBase(HubOptions):
             "tensorboard", "wandb", "trackio", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "swanlab"
         ]
     ] = Field(default_factory=list, description="mirror metrics to these trackers (through accelerate)")
-    task: TaskConfig = Field(default_factory=TaskConfig)
+    task: TaskConfig = Field(
+        default_factory=ArithmeticTaskConfig, description="the built-in task by name, with its options"
+    )
+    data: DataConfig | None = Field(None, description="your own dataset; its rows replace the task's")
 
 
 class PretrainConfig(StageBase):
@@ -134,12 +268,14 @@ class PretrainConfig(StageBase):
 
 class SFTConfig(StageBase):
     model_path: str = Field(description="the model to adapt: a previous stage's final/ or a Hub id")
-    num_examples: int = Field(2000, ge=1, description="distinct training problems")
-    answer_only_fraction: float = Field(
-        0.0, ge=0, le=1, description="fraction of completions that give only the answer, without worked steps"
+    num_examples: int | None = Field(
+        None, ge=1, description="train on the first N rows of the task's training split (null = all)"
     )
     lora: LoraConfigModel = Field(default_factory=LoraConfigModel)
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=100, lr=2e-3))
+    rewards: RewardsConfig = Field(
+        default_factory=lambda: RewardsConfig(), description="the hierarchy of the periodic held-out eval"
+    )
 
 
 class TierConfig(Strict):
@@ -164,12 +300,8 @@ class RewardsConfig(Strict):
     mode: Literal["gated", "weighted", "scheduled"] = Field(
         "gated", description="gated: a tier counts once those below pass; scheduled: weights move over steps"
     )
-    tiers: list[TierConfig] = Field(
-        default_factory=lambda: [
-            TierConfig(name="syntax", reward="arithmetic_syntax"),
-            TierConfig(name="logic", reward="arithmetic_logic"),
-            TierConfig(name="task", reward="arithmetic_task"),
-        ]
+    tiers: list[TierConfig] | None = Field(
+        None, description="the tiers, lowest first; null = the task's own (e.g. arithmetic syntax/logic/task)"
     )
     on_error: Literal["zero", "skip", "raise"] = Field(
         "zero", description="default for tiers: a failed sample scores 0, is not applicable, or raises"
@@ -184,16 +316,16 @@ class RewardsConfig(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> RewardsConfig:
-        if not self.tiers:
+        if self.tiers is not None and not self.tiers:
             raise ValueError("rewards.tiers is empty; give at least one tier")
-        names = [t.name for t in self.tiers]
+        names = [t.name for t in self.tiers or []]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"tier names must be unique; repeated: {', '.join(dup)}")
         if self.mode == "scheduled":
             if self.schedule_end is None or self.schedule_end <= self.schedule_start:
                 raise ValueError("mode scheduled needs schedule_end > schedule_start")
-        elif any(t.weight_end is not None for t in self.tiers):
+        elif any(t.weight_end is not None for t in self.tiers or []):
             raise ValueError(
                 f"weight_end is set but mode is {self.mode!r}; it only applies to mode scheduled"
             )
@@ -284,11 +416,12 @@ class PPOConfig(StageBase):
 
 class EvalConfig(StageBase):
     model_path: str
-    tasks: list[str] = Field(
-        default_factory=lambda: ["arithmetic"],
-        description="'arithmetic' (the embedded task) and/or registered harness tasks (sst2, cola, ...)",
+    tasks: list[str] | None = Field(
+        None,
+        description="the stage's own task (by its name: its held-out split, scored by its reward hierarchy) "
+        "and/or benchmark tasks of the harness (sst2, cola, gsm8k, ...); null = the own task only",
     )
-    num_examples: int = Field(500, ge=1, description="held-out arithmetic problems scored")
+    num_examples: int = Field(500, ge=1, description="held-out rows of the own task scored (the first N)")
     batch_size: int = Field(128, ge=1)
     max_new_tokens: int = Field(48, ge=1)
     limit: int | None = Field(None, ge=1, description="harness tasks: score the first N documents")
@@ -299,26 +432,36 @@ class EvalConfig(StageBase):
     data_dir: str | None = Field(None, description="harness tasks: local data root (default ../shared/data)")
     rewards: RewardsConfig = Field(default_factory=RewardsConfig)
 
-    @field_validator("tasks")
-    @classmethod
-    def _known_tasks(cls, tasks: list[str]) -> list[str]:
+    @model_validator(mode="after")
+    def _known_tasks(self) -> EvalConfig:
         from r1rl.eval.registry import get_task  # late: the registry reads task YAML
+        from r1rl.tasks import task_name
 
-        if not tasks:
-            raise ValueError("list at least one task")
-        for name in tasks:
-            if name != "arithmetic":
-                get_task(name)  # unknown names raise with a did-you-mean
-        return tasks
+        if self.tasks is not None and not self.tasks:
+            raise ValueError("list at least one task (or null for the stage's own task)")
+        own = task_name(self.task, self.data)
+        for name in self.tasks or []:
+            if name != own:
+                get_task(name)  # an unknown name raises with a did-you-mean
+        return self
 
 
 class PipelineConfig(HubOptions):
-    """All stages; each section holds that stage's keys (``output_dir``, ``model_path`` are filled in)."""
+    """All stages; each section holds that stage's keys (``output_dir``, ``model_path`` are filled in).
+
+    ``task``, ``data`` and ``rewards`` are shared by every stage (a stage's own section may add to
+    them); with ``model_path`` the pipeline starts from that checkpoint and skips pretraining.
+    """
 
     output_dir: str
     seed: int = 0
     threads: int | None = Field(None, ge=1)
-    task: TaskConfig = Field(default_factory=TaskConfig)
+    model_path: str | None = Field(
+        None, description="start from this model (a local directory or a Hub id) instead of pretraining"
+    )
+    task: TaskConfig = Field(default_factory=ArithmeticTaskConfig)
+    data: DataConfig | None = None
+    rewards: RewardsConfig | None = None
     pretrain: dict[str, Any] = Field(default_factory=dict)
     sft: dict[str, Any] = Field(default_factory=dict)
     ppo: dict[str, Any] = Field(default_factory=dict)
@@ -374,30 +517,81 @@ def _parse_scalar(raw: str) -> Any:
     return value
 
 
+# Keys that moved, by their old place under a stage -> where they live now.
+MOVED_KEYS = {"answer_only_fraction": "task.answer_only_fraction"}
+
+
 def validate(cls: type[C], data: dict[str, Any], source: str = "config") -> C:
     """Validate ``data`` as ``cls``, turning the first error into a one-line :class:`UserError`."""
     try:
         return cls.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
+        raw_loc = tuple(err["loc"])
+        loc = ".".join(str(x) for x in _shown_loc(cls, raw_loc))
         if err["type"] == "extra_forbidden":
-            fields = _fields_at(cls, err["loc"][:-1])
-            hint = did_you_mean(str(err["loc"][-1]), fields)
+            key = str(raw_loc[-1])
+            if len(raw_loc) == 1 and key in MOVED_KEYS:
+                raise UserError(f"{source}: config key {key!r} has moved to {MOVED_KEYS[key]!r}") from None
+            fields = _fields_at(cls, raw_loc[:-1])
+            hint = did_you_mean(key, fields)
             raise UserError(f"{source}: unknown config key {loc!r}{hint}") from None
         if err["type"] == "missing":
             raise UserError(f"{source}: missing required config key {loc!r}") from None
+        if err["type"] == "union_tag_invalid":
+            tags = [t.strip(" '") for t in str(err["ctx"]["expected_tags"]).split(",")]
+            tag = str(err["ctx"]["tag"])
+            raise UserError(f"{source}: unknown {loc}.name {tag!r}{did_you_mean(tag, tags)}") from None
         got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
         raise UserError(f"{source}: bad value for {loc!r}: {err['msg']}{got}") from None
 
 
-def _fields_at(cls: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+def _member(annotation: Any, tag: Any) -> Any:
+    """The model a tagged-union annotation resolves to for ``tag`` (or ``None`` for a plain model)."""
+    for member in typing.get_args(annotation) or (annotation,):
+        if typing.get_origin(member) is Annotated:
+            return _member(typing.get_args(member)[0], tag)
+        fields = getattr(member, "model_fields", None)
+        if fields and "name" in fields and tag in typing.get_args(fields["name"].annotation):
+            return member
+    return None
+
+
+def _walk(cls: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, list[Any]]:
+    """Follow ``loc`` from ``cls``: the model reached and the loc without union tags."""
     model: Any = cls
-    for part in loc:
-        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
-        if field is None:
-            return []
-        model = field.annotation
+    shown: list[Any] = []
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            member = _member(model, part)  # a union's tag: pydantic puts it in the loc
+            if member is None:
+                return None, shown + [part, *parts]
+            model = member
+            continue
+        shown.append(part)
+        model = _unwrap(fields[part].annotation)
+    return model, shown
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X | None`` -> ``X``; a tagged union stays as it is (resolved by its tag)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0]
+    return annotation
+
+
+def _shown_loc(cls: type[BaseModel], loc: tuple[Any, ...]) -> list[Any]:
+    return _walk(cls, loc)[1]
+
+
+def _fields_at(cls: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    model, _ = _walk(cls, loc)
+    if model is not None and not hasattr(model, "model_fields"):
+        model = _member(model, loc[-1]) if loc else None
     return list(model.model_fields) if hasattr(model, "model_fields") else []
 
 

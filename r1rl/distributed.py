@@ -25,7 +25,8 @@ from __future__ import annotations
 import atexit
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -147,6 +148,15 @@ class Parallel:
     def barrier(self) -> None:
         if self.enabled:
             torch.distributed.barrier()
+
+    @contextmanager
+    def main_process_first(self) -> Iterator[None]:
+        """The main process runs the block first (writing caches, e.g. ``datasets.map``), then the others."""
+        if self.enabled and not self.is_main:
+            self.barrier()
+        yield
+        if self.enabled and self.is_main:
+            self.barrier()
 
     def all_sum(self, x: torch.Tensor) -> torch.Tensor:
         """Element-wise sum over ranks (a copy; ``x`` itself alone)."""

@@ -356,6 +356,12 @@ CARD_TEMPLATE = """---
 {% for row in lineage -%}
 | {{ loop.index }} | {{ row.stage }} | `{{ row.path }}` | {{ row.start }} |
 {% endfor %}
+{%- if task %}
+## Task
+
+Trained on `{{ task.name }}`.
+{%- for note in task.notes %} **Note: {{ note }}.**{% endfor %}
+{% endif %}
 {%- if rewards %}
 ## Reward hierarchy
 
@@ -454,10 +460,24 @@ def build_card(
             for s in info.lineage
         ],
         rewards=ppo.config.get("rewards") if ppo else None,
+        task=_task(info),
         eval_rows=_eval_rows(info.eval_results),
         eval_model=(info.eval_results or {}).get("model"),
         summary_table=_summary_table(info.summary),
     )
+
+
+def _task(info: RunInfo) -> dict[str, Any] | None:
+    """The last trained stage's ``task.json``, with the notes of every stage of the lineage."""
+    found = [
+        json.loads((s.path / "task.json").read_text())
+        for s in info.lineage
+        if (s.path / "task.json").is_file()
+    ]
+    if not found:
+        return None
+    notes = list(dict.fromkeys(n for t in found for n in t.get("notes", [])))
+    return {"name": found[-1].get("name"), "notes": notes}
 
 
 def _adapter_base_on_hub(files: dict[str, Path]) -> str | None:

@@ -120,6 +120,31 @@ def routers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return [m for m in model.modules() if type(m).__name__.endswith("TopKRouter")]
 
 
+def check_routing_replay(model: torch.nn.Module) -> None:
+    """Refuse (one line) ``routing_replay: true`` on a model whose routers it cannot replay.
+
+    Replay recomputes the gate weights of the recorded experts as a softmax over the router
+    logits (renormalised over the k chosen), which is what the ``*TopKRouter`` modules of
+    Qwen3-MoE, Mixtral and OLMoE compute; a router with sigmoid scores, expert groups or a bias
+    correction (DeepSeek-V3's) would get different weights, so it is refused rather than
+    replayed wrongly or switched off in silence.
+    """
+    from r1rl.errors import UserError
+
+    if routers(model):
+        return
+    gates = sorted({type(m).__name__ for n, m in model.named_modules() if n.endswith("mlp.gate")})
+    what = f"routes with {', '.join(gates)}" if gates else "has no MoE routers"
+    raise UserError(
+        f"ppo.routing_replay: true needs softmax top-k routers (as in Qwen3-MoE, Mixtral, OLMoE); "
+        f"this {type(_unwrapped(model)).__name__} {what}; set routing_replay: false"
+    )
+
+
+def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 class RoutingReplay:
     """Record the experts each token was routed to, and force the same choice later.
 

@@ -2,10 +2,12 @@
 
 Each stage writes ``<output_dir>/<stage>/``; a stage whose ``final/`` exists is skipped, so a
 re-run resumes where an interrupted one stopped. Every section of the recipe is validated
-before the first stage starts. Under a multi-process launcher every process trains; the main
-process alone evaluates, writes the summary and pushes. The summary lands in ``<output_dir>/summary.json``::
+before the first stage starts. The pipeline's ``task``, ``data`` and ``rewards`` reach every
+stage; with ``model_path`` it starts from that checkpoint (evaluated as ``base``) and skips
+pretraining. Under a multi-process launcher every process trains; the main process alone
+evaluates, writes the summary and pushes. The summary lands in ``<output_dir>/summary.json``::
 
-    {"stages": {"pretrain": {"run_dir": ..., "eval": {...}}, "sft": {...}, "ppo": {...}}}
+    {"task": "arithmetic", "stages": {"pretrain": {"run_dir": ..., "eval": {...}}, "sft": {...}, ...}}
 """
 
 from __future__ import annotations
@@ -21,54 +23,89 @@ from r1rl.distributed import is_main
 from r1rl.rundir import RunDir, atomic_write_text
 
 TRAIN_STAGES = ("pretrain", "sft", "ppo")
+SHARED = ("task", "data", "rewards")  # sections every stage takes from the pipeline (its own may add to them)
+
+
+def train_stages(cfg: PipelineConfig) -> tuple[str, ...]:
+    """The stages to train: all, or from SFT on when the pipeline starts from ``model_path``."""
+    return TRAIN_STAGES[1:] if cfg.model_path else TRAIN_STAGES
+
+
+def _merge(base: Any, extra: Any) -> Any:
+    """``extra`` over ``base``, mapping by mapping (a stage's section adds to the pipeline's)."""
+    if isinstance(base, dict) and isinstance(extra, dict):
+        return {**base, **{k: _merge(base.get(k), v) for k, v in extra.items()}}
+    return extra if extra is not None else base
+
+
+def _shared(cfg: PipelineConfig, section: dict[str, Any], stage: str) -> dict[str, Any]:
+    dumped = cfg.model_dump(mode="json", include=set(SHARED))
+    out: dict[str, Any] = {"seed": cfg.seed, "threads": cfg.threads}
+    for key in SHARED:
+        if key == "rewards" and stage == "pretrain":
+            continue  # pretraining has no rewards
+        value = _merge(dumped.get(key), section.get(key))
+        if value is not None:
+            out[key] = value
+    return out
 
 
 def stage_configs(cfg: PipelineConfig, source: str = "pipeline") -> dict[str, BaseModel]:
-    """Validated configs of every stage (and one eval config per trained stage)."""
+    """Validated configs of every stage (and one eval config per trained stage, and the start model)."""
     out = Path(cfg.output_dir)
-    shared = {"seed": cfg.seed, "threads": cfg.threads, "task": cfg.task.model_dump()}
     configs: dict[str, BaseModel] = {}
     types = {"pretrain": PretrainConfig, "sft": SFTConfig, "ppo": PPOConfig}
     previous: str | None = None
-    for stage in TRAIN_STAGES:
-        data: dict[str, Any] = {**shared, "output_dir": str(out / stage), **getattr(cfg, stage)}
+    for stage in train_stages(cfg):
+        section = getattr(cfg, stage)
+        data: dict[str, Any] = {**section, **_shared(cfg, section, stage), "output_dir": str(out / stage)}
         if previous is not None:
             data.setdefault("model_path", str(out / previous / "final"))
+        elif cfg.model_path:
+            data.setdefault("model_path", cfg.model_path)
         configs[stage] = validate(types[stage], data, source=f"{source}: {stage}")
         previous = stage
-    rewards = configs["ppo"].rewards.model_dump()
-    for stage in TRAIN_STAGES:
-        data = {
-            **shared,
-            "rewards": rewards,
-            **cfg.eval,
-            "output_dir": str(out / "eval" / stage),
-            "model_path": str(out / stage / "final"),
-        }
+    rewards = configs["ppo"].rewards.model_dump(mode="json")
+    evaluated = {s: str(out / s / "final") for s in train_stages(cfg)}
+    if cfg.model_path:
+        evaluated = {"base": cfg.model_path, **evaluated}
+    for stage, model in evaluated.items():  # each scored by the PPO stage's hierarchy
+        data = {**cfg.eval, "rewards": rewards, **_shared(cfg, cfg.eval, "eval")}
+        if "rewards" not in cfg.eval:
+            data["rewards"] = rewards
+        data.update({"output_dir": str(out / "eval" / stage), "model_path": model})
         configs[f"eval_{stage}"] = validate(EvalConfig, data, source=f"{source}: eval")
     return configs
 
 
 def run(cfg: PipelineConfig, source: str = "pipeline") -> RunDir:
     from r1rl.stages import STAGES  # late import: stages pull in torch/transformers
+    from r1rl.stages.common import task_of
 
     configs = stage_configs(cfg, source)
     root = RunDir(cfg.output_dir).start(cfg)
-    summary: dict[str, Any] = {"stages": {}}
-    for stage in TRAIN_STAGES:
-        rd = RunDir(configs[stage].output_dir)
-        if rd.is_finished():
-            print(f"[run] {stage}: finished already, skipping ({rd.path})")
+    task_name = task_of(configs["ppo"]).name  # names the task; its rows load when a stage needs them
+    summary: dict[str, Any] = {"task": task_name, "stages": {}}
+    for stage in ("base", *train_stages(cfg)):
+        if f"eval_{stage}" not in configs:
+            continue
+        if stage != "base":
+            rd = RunDir(configs[stage].output_dir)
+            if rd.is_finished():
+                print(f"[run] {stage}: finished already, skipping ({rd.path})")
+            else:
+                print(f"[run] {stage} → {rd.path}")
+                STAGES[stage](configs[stage])
+            run_dir = str(rd.path)
         else:
-            print(f"[run] {stage} → {rd.path}")
-            STAGES[stage](configs[stage])
+            run_dir = cfg.model_path or ""
         if not is_main():
             continue
         ev = RunDir(configs[f"eval_{stage}"].output_dir)
         if not ev.eval_results.exists():
             STAGES["eval"](configs[f"eval_{stage}"])
-        metrics = json.loads(ev.eval_results.read_text())["tasks"]["arithmetic"]
-        summary["stages"][stage] = {"run_dir": str(rd.path), "eval": metrics}
+        metrics = json.loads(ev.eval_results.read_text())["tasks"][task_name]
+        summary["stages"][stage] = {"run_dir": run_dir, "eval": metrics}
         atomic_write_text(root.path / "summary.json", json.dumps(summary, indent=2))
     if not is_main():
         return root

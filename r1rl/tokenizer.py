@@ -18,13 +18,21 @@ PAD = "<|pad|>"
 SPECIAL_TOKENS = [EOS, PAD, "<|im_start|>", "<|im_end|>"]
 FORMAT_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
 
-# Plain user/assistant turns; `add_generation_prompt` opens the assistant turn.
+# ChatML turns; `add_generation_prompt` opens the assistant turn. The {% generation %} markers
+# tell transformers which tokens an assistant wrote (its reply and the <|im_end|> that ends it),
+# so SFT on conversations trains on those alone.
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\n' }}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
+    "{% else %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endif %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+END_OF_TURN = "<|im_end|>"
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:

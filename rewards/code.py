@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from r1rl.rewards.protocol import as_text, one_line, reward_error
+from r1rl.rewards.protocol import columns as columns_needed
 from r1rl.rewards.registry import register
 from r1rl.rewards.sandbox import Limits, run_tests
 
@@ -336,6 +337,9 @@ def code_task_reward(
                 out[i] = 0.0  # no need to run what cannot even compile
                 continue
             jobs.append((i, source, tests))
+        log_metric = columns.get("log_metric")
+        if callable(log_metric):  # TRL's hook; the hierarchy logs it as reward/tier/<tier>/programs_run
+            log_metric("programs_run", float(len(jobs)))
         if jobs:
             workers = min(len(jobs), max_workers or os.cpu_count() or 1)
             with ThreadPoolExecutor(workers, thread_name_prefix="code-task") as pool:
@@ -349,7 +353,7 @@ def code_task_reward(
         except Exception as e:  # the sandbox could not run it: not the program's fault
             return reward_error(one_line(f"sandbox: {type(e).__name__}: {e}"))
 
-    return code_task
+    return columns_needed("test_list | test")(code_task)
 
 
 def _count_asserts(tests: str | None) -> int:

@@ -32,7 +32,7 @@ from fractions import Fraction
 from typing import Any
 
 from r1rl.rewards.math import parse_number
-from r1rl.rewards.protocol import as_text
+from r1rl.rewards.protocol import as_text, columns
 from r1rl.rewards.registry import register
 
 _FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
@@ -328,6 +328,7 @@ def reference_fields(reference: Any, schema: Any = None) -> dict[str, Any] | Non
 
 
 @register("extraction_task", tier="task")
+@columns("answer | reference")
 def extraction_task(prompts: list[str], completions: list[str], **columns: Any) -> list[float | None]:
     """Field-level F1 of the extracted JSON against the ``answer`` (or ``reference``) column.
 

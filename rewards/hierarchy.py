@@ -45,6 +45,7 @@ from r1rl.rewards.protocol import (
     call_reward,
     count_outcomes,
     fn_name,
+    missing_columns,
     resolve_outcomes,
 )
 from r1rl.rewards.registry import registered, resolve
@@ -161,6 +162,7 @@ class HierarchyResult:
     not_applicable: dict[str, int] = field(default_factory=dict)  # tier -> samples the reward returned None
     weights: dict[str, float] = field(default_factory=dict)  # tier -> w_k(s) used (scheduled mode)
     running: dict[str, RunningStats] = field(default_factory=dict)  # tier -> running stats (if any)
+    logged: dict[str, dict[str, float]] = field(default_factory=dict)  # tier -> what its reward logged
 
     def metrics(self, prefix: str = "reward") -> dict[str, float]:
         n = max(len(self.rewards), 1)
@@ -178,6 +180,8 @@ class HierarchyResult:
             if tier in self.running:
                 out[f"{t}/running_mean"] = self.running[tier].mean
                 out[f"{t}/running_std"] = self.running[tier].std
+            for key, value in self.logged.get(tier, {}).items():
+                out[f"{t}/{key}"] = value
         return out
 
 
@@ -258,6 +262,18 @@ class RewardHierarchy:
         tiers = [Tier(reg[s].tier if s in reg else s, resolve(s), **tier_options) for s in specs]
         return cls(tiers, mode)
 
+    def check_columns(self, have: Sequence[str], where: str) -> None:
+        """Refuse (one line) a hierarchy whose rewards need a column that ``have`` (the data's) lacks."""
+        for i, tier in enumerate(self.tiers):
+            group = missing_columns(tier.fn, have)
+            if group is not None:
+                need = " or ".join(repr(c) for c in group)
+                raise UserError(
+                    f"rewards.tiers[{i}] ({tier.name}): reward {fn_name(tier.fn)!r} needs a column {need}, "
+                    f"which {where} lacks (columns: {', '.join(sorted(have)) or 'none'}); "
+                    "add it to the data, map it with data.columns, or pick another reward"
+                )
+
     @property
     def tier_names(self) -> list[str]:
         return [t.name for t in self.tiers]
@@ -304,8 +320,10 @@ class RewardHierarchy:
     def __call__(self, prompts: list[Any], completions: list[Any], **columns: Any) -> HierarchyResult:
         raw: dict[str, list[float | None]] = {}
         counts: dict[str, dict[str, int]] = {}
+        logged: dict[str, dict[str, float]] = {}
         for tier in self.tiers:
-            outcomes = call_reward(tier.fn, prompts, completions, columns, timeout_s=tier.timeout_s)
+            tier_columns = {**columns, "log_metric": _log_into(logged.setdefault(tier.name, {}))}
+            outcomes = call_reward(tier.fn, prompts, completions, tier_columns, timeout_s=tier.timeout_s)
             counts[tier.name] = count_outcomes(outcomes)
             _log_failures(tier, outcomes, counts[tier.name])
             where = f"reward {fn_name(tier.fn)!r} in tier {tier.name!r}"
@@ -320,6 +338,7 @@ class RewardHierarchy:
             not_applicable={k: c["not_applicable"] for k, c in counts.items() if c["not_applicable"]},
             weights=weights if self.mode == "scheduled" else {},
             running={k: RunningStats(v.count, v.mean, v.m2) for k, v in self.running.items()},
+            logged={k: v for k, v in logged.items() if v},
         )  # fmt: skip
         self.last_result = result
         return result
@@ -362,6 +381,16 @@ class RewardHierarchy:
             return res.rewards
 
         return hierarchy_reward
+
+
+def _log_into(sink: dict[str, float]) -> Callable[[str, float], None]:
+    """TRL's ``log_metric`` for one tier's reward: what it logs lands in the result's metrics
+    (``reward/tier/<tier>/<name>``), which :meth:`RewardHierarchy.as_reward_function` hands to TRL."""
+
+    def log_metric(name: str, value: float) -> None:
+        sink[name] = float(value)
+
+    return log_metric
 
 
 def _log_failures(tier: Tier, outcomes: list[Outcome], counts: dict[str, int]) -> None:

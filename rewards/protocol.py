@@ -44,6 +44,7 @@ OutcomeKind = Literal["score", "not_applicable", "error", "timeout"]
 OUTCOMES: tuple[str, ...] = ("score", "not_applicable", "error", "timeout")
 OnError = Literal["zero", "skip", "raise"]
 ON_ERROR: tuple[str, ...] = ("zero", "skip", "raise")
+TRL_HOOKS = ("completion_ids", "trainer_state", "log_metric", "log_extra")  # keyword arguments, not columns
 
 
 class RewardTimeout(TimeoutError):
@@ -123,6 +124,42 @@ def required_columns(fn: RewardFn) -> list[str]:
     return [p.name for p in named[2:] if p.default is p.empty]
 
 
+def columns(*specs: str) -> Callable[[RewardFn], RewardFn]:
+    """Declare the dataset columns a reward needs; ``"a | b"`` means either will do.
+
+    A hierarchy whose rewards need a column the data lacks is refused before training, naming both.
+
+    >>> @columns("answer", "test_list | test")
+    ... def judge(prompts, completions, **kw): ...
+    >>> needed_columns(judge)
+    [('answer',), ('test_list', 'test')]
+    """
+    groups = [tuple(c.strip() for c in spec.split("|") if c.strip()) for spec in specs]
+
+    def deco(fn: RewardFn) -> RewardFn:
+        fn.__r1rl_columns__ = groups  # type: ignore[attr-defined]
+        return fn
+
+    return deco
+
+
+def needed_columns(fn: RewardFn) -> list[tuple[str, ...]]:
+    """The column groups ``fn`` needs: those declared with :func:`columns`, then its required parameters."""
+    out = list(getattr(fn, "__r1rl_columns__", []))
+    for name in required_columns(fn):
+        if not any(name in group for group in out):
+            out.append((name,))
+    return out
+
+
+def missing_columns(fn: RewardFn, have: Sequence[str]) -> tuple[str, ...] | None:
+    """The first column group of ``fn`` that ``have`` lacks entirely, or ``None``."""
+    for group in needed_columns(fn):
+        if not set(group) & set(have):
+            return group
+    return None
+
+
 def call_reward(
     fn: RewardFn,
     prompts: Sequence[Any],
@@ -146,7 +183,7 @@ def call_reward(
     n = len(completions)
     missing = [c for c in required_columns(fn) if c not in columns]
     if missing:
-        have = ", ".join(sorted(columns)) or "none"
+        have = ", ".join(sorted(k for k in columns if k not in TRL_HOOKS)) or "none"
         return [Outcome("error", None, f"needs column {missing[0]!r} (columns given: {have})")] * n
     try:
         if timeout_s is None:

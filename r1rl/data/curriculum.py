@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from r1rl.data.registry import Registry
 from r1rl.data.scoring import Scorer
 from r1rl.data.sources import Document
 from r1rl.errors import UserError
+from r1rl.registry import Registry
 
 STAGE_NAMES = ("basic", "intermediate", "expert")
 

@@ -40,10 +40,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from r1rl.data.dedup import write_json
-from r1rl.data.registry import Registry
 from r1rl.data.scoring import Scorer
 from r1rl.data.sources import Document
 from r1rl.errors import UserError
+from r1rl.registry import Registry
 
 PRINTABLE_ASCII = frozenset(string.printable)
 

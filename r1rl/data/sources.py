@@ -37,8 +37,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from r1rl.data.registry import Registry
 from r1rl.errors import UserError
+from r1rl.registry import Registry
 from r1rl.tasks.arithmetic import ArithmeticTask, Split
 
 TEXT_SUFFIXES = (".txt", ".md", ".py")

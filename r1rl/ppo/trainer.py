@@ -16,7 +16,10 @@ Implementation details that matter (each pinned by a test in ``tests/ppo``):
 6. Policy and critic are two LoRA adapters on one frozen base with separate optimizers; the
    reference is the base with adapters disabled.
 7. A completion that never emits EOS (truncated) is scored as written; its last token
-   still receives the score.
+   still receives the score. A completion that ends on one of the task's stop sequences is
+   scored without it (as the benchmark scores it) and its mask ends with the stop sequence.
+8. Prompts are the task's training rows, drawn without replacement and reshuffled every epoch
+   by a seeded sampler saved in the checkpoint; every other column of a row reaches every reward.
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ from r1rl.ppo import core
 from r1rl.ppo.roles import ActorCritic, FullActorCritic
 from r1rl.rewards.hierarchy import RewardHierarchy
 from r1rl.rundir import RunDir
-from r1rl.tasks.arithmetic import ArithmeticProblem
+from r1rl.tasks.base import EpochSampler, Record, Task, prompts_of, reward_columns, rows, text_of_prompt
+from r1rl.tasks.encoding import as_completion, encode_prompts
 from r1rl.training import (
     cosine_schedule,
     grad_norm_finite,
@@ -87,29 +91,33 @@ class Rollout:
 def rollout(
     ac: ActorCritic | FullActorCritic,
     tokenizer: Any,
-    problems: list[ArithmeticProblem],
+    batch: list[Record],
     hierarchy: RewardHierarchy,
     cfg: PPOSettings,
     kl_coef: float,
     replay: RoutingReplay | None = None,
     par: Parallel | None = None,
+    task: Task | None = None,
 ) -> Rollout:
     """Generate, score, and compute everything the update needs (no gradients).
 
-    With ``replay``, the routing of the old-log-prob pass (the behaviour policy's weights) is
-    recorded for the update to replay or compare against. Under a launcher (``par``),
-    ``problems`` are this rank's share and batch statistics span every rank.
+    ``batch``: this step's records (each sampled ``samples_per_prompt`` times); ``task`` gives
+    the stop sequences and system prompt. With ``replay``, the routing of the old-log-prob
+    pass (the behaviour policy's weights) is recorded for the update to replay or compare
+    against. Under a launcher (``par``), ``batch`` is this rank's share and batch statistics
+    span every rank.
     """
     par = par or Parallel()
-    prompts = [p.prompt for p in problems for _ in range(cfg.samples_per_prompt)]
-    answers = [p.answer for p in problems for _ in range(cfg.samples_per_prompt)]
+    prompts = prompts_of(batch, cfg.samples_per_prompt)
+    prompt_ids = encode_prompts(tokenizer, prompts, getattr(task, "system_prompt", None))
     ac.use("policy")
     with ac.autocast():
         g = generate(
-            ac.generation_model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, do_sample=True,
-            temperature=cfg.temperature, top_p=cfg.top_p,
+            ac.generation_model, tokenizer, prompt_ids, max_new_tokens=cfg.max_new_tokens, do_sample=True,
+            temperature=cfg.temperature, top_p=cfg.top_p, stop=getattr(task, "stop", ()),
         )  # fmt: skip
-    res = hierarchy(prompts, g.texts, answer=answers)
+    completions = [as_completion(p, t) for p, t in zip(prompts, g.texts)]
+    res = hierarchy(prompts, completions, **reward_columns(batch, cfg.samples_per_prompt))
     raw = torch.tensor(res.rewards, dtype=torch.float32)  # (B,)
     input_ids = torch.cat([g.prompt_ids, g.completion_ids], 1)  # (B, P + T)
     attention_mask = torch.cat([g.prompt_mask, g.completion_mask], 1)
@@ -155,7 +163,7 @@ def rollout(
         "response/empty": float((mask.sum(1) <= 1).float().mean()),  # EOS only, or nothing
     }
     samples = [
-        {"prompt": p, "completion": c, "reward": r}
+        {"prompt": text_of_prompt(p), "completion": c, "reward": r}
         for p, c, r in zip(prompts[:4], g.texts[:4], res.rewards[:4])
     ]
     return Rollout(
@@ -288,7 +296,7 @@ def update(
     return result
 
 
-COUNT_METRICS = ("/errors", "/timeouts", "/not_applicable")  # per-tier counts: summed over ranks
+COUNT_METRICS = ("/errors", "/timeouts", "/not_applicable", "/programs_run")  # counts: summed over ranks
 
 
 def _reduce_rollout_metrics(metrics: dict[str, float], par: Parallel) -> dict[str, float]:
@@ -392,15 +400,19 @@ def _critic_micro_step(
 def train_ppo(
     ac: ActorCritic | FullActorCritic,
     tokenizer: Any,
-    pool: list[ArithmeticProblem],
+    pool: Any,
     hierarchy: RewardHierarchy,
     cfg: PPOSettings,
     run: RunDir,
     seed: int,
     evaluate: Callable[[], dict[str, float]] | None = None,
     par: Parallel | None = None,
+    task: Task | None = None,
 ) -> None:
     """Run ``cfg.steps`` PPO iterations, resuming from the newest checkpoint if one exists.
+
+    ``pool``: the training records (a list, or a ``datasets.Dataset``), sampled by an
+    :class:`~r1rl.tasks.base.EpochSampler`; ``task`` supplies stop sequences and system prompt.
 
     ``evaluate`` (called every ``cfg.eval_every`` steps and at the end) returns held-out
     metrics for the current policy, logged under ``eval/``.
@@ -424,6 +436,7 @@ def train_ppo(
         else core.FixedKLController(cfg.kl_coef)
     )
     generator = torch.Generator().manual_seed(seed)
+    sampler = EpochSampler(len(pool), cfg.prompts_per_step, seed=seed + 1)
     policy = ac.generation_model
     replay = RoutingReplay(policy) if routers(policy) else None  # drift telemetry, or replay
     start, skipped_steps, in_a_row = 0, 0, 0
@@ -437,6 +450,7 @@ def train_ppo(
         if "rewards" in state:
             hierarchy.load_state_dict(state["rewards"])  # running normalisation statistics
         generator.set_state(state["generator"])
+        sampler.load_state_dict(state["sampler"])
         par.restore_rng(state)
         start = state["step"]
         skipped_steps = state.get("skipped_steps", 0)
@@ -444,7 +458,6 @@ def train_ppo(
     par.broadcast_(ac.trainable_state().values())  # every rank starts from the main process's weights
     if par.enabled:  # per-tier reward normalisation over every rank's scores
         hierarchy.gather = lambda values: [v for part in par.gather_objects(values) for v in part]
-    n_prompts = cfg.prompts_per_step
     bar = tqdm(
         range(start, cfg.steps), desc="ppo", initial=start, total=cfg.steps, dynamic_ncols=True,
         disable=not par.is_main,
@@ -452,10 +465,9 @@ def train_ppo(
     for step in bar:
         t0 = time.perf_counter()
         # 1. rollout + score + advantages
-        offset = (step * n_prompts) % max(1, len(pool) - n_prompts + 1)
         hierarchy.set_step(step)  # scheduled tier weights (a reward curriculum)
-        problems = par.shard_list(pool[offset : offset + n_prompts])
-        ro = rollout(ac, tokenizer, problems, hierarchy, cfg, kl_ctl.value, replay, par)
+        batch = par.shard_list(rows(pool, sampler.next()))  # every rank draws the same global batch
+        ro = rollout(ac, tokenizer, batch, hierarchy, cfg, kl_ctl.value, replay, par, task)
         t_roll = time.perf_counter() - t0
         # 2. update (skipped when the rollout holds non-finite rewards or log-probs)
         if ro.finite:
@@ -525,6 +537,7 @@ def train_ppo(
                     "kl_ctl": kl_ctl.state_dict(),
                     "rewards": hierarchy.state_dict(),
                     "generator": generator.get_state(),
+                    "sampler": sampler.state_dict(),
                     **rng,
                     "step": done,
                     "skipped_steps": skipped_steps,

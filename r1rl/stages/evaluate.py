@@ -1,27 +1,27 @@
-"""The eval stage: score a model (full or adapter) on the embedded task and/or harness tasks.
+"""The eval stage: score a model (full or adapter) on its task's held-out rows and/or harness tasks.
 
-``tasks: [arithmetic]`` (the default) is greedy held-out accuracy and tier pass rates on the
-embedded task; any other name is a task of the harness (``r1rl.eval``): log-likelihood tasks
-such as ``sst2`` and ``cola``, and generation tasks such as ``gsm8k``, ``humaneval``, ``mbpp``,
-``scitldr`` and ``cuad``, scored by the task-tier reward functions. Everything lands in one
-``eval_results.json`` (plus ``eval_results.md`` and per-example ``eval_samples.jsonl``, which
-``r1rl eval --compare`` pairs up).
+``tasks: null`` (the default) scores the stage's own task: greedy decoding on its held-out split,
+scored by its reward hierarchy (accuracy = the top tier's pass rate, with every tier's pass
+rate). A name in ``tasks`` equal to the own task's name means the same; any other name is a task
+of the harness (``r1rl.eval``): log-likelihood tasks such as ``sst2`` and ``cola``, and
+generation tasks such as ``gsm8k``, ``humaneval``, ``mbpp``, ``scitldr`` and ``cuad``, scored by
+the task-tier reward functions. Everything lands in one ``eval_results.json`` (plus
+``eval_results.md`` and per-example ``eval_samples.jsonl``, which ``r1rl eval --compare`` pairs up).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
 
 from r1rl.config import EvalConfig
 from r1rl.distributed import is_main
-from r1rl.eval.embedded import evaluate_arithmetic
 from r1rl.eval.harness import evaluate, write_results
+from r1rl.eval.heldout import evaluate_heldout
+from r1rl.eval.registry import get_task
 from r1rl.model import load_merged, load_tokenizer, resolve_model_path
-from r1rl.rewards.hierarchy import RewardHierarchy
 from r1rl.rundir import RunDir
-from r1rl.tasks.arithmetic import ArithmeticTask
+from r1rl.stages.common import hierarchy_of, resolved_rewards, task_of, write_task_info
 from r1rl.training import setup
 
 
@@ -31,9 +31,15 @@ def run(cfg: EvalConfig) -> RunDir:
     if not is_main():
         return rd
     model_path = resolve_model_path(cfg.model_path)
-    hierarchy = RewardHierarchy.from_config(cfg.rewards)
-    harness_tasks = [t for t in cfg.tasks if t != "arithmetic"]
-    rd.start(cfg)
+    task = task_of(cfg)
+    names = cfg.tasks or [task.name]
+    own = task.name in names
+    harness_tasks = [t for t in names if t != task.name]
+    for name in harness_tasks:
+        get_task(name)  # an unknown name fails now, with a did-you-mean
+    hierarchy = hierarchy_of(cfg.rewards, task, splits=("test",)) if own else None
+    rd.start(cfg.model_copy(update={"rewards": resolved_rewards(cfg.rewards, task)}))
+    write_task_info(rd.path, task)
     setup(cfg.seed, cfg.threads)
     model, tokenizer = load_merged(model_path), load_tokenizer(model_path)
     results = {"model": model_path, "tasks": {}, "config": {}, "timing": {}, "samples": {}}
@@ -44,30 +50,32 @@ def run(cfg: EvalConfig) -> RunDir:
             data_dir=cfg.data_dir, progress=True,
         )  # fmt: skip
         results["model"] = model_path
-    if "arithmetic" in cfg.tasks:
+    if own:
         t0 = time.perf_counter()
-        metrics, samples = evaluate_arithmetic(
-            model, tokenizer, ArithmeticTask(**cfg.task.model_dump()), hierarchy,
-            n=cfg.num_examples, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
+        metrics, samples = evaluate_heldout(
+            model, tokenizer, task, hierarchy, n=cfg.num_examples, batch_size=cfg.batch_size,  # type: ignore[arg-type]
+            max_new_tokens=cfg.max_new_tokens,
         )  # fmt: skip
-        p, n = metrics["accuracy"], cfg.num_examples
-        stderr = math.sqrt(p * (1 - p) / max(n - 1, 1))  # of the mean of n Bernoulli outcomes
-        results["tasks"]["arithmetic"] = {**metrics, "accuracy_stderr": stderr, "n": n}
-        results["timing"]["arithmetic"] = {"seconds": round(time.perf_counter() - t0, 4)}
-        results["samples"]["arithmetic"] = [
-            {"doc": {"prompt": s["prompt"], "answer": s["answer"]}, "completion": s["completion"],
+        results["tasks"][task.name] = {**metrics, "n": len(samples)}
+        results["timing"][task.name] = {"seconds": round(time.perf_counter() - t0, 4)}
+        results["samples"][task.name] = [
+            {"doc": {k: v for k, v in s.items() if k in ("prompt", "answer")}, "completion": s["completion"],
              "reward": s["reward"], "acc": float(s["correct"])}
             for s in samples
         ]  # fmt: skip
         with (rd.path / "samples.jsonl").open("w") as f:
             for s in samples:
-                f.write(json.dumps(s) + "\n")
-    results["config"] = {**results.get("config", {}), "tasks": cfg.tasks}
+                f.write(json.dumps(s, default=str) + "\n")
+    results["config"] = {
+        **results.get("config", {}),
+        "tasks": names,
+        "notes": list(task.notes) if own else [],
+    }
     write_results(rd.path, results)
     from r1rl.plots import plot_eval_results  # matplotlib only when plotting
 
     plot_eval_results(results, rd.plots / "eval_results.png")
-    for task, m in results["tasks"].items():
+    for name, m in results["tasks"].items():
         shown = {k: v for k, v in m.items() if k != "n" and not k.endswith("_stderr")}
-        print(f"[eval] {model_path} {task}: " + ", ".join(f"{k}={v:.3f}" for k, v in shown.items()))
+        print(f"[eval] {model_path} {name}: " + ", ".join(f"{k}={v:.3f}" for k, v in shown.items()))
     return rd

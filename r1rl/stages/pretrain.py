@@ -1,10 +1,12 @@
 """Pretraining from scratch: tokenizer, corpus, a tiny Qwen3-MoE, next-token + router loss.
 
-The corpus is the embedded task's training split rendered as text: plain worked chains
-(``37+48=85 85-12=73``) and, for ``data.formatted_fraction`` of documents, the full
-prompt + answer format. Documents are joined with EOS and packed into fixed-length rows;
+The corpus is the task's (:meth:`r1rl.tasks.base.Task.corpus`): for the embedded task, plain
+worked chains (``37+48=85 85-12=73``) and, for ``data.formatted_fraction`` of documents, the
+full prompt + answer format; for a benchmark or ``data.path`` task, its training rows as
+prompt + completion. Documents are joined with EOS and packed into fixed-length rows;
 attention crosses document boundaries within a row (as in GPT-2-style packing), which the
-EOS separator makes learnable.
+EOS separator makes learnable. The model's generation config stops at EOS and at the chat
+template's end of turn (``<|im_end|>``).
 
 With ``data.sources`` / ``data.filters`` / ``data.dedup`` / ``data.val_fraction`` the corpus
 comes from :mod:`r1rl.data` instead: a mixture of sources, quality filters and dedup (their
@@ -14,7 +16,8 @@ held-out share whose loss is logged as ``val/loss`` at the end.
 
 from __future__ import annotations
 
-import random
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,43 +27,47 @@ from r1rl.distributed import Parallel
 from r1rl.errors import UserError
 from r1rl.model import build_config, build_model, count_parameters
 from r1rl.rundir import RunDir, render_plots
+from r1rl.stages.common import task_of, write_task_info
 from r1rl.stages.supervised import train_supervised
-from r1rl.tasks.arithmetic import ArithmeticTask
-from r1rl.tokenizer import train_tokenizer
+from r1rl.tokenizer import END_OF_TURN, train_tokenizer
 from r1rl.training import setup
 
 
 def build_corpus(cfg: PretrainConfig) -> list[str]:
-    task = ArithmeticTask(**cfg.task.model_dump())
-    rng = random.Random(cfg.seed)
-    docs = []
-    for p in task.problems("train", cfg.data.num_problems, seed=cfg.seed, allow_fewer=True):
-        formatted = rng.random() < cfg.data.formatted_fraction
-        docs.append(p.prompt + p.completion if formatted else p.chain_text)
-    return docs
+    return task_of(cfg).corpus(cfg.data.num_problems, cfg.seed, cfg.data.formatted_fraction)
+
+
+@dataclass
+class _Texts:
+    """Documents already rendered (the task's corpus) as an ``r1rl.data`` source."""
+
+    texts: list[str]
+    name: str
+
+    def __iter__(self) -> Iterator[Any]:
+        from r1rl.data import Document
+
+        return (Document(t, self.name) for t in self.texts)
+
+    def size_hint(self) -> int | None:
+        return len(self.texts)
 
 
 def data_plan(cfg: PretrainConfig) -> tuple[list[Any], list[Any]] | None:
     """Sources and filters of ``data.sources``/``data.filters``, built (and checked) before any work.
 
     ``None`` when the recipe uses none of the data pipeline: the corpus is then the task's
-    problems exactly as :func:`build_corpus` renders them.
+    documents exactly as :func:`build_corpus` renders them (they are also the one source when
+    ``data.sources`` is empty).
     """
     d = cfg.data
     if not (d.sources or d.filters or d.dedup is not None or d.val_fraction > 0):
         return None
-    from r1rl.data import ArithmeticSource, build_filter, build_source
+    from r1rl.data import build_filter, build_source
 
     sources = [build_source(spec, f"data.sources[{i}]") for i, spec in enumerate(d.sources)]
     if not sources:
-        sources = [
-            ArithmeticSource(
-                d.num_problems,
-                seed=cfg.seed,
-                formatted_fraction=d.formatted_fraction,
-                **cfg.task.model_dump(),
-            )
-        ]
+        sources = [_Texts(build_corpus(cfg), task_of(cfg).name)]
     if d.weights is not None and len(d.weights) != len(sources):
         raise UserError(f"data.weights has {len(d.weights)} entries for {len(sources)} sources")
     return sources, [build_filter(spec, f"data.filters[{i}]") for i, spec in enumerate(d.filters)]
@@ -97,15 +104,16 @@ def run(cfg: PretrainConfig) -> RunDir:
     rd = RunDir(cfg.output_dir)
     if rd.is_finished():
         return rd
-    plan = data_plan(cfg)  # bad sources or filters fail here, before anything is written
+    plan = data_plan(cfg)  # bad sources, filters or data fail here, before anything is written
+    docs = build_corpus(cfg) if plan is None else []
     par = Parallel.for_training(cfg.train)
     rd.start(cfg)
+    if par.is_main:
+        write_task_info(rd.path, task_of(cfg))
     par.barrier()
     setup(cfg.seed, cfg.threads)
     val_docs: list[str] = []
-    if plan is None:
-        docs = build_corpus(cfg)
-    else:
+    if plan is not None:
         from r1rl.data import prepare_corpus
 
         d = cfg.data
@@ -126,6 +134,10 @@ def run(cfg: PretrainConfig) -> RunDir:
         overrides=cfg.model.overrides,
     )
     model = build_model(mc, cfg.seed)
+    model.generation_config.eos_token_id = [
+        tokenizer.eos_token_id,
+        tokenizer.convert_tokens_to_ids(END_OF_TURN),
+    ]
     if par.is_main:
         print(f"[pretrain] {count_parameters(model) / 1e6:.2f}M parameters, {len(docs)} documents")
     rows = pack(tokenizer(docs, add_special_tokens=False).input_ids, tokenizer.eos_token_id, cfg.data.seq_len)

@@ -12,16 +12,21 @@ always means what the worked solution computes::
 
 Train and test splits are disjoint by construction: a prompt belongs to the split its hash
 says, whatever seed or difficulty produced it.
+
+As a task (:class:`r1rl.tasks.base.Task`), its records are ``{"prompt", "completion", "answer"}``;
+``answer_only_fraction`` of the training completions state only the answer (the terse SFT data
+of the tiny default), and the held-out records are the same whatever the seed.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from r1rl.errors import UserError
 
@@ -86,6 +91,11 @@ class ArithmeticProblem:
         return f"<answer>{self.answer}</answer>"
 
     @property
+    def record(self) -> dict[str, Any]:
+        """The problem as a task record: ``{"prompt", "completion", "answer"}``."""
+        return {"prompt": self.prompt, "completion": self.completion, "answer": self.answer}
+
+    @property
     def chain_text(self) -> str:
         """The worked steps as plain pretraining text, without the answer format."""
         return " ".join(f"{a}{op}{b}={r}" for a, op, b, r in self.steps)
@@ -97,13 +107,23 @@ def split_of(prompt: str, test_fraction: float) -> Split:
     return "test" if (h % 10_000) < test_fraction * 10_000 else "train"
 
 
+HELDOUT_SEED = 0  # one fixed held-out set, whatever seed trained the model
+REWARDS = [
+    {"name": "syntax", "reward": "arithmetic_syntax"},
+    {"name": "logic", "reward": "arithmetic_logic"},
+    {"name": "task", "reward": "arithmetic_task"},
+]
+
+
 @dataclass(frozen=True)
 class ArithmeticTask:
-    """A seeded generator of arithmetic problems.
+    """A seeded generator of arithmetic problems, and the embedded task built on it.
 
     Difficulty knobs: ``min_operands``/``max_operands`` (terms per problem), ``digits``
     (largest operand has this many digits), ``operators`` (any of ``+-*``; ``*`` takes a
-    one-digit right operand so results stay short).
+    one-digit right operand so results stay short). As a task: ``train_size`` distinct training
+    problems drawn with ``seed``, ``heldout_size`` held-out ones (fixed), and the
+    ``answer_only_fraction`` of terse training completions.
     """
 
     min_operands: int = 2
@@ -111,6 +131,14 @@ class ArithmeticTask:
     digits: int = 2
     operators: str = "+-"
     test_fraction: float = 0.1
+    answer_only_fraction: float = 0.0
+    train_size: int = 20_000
+    heldout_size: int = 500
+    seed: int = 0
+    name: str = "arithmetic"
+    rewards: list[dict[str, Any]] = field(default_factory=lambda: [dict(t) for t in REWARDS], compare=False)
+    stop: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 2 <= self.min_operands <= self.max_operands:
@@ -120,6 +148,20 @@ class ArithmeticTask:
         bad = set(self.operators) - set(OPERATORS)
         if not self.operators or bad:
             raise ValueError(f"operators must be a non-empty string over {''.join(OPERATORS)!r}")
+
+    def records(self, split: Split) -> list[dict[str, Any]]:
+        """Training records (seeded) or the fixed held-out ones, as ``{"prompt", "completion", "answer"}``."""
+        return _records(self, split)
+
+    def corpus(self, n: int, seed: int, formatted_fraction: float = 1.0) -> list[str]:
+        """``n`` pretraining documents: worked chains (``37+48=85 85-12=73``) or, for
+        ``formatted_fraction`` of them, prompt + worked completion."""
+        rng = random.Random(seed)
+        docs = []
+        for p in self.problems("train", n, seed=seed, allow_fewer=True):
+            formatted = rng.random() < formatted_fraction
+            docs.append(p.prompt + p.completion if formatted else p.chain_text)
+        return docs
 
     def sample(self, rng: random.Random) -> ArithmeticProblem:
         n = rng.randint(self.min_operands, self.max_operands)
@@ -156,3 +198,22 @@ class ArithmeticTask:
             misses = 0
             seen.add(p.prompt)
             yield p
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_records(task: ArithmeticTask, split: Split) -> tuple[tuple[str, str, int], ...]:
+    if split == "test":
+        problems = task.problems("test", task.heldout_size, seed=HELDOUT_SEED, allow_fewer=True)
+        return tuple((p.prompt, p.completion, p.answer) for p in problems)
+    problems = task.problems("train", task.train_size, seed=task.seed + 1, allow_fewer=True)
+    rng = random.Random(f"answer-only-{task.seed}")
+    return tuple(
+        (p.prompt, p.short_completion if rng.random() < task.answer_only_fraction else p.completion, p.answer)
+        for p in problems
+    )
+
+
+def _records(task: ArithmeticTask, split: Split) -> list[dict[str, Any]]:
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return [{"prompt": p, "completion": c, "answer": a} for p, c, a in _cached_records(task, split)]

@@ -42,8 +42,8 @@ def _settings(**kw):
     return PPOSettings(**{**base, **kw})
 
 
-HIERARCHY = RewardHierarchy.from_config(RewardsConfig())
-PROBLEMS = TASK.problems("train", 2, seed=3)
+HIERARCHY = RewardHierarchy.from_config(RewardsConfig(tiers=TASK.rewards))
+PROBLEMS = [p.record for p in TASK.problems("train", 2, seed=3)]
 
 
 def _opts(ac, lr=1e-2):
@@ -106,7 +106,7 @@ def test_non_finite_loss_skips_steps_then_halts_with_finite_checkpoints(tokenize
     ac = _ac(tokenizer)
     run = RunDir(tmp_path / "ppo").start(_settings())
     cfg = _settings(steps=6, checkpoint_every=1, max_consecutive_skips=2)
-    pool = TASK.problems("train", 20, seed=1)
+    pool = [p.record for p in TASK.problems("train", 20, seed=1)]
     train_ppo(ac, tokenizer, pool, HIERARCHY, cfg.model_copy(update={"steps": 2}), run, seed=0)
     # from now on every forward pass with gradients (the update's) yields NaN logits
     head = ac.peft.get_base_model().lm_head
@@ -172,7 +172,9 @@ def test_full_parameter_mode_trains_policy_and_critic_not_the_reference(tokenize
     spread = RewardHierarchy(
         [Tier("length", lambda prompts, completions, **kw: [len(c) % 3 for c in completions])]
     )
-    train_ppo(ac, tokenizer, TASK.problems("train", 20, seed=1), spread, settings, run, seed=0)
+    train_ppo(
+        ac, tokenizer, [p.record for p in TASK.problems("train", 20, seed=1)], spread, settings, run, seed=0
+    )
     assert all(torch.equal(v, ac.reference.state_dict()[k]) for k, v in ref_before.items())
     assert any(not torch.equal(v, ac.policy.state_dict()[k]) for k, v in policy_before.items())
     rows = run.read_metrics()
@@ -219,7 +221,13 @@ def test_scheduled_rewards_follow_the_training_step(tokenizer, tmp_path):
     hierarchy = RewardHierarchy.from_config(rewards)
     run = RunDir(tmp_path / "ppo").start(_settings())
     train_ppo(
-        _ac(tokenizer), tokenizer, TASK.problems("train", 20, seed=1), hierarchy, _settings(steps=3), run, 0
+        _ac(tokenizer),
+        tokenizer,
+        [p.record for p in TASK.problems("train", 20, seed=1)],
+        hierarchy,
+        _settings(steps=3),
+        run,
+        0,
     )
     weights = [r["reward/tier/task/weight"] for r in run.read_metrics()]
     assert weights == pytest.approx([0.0, 0.5, 1.0])

@@ -128,7 +128,7 @@ def test_final_loads_without_r1rl(runs, stage, kind, tmp_path):
 
 
 def test_sft_labels_cover_completion_only():
-    batch = collate([([5, 6], [7, 8, 0]), ([5], [9, 0])], pad_id=1)
+    batch = collate([([5, 6, 7, 8, 0], [-100, -100, 7, 8, 0]), ([5, 9, 0], [-100, 9, 0])], pad_id=1)
     assert batch["labels"].tolist() == [[-100, -100, 7, 8, 0], [-100, 9, 0, -100, -100]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
 
@@ -153,17 +153,17 @@ def test_supervised_resume_is_exact(tmp_path):
 
 @pytest.mark.parametrize("fraction", [0.0, 0.3, 1.0])
 def test_sft_answer_only_fraction(fraction):
-    from r1rl.config import SFTConfig
-    from r1rl.stages.sft import completions
     from r1rl.tasks.arithmetic import ArithmeticTask
 
-    problems = ArithmeticTask().problems("train", 400, seed=0)
-    cfg = SFTConfig(output_dir="x", model_path="m", answer_only_fraction=fraction)
-    out = completions(problems, cfg)
-    short = sum(c == p.short_completion for c, p in zip(out, problems))
-    assert short / len(out) == pytest.approx(fraction, abs=0.06)
-    assert all(c in (p.completion, p.short_completion) for c, p in zip(out, problems))
-    assert out == completions(problems, cfg)  # seeded
+    records = ArithmeticTask(answer_only_fraction=fraction, train_size=400).records("train")
+    full = ArithmeticTask(train_size=400).records("train")  # the same problems, every completion worked
+    assert [r["prompt"] for r in records] == [r["prompt"] for r in full]
+    short = sum(r["completion"] == f"<answer>{r['answer']}</answer>" for r in records)
+    assert short / len(records) == pytest.approx(fraction, abs=0.06)
+    assert all(
+        r["completion"] in (f["completion"], f"<answer>{r['answer']}</answer>") for r, f in zip(records, full)
+    )
+    assert records == ArithmeticTask(answer_only_fraction=fraction, train_size=400).records("train")  # seeded
 
 
 def test_report_to_tensorboard_mirrors_metrics(tmp_path):

@@ -1,4 +1,4 @@
-"""A small name → factory registry shared by sources, filters and difficulty scores.
+"""A small name → factory registry: tasks, data sources, filters, difficulty scores.
 
 Registration is by decorator; a duplicate name raises (unless it is the same definition
 imported twice, as pytest's importlib mode does); an unknown name raises a

@@ -1,0 +1,125 @@
+"""What every stage does with its task: build it, build its reward hierarchy, encode its rows.
+
+The functions take a task object and never its name (:mod:`r1rl.tasks.base`): the same code
+serves the embedded arithmetic task, the built-in benchmark tasks and any ``data:`` section.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from r1rl.config import RewardsConfig, TierConfig
+from r1rl.distributed import Parallel
+from r1rl.rewards.hierarchy import RewardHierarchy
+from r1rl.tasks import Task, build_task
+from r1rl.tasks.base import Record, columns_of, first
+from r1rl.tasks.encoding import encode_prompt, encode_sft, truncate
+
+Example = tuple[list[int], list[int]]  # (input_ids, labels), both (S,)
+
+
+def task_of(cfg: Any) -> Task:
+    """The stage's task: ``cfg.task`` by name, or ``cfg.data``'s dataset when it names a path."""
+    return build_task(cfg.task, getattr(cfg, "data", None), cfg.seed)
+
+
+def describe(task: Task) -> str:
+    """How error messages name where a task's rows come from."""
+    data = getattr(task, "cfg", None)
+    return f"the data ({data.path})" if getattr(data, "path", None) else f"task {task.name!r}"
+
+
+def resolved_rewards(rewards: RewardsConfig | None, task: Task) -> RewardsConfig:
+    """``rewards`` with its tiers filled in from the task when the recipe names none."""
+    rewards = rewards or RewardsConfig()
+    tiers = rewards.tiers or [TierConfig(**t) for t in task.rewards]
+    return rewards.model_copy(update={"tiers": tiers})
+
+
+def write_task_info(run_dir: Path, task: Task) -> None:
+    """``task.json`` beside ``config.yaml``: the task's name and notes (model cards repeat the notes)."""
+    from r1rl.rundir import atomic_write_text
+
+    if run_dir.is_dir():
+        info = {"name": task.name, "notes": list(task.notes)}
+        atomic_write_text(run_dir / "task.json", json.dumps(info, indent=2) + "\n")
+
+
+def hierarchy_of(
+    rewards: RewardsConfig | None, task: Task, splits: Sequence[str] = ("train", "test")
+) -> RewardHierarchy:
+    """The hierarchy ``rewards`` describes (its tiers default to the task's), checked against the columns.
+
+    A reward that needs a column the rows lack is refused here, before any model is loaded.
+    """
+    hierarchy = RewardHierarchy.from_config(resolved_rewards(rewards, task))
+    for split in splits:
+        have = columns_of(task.records(split))  # type: ignore[arg-type]
+        hierarchy.check_columns(
+            have, f"{describe(task)} ({'training' if split == 'train' else 'held-out'} rows)"
+        )
+    return hierarchy
+
+
+def _map(records: Any, fn: Any, par: Parallel, desc: str, num_proc: int | None, **kwargs: Any) -> Any:
+    """``fn(record, **kwargs) -> dict`` over ``records``: ``datasets.map`` (cached; the main process
+    first under a launcher) for a dataset, a loop for a list."""
+    if hasattr(records, "map"):
+        with par.main_process_first():
+            return records.map(fn, fn_kwargs=kwargs, num_proc=num_proc, desc=desc)
+    return [{**r, **fn(r, **kwargs)} for r in records]
+
+
+def _column(rows: Any, name: str) -> list[Any]:
+    """One column of a ``datasets.Dataset`` or of a list of records, as a list."""
+    return list(rows[name]) if hasattr(rows, "column_names") else [r[name] for r in rows]
+
+
+def _prompt_length(record: Record, tokenizer: Any, system_prompt: str | None) -> dict[str, int]:
+    return {"prompt_tokens": len(encode_prompt(tokenizer, record["prompt"], system_prompt))}
+
+
+def drop_long_prompts(
+    records: Any, tokenizer: Any, task: Task, stage: str, par: Parallel | None = None
+) -> Any:
+    """``records`` less those whose prompt exceeds the task's ``max_prompt_length`` tokens (counted)."""
+    limit = getattr(task, "max_prompt_length", None)
+    if limit is None:
+        return records
+    par = par or Parallel()
+    sized = _map(records, _prompt_length, par, "prompt lengths", getattr(task, "num_proc", None),
+                 tokenizer=tokenizer, system_prompt=getattr(task, "system_prompt", None))  # fmt: skip
+    keep = [i for i, n in enumerate(_column(sized, "prompt_tokens")) if n <= limit]
+    dropped = len(records) - len(keep)
+    if dropped and par.is_main:
+        print(f"[{stage}] dropped {dropped} of {len(records)} rows with prompts over {limit} tokens")
+    if hasattr(records, "select"):
+        return records.select(keep)
+    return [records[i] for i in keep]
+
+
+def _encode_row(record: Record, tokenizer: Any, system_prompt: str | None, max_length: int | None) -> dict:
+    ids, labels = encode_sft(tokenizer, record, system_prompt)
+    ids, labels, cut = truncate(ids, labels, max_length)
+    return {"input_ids": ids, "labels": labels, "truncated": cut}
+
+
+def sft_examples(
+    task: Task, tokenizer: Any, n: int | None, stage: str = "sft", par: Parallel | None = None
+) -> list[Example]:
+    """Token ids and labels of the first ``n`` training rows (long prompts dropped, long rows truncated)."""
+    par = par or Parallel()
+    records = drop_long_prompts(first(task.records("train"), n), tokenizer, task, stage, par)
+    max_length = getattr(task, "max_length", None)
+    encoded = _map(
+        records, _encode_row, par, "tokenize", getattr(task, "num_proc", None), tokenizer=tokenizer,
+        system_prompt=getattr(task, "system_prompt", None), max_length=max_length,
+    )  # fmt: skip
+    ids, labels = _column(encoded, "input_ids"), _column(encoded, "labels")
+    cut = sum(_column(encoded, "truncated"))
+    if cut and par.is_main:
+        print(f"[{stage}] truncated {cut} of {len(ids)} rows to max_length={max_length} tokens")
+    return [(list(i), list(lab)) for i, lab in zip(ids, labels)]

@@ -1,0 +1,234 @@
+"""A task on your own data: a ``data:`` section loaded with ``datasets``.
+
+::
+
+    data:
+      path: my_prompts.jsonl     # a local json/jsonl/parquet/csv file or folder, or a Hub dataset id
+      prompt_column: question    # default "prompt"; or messages_column for chat data
+      eval_fraction: 0.1         # or eval_split: test
+
+Loading: a file by its suffix (``json``/``jsonl``, ``parquet``, ``csv``, ``tsv``), a folder by
+``datasets``' own inference (``train.jsonl`` and ``test.jsonl`` become two splits), anything else
+as a Hub dataset (``subset``, ``split``, ``data_files``). Then, in this order: the columns are
+renamed into the record layout (``prompt_column`` → ``prompt``, ``completion_column`` →
+``completion``, ``answer_column`` → ``answer``, ``columns``' reward names), ``prompt_template``
+renders the prompt from the row (Jinja, as the eval tasks' templates), the held-out split is
+``eval_split`` or a seeded ``eval_fraction`` (seed ``split_seed``, the same for every stage and
+run), rows are shuffled if asked (seeded) and cut to ``limit``/``eval_limit``. Every other column
+reaches the rewards. ``datasets`` is imported only here: a machine without it can still train the
+built-in tasks.
+
+With ``messages_column`` (one conversation per row) the prompt is every message before the last
+assistant reply and the completion is that reply; SFT trains on every assistant turn.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from r1rl.errors import UserError, did_you_mean
+from r1rl.tasks.base import Split, check_prompt, is_conversation
+
+SUFFIXES = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".tsv": "csv"}
+
+
+class DatasetTask:
+    """Records from ``cfg`` (a :class:`r1rl.config.DataConfig`), trained with ``rewards`` (tier mappings)."""
+
+    def __init__(self, cfg: Any, rewards: list[dict[str, Any]], seed: int = 0) -> None:
+        self.cfg = cfg
+        self.rewards = rewards
+        self.stop = tuple(cfg.stop)
+        self.notes: tuple[str, ...] = ()
+        self.system_prompt = cfg.system_prompt
+        self.max_prompt_length, self.max_length, self.num_proc = (
+            cfg.max_prompt_length,
+            cfg.max_length,
+            cfg.num_proc,
+        )
+        from r1rl.tasks import task_name
+
+        self.name = task_name(None, cfg)
+        self._seed = seed
+        self._splits: dict[str, Any] | None = None
+
+    def records(self, split: Split) -> Any:
+        """The training rows or the held-out rows, as a ``datasets.Dataset`` of records."""
+        if self._splits is None:
+            self._splits = load_splits(self.cfg, self._seed)
+        return self._splits["train" if split == "train" else "test"]
+
+    def corpus(self, n: int, seed: int, formatted_fraction: float = 1.0) -> list[str]:
+        """Pretraining documents: the first ``n`` training rows as prompt + completion text."""
+        docs = []
+        for rec in self.records("train").select(range(min(n, len(self.records("train"))))):
+            prompt, completion = rec["prompt"], rec.get("completion") or ""
+            if is_conversation(prompt):
+                turns = list(prompt) + (list(completion) if is_conversation(completion) else [])
+                docs.append("\n".join(str(m["content"]) for m in turns))
+            else:
+                docs.append(str(prompt) + str(completion))
+        return docs
+
+
+def _datasets() -> Any:
+    try:
+        import datasets
+    except ImportError:
+        raise UserError("data.path needs the datasets package: pip install datasets") from None
+    return datasets
+
+
+def load_raw(cfg: Any) -> Any:
+    """The ``datasets.DatasetDict`` ``data.path`` names; every failure is a one-line :class:`UserError`."""
+    datasets = _datasets()
+    path = str(cfg.path)
+    local = Path(path).expanduser()
+    kwargs: dict[str, Any] = {}
+    if cfg.data_files is not None:
+        kwargs["data_files"] = cfg.data_files
+    if local.is_file():
+        builder = SUFFIXES.get(local.suffix.lower())
+        if builder is None:
+            raise UserError(
+                f"data.path: {local}: unknown file type {local.suffix!r} (use {', '.join(SUFFIXES)})"
+            )
+        if local.suffix.lower() == ".tsv":
+            kwargs["sep"] = "\t"
+        args: tuple[Any, ...] = (builder,)
+        kwargs.setdefault("data_files", {"train": str(local)})  # one file: one split, "train"
+    elif local.is_dir():
+        args = (str(local),)
+    elif path.startswith((".", "/", "~")) or Path(path).suffix.lower() in SUFFIXES or path.count("/") != 1:
+        raise UserError(f"data.path: no such file or folder: {path}")
+    else:
+        args = (path, cfg.subset)
+    try:
+        dd = datasets.load_dataset(*args, **kwargs)
+    except Exception as e:  # a dataset that cannot be read is bad input: say which and why, on one line
+        first = " ".join(str(e).split())[:300] or type(e).__name__
+        raise UserError(f"data.path: cannot load {path} ({type(e).__name__}: {first})") from None
+    return dd
+
+
+def load_splits(cfg: Any, seed: int = 0) -> dict[str, Any]:
+    """``{"train": Dataset, "test": Dataset}`` of records, checked (see the module docstring)."""
+    dd = load_raw(cfg)
+    where = str(cfg.path)
+    train = _split(dd, cfg.split, where)
+    if cfg.eval_split is not None:
+        test = _split(dd, cfg.eval_split, where)
+        train, test = _to_records(train, cfg, where), _to_records(test, cfg, where)
+    else:
+        train = _to_records(train, cfg, where)
+        n_test = round(len(train) * cfg.eval_fraction)
+        if n_test == 0 or n_test == len(train):
+            raise UserError(
+                f"data.eval_fraction={cfg.eval_fraction} of {len(train)} rows of {where} leaves "
+                f"{'no held-out' if n_test == 0 else 'no training'} rows; give more rows or an eval_split"
+            )
+        parts = train.train_test_split(test_size=n_test, seed=cfg.split_seed, shuffle=True)
+        train, test = parts["train"], parts["test"]
+    if cfg.shuffle:
+        train = train.shuffle(seed=seed)
+    if cfg.limit is not None:
+        train = train.select(range(min(cfg.limit, len(train))))
+    if cfg.eval_limit is not None:
+        test = test.select(range(min(cfg.eval_limit, len(test))))
+    for name, part in (("training", train), ("held-out", test)):
+        if len(part) == 0:
+            raise UserError(f"data: the {name} split of {where} is empty")
+    return {"train": train, "test": test}
+
+
+def _split(dd: Any, name: str, where: str) -> Any:
+    if name not in dd:
+        raise UserError(f"data: {where} has no split {name!r}{did_you_mean(name, list(dd))}")
+    ds = dd[name]
+    if len(ds) == 0:
+        raise UserError(f"data: split {name!r} of {where} is empty")
+    return ds
+
+
+def _to_records(ds: Any, cfg: Any, where: str) -> Any:
+    """Rename columns into the record layout, render templates, check every prompt."""
+    have = list(ds.column_names)
+
+    def need(column: str, key: str) -> None:
+        if column not in have:
+            raise UserError(f"data.{key}: {where} has no column {column!r}{did_you_mean(column, have)}")
+
+    renames: dict[str, str] = {}
+    for new, old in cfg.columns.items():
+        need(old, f"columns.{new}")
+        renames[old] = new
+    if cfg.answer_column is not None:
+        need(cfg.answer_column, "answer_column")
+        renames[cfg.answer_column] = "answer"
+    if cfg.messages_column is not None:
+        need(cfg.messages_column, "messages_column")
+        ds = _split_conversations(ds, cfg.messages_column, where)
+        have = list(ds.column_names)
+    elif cfg.prompt_template is not None:
+        ds = _render_prompts(ds, cfg.prompt_template, have, where, cfg.num_proc)
+        have = list(ds.column_names)
+    else:
+        need(cfg.prompt_column, "prompt_column")
+        renames[cfg.prompt_column] = "prompt"
+    if cfg.completion_column in have and cfg.messages_column is None:
+        renames[cfg.completion_column] = "completion"
+    renames = {old: new for old, new in renames.items() if old != new}
+    clash = sorted({new for new in renames.values() if new in have and new not in renames})
+    if clash:
+        raise UserError(
+            f"data: renaming would overwrite the existing column {clash[0]!r} of {where}; "
+            "drop it or map it elsewhere with data.columns"
+        )
+    ds = ds.rename_columns(renames) if renames else ds
+    for i, prompt in enumerate(ds["prompt"]):
+        check_prompt(prompt, f"data: {where} row {i}")
+    return ds
+
+
+def _render_prompts(ds: Any, template: str, have: list[str], where: str, num_proc: int | None) -> Any:
+    from r1rl.eval.registry import template_fields, template_renderer  # the eval tasks' Jinja environment
+
+    try:
+        fields = template_fields(template)
+    except UserError as e:
+        raise UserError(f"data.prompt_template: {e}") from None
+    for f in sorted(fields):
+        if f not in have:
+            raise UserError(f"data.prompt_template: {where} has no column {f!r}{did_you_mean(f, have)}")
+    if "prompt" in have:
+        raise UserError(
+            f"data.prompt_template: {where} already has a 'prompt' column; rename it with data.columns"
+        )
+    template_renderer(template)  # compiles: a syntax error is reported before any row is mapped
+    return ds.map(_render_row, fn_kwargs={"template": template}, num_proc=num_proc, desc="prompt template")
+
+
+def _render_row(row: dict[str, Any], template: str) -> dict[str, Any]:
+    from r1rl.eval.registry import template_renderer
+
+    return {"prompt": template_renderer(template)(row)}
+
+
+def _split_conversations(ds: Any, column: str, where: str) -> Any:
+    """A conversation per row -> prompt (the turns before the last assistant reply) + completion (it)."""
+
+    def split(row: dict[str, Any]) -> dict[str, Any]:
+        messages = row[column]
+        if not is_conversation(messages):
+            raise UserError(
+                f"data.messages_column: a row of {where} is not a list of {{'role', 'content'}} messages"
+            )
+        last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
+        if last is None:
+            return {"prompt": list(messages), "completion": None}
+        return {"prompt": list(messages[:last]), "completion": [messages[last]]}
+
+    if "prompt" in ds.column_names or "completion" in ds.column_names:
+        raise UserError(f"data.messages_column: {where} also has a 'prompt' or 'completion' column; drop it")
+    return ds.map(split, remove_columns=[column], desc="conversations")

@@ -1,0 +1,160 @@
+"""Tasks from a ``data:`` section: loading, splits, column mapping, templates, and every bad input."""
+
+import json
+
+import pytest
+
+from r1rl.config import DataConfig, SFTConfig, validate
+from r1rl.errors import UserError
+from r1rl.stages.common import hierarchy_of, task_of
+from r1rl.tasks.dataset import DatasetTask, load_splits
+
+ROWS = [
+    {"question": f"{i}+{i}=", "solution": f" {2 * i}", "answer": 2 * i, "level": i % 3} for i in range(40)
+]
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _data(**kw):
+    return DataConfig(**kw)
+
+
+@pytest.fixture
+def qa(tmp_path):
+    return _jsonl(tmp_path / "qa.jsonl", ROWS)
+
+
+def test_columns_are_mapped_and_every_other_column_stays(qa):
+    splits = load_splits(_data(path=str(qa), prompt_column="question", completion_column="solution"))
+    rec = splits["train"][0]
+    assert set(rec) == {"prompt", "completion", "answer", "level"}
+    assert rec["prompt"].endswith("=") and rec["completion"] == f" {rec['answer']}"
+    assert len(splits["train"]) == 36 and len(splits["test"]) == 4  # eval_fraction 0.1 of 40
+
+
+def test_held_out_split_is_seeded_by_split_seed_not_by_the_run(qa):
+    cfg = _data(path=str(qa), prompt_column="question")
+    a, b = load_splits(cfg, seed=0), load_splits(cfg, seed=7)
+    assert a["test"]["prompt"] == b["test"]["prompt"]
+    other = load_splits(_data(path=str(qa), prompt_column="question", split_seed=1))
+    assert other["test"]["prompt"] != a["test"]["prompt"]
+    assert not set(a["test"]["prompt"]) & set(a["train"]["prompt"])
+
+
+def test_folder_with_named_splits_limit_and_shuffle(tmp_path):
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    _jsonl(folder / "train.jsonl", ROWS[:30])
+    _jsonl(folder / "test.jsonl", ROWS[30:])
+    cfg = _data(path=str(folder), prompt_column="question", eval_split="test", limit=5, eval_limit=3)
+    splits = load_splits(cfg)
+    assert splits["train"]["prompt"] == [r["question"] for r in ROWS[:5]]
+    assert splits["test"]["prompt"] == [r["question"] for r in ROWS[30:33]]
+    shuffled = load_splits(cfg.model_copy(update={"shuffle": True}), seed=1)["train"]["prompt"]
+    assert shuffled != splits["train"]["prompt"] and set(shuffled) <= {r["question"] for r in ROWS[:30]}
+    assert shuffled == load_splits(cfg.model_copy(update={"shuffle": True}), seed=1)["train"]["prompt"]
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_csv_and_parquet_files(tmp_path, suffix):
+    import datasets
+
+    path = tmp_path / f"qa.{suffix}"
+    ds = datasets.Dataset.from_list(ROWS)
+    ds.to_csv(str(path)) if suffix == "csv" else ds.to_parquet(str(path))
+    splits = load_splits(_data(path=str(path), prompt_column="question"))
+    assert len(splits["train"]) + len(splits["test"]) == 40 and "level" in splits["train"].column_names
+
+
+def test_prompt_template_renders_from_columns(qa):
+    cfg = _data(path=str(qa), prompt_template="Q: {{question}} (level {{level}})\nA:")
+    rec = load_splits(cfg)["train"][0]
+    assert rec["prompt"].startswith("Q: ") and rec["prompt"].endswith(f"(level {rec['level']})\nA:")
+
+
+def test_chat_rows_split_into_prompt_and_last_reply(tmp_path):
+    conv = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "1+1?"},
+        {"role": "assistant", "content": "2"},
+    ]
+    path = _jsonl(tmp_path / "chat.jsonl", [{"messages": conv, "answer": 2}] * 10)
+    rec = load_splits(_data(path=str(path), messages_column="messages"))["train"][0]
+    assert rec["prompt"] == conv[:3] and rec["completion"] == conv[3:] and rec["answer"] == 2
+
+
+def test_data_path_replaces_the_named_tasks_rows_but_keeps_its_rewards(qa):
+    cfg = validate(SFTConfig, {"output_dir": "x", "model_path": "m", "task": "gsm8k",
+                               "data": {"path": str(qa), "prompt_column": "question"}})  # fmt: skip
+    task = task_of(cfg)
+    assert isinstance(task, DatasetTask) and task.name == "qa"
+    assert [t["reward"] for t in task.rewards] == ["math_syntax", "math_logic", "math_task"]
+    hierarchy_of(None, task)  # math_task needs 'answer', which the rows have
+
+
+# --------------------------------------------------------------------------- bad data: one line each
+
+
+def _error(cfg_data, tmp_path=None, rewards=None):
+    cfg = validate(SFTConfig, {"output_dir": "x", "model_path": "m", "data": cfg_data})
+    with pytest.raises(UserError) as e:
+        hierarchy_of(rewards, task_of(cfg))
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
+def test_missing_file(tmp_path):
+    assert "no such file or folder" in _error({"path": str(tmp_path / "nope.jsonl")})
+
+
+def test_unknown_column_suggests_the_real_ones(qa):
+    msg = _error({"path": str(qa), "prompt_column": "questoin"})
+    assert "no column 'questoin'" in msg and "did you mean 'question'" in msg
+
+
+def test_empty_split(tmp_path):
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    _jsonl(folder / "train.jsonl", ROWS)
+    (folder / "test.jsonl").write_text("")
+    assert "empty" in _error({"path": str(folder), "prompt_column": "question", "eval_split": "test"})
+
+
+def test_unknown_split_suggests_one(qa):
+    assert "did you mean 'train'" in _error({"path": str(qa), "prompt_column": "question", "split": "trian"})
+
+
+def test_prompt_that_is_neither_text_nor_messages(tmp_path):
+    path = _jsonl(tmp_path / "bad.jsonl", [{"prompt": i, "answer": i} for i in range(20)])
+    assert "the prompt is int; expected text or a list" in _error({"path": str(path)})
+
+
+def test_held_out_fraction_that_leaves_nothing(tmp_path):
+    path = _jsonl(tmp_path / "few.jsonl", ROWS[:3])
+    msg = _error({"path": str(path), "prompt_column": "question", "eval_fraction": 0.1})
+    assert "leaves no held-out rows" in msg
+
+
+def test_reward_column_the_data_lacks(tmp_path):
+    path = _jsonl(tmp_path / "noanswer.jsonl", [{"prompt": r["question"]} for r in ROWS])
+    msg = _error({"path": str(path)})  # the default task's arithmetic_task needs 'answer'
+    assert "reward 'arithmetic_task' needs a column 'answer'" in msg and "noanswer.jsonl" in msg
+
+
+def test_code_reward_names_its_alternative_columns(qa):
+    from r1rl.config import RewardsConfig
+
+    rewards = RewardsConfig(tiers=[{"name": "task", "reward": "code_task"}])
+    msg = _error({"path": str(qa), "prompt_column": "question"}, rewards=rewards)
+    assert "needs a column 'test_list' or 'test'" in msg
+
+
+def test_unreadable_file_is_one_line(tmp_path):
+    path = tmp_path / "broken.jsonl"
+    path.write_text('{"prompt": "a"\n{oops\n')
+    assert "cannot load" in _error({"path": str(path)})
