@@ -68,3 +68,41 @@ def test_console_script_exit_status(cmd, tmp_path):
     assert proc.stderr.strip().splitlines() == [
         f"r1rl: error: config file not found: {tmp_path / 'nope.yaml'}"
     ]
+
+
+BAD_DATA = {
+    "missing file": (lambda d: ["data.path=" + str(d / "nope.jsonl")], "no such file or folder"),
+    "unknown column": (lambda d: ["data.path=" + str(d / "qa.jsonl"), "data.prompt_column=qestion"],
+                       "did you mean 'question'"),
+    "missing reward column": (lambda d: ["data.path=" + str(d / "qa.jsonl"), "data.prompt_column=question",
+                                         "data.answer_column=null"], "needs a column 'answer'"),
+    "unknown split": (lambda d: ["data.path=" + str(d / "qa.jsonl"), "data.prompt_column=question",
+                                 "data.eval_split=tset"], "no split 'tset'"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("stage", ["sft", "ppo", "eval"])
+@pytest.mark.parametrize("case", sorted(BAD_DATA))
+def test_bad_data_is_one_line_and_writes_nothing(capsys, tmp_path, stage, case):
+    import json
+
+    (tmp_path / "qa.jsonl").write_text(
+        "".join(json.dumps({"question": f"{i}+1=", "sol": i}) + "\n" for i in range(20))
+    )
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    over, message = BAD_DATA[case]
+    args = [
+        stage,
+        str(MICRO / f"{stage}.yaml"),
+        f"model_path={tmp_path}/m",
+        f"output_dir={tmp_path}/o",
+        *over(tmp_path),
+    ]
+    if stage == "sft":
+        args.append("train.eval_every=2")  # the held-out eval's rewards need their columns too
+    assert main(args) == 2
+    err = capsys.readouterr().err  # datasets' progress bars may come first: the error is the last line
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("r1rl: error: ")
+    assert message in err.strip().splitlines()[-1]
+    assert not (tmp_path / "o").exists()
