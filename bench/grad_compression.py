@@ -66,12 +66,12 @@ def worker(out: str, overrides: list[str]) -> None:
 def run_mode(mode: str, steps: int, tmp: Path, start_iter: int) -> dict:
     kind, _, rank = mode.partition(":")
     overrides = [
-        f"output_dir={tmp / mode.replace(':', '-')}", f"train.steps={steps}", "train.log_every=10",
-        "train.checkpoint_every=0", "train.batch_size=16", "threads=1", "data.num_problems=20000",
-        "tokenizer.num_texts=5000", "data.val_fraction=0.05", f"train.grad_compression={kind}",
+        f"output_dir={tmp / mode.replace(':', '-')}", f"steps={steps}", "log.every=10",
+        "checkpoint.every=0", "batch_size=16", "threads=1", "data.num_problems=20000",
+        "tokenizer.num_texts=5000", "data.val_fraction=0.05", f"comm.grad_compression={kind}",
     ]  # fmt: skip
     if kind == "powersgd":
-        overrides += [f"train.powersgd_rank={rank or 4}", f"train.powersgd_start_iter={start_iter}"]
+        overrides += [f"comm.powersgd_rank={rank or 4}", f"comm.powersgd_start_iter={start_iter}"]
     out = tmp / f"{mode.replace(':', '-')}.json"
     from r1rl.distributed import cpu_launch
 

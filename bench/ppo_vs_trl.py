@@ -62,15 +62,17 @@ def run_r1rl(estimator: str, steps: int, model_path: str | None) -> dict:
     model, tok = _model_and_tokenizer(model_path)
     ac = ActorCritic(model, LoraConfigModel(), critic=estimator == "gae")
     cfg = PPOSettings(
-        steps=steps, prompts_per_step=PROMPTS, samples_per_prompt=SAMPLES, max_new_tokens=MAX_NEW,
-        advantage_estimator=estimator, ppo_epochs=1, minibatch_size=PROMPTS * SAMPLES, lr=1e-4,
-        kl_coef=0.02, kl_in="loss", kl_estimator="k3",  # as TRL's GRPO: β = 0.02, k3 KL as a loss term
-    )  # fmt: skip
-    pool = ArithmeticTask().problems("train", PROMPTS * steps, seed=1)
+        steps=steps,
+        rollout={"prompts_per_step": PROMPTS, "samples_per_prompt": SAMPLES, "max_new_tokens": MAX_NEW},
+        algorithm={"advantage_estimator": estimator, "kl_coef": 0.02, "kl_in": "loss", "kl_estimator": "k3"},
+        optim={"ppo_epochs": 1, "minibatch_size": PROMPTS * SAMPLES, "lr": 1e-4},
+    )  # as TRL's GRPO: β = 0.02, the k3 KL as a loss term
+    pool = [p.record for p in ArithmeticTask().problems("train", PROMPTS * steps, seed=1)]
     with tempfile.TemporaryDirectory() as tmp:
         run = RunDir(Path(tmp) / "ppo").start(cfg)
         cpu0 = _cpu_s()
-        train_ppo(ac, tok, pool, RewardHierarchy.from_config(RewardsConfig()), cfg, run, seed=0)
+        hierarchy = RewardHierarchy.from_config(RewardsConfig(tiers=ArithmeticTask().rewards))
+        train_ppo(ac, tok, pool, hierarchy, cfg, run, seed=0)
         cpu = (_cpu_s() - cpu0) / steps
         rows = [json.loads(line) for line in run.metrics.read_text().splitlines()]
     times = [r["perf/step_s"] for r in rows[1:]]
@@ -96,7 +98,7 @@ def run_trl(steps: int, model_path: str | None) -> dict:
     model.config.output_router_logits = False
     problems = ArithmeticTask().problems("train", PROMPTS * steps, seed=1)
     data = Dataset.from_dict({"prompt": [p.prompt for p in problems], "answer": [p.answer for p in problems]})
-    reward = RewardHierarchy.from_config(RewardsConfig()).as_reward_function()
+    reward = RewardHierarchy.from_config(RewardsConfig(tiers=ArithmeticTask().rewards)).as_reward_function()
 
     class Timer(TrainerCallback):
         def __init__(self) -> None:

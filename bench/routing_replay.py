@@ -31,8 +31,8 @@ def run(sft: str, steps: int, replay: bool, out: Path, extra: list[str]) -> list
     from r1rl.config import PPOConfig, load_config
     from r1rl.stages import STAGES
 
-    over = [f"output_dir={out}", f"model_path={sft}", f"ppo.steps={steps}", f"ppo.routing_replay={replay}"]
-    over += ["ppo.checkpoint_every=0", *extra]
+    over = [f"output_dir={out}", f"model_path={sft}", f"steps={steps}", f"moe.routing_replay={replay}"]
+    over += ["checkpoint.every=0", *extra]
     STAGES["ppo"](load_config(PPOConfig, RECIPE, over))
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 

@@ -433,6 +433,13 @@ def write_results(run_dir: str | Path, results: dict[str, Any]) -> Path:
     return path
 
 
+def print_results(results: dict[str, Any], prefix: str = "[eval]") -> None:
+    """One line per task: its metrics (standard errors and ``n`` left out)."""
+    for name, m in results["tasks"].items():
+        shown = {k: v for k, v in m.items() if k != "n" and not k.endswith("_stderr")}
+        print(f"{prefix} {name}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items()))
+
+
 def markdown_table(results: dict[str, Any]) -> str:
     """lm-eval-style table: one row per (task, metric) with value, stderr and n."""
     rows = ["| Task | Metric | Value | ± Stderr | n |", "|---|---|---:|---:|---:|"]

@@ -63,3 +63,20 @@ def evaluate_heldout(
         for r, c, rw, ok in zip(records, completions, res.rewards, correct)
     ]  # fmt: skip
     return metrics, samples
+
+
+def add_heldout(
+    results: dict[str, Any],
+    task: Task,
+    metrics: dict[str, float],
+    samples: list[dict[str, Any]],
+    seconds: float,
+) -> None:
+    """Put the own task's held-out metrics and per-row samples into harness-shaped ``results``."""
+    results["tasks"][task.name] = {**metrics, "n": len(samples)}
+    results["timing"][task.name] = {"seconds": round(seconds, 4)}
+    results["samples"][task.name] = [
+        {"doc": {k: v for k, v in s.items() if k in ("prompt", "answer")}, "completion": s["completion"],
+         "reward": s["reward"], "acc": float(s["correct"])}
+        for s in samples
+    ]  # fmt: skip

@@ -57,6 +57,7 @@ from r1rl.eval.scorers import SCORERS, get_scorer
 
 from r1rl.config import Strict, load_yaml, validate
 from r1rl.errors import UserError, did_you_mean
+from r1rl.registry import Registry
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 
@@ -482,41 +483,39 @@ def load_task_file(path: str | Path) -> Task:
         raise UserError(f"{path}: {e}") from None
 
 
+TASKS: Registry[Task] = Registry("eval task")
+
+
 @cache
-def _builtin() -> dict[str, Task]:
-    tasks: dict[str, Task] = {}
+def _load_builtin() -> None:
+    """Register every ``eval/tasks/*.yaml`` once, on first use (reading YAML costs time at import)."""
     for path in sorted(TASKS_DIR.glob("*.yaml")):
         task = load_task_file(path)
-        if task.name in tasks:
+        if task.name in TASKS:
             raise ValueError(f"{path}: task {task.name!r} is already defined")
-        tasks[task.name] = task
-    return tasks
-
-
-_EXTRA: dict[str, Task] = {}
+        TASKS.add(task.name, task)
 
 
 def register_task(task: Task | TaskSpec | str | Path) -> Task:
     """Add a task (object, spec or YAML path) to the registry; a duplicate name raises."""
+    _load_builtin()
     if isinstance(task, (str, Path)):
         task = load_task_file(task)
     elif isinstance(task, TaskSpec):
         task = Task(task)
-    if task.name in _builtin() or task.name in _EXTRA:
+    if task.name in TASKS:
         raise ValueError(f"task {task.name!r} is already registered")
-    _EXTRA[task.name] = task
-    return task
+    return TASKS.add(task.name, task)
 
 
 def list_tasks() -> list[str]:
-    return sorted({**_builtin(), **_EXTRA})
+    _load_builtin()
+    return TASKS.names()
 
 
 def get_task(name: str | Task) -> Task:
     """The registered task ``name``; an unknown name is a :class:`UserError` with a did-you-mean."""
     if isinstance(name, Task):
         return name
-    tasks = {**_builtin(), **_EXTRA}
-    if name not in tasks:
-        raise UserError(f"unknown eval task {name!r}{did_you_mean(name, tasks)}")
-    return tasks[name]
+    _load_builtin()
+    return TASKS.get(name)

@@ -39,7 +39,8 @@ from r1rl.rewards.extraction import extraction_task
 from r1rl.rewards.math import extract_final_number, math_task, numeric_equal, reference_number
 from r1rl.rewards.sandbox import drop_constant_asserts  # re-exported for the eval scorers
 
-from r1rl.errors import UserError, did_you_mean
+from r1rl.errors import UserError
+from r1rl.registry import Registry
 
 ScoreFn = Callable[..., dict[str, list[Any]]]
 
@@ -58,7 +59,7 @@ class Scorer:
     columns: tuple[tuple[str, ...], ...] = ()
 
 
-SCORERS: dict[str, Scorer] = {}
+SCORERS: Registry[Scorer] = Registry("scorer")
 
 
 def register_scorer(
@@ -67,18 +68,14 @@ def register_scorer(
     """Register ``fn(prompts, completions, **columns) -> {output: values}``; duplicates raise."""
 
     def deco(fn: ScoreFn) -> ScoreFn:
-        if name in SCORERS:
-            raise ValueError(f"scorer {name!r} is already registered")
-        SCORERS[name] = Scorer(name, fn, tuple(outputs), tuple(tuple(g) for g in columns))
+        SCORERS.add(name, Scorer(name, fn, tuple(outputs), tuple(tuple(g) for g in columns)))
         return fn
 
     return deco
 
 
 def get_scorer(name: str) -> Scorer:
-    if name not in SCORERS:
-        raise UserError(f"unknown scorer {name!r}{did_you_mean(name, SCORERS)}")
-    return SCORERS[name]
+    return SCORERS.get(name)
 
 
 @register_scorer("math", outputs=("exact_match_strict", "exact_match_flexible"), columns=[("answer",)])

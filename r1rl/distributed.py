@@ -23,7 +23,6 @@ Launch on CPU with ``ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num
 from __future__ import annotations
 
 import atexit
-import hashlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -110,10 +109,11 @@ class Parallel:
             )
 
     @classmethod
-    def for_training(cls, train: Any) -> Parallel:
-        """The set-up of a supervised stage's ``train`` section, its global batch checked to split."""
-        par = cls(train.grad_compression, train.powersgd_rank, train.powersgd_start_iter)
-        par.check_divisible(train.batch_size, "train.batch_size")
+    def for_training(cls, cfg: Any) -> Parallel:
+        """The set-up of a supervised stage (its ``comm`` section), its global batch checked to split."""
+        comm = cfg.comm
+        par = cls(comm.grad_compression, comm.powersgd_rank, comm.powersgd_start_iter)
+        par.check_divisible(cfg.batch_size, "batch_size")
         return par
 
     @property
@@ -228,56 +228,6 @@ class Parallel:
         out: list[Any] = [None] * self.world
         torch.distributed.all_gather_object(out, obj)
         return out
-
-    def _moments(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and unbiased variance of ``x`` over the masked positions of every rank (in ``x``'s dtype)."""
-        m = mask.to(x.dtype)
-        s = self.all_sum(torch.stack([m.sum(), (x * m).sum(), (x * x * m).sum()]).double())
-        n = s[0].clamp_min(1)
-        mean = s[1] / n
-        var = (s[2] / n - mean**2).clamp_min(0) * n / (n - 1).clamp_min(1)
-        return mean.to(x.dtype), var.to(x.dtype)
-
-    def masked_whiten(self, x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-        """Zero-mean, unit-variance ``x`` over the masked positions of *all* ranks (unbiased variance)."""
-        mean, var = self._moments(x, mask)
-        return ((x - mean) * torch.rsqrt(var + eps)) * mask
-
-    def normalize(self, x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-        """``(x − mean) / (std + eps)`` over every rank's entries of a (B,) vector (unbiased std),
-        the formula one process uses."""
-        mean, var = self._moments(x, torch.ones_like(x))
-        return (x - mean) / (var.sqrt() + eps)
-
-    def rng_states(self) -> dict[str, Any]:
-        """Checkpoint entries for the RNG: the main process's, plus every rank's under a launcher."""
-        from r1rl.training import rng_state
-
-        state = rng_state()
-        if not self.enabled:
-            return {"rng": state}
-        return {"rng": state, "rng_ranks": self.gather_objects(state)}
-
-    def restore_rng(self, state: dict[str, Any]) -> None:
-        """Undo :meth:`rng_states` (from another process count, rank 0 takes the main stream)."""
-        from r1rl.training import set_rng_state
-
-        ranks = state.get("rng_ranks")
-        if ranks is not None and len(ranks) == self.world:
-            set_rng_state(ranks[self.rank])
-        elif self.is_main:
-            set_rng_state(state["rng"])
-
-    def check_in_sync(self, tensors: Iterable[torch.Tensor], what: str) -> None:
-        """Raise if any rank's ``tensors`` differ from the main process's (a hash of their bytes)."""
-        if not self.enabled:
-            return
-        digest = hashlib.blake2b(digest_size=16)
-        for t in tensors:
-            digest.update(t.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-        hashes = self.gather_objects(digest.hexdigest())
-        if len(set(hashes)) > 1:
-            raise RuntimeError(f"{what} differ across ranks after training (per-rank hashes {hashes})")
 
     def close(self) -> None:
         if self.enabled and torch.distributed.is_initialized():

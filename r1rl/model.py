@@ -38,9 +38,7 @@ def build_config(
     overrides: dict[str, Any] | None = None,
 ) -> Qwen3MoeConfig:
     """A ``Qwen3MoeConfig`` from a named preset, with the router's auxiliary loss switched on."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
-    kwargs = dict(PRESETS[preset])
+    kwargs = dict(PRESETS.get(preset, "model.preset"))
     kwargs.update(overrides or {})
     return Qwen3MoeConfig(
         vocab_size=vocab_size,

@@ -18,11 +18,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from r1rl.config import EvalConfig, PipelineConfig, PPOConfig, PretrainConfig, SFTConfig, validate
+from r1rl.config import EvalConfig, PipelineConfig, validate
 from r1rl.distributed import is_main
 from r1rl.rundir import RunDir, atomic_write_text
+from r1rl.stages import STAGES, TRAIN_STAGES
 
-TRAIN_STAGES = ("pretrain", "sft", "ppo")
 SHARED = ("task", "data", "rewards")  # sections every stage takes from the pipeline (its own may add to them)
 
 
@@ -54,7 +54,6 @@ def stage_configs(cfg: PipelineConfig, source: str = "pipeline") -> dict[str, Ba
     """Validated configs of every stage (and one eval config per trained stage, and the start model)."""
     out = Path(cfg.output_dir)
     configs: dict[str, BaseModel] = {}
-    types = {"pretrain": PretrainConfig, "sft": SFTConfig, "ppo": PPOConfig}
     previous: str | None = None
     for stage in train_stages(cfg):
         section = getattr(cfg, stage)
@@ -63,7 +62,7 @@ def stage_configs(cfg: PipelineConfig, source: str = "pipeline") -> dict[str, Ba
             data.setdefault("model_path", str(out / previous / "final"))
         elif cfg.model_path:
             data.setdefault("model_path", cfg.model_path)
-        configs[stage] = validate(types[stage], data, source=f"{source}: {stage}")
+        configs[stage] = validate(STAGES[stage].config, data, source=f"{source}: {stage}")
         previous = stage
     rewards = configs["ppo"].rewards.model_dump(mode="json")
     evaluated = {s: str(out / s / "final") for s in train_stages(cfg)}
@@ -79,8 +78,7 @@ def stage_configs(cfg: PipelineConfig, source: str = "pipeline") -> dict[str, Ba
 
 
 def run(cfg: PipelineConfig, source: str = "pipeline") -> RunDir:
-    from r1rl.stages import STAGES  # late import: stages pull in torch/transformers
-    from r1rl.stages.common import task_of
+    from r1rl.tasks.prepare import task_of  # late import: tasks pull in torch/transformers
 
     configs = stage_configs(cfg, source)
     root = RunDir(cfg.output_dir).start(cfg)
@@ -95,7 +93,7 @@ def run(cfg: PipelineConfig, source: str = "pipeline") -> RunDir:
                 print(f"[run] {stage}: finished already, skipping ({rd.path})")
             else:
                 print(f"[run] {stage} → {rd.path}")
-                STAGES[stage](configs[stage])
+                STAGES[stage](configs[stage], recipe=cfg.recipes.get(stage))
             run_dir = str(rd.path)
         else:
             run_dir = cfg.model_path or ""
@@ -103,7 +101,7 @@ def run(cfg: PipelineConfig, source: str = "pipeline") -> RunDir:
             continue
         ev = RunDir(configs[f"eval_{stage}"].output_dir)
         if not ev.eval_results.exists():
-            STAGES["eval"](configs[f"eval_{stage}"])
+            STAGES["eval"](configs[f"eval_{stage}"], recipe=cfg.recipes.get("eval"))
         metrics = json.loads(ev.eval_results.read_text())["tasks"][task_name]
         summary["stages"][stage] = {"run_dir": run_dir, "eval": metrics}
         atomic_write_text(root.path / "summary.json", json.dumps(summary, indent=2))

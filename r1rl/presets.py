@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from r1rl.registry import Registry
+
 # Size presets for from-scratch Qwen3-MoE models. Parameter counts are for a 512-token vocabulary.
-PRESETS: dict[str, dict[str, Any]] = {
+_SIZES: dict[str, dict[str, Any]] = {
     # ~0.3M parameters: unit tests.
     "micro": dict(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
@@ -31,3 +33,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         num_experts_per_tok=2,
     ),
 }  # fmt: skip
+
+PRESETS: Registry[dict[str, Any]] = Registry("model preset")
+for _name, _fields in _SIZES.items():
+    PRESETS.add(_name, _fields)

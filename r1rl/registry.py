@@ -1,14 +1,27 @@
-"""A small name → factory registry: tasks, data sources, filters, difficulty scores.
+"""One small name → item registry behind every swappable piece of r1rl.
 
-Registration is by decorator; a duplicate name raises (unless it is the same definition
-imported twice, as pytest's importlib mode does); an unknown name raises a
-:class:`~r1rl.errors.UserError` that suggests the nearest valid one.
+Tasks, reward functions, eval scorers, metrics and benchmark tasks, advantage estimators, model
+presets, data sources, filters and difficulty scores: each is a :class:`Registry` that a recipe
+names by string. Registration is by decorator (``@REG.register("name")``) or by a direct call
+(``REG.add("name", item)``); a duplicate name raises, unless it is the same definition imported
+twice (as pytest's importlib mode does); an unknown name raises a :class:`~r1rl.errors.UserError`
+that suggests the nearest valid one.
+
+>>> ops = Registry[int]("operator")
+>>> ops.add("plus", 1)
+1
+>>> ops["plus"], "plus" in ops, ops.names()
+(1, True, ['plus'])
+>>> ops.get("pluss", "algorithm.op")
+Traceback (most recent call last):
+...
+r1rl.errors.UserError: algorithm.op: unknown operator 'pluss' (did you mean 'plus'?)
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from r1rl.errors import UserError, did_you_mean
@@ -17,37 +30,55 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Factories of ``T`` by name. ``kind`` ("source type", "filter" …) appears in error messages."""
+    """Items of type ``T`` by name. ``kind`` ("task", "reward", "source type" …) appears in errors."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self._items: dict[str, Callable[..., T]] = {}
+        self._items: dict[str, T] = {}
 
-    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
-        def deco(factory: Callable[..., T]) -> Callable[..., T]:
-            old = self._items.get(name)
-            if old is not None and _qualname(old) != _qualname(factory):
-                raise ValueError(f"{self.kind} {name!r} is already registered (by {_qualname(old)})")
-            self._items[name] = factory
-            return factory
+    def add(self, name: str, item: T) -> T:
+        """Register ``item`` as ``name``; a different item under a taken name raises ``ValueError``."""
+        old = self._items.get(name)
+        if old is not None and old is not item and _qualname(old) != _qualname(item):
+            raise ValueError(f"{self.kind} {name!r} is already registered (by {_qualname(old)})")
+        self._items[name] = item
+        return item
 
-        return deco
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator form of :meth:`add`."""
+        return lambda item: self.add(name, item)
 
     def names(self) -> list[str]:
         return sorted(self._items)
 
-    def get(self, name: str, key: str) -> Callable[..., T]:
-        """The factory called ``name``; ``key`` names the config key for the error message."""
+    def items(self) -> Iterator[tuple[str, T]]:
+        return iter(sorted(self._items.items()))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
+    def get(self, name: str, key: str | None = None) -> T:
+        """The item called ``name``; ``key`` names the config key in the error message."""
         if name not in self._items:
-            raise UserError(f"{key}: unknown {self.kind} {name!r}{did_you_mean(name, self._items)}")
+            where = f"{key}: " if key else ""
+            raise UserError(f"{where}unknown {self.kind} {name!r}{did_you_mean(name, self._items)}")
         return self._items[name]
 
-    def build(self, spec: Mapping[str, Any], key: str) -> T:
-        """Build from ``{"type": name, **kwargs}``; a missing type or a bad argument is one-line UserError."""
+    def build(self, spec: Mapping[str, Any], key: str) -> Any:
+        """Call the factory ``spec["type"]`` with the other keys; a missing type or bad argument: one line."""
         if "type" not in spec:
             raise UserError(f"{key}: missing 'type' (one of {', '.join(self.names())})")
         kwargs = {k: v for k, v in spec.items() if k != "type"}
-        factory = self.get(str(spec["type"]), f"{key}.type")
+        factory: Any = self.get(str(spec["type"]), f"{key}.type")
         try:  # check the arguments before calling, so a TypeError inside the factory is not masked
             inspect.signature(factory).bind(**kwargs)
         except TypeError as e:
@@ -56,4 +87,9 @@ class Registry(Generic[T]):
 
 
 def _qualname(obj: Any) -> str:
-    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+    """Where ``obj`` was defined: equal for one definition imported twice, unequal for two definitions."""
+    target = getattr(obj, "fn", obj)  # a record that wraps a function (a reward, a scorer): the function
+    code = getattr(target, "__code__", None)
+    if code is None:
+        return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
+    return f"{code.co_filename}:{target.__qualname__}"

@@ -135,3 +135,19 @@ def render_plots(run: RunDir, title: str) -> list[Path]:
         if rows:
             written.append(plot_expert_load(rows, run.plots / "expert_load.png", title))
     return written
+
+
+def finish(run: RunDir, stage: str, model: Any, tokenizer: Any, par: Any) -> RunDir:
+    """The end of a training stage: plots, then ``final/`` (model and tokenizer) by one rename.
+
+    Under a launcher only the main process writes; the others wait for it in ``par.close()``.
+    """
+    if par.is_main:
+        render_plots(run, stage)
+        if stage == "ppo":
+            write_samples_table(run)
+        with run.writing_final() as final:
+            model.save_pretrained(final)
+            tokenizer.save_pretrained(final)
+    par.close()
+    return run

@@ -1,18 +1,15 @@
-"""Pieces shared by the training stages: seeding, threads, schedules, atomic checkpoints."""
+"""Pieces shared by the training loops: seeding, threads, schedules, gradient clipping, the sync check."""
 
 from __future__ import annotations
 
+import hashlib
 import math
-import os
 import random
-import shutil
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import torch
-
-CKPT_PREFIX = "step-"
 
 
 def setup(seed: int, threads: int | None) -> None:
@@ -54,37 +51,22 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def save_checkpoint(ckpt_dir: Path, step: int, state: dict[str, Any], keep: int) -> Path:
-    """Write ``state`` to ``checkpoints/step-N`` atomically (temp dir + rename); keep the newest ``keep``."""
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    final = ckpt_dir / f"{CKPT_PREFIX}{step:08d}"
-    tmp = ckpt_dir / f".tmp-{CKPT_PREFIX}{step:08d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    torch.save(state, tmp / "state.pt")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    for old in list_checkpoints(ckpt_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def list_checkpoints(ckpt_dir: Path) -> list[Path]:
-    if not ckpt_dir.is_dir():
-        return []
-    return sorted(
-        p for p in ckpt_dir.iterdir() if p.name.startswith(CKPT_PREFIX) and (p / "state.pt").exists()
-    )
-
-
-def load_latest_checkpoint(ckpt_dir: Path) -> dict[str, Any] | None:
-    ckpts = list_checkpoints(ckpt_dir)
-    if not ckpts:
-        return None
-    return torch.load(ckpts[-1] / "state.pt", weights_only=False)
-
-
 def grad_norm_finite(params: list[torch.nn.Parameter], max_norm: float) -> tuple[float, bool]:
     """Clip gradients; returns the pre-clip norm and whether it is finite."""
     norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
     return float(norm), bool(torch.isfinite(norm))
+
+
+def check_in_sync(par: Any, tensors: Iterable[torch.Tensor], what: str) -> None:
+    """Raise if any rank's ``tensors`` differ from the main process's (a hash of their bytes).
+
+    A collective under a launcher; nothing to check alone.
+    """
+    if not par.enabled:
+        return
+    digest = hashlib.blake2b(digest_size=16)
+    for t in tensors:
+        digest.update(t.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    hashes = par.gather_objects(digest.hexdigest())
+    if len(set(hashes)) > 1:
+        raise RuntimeError(f"{what} differ across ranks after training (per-rank hashes {hashes})")

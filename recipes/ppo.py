@@ -1,17 +1,68 @@
-"""Recipe: the `ppo` stage. Copy this script to customise it; all logic lives in the library.
+"""Recipe: PPO — a LoRA policy and critic on one frozen base (the reference: adapters off), rewarded
+by the task's tier hierarchy.
 
-python recipes/ppo.py recipes/configs/tiny/ppo.yaml [key.sub=value ...]
+The SFT adapter is merged into its base first, so "the base" that policy, critic and reference
+share *is* the SFT model, and the KL penalty keeps the policy near it. Prompts are the task's
+training rows, drawn without replacement and reshuffled every epoch; every other column of a row
+reaches the rewards. ``final/`` holds the policy merged into that base: a plain transformers model.
+
+The CLI's ``r1rl ppo CONFIG.yaml`` runs :func:`run`; ``r1rl cp ppo my_ppo.py`` copies it to edit.
 """
 
-import sys
+from __future__ import annotations
 
-from r1rl.config import PPOConfig, load_config
+from r1rl.eval.heldout import evaluate_heldout
+
+from r1rl.config import PPOConfig
+from r1rl.distributed import Parallel
 from r1rl.errors import UserError
-from r1rl.stages import STAGES
+from r1rl.model import load_tokenizer, resolve_model_path
+from r1rl.moe import check_routing_replay
+from r1rl.ppo.roles import build_roles
+from r1rl.ppo.trainer import train_ppo
+from r1rl.rundir import RunDir, finish
+from r1rl.tasks.prepare import drop_long_prompts, hierarchy_of, resolved_rewards, task_of, write_task_info
+from r1rl.training import setup
+
+
+def run(cfg: PPOConfig) -> RunDir:
+    rd = RunDir(cfg.output_dir)
+    if rd.is_finished():
+        return rd
+    model_path = resolve_model_path(cfg.model_path)
+    task = task_of(cfg)  # 1. the task: its rows and the reward hierarchy, checked against its columns
+    hierarchy = hierarchy_of(cfg.rewards, task)
+    par = Parallel()
+    par.check_divisible(cfg.rollout.prompts_per_step, "rollout.prompts_per_step")
+    par.check_divisible(cfg.optim.minibatch_size, "optim.minibatch_size")
+    tokenizer = load_tokenizer(model_path)
+    pool = drop_long_prompts(task.records("train"), tokenizer, task, "ppo", par)
+    if len(pool) < cfg.rollout.prompts_per_step:
+        n = cfg.rollout.prompts_per_step
+        raise UserError(f"rollout.prompts_per_step={n} but {task.name!r} has {len(pool)} training rows")
+    rd.start(cfg.model_copy(update={"rewards": resolved_rewards(cfg.rewards, task)}))
+    if par.is_main:
+        write_task_info(rd.path, task)
+    par.barrier()
+    setup(cfg.seed, cfg.threads)
+    ac = build_roles(cfg, model_path)  # 2. the roles: policy, critic and reference on one base
+    if cfg.moe.routing_replay:
+        check_routing_replay(ac.generation_model)
+
+    def periodic_eval() -> dict[str, float]:
+        with hierarchy.frozen():  # held-out scoring must not move running reward statistics
+            metrics, _ = evaluate_heldout(
+                ac.generation_model, tokenizer, task, hierarchy, n=cfg.log.eval_examples,
+                max_new_tokens=cfg.rollout.max_new_tokens, progress=False,
+            )  # fmt: skip
+        return metrics
+
+    # 3. train: rollout → reward → log-probs → advantages → update, with checkpoints and resume
+    train_ppo(ac, tokenizer, pool, hierarchy, cfg, rd, cfg.seed, evaluate=periodic_eval, par=par, task=task)
+    return finish(rd, "ppo", ac.final_model() if par.is_main else None, tokenizer, par)  # 4. final/
+
 
 if __name__ == "__main__":
-    try:
-        cfg = load_config(PPOConfig, sys.argv[1], sys.argv[2:])
-    except (IndexError, UserError) as e:
-        sys.exit(f"usage: python recipes/ppo.py CONFIG.yaml [key=value ...]\nerror: {e}")
-    STAGES["ppo"](cfg)
+    from r1rl.cli import recipe_main
+
+    raise SystemExit(recipe_main(run, PPOConfig))

@@ -1,17 +1,51 @@
-"""Recipe: the `pretrain` stage. Copy this script to customise it; all logic lives in the library.
+"""Recipe: pretraining from scratch — a tokenizer and a Qwen3-MoE on the task's corpus.
 
-python recipes/pretrain.py recipes/configs/tiny/pretrain.yaml [key.sub=value ...]
+The CLI's ``r1rl pretrain CONFIG.yaml`` runs :func:`run`. To change a piece, copy this file
+(``r1rl cp pretrain my_pretrain.py``), edit it, and run ``python my_pretrain.py CONFIG.yaml
+[key.sub=value ...]`` (or ``r1rl pretrain CONFIG.yaml --recipe my_pretrain.py``).
 """
 
-import sys
+from __future__ import annotations
 
-from r1rl.config import PretrainConfig, load_config
-from r1rl.errors import UserError
-from r1rl.stages import STAGES
+from r1rl.config import PretrainConfig
+from r1rl.distributed import Parallel
+from r1rl.model import count_parameters
+from r1rl.pretraining import batches, corpus, data_plan, model_for, pack, validation_loss
+from r1rl.rundir import RunDir, finish
+from r1rl.supervised import train_supervised
+from r1rl.tasks.prepare import task_of, write_task_info
+from r1rl.tokenizer import train_tokenizer
+from r1rl.training import setup
+
+
+def run(cfg: PretrainConfig) -> RunDir:
+    rd = RunDir(cfg.output_dir)
+    if rd.is_finished():
+        return rd
+    plan = data_plan(cfg)  # bad sources, filters or data fail here, before anything is written
+    docs, val_docs = corpus(cfg, None, None) if plan is None else ([], [])
+    par = Parallel.for_training(cfg)
+    rd.start(cfg)
+    if par.is_main:
+        write_task_info(rd.path, task_of(cfg))
+    par.barrier()
+    setup(cfg.seed, cfg.threads)
+    if plan is not None:
+        docs, val_docs = corpus(cfg, plan, rd.path if par.is_main else None)
+    tokenizer = train_tokenizer(docs[: cfg.tokenizer.num_texts], vocab_size=cfg.tokenizer.vocab_size)
+    model = model_for(cfg, tokenizer)
+    if par.is_main:
+        print(f"[pretrain] {count_parameters(model) / 1e6:.2f}M parameters, {len(docs)} documents")
+    rows = pack(tokenizer(docs, add_special_tokens=False).input_ids, tokenizer.eos_token_id, cfg.data.seq_len)
+    train_supervised(model, batches(rows, cfg.batch_size, cfg.seed), cfg, rd, "pretrain", par=par)
+    if val_docs and par.is_main:
+        ids = tokenizer(val_docs, add_special_tokens=False).input_ids
+        val_rows = pack(ids, tokenizer.eos_token_id, cfg.data.seq_len)
+        rd.log(cfg.steps, "pretrain", {"val/loss": validation_loss(model, val_rows, cfg.batch_size)})
+    return finish(rd, "pretrain", model, tokenizer, par)
+
 
 if __name__ == "__main__":
-    try:
-        cfg = load_config(PretrainConfig, sys.argv[1], sys.argv[2:])
-    except (IndexError, UserError) as e:
-        sys.exit(f"usage: python recipes/pretrain.py CONFIG.yaml [key=value ...]\nerror: {e}")
-    STAGES["pretrain"](cfg)
+    from r1rl.cli import recipe_main
+
+    raise SystemExit(recipe_main(run, PretrainConfig))

@@ -1,17 +1,54 @@
-"""Recipe: the `sft` stage. Copy this script to customise it; all logic lives in the library.
+"""Recipe: supervised fine-tuning — a LoRA adapter trained on the task's rows, loss on the completion only.
 
-python recipes/sft.py recipes/configs/tiny/sft.yaml [key.sub=value ...]
+Text rows train on the completion and EOS; chat rows on every assistant turn. ``final/`` is a PEFT
+adapter whose ``base_model_name_or_path`` is the absolute path of the model it adapts. r1rl runs
+its own loop (:func:`r1rl.supervised.train_supervised`, shared with pretraining: one checkpoint
+and resume path, one metric schema, the MoE telemetry) rather than TRL's ``SFTTrainer``.
+
+The CLI's ``r1rl sft CONFIG.yaml`` runs :func:`run`; ``r1rl cp sft my_sft.py`` copies it to edit.
 """
 
-import sys
+from __future__ import annotations
 
-from r1rl.config import SFTConfig, load_config
-from r1rl.errors import UserError
-from r1rl.stages import STAGES
+from r1rl.eval.heldout import evaluate_heldout
+
+from r1rl.config import SFTConfig
+from r1rl.distributed import Parallel
+from r1rl.model import add_lora, load_merged, load_tokenizer, resolve_model_path
+from r1rl.rundir import RunDir, finish
+from r1rl.supervised import example_batches, train_supervised
+from r1rl.tasks.prepare import hierarchy_of, resolved_rewards, sft_examples, task_of, write_task_info
+from r1rl.training import setup
+
+
+def run(cfg: SFTConfig) -> RunDir:
+    rd = RunDir(cfg.output_dir)
+    if rd.is_finished():
+        return rd
+    base_path = resolve_model_path(cfg.model_path)
+    task = task_of(cfg)  # the rows, and the rewards the held-out eval scores with
+    hierarchy = hierarchy_of(cfg.rewards, task, splits=("test",) if cfg.log.eval_every else ())
+    par = Parallel.for_training(cfg)
+    tokenizer = load_tokenizer(base_path)
+    examples = sft_examples(task, tokenizer, cfg.num_examples, "sft", par)  # bad rows fail before any write
+    rd.start(cfg.model_copy(update={"rewards": resolved_rewards(cfg.rewards, task)}))
+    if par.is_main:
+        write_task_info(rd.path, task)
+    par.barrier()
+    setup(cfg.seed, cfg.threads)
+    model = add_lora(load_merged(base_path), cfg.lora)
+    model.peft_config["default"].base_model_name_or_path = base_path
+
+    def periodic_eval() -> dict[str, float]:
+        n = cfg.log.eval_examples
+        return evaluate_heldout(model, tokenizer, task, hierarchy, n=n, progress=False)[0]
+
+    get_batch = example_batches(examples, cfg.batch_size, cfg.seed, tokenizer.pad_token_id)
+    train_supervised(model, get_batch, cfg, rd, "sft", evaluate=periodic_eval, par=par)
+    return finish(rd, "sft", model, tokenizer, par)
+
 
 if __name__ == "__main__":
-    try:
-        cfg = load_config(SFTConfig, sys.argv[1], sys.argv[2:])
-    except (IndexError, UserError) as e:
-        sys.exit(f"usage: python recipes/sft.py CONFIG.yaml [key=value ...]\nerror: {e}")
-    STAGES["sft"](cfg)
+    from r1rl.cli import recipe_main
+
+    raise SystemExit(recipe_main(run, SFTConfig))

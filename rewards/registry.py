@@ -29,8 +29,9 @@ from pathlib import Path
 from r1rl.rewards.protocol import RewardFn
 
 from r1rl.errors import UserError, did_you_mean
+from r1rl.registry import Registry
 
-__all__ = ["RegisteredReward", "RewardFn", "register", "registered", "resolve"]
+__all__ = ["REWARDS", "RegisteredReward", "RewardFn", "register", "registered", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -40,40 +41,28 @@ class RegisteredReward:
     fn: RewardFn
 
 
-_REGISTRY: dict[str, RegisteredReward] = {}
+REWARDS: Registry[RegisteredReward] = Registry("reward")
 
 
 def register(name: str, tier: str) -> Callable[[RewardFn], RewardFn]:
     """Decorator: register ``fn`` under ``name`` in ``tier``; duplicate names raise."""
 
     def deco(fn: RewardFn) -> RewardFn:
-        if name in _REGISTRY and not _same_definition(_REGISTRY[name].fn, fn):
-            raise ValueError(f"reward {name!r} is already registered (by {_REGISTRY[name].fn.__module__})")
         _check_signature(fn, name)
-        _REGISTRY[name] = RegisteredReward(name, tier, fn)
+        REWARDS.add(name, RegisteredReward(name, tier, fn))
         return fn
 
     return deco
 
 
-def _same_definition(a: RewardFn, b: RewardFn) -> bool:
-    """True for one function imported twice (a module reloaded or imported under two names)."""
-    code_a, code_b = getattr(a, "__code__", None), getattr(b, "__code__", None)
-    return a is b or (
-        code_a is not None
-        and code_b is not None
-        and (code_a.co_filename, a.__qualname__) == (code_b.co_filename, b.__qualname__)
-    )
-
-
 def registered() -> dict[str, RegisteredReward]:
-    return dict(_REGISTRY)
+    return dict(REWARDS.items())
 
 
 def resolve(spec: str) -> RewardFn:
     """Turn a recipe's reward spec into a callable, or raise a one-line :class:`UserError`."""
-    if spec in _REGISTRY:
-        return _REGISTRY[spec].fn
+    if spec in REWARDS:
+        return REWARDS[spec].fn
     if ":" in spec:
         target, _, attr = spec.rpartition(":")
         module = _load_file(target, spec) if target.endswith(".py") else _import(target, spec)
@@ -98,7 +87,7 @@ def resolve(spec: str) -> RewardFn:
                 raise UserError(f"reward {spec!r}: entry point {ep.value!r} is not callable")
             _check_signature(fn, spec)
             return fn
-    names = list(_REGISTRY) + [ep.name for ep in entry_points(group="r1rl.rewards")]
+    names = REWARDS.names() + [ep.name for ep in entry_points(group="r1rl.rewards")]
     raise UserError(f"unknown reward {spec!r}{did_you_mean(spec, names)}")
 
 

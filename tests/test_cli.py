@@ -25,10 +25,8 @@ def test_unknown_key_exit_2(capsys, tmp_path):
 
 
 def test_mistyped_value_exit_2(capsys, tmp_path):
-    assert (
-        main(["pretrain", str(MICRO / "pretrain.yaml"), "train.steps=many", f"output_dir={tmp_path}/o"]) == 2
-    )
-    assert "bad value for 'train.steps'" in _one_line_error(capsys)
+    assert main(["pretrain", str(MICRO / "pretrain.yaml"), "steps=many", f"output_dir={tmp_path}/o"]) == 2
+    assert "bad value for 'steps'" in _one_line_error(capsys)
 
 
 def test_missing_config_file_exit_2(capsys, tmp_path):
@@ -100,7 +98,7 @@ def test_bad_data_is_one_line_and_writes_nothing(capsys, tmp_path, stage, case):
         *over(tmp_path),
     ]
     if stage == "sft":
-        args.append("train.eval_every=2")  # the held-out eval's rewards need their columns too
+        args.append("log.eval_every=2")  # the held-out eval's rewards need their columns too
     assert main(args) == 2
     err = capsys.readouterr().err  # datasets' progress bars may come first: the error is the last line
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("r1rl: error: ")

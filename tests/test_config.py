@@ -7,13 +7,34 @@ from r1rl.errors import UserError
 
 
 def test_unknown_key_suggests_nearest():
-    with pytest.raises(UserError, match=r"unknown config key 'train.lrr' \(did you mean 'lr'\?\)"):
-        validate(SFTConfig, {"output_dir": "x", "model_path": "m", "train": {"lrr": 1}})
+    with pytest.raises(UserError, match=r"unknown config key 'optim.lrr' \(did you mean 'lr'\?\)"):
+        validate(SFTConfig, {"output_dir": "x", "model_path": "m", "optim": {"lrr": 1}})
 
 
 def test_mistyped_value_names_key():
-    with pytest.raises(UserError, match=r"bad value for 'ppo.steps'.*'ten'"):
-        validate(PPOConfig, {"output_dir": "x", "model_path": "m", "ppo": {"steps": "ten"}})
+    with pytest.raises(UserError, match=r"bad value for 'rollout.temperature'.*'hot'"):
+        validate(PPOConfig, {"output_dir": "x", "model_path": "m", "rollout": {"temperature": "hot"}})
+
+
+@pytest.mark.parametrize(
+    "cls,data,old,new",
+    [
+        (PPOConfig, {"ppo": {"kl_coef": 0.1}}, "ppo.kl_coef", "algorithm.kl_coef"),
+        (PPOConfig, {"ppo": {"steps": 3}}, "ppo.steps", "steps"),
+        (PPOConfig, {"ppo": {"checkpoint_every": 3}}, "ppo.checkpoint_every", "checkpoint.every"),
+        (SFTConfig, {"train": {"lr": 0.1}}, "train.lr", "optim.lr"),
+        (SFTConfig, {"answer_only_fraction": 0.5}, "answer_only_fraction", "task.answer_only_fraction"),
+    ],
+)
+def test_a_key_that_moved_names_its_new_place(cls, data, old, new):
+    with pytest.raises(UserError, match=rf"config key '{old}' has moved to '{new}'"):
+        validate(cls, {"output_dir": "x", "model_path": "m", **data})
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_non_finite_numbers_are_refused(value):
+    with pytest.raises(UserError, match="bad value for 'optim.lr': Input should be a finite number"):
+        validate(PPOConfig, {"output_dir": "x", "model_path": "m", "optim": {"lr": value}})
 
 
 def test_missing_required_key():
@@ -34,27 +55,27 @@ def test_invalid_yaml(tmp_path):
 
 
 def test_overrides_parse_yaml_values():
-    out = apply_overrides({"train": {"lr": 1.0}}, ["train.lr=3e-4", "train.steps=7", "task.operators=+-*"])
-    assert out == {"train": {"lr": 3e-4, "steps": 7}, "task": {"operators": "+-*"}}
+    out = apply_overrides({"optim": {"lr": 1.0}}, ["optim.lr=3e-4", "steps=7", "task.operators=+-*"])
+    assert out == {"optim": {"lr": 3e-4}, "steps": 7, "task": {"operators": "+-*"}}
     with pytest.raises(UserError, match="key.sub=value"):
-        apply_overrides({}, ["train.lr"])
+        apply_overrides({}, ["optim.lr"])
 
 
 def test_overrides_validate_like_file_keys(tmp_path):
     p = tmp_path / "sft.yaml"
     p.write_text("output_dir: o\nmodel_path: m\n")
-    cfg = load_config(SFTConfig, p, ["train.steps=3"])
-    assert cfg.train.steps == 3
+    cfg = load_config(SFTConfig, p, ["steps=3", "optim.lr=0.01"])
+    assert cfg.steps == 3 and cfg.optim.lr == 0.01
     with pytest.raises(UserError, match="did you mean 'steps'"):
-        load_config(SFTConfig, p, ["train.step=3"])
+        load_config(SFTConfig, p, ["step=3"])
 
 
 def test_pipeline_sections_validated_before_any_stage(tmp_path):
     from r1rl.pipeline import stage_configs
 
-    cfg = validate(PipelineConfig, {"output_dir": str(tmp_path), "ppo": {"ppo": {"kl_coeff": 0.1}}})
+    cfg = validate(PipelineConfig, {"output_dir": str(tmp_path), "ppo": {"algorithm": {"kl_coeff": 0.1}}})
     with pytest.raises(
-        UserError, match=r"ppo: unknown config key 'ppo.kl_coeff' \(did you mean 'kl_coef'\?\)"
+        UserError, match=r"ppo: unknown config key 'algorithm.kl_coeff' \(did you mean 'kl_coef'\?\)"
     ):
         stage_configs(cfg)
     assert not any(tmp_path.iterdir())
@@ -79,6 +100,13 @@ def _training_fields(cfg) -> dict:
     """What decides the result: paths, threads and checkpoint cadence may differ."""
 
     def drop(d):
-        return {k: drop(v) if isinstance(v, dict) else v for k, v in d.items() if k != "checkpoint_every"}
+        return {k: drop(v) if isinstance(v, dict) else v for k, v in d.items() if k != "checkpoint"}
 
     return drop(cfg.model_dump(exclude={"output_dir", "model_path", "threads"}))
+
+
+def test_a_partly_given_section_keeps_the_stages_own_defaults():
+    ppo = validate(PPOConfig, {"output_dir": "x", "model_path": "m", "log": {"eval_every": 5}})
+    assert (ppo.log.every, ppo.log.eval_every) == (1, 5)  # PPO logs every step; LogConfig's default is 10
+    sft = validate(SFTConfig, {"output_dir": "x", "model_path": "m", "optim": {"warmup_steps": 3}})
+    assert (sft.optim.lr, sft.optim.warmup_steps) == (2e-3, 3)  # SFT's learning rate, not OptimConfig's

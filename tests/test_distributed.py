@@ -4,7 +4,7 @@ The global batch is the same in both runs, so the optimizer steps must agree: pr
 router's load-balancing loss, taken over the global batch) and SFT to 1e-4 of the update, PPO
 (greedy rollouts, so both runs see the same completions) to 3e-2. Only the main
 process writes the run directory; every run ends with a check that all ranks hold bit-identical
-trained weights (``Parallel.check_in_sync``), and a 2-process PPO run killed after its second
+trained weights (``r1rl.training.check_in_sync``), and a 2-process PPO run killed after its second
 checkpoint resumes to the same weights as the straight run.
 """
 
@@ -26,8 +26,9 @@ from safetensors.torch import load_file
 from r1rl.config import PPOConfig, PretrainConfig, SFTConfig, load_config
 from r1rl.distributed import Parallel, cpu_launch
 from r1rl.errors import UserError
+from r1rl.loop import Checkpointer, rng_state_of
 from r1rl.stages import STAGES
-from r1rl.training import list_checkpoints
+from r1rl.training import check_in_sync
 
 MICRO = Path(__file__).parents[1] / "recipes" / "configs" / "micro"
 RECIPES_ACCELERATE = Path(__file__).parents[1] / "recipes" / "accelerate"
@@ -82,14 +83,15 @@ def test_parallel_alone_is_a_no_op():
     assert par.all_sum(x) is x
     assert par.all_true(False) is False
     assert par.gather_objects("x") == ["x"]
-    assert set(par.rng_states()) == {"rng"}
-    par.check_in_sync([x], "weights")
+    assert set(rng_state_of(par)) == {"rng"}
+    check_in_sync(par, [x], "weights")
 
 
 COLLECTIVES = """
 import torch
 from r1rl.distributed import Parallel, cpu_launch
-from r1rl.ppo.core import masked_whiten
+from r1rl.ppo.core import masked_whiten, normalize
+from r1rl.training import check_in_sync
 
 par = Parallel()
 assert par.enabled and par.world == 2
@@ -98,7 +100,11 @@ x, mask = torch.randn(4, 5), (torch.rand(4, 5) > 0.3).float()
 mine = slice(2 * par.rank, 2 * par.rank + 2)
 # whitening over both ranks' halves equals whitening the whole batch in one process
 whole = masked_whiten(x, mask)[mine]
-torch.testing.assert_close(par.masked_whiten(x[mine], mask[mine]), whole, atol=1e-5, rtol=0)
+torch.testing.assert_close(masked_whiten(x[mine], mask[mine], all_sum=par.all_sum), whole, atol=1e-5, rtol=0)
+# reward normalisation over both ranks' scores equals one process's on all of them
+scores = torch.randn(4)
+shared = normalize(scores[mine], all_sum=par.all_sum)
+torch.testing.assert_close(shared, normalize(scores)[mine], atol=1e-6, rtol=0)
 # the Switch load-balancing loss over both ranks' rows: its mean over ranks is the whole batch's
 from transformers.models.qwen3_moe.modeling_qwen3_moe import load_balancing_loss_func
 from r1rl.moe import switch_loss_global
@@ -123,15 +129,15 @@ assert par.all_true(par.rank == 0) is False and par.all_true(True) is True
 # broadcast makes rank 1 hold rank 0's values; check_in_sync then passes, and fails before it
 w = torch.full((2,), float(par.rank))
 try:
-    par.check_in_sync([w], "weights")
+    check_in_sync(par, [w], "weights")
     raise AssertionError("differing weights passed check_in_sync")
 except RuntimeError as e:
     assert "differ across ranks" in str(e)
 par.broadcast_([w])
 assert w.tolist() == [0.0, 0.0]
-par.check_in_sync([w], "weights")
+check_in_sync(par, [w], "weights")
 try:
-    par.check_divisible(3, "ppo.prompts_per_step")
+    par.check_divisible(3, "rollout.prompts_per_step")
     raise AssertionError("3 split across 2 processes")
 except Exception as e:
     assert "does not split across 2 processes" in str(e)
@@ -159,19 +165,19 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dist")
     reward = tmp / "spread.py"
     reward.write_text(REWARD)
-    pre_args = ["train.steps=6", "train.checkpoint_every=3"]
+    pre_args = ["steps=6", "checkpoint.every=3"]
     pre1 = STAGES["pretrain"](
         load_config(PretrainConfig, MICRO / "pretrain.yaml", [f"output_dir={tmp}/pre1", *pre_args])
     ).path
     launch2("pretrain", MICRO / "pretrain.yaml", [f"output_dir={tmp}/pre2", *pre_args])
-    sft_args = [f"model_path={pre1}/final", "train.checkpoint_every=3"]
+    sft_args = [f"model_path={pre1}/final", "checkpoint.every=3"]
     sft1 = STAGES["sft"](
         load_config(SFTConfig, MICRO / "sft.yaml", [f"output_dir={tmp}/sft1", *sft_args])
     ).path
     launch2("sft", MICRO / "sft.yaml", [f"output_dir={tmp}/sft2", *sft_args])
     ppo_args = [
-        f"model_path={sft1}/final", "ppo.steps=6", "ppo.checkpoint_every=1", "ppo.keep_checkpoints=10",
-        "ppo.top_p=0.000001", "ppo.minibatch_size=8", "ppo.advantage_estimator=gae",
+        f"model_path={sft1}/final", "steps=6", "checkpoint.every=1", "checkpoint.keep=10",
+        "rollout.top_p=0.000001", "optim.minibatch_size=8", "algorithm.advantage_estimator=gae",
         # running per-tier normalisation: statistics over every rank's scores, checkpointed
         f"rewards.tiers=[{{name: spread, reward: '{reward}:spread', normalize: running}}]",
     ]  # fmt: skip
@@ -232,7 +238,7 @@ def test_ppo_two_processes_match_one(runs):
         assert rb["reward/mean"] == pytest.approx(ra["reward/mean"], abs=1e-6)  # same greedy completions
         assert rb["value/loss"] == pytest.approx(ra["value/loss"], rel=1e-2, abs=1e-6)
         assert rb["reward/tier/spread/running_mean"] == pytest.approx(ra["reward/tier/spread/running_mean"])
-    assert len(list_checkpoints(tmp / "ppo2" / "checkpoints")) == 5
+    assert len(Checkpointer(tmp / "ppo2" / "checkpoints").paths()) == 5
 
 
 @pytest.mark.slow
@@ -249,7 +255,7 @@ def test_ppo_two_processes_killed_and_resumed(runs):
     os.killpg(child.pid, signal.SIGKILL)  # the launcher and both workers
     child.wait()
     assert not (out / "final").exists()
-    assert list_checkpoints(out / "checkpoints")[-1].name < "step-00000005"
+    assert Checkpointer(out / "checkpoints").paths()[-1].name < "step-00000005"
     launch2("ppo", MICRO / "ppo.yaml", [f"output_dir={out}", *runs["ppo_args"]])
     a = load_file(tmp / "ppo2" / "final" / "model.safetensors")
     b = load_file(out / "final" / "model.safetensors")
@@ -261,8 +267,8 @@ def test_ppo_two_processes_killed_and_resumed(runs):
 def test_sft_gradient_compression_and_trackers_under_two_processes(runs):
     tmp = runs["tmp"]
     args = [
-        f"model_path={tmp}/pre1/final", "train.grad_compression=powersgd", "train.powersgd_rank=1",
-        "train.powersgd_start_iter=2", "report_to=[tensorboard]",
+        f"model_path={tmp}/pre1/final", "comm.grad_compression=powersgd", "comm.powersgd_rank=1",
+        "comm.powersgd_start_iter=2", "report_to=[tensorboard]",
     ]  # fmt: skip
     launch2("sft", MICRO / "sft.yaml", [f"output_dir={tmp}/sft2-powersgd", *args])
     # trackers live on the main process and close without tearing down the process group
@@ -275,21 +281,19 @@ def test_sft_gradient_compression_and_trackers_under_two_processes(runs):
 def test_batch_that_does_not_split_is_a_one_line_error(monkeypatch):
     par = Parallel()
     par.world = 2  # the arithmetic only: no process group is needed to refuse an uneven split
-    with pytest.raises(UserError, match="train.batch_size=7 does not split across 2 processes"):
-        par.check_divisible(7, "train.batch_size")
+    with pytest.raises(UserError, match="batch_size=7 does not split across 2 processes"):
+        par.check_divisible(7, "batch_size")
 
 
 @pytest.mark.slow
 def test_uneven_split_under_a_launcher_is_one_line_and_writes_nothing(tmp_path):
     out = tmp_path / "pre"
-    cmd = _launch_cmd("pretrain", MICRO / "pretrain.yaml", [f"output_dir={out}", "train.batch_size=7"])
+    cmd = _launch_cmd("pretrain", MICRO / "pretrain.yaml", [f"output_dir={out}", "batch_size=7"])
     res = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
     assert res.returncode != 0
     errors = [line for line in res.stderr.splitlines() if line.startswith("r1rl: error:")]
     assert errors and all(e == errors[0] for e in errors), res.stderr[-2000:]
-    assert errors[0] == (
-        "r1rl: error: train.batch_size=7 does not split across 2 processes; use a multiple of it"
-    )
+    assert errors[0] == ("r1rl: error: batch_size=7 does not split across 2 processes; use a multiple of it")
     assert not out.exists()
 
 

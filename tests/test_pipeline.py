@@ -35,11 +35,11 @@ def test_pipeline_runs_every_stage_and_skips_finished_ones(tmp_path, capsys):
 @pytest.mark.slow
 def test_pipeline_resumes_after_an_interrupted_stage(tmp_path):
     out = tmp_path / "run"
-    assert main(["run", str(MICRO), f"output_dir={out}", "ppo.ppo.checkpoint_every=1"]) == 0
+    assert main(["run", str(MICRO), f"output_dir={out}", "ppo.checkpoint.every=1"]) == 0
     first = json.loads((out / "summary.json").read_text())
     # the PPO stage "crashed" before writing final/: its checkpoints remain
     shutil.rmtree(out / "ppo" / "final")
     shutil.rmtree(out / "eval" / "ppo")
-    assert main(["run", str(MICRO), f"output_dir={out}", "ppo.ppo.checkpoint_every=1"]) == 0
+    assert main(["run", str(MICRO), f"output_dir={out}", "ppo.checkpoint.every=1"]) == 0
     second = json.loads((out / "summary.json").read_text())
     assert second["stages"]["ppo"]["eval"] == first["stages"]["ppo"]["eval"]

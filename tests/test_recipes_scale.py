@@ -75,8 +75,8 @@ def test_real_checkpoint_recipes_validate(model):
     ppo = load_config(PPOConfig, RECIPES / "configs" / model / "ppo.yaml", [])
     assert sft.model_path in ARCHITECTURES  # the estimator knows the base the recipe starts from
     assert ppo.model_path == f"{sft.output_dir}/final"
-    assert ppo.ppo.bf16 and ppo.ppo.gradient_checkpointing
-    assert ppo.ppo.prompts_per_step % 8 == 0 and ppo.ppo.minibatch_size % 8 == 0  # split over 8 GPUs
+    assert ppo.compute.bf16 and ppo.compute.gradient_checkpointing
+    assert ppo.rollout.prompts_per_step % 8 == 0 and ppo.optim.minibatch_size % 8 == 0  # split over 8 GPUs
 
 
 def test_parameter_counts_are_exact_on_a_real_model():

@@ -214,7 +214,8 @@ def _parses(text: str) -> bool:
 class ScoreFilter:
     """Keep documents whose learned score (e.g. a perplexity) is at most ``max_score``.
 
-    Not registered by name: it needs a fitted scorer object, which the caller builds.
+    In a recipe, ``{type: perplexity, reference: good.txt, max_score: 20}`` builds one from a
+    character n-gram model fitted on a reference file (:func:`perplexity_filter`).
     """
 
     scorer: Scorer
@@ -225,6 +226,23 @@ class ScoreFilter:
     def __call__(self, docs: Sequence[Document]) -> list[bool]:
         scores = self.scorer([d.text for d in docs])  # (N,)
         return [bool(s <= self.max_score) for s in scores]  # NaN compares False: dropped
+
+
+@FILTERS.register("perplexity")
+def perplexity_filter(
+    reference: str, max_score: float, n: int = 5, sources: list[str] | None = None, name: str = "perplexity"
+) -> ScoreFilter:
+    """Keep documents whose perplexity under a character ``n``-gram model of ``reference`` (a text
+    file of the kind of text wanted) is at most ``max_score`` — CCNet's quality filter, scaled down."""
+    from r1rl.data.scoring import CharNGramScorer
+
+    path = Path(reference)
+    if not path.is_file():
+        raise UserError(f"data.filters: perplexity: reference file not found: {path}")
+    texts = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    if not texts:
+        raise UserError(f"data.filters: perplexity: {path} holds no text")
+    return ScoreFilter(CharNGramScorer.fit(texts, n=n), max_score, tuple(sources) if sources else None, name)
 
 
 # ---------------------------------------------------------------------------- applying

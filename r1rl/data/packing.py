@@ -18,7 +18,7 @@ of) the document it ends. Two packers:
 0 at every document start and at every row start. :meth:`PackedBatch.model_inputs` gives
 the model either
 
-- ``isolate_documents=False`` (the default, what ``r1rl.stages.pretrain`` does today):
+- ``isolate_documents=False`` (the default, what pretraining does today):
   ``attention_mask`` of 1 on every real token — *attention crosses document boundaries*
   within a row (causally), positions run 0…T−1 along the row, and the EOS separator is
   what tells the model a new document began; or
@@ -90,7 +90,7 @@ def pack_stream(
 ) -> PackedBatch:
     """Concatenate documents, each followed by EOS, and cut into rows of ``seq_len``. -> R rows.
 
-    ``drop_last=True`` drops the final partial row (as ``r1rl.stages.pretrain.pack`` does);
+    ``drop_last=True`` drops the final partial row (as ``r1rl.pretraining.pack`` does);
     ``drop_last=False`` pads it with ``pad_id`` so no token is lost.
 
         >>> b = pack_stream([[5, 6], [7]], seq_len=3, eos_id=0, pad_id=9, drop_last=False)

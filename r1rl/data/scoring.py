@@ -10,7 +10,7 @@ A scorer is any callable ``scorer(texts) -> np.ndarray`` of shape ``(N,)``. Two 
   pretrain stage's ``final/``), batched, without gradients.
 
 Both serve the quality filter (:class:`r1rl.data.filters.ScoreFilter`, keep if score ≤
-threshold) and the curriculum's ``perplexity`` difficulty.
+threshold; ``{type: perplexity, reference: FILE, max_score: X}`` in a pretrain recipe).
 """
 
 from __future__ import annotations

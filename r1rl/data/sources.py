@@ -260,8 +260,7 @@ class ArithmeticSource:
 
     A document is the plain worked chain (``37+48=85 85-12=73``) or, for ``formatted_fraction``
     of them, prompt + answer format. ``meta`` has ``operands`` (terms in the problem) and
-    ``digits`` (digits of the largest operand), the inputs of the curriculum's ``operands``
-    difficulty.
+    ``digits`` (digits of the largest operand).
     """
 
     num_problems: int

@@ -11,9 +11,11 @@ tokens are reduced to a scalar.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
+AllSum = Callable[[torch.Tensor], torch.Tensor]  # element-wise sum over processes (identity alone)
 AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean")
 
 
@@ -35,15 +37,46 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> to
     return var
 
 
+def masked_moments(
+    x: torch.Tensor, mask: torch.Tensor, all_sum: AllSum | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and unbiased variance of ``x`` over masked positions.
+
+    With ``all_sum`` (a sum over every process, for data-parallel training) the positions of all
+    ranks count: one pass of sums (n, Σx, Σx²) in float64, reduced once, returned in ``x``'s dtype.
+    """
+    if all_sum is None:
+        return masked_mean(x, mask), masked_var(x, mask)
+    m = mask.to(x.dtype)
+    s = all_sum(torch.stack([m.sum(), (x * m).sum(), (x * x * m).sum()]).double())
+    n = s[0].clamp_min(1)
+    mean = s[1] / n
+    var = (s[2] / n - mean**2).clamp_min(0) * n / (n - 1).clamp_min(1)
+    return mean.to(x.dtype), var.to(x.dtype)
+
+
 def masked_whiten(
-    x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    shift_mean: bool = True,
+    eps: float = 1e-8,
+    all_sum: AllSum | None = None,
 ) -> torch.Tensor:
-    """Normalise ``x`` to unit variance (and zero mean if ``shift_mean``) over masked positions."""
-    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    """Normalise ``x`` to unit variance (and zero mean if ``shift_mean``) over masked positions
+    (of every rank, given ``all_sum``)."""
+    mean, var = masked_moments(x, mask, all_sum)
     out = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean
     return out * mask
+
+
+def normalize(x: torch.Tensor, eps: float = 1e-8, all_sum: AllSum | None = None) -> torch.Tensor:
+    """``(x − mean) / (std + eps)`` of a (B,) vector, unbiased std (all ranks' entries with ``all_sum``)."""
+    if all_sum is None:
+        return (x - x.mean()) / (x.std() + eps)
+    mean, var = masked_moments(x, torch.ones_like(x), all_sum)
+    return (x - mean) / (var.sqrt() + eps)
 
 
 def agg_loss(loss: torch.Tensor, mask: torch.Tensor, mode: str = "token-mean") -> torch.Tensor:
@@ -239,14 +272,19 @@ def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float =
 
 
 def reinforce_pp_advantages(
-    scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float, gamma: float = 1.0
+    scores: torch.Tensor,
+    kl: torch.Tensor,
+    mask: torch.Tensor,
+    kl_coef: float,
+    gamma: float = 1.0,
+    all_sum: AllSum | None = None,
 ) -> torch.Tensor:
     """REINFORCE++ (Hu 2025): token returns of score − β·KL, whitened over the whole batch.
 
     scores: (B,), kl and mask: (B, T) -> (B, T).
     """
     returns = discounted_returns(token_rewards(scores, kl, mask, kl_coef), mask, gamma)
-    return masked_whiten(returns, mask)
+    return masked_whiten(returns, mask, all_sum=all_sum)
 
 
 class FixedKLController:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from contextlib import nullcontext
+from typing import Any
 
 import torch
 from peft import PeftModel
@@ -272,3 +273,27 @@ def completion_values(
 def position_ids_from(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions counted from the first real token, as ``generate`` does with left padding. (B, S)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+
+
+def build_roles(cfg: Any, model_path: str) -> ActorCritic | FullActorCritic:
+    """Policy, critic (with GAE) and reference for a PPO config: LoRA roles on one base by default,
+    a separate critic network with ``critic_model_path``, or three full networks with ``full_finetune``."""
+    from r1rl.errors import UserError
+    from r1rl.model import load_merged, resolve_model_path
+
+    with_critic = cfg.algorithm.advantage_estimator == "gae"
+    if cfg.full_finetune:
+        ac: ActorCritic | FullActorCritic = FullActorCritic(load_merged(model_path), critic=with_critic)
+    else:
+        critic_model = None
+        if cfg.critic_model_path and with_critic:
+            critic_model = load_merged(resolve_model_path(cfg.critic_model_path, "critic_model_path"))
+        try:
+            ac = ActorCritic(load_merged(model_path), cfg.lora, critic=with_critic, critic_model=critic_model)
+        except ValueError as e:
+            raise UserError(f"critic_model_path: {e}") from None
+    if cfg.compute.bf16:
+        ac.autocast_dtype = torch.bfloat16
+    if cfg.compute.gradient_checkpointing:
+        ac.enable_gradient_checkpointing()
+    return ac

@@ -1,7 +1,7 @@
 """Gated vs weighted reward hierarchy vs a flat task-only reward: PPO steps to a held-out accuracy.
 
 Runs the tiny recipe's PPO stage (``recipes/configs/tiny/ppo.yaml``) from one SFT model for
-every arm and seed, with a greedy held-out eval every ``--eval-every`` steps (``ppo.eval_every``,
+every arm and seed, with a greedy held-out eval every ``--eval-every`` steps (``log.eval_every``,
 logged as ``eval/accuracy`` in ``metrics.jsonl``: the task tier's pass rate on the fixed test
 split, the same scorer in every arm). For each arm it reports the first step at which the
 held-out accuracy reaches ``--target``: median over seeds, min–max spread, and how many seeds
@@ -61,8 +61,8 @@ def overrides(arm: str, seed: int, a: argparse.Namespace) -> list[str]:
     sft = a.sft.format(seed=seed)
     out = [
         f"output_dir={Path(a.runs) / arm / f'seed{seed}'}", f"model_path={sft}", f"seed={seed}",
-        f"ppo.steps={a.steps}", f"ppo.eval_every={a.eval_every}", f"ppo.eval_examples={a.eval_examples}",
-        "ppo.checkpoint_every=0",
+        f"steps={a.steps}", f"log.eval_every={a.eval_every}", f"log.eval_examples={a.eval_examples}",
+        "checkpoint.every=0",
     ]  # fmt: skip
     return out + [o.replace("{steps}", str(a.steps)) for o in ARMS[arm]] + list(a.overrides)
 

@@ -123,3 +123,15 @@ def test_build_filter_from_spec_and_errors():
         build_filter({"type": "charset", "min_frac": 0.5})
     with pytest.raises(UserError, match="unique"):
         apply_filters([], [LengthFilter(), LengthFilter()])
+
+
+def test_perplexity_filter_from_a_recipe_spec(tmp_path):
+    from r1rl.tasks.arithmetic import ArithmeticTask
+
+    ref = tmp_path / "good.txt"
+    ref.write_text("\n".join(ArithmeticTask().corpus(300, seed=0, formatted_fraction=0.0)))
+    f = build_filter({"type": "perplexity", "reference": str(ref), "max_score": 20.0}, "data.filters[0]")
+    keep = f([Document("7+8=15 15-2=13", "s"), Document("zzz qqq xyzzy wombat", "s")])
+    assert keep == [True, False]
+    with pytest.raises(UserError, match="reference file not found"):
+        build_filter({"type": "perplexity", "reference": str(tmp_path / "no.txt"), "max_score": 3.0}, "f")

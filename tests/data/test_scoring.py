@@ -4,9 +4,7 @@ import math
 
 import torch
 
-from r1rl.data.curriculum import difficulty_scores
 from r1rl.data.scoring import CausalLMScorer
-from r1rl.data.sources import Document
 from r1rl.model import build_config, build_model
 
 
@@ -25,7 +23,3 @@ def test_causal_lm_perplexity_matches_unbatched_loss(tokenizer):
             nll = torch.nn.functional.cross_entropy(logits, ids[0, 1:])
             assert math.isclose(p, math.exp(nll.item()), rel_tol=1e-4)
     assert math.isnan(ppl[2])  # one token: nothing to predict
-    scores = difficulty_scores(
-        [Document(t, "s") for t in texts[:2]], "perplexity", scorer=CausalLMScorer(model, tokenizer)
-    )
-    assert scores.tolist() == ppl[:2].tolist()

@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import load_file
 
 from r1rl.config import PPOConfig, PretrainConfig, SFTConfig, load_config
+from r1rl.loop import Checkpointer
 from r1rl.stages import STAGES
-from r1rl.training import list_checkpoints, load_latest_checkpoint, save_checkpoint
 
 MICRO = Path(__file__).parents[2] / "recipes" / "configs" / "micro"
 
@@ -28,8 +28,8 @@ def spread(prompts, completions, **columns):
 
 def _ppo_args(out: Path, sft: Path, reward: Path) -> list[str]:
     return [
-        f"output_dir={out}", f"model_path={sft}", "ppo.steps=6", "ppo.checkpoint_every=1",
-        "ppo.keep_checkpoints=10", f"rewards.tiers=[{{name: spread, reward: '{reward}:spread'}}]",
+        f"output_dir={out}", f"model_path={sft}", "steps=6", "checkpoint.every=1",
+        "checkpoint.keep=10", f"rewards.tiers=[{{name: spread, reward: '{reward}:spread'}}]",
     ]  # fmt: skip
 
 
@@ -75,7 +75,7 @@ def test_ppo_killed_and_resumed_is_bitwise_equal(tmp_path):
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     assert not (b / "final").exists()
-    killed_at = list_checkpoints(b / "checkpoints")[-1].name
+    killed_at = Checkpointer(b / "checkpoints").paths()[-1].name
     assert killed_at < "step-00000005"  # the resumed run really has steps left to redo
     resumed = STAGES["ppo"](load_config(PPOConfig, MICRO / "ppo.yaml", args["b"]))
 
@@ -96,18 +96,19 @@ def test_ppo_killed_and_resumed_is_bitwise_equal(tmp_path):
 
 def test_kill_during_checkpoint_write_leaves_previous_loadable(tmp_path, monkeypatch):
     ckpts = tmp_path / "checkpoints"
-    save_checkpoint(ckpts, 1, {"step": 1, "w": torch.ones(3)}, keep=2)
+    ckpt = Checkpointer(ckpts, keep=2)
+    ckpt.save(1, {"step": 1, "w": torch.ones(3)})
 
-    def dies_mid_write(obj, path, *a, **k):
-        Path(path).write_bytes(b"\x80partial")  # a torn file, then the process "dies"
+    def dies_mid_write(obj, f, *a, **k):
+        f.write(b"\x80partial")  # a torn file, then the process "dies"
         raise SystemExit("killed")
 
     monkeypatch.setattr(torch, "save", dies_mid_write)
     with pytest.raises(SystemExit):
-        save_checkpoint(ckpts, 2, {"step": 2, "w": torch.zeros(3)}, keep=2)
+        ckpt.save(2, {"step": 2, "w": torch.zeros(3)})
     monkeypatch.undo()
-    assert [p.name for p in list_checkpoints(ckpts)] == ["step-00000001"]
-    assert load_latest_checkpoint(ckpts)["step"] == 1
-    save_checkpoint(ckpts, 2, {"step": 2, "w": torch.zeros(3)}, keep=2)  # the next write succeeds
-    assert load_latest_checkpoint(ckpts)["step"] == 2
+    assert [p.name for p in ckpt.paths()] == ["step-00000001"]
+    assert ckpt.load_latest()["step"] == 1
+    ckpt.save(2, {"step": 2, "w": torch.zeros(3)})  # the next write succeeds
+    assert ckpt.load_latest()["step"] == 2
     assert not any(p.name.startswith(".tmp") for p in ckpts.iterdir())

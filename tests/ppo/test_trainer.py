@@ -8,6 +8,7 @@ import torch
 from r1rl.rewards.hierarchy import RewardHierarchy, Tier
 
 from r1rl.config import LoraConfigModel, PPOSettings, RewardsConfig
+from r1rl.config.sections import PPO_MOVED
 from r1rl.model import build_config, build_model
 from r1rl.ppo.core import group_advantages, kl_penalty
 from r1rl.ppo.roles import ActorCritic
@@ -38,8 +39,16 @@ def _ac(tokenizer, critic=True):
 
 
 def _settings(**kw):
+    """PPOSettings from option names (each put in its section: kl_coef -> algorithm.kl_coef)."""
     base = dict(prompts_per_step=2, samples_per_prompt=4, max_new_tokens=12, minibatch_size=8, ppo_epochs=1)
-    return PPOSettings(**{**base, **kw})
+    nested: dict = {}
+    for key, value in {**base, **kw}.items():
+        *sections, name = PPO_MOVED[f"ppo.{key}"].split(".")
+        node = nested
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[name] = value
+    return PPOSettings.model_validate(nested)
 
 
 HIERARCHY = RewardHierarchy.from_config(RewardsConfig(tiers=TASK.rewards))

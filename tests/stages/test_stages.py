@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from r1rl.config import EvalConfig, PPOConfig, PretrainConfig, SFTConfig, load_config
 from r1rl.errors import UserError
 from r1rl.stages import STAGES
-from r1rl.stages.sft import collate
+from r1rl.supervised import collate
 
 MICRO = Path(__file__).parents[2] / "recipes" / "configs" / "micro"
 
@@ -23,7 +23,7 @@ def _cfg(cls, name, tmp, **over):
     return load_config(cls, MICRO / f"{name}.yaml", extra)
 
 
-PPO_OVERRIDES = {"ppo.checkpoint_every": 2, "ppo.eval_every": 2, "ppo.eval_examples": 8}
+PPO_OVERRIDES = {"checkpoint.every": 2, "log.eval_every": 2, "log.eval_examples": 8}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stages")
     out = {}
     out["pretrain"] = STAGES["pretrain"](_cfg(PretrainConfig, "pretrain", tmp))
-    sft_over = {"train.eval_every": 3, "train.eval_examples": 8}
+    sft_over = {"log.eval_every": 3, "log.eval_examples": 8}
     out["sft"] = STAGES["sft"](_cfg(SFTConfig, "sft", tmp, model_path=tmp / "pretrain" / "final", **sft_over))
     out["ppo"] = STAGES["ppo"](_cfg(PPOConfig, "ppo", tmp, model_path=tmp / "sft" / "final", **PPO_OVERRIDES))
     out["eval"] = STAGES["eval"](_cfg(EvalConfig, "eval", tmp, model_path=tmp / "ppo" / "final"))
@@ -135,10 +135,8 @@ def test_sft_labels_cover_completion_only():
 
 def test_supervised_resume_is_exact(tmp_path):
     """An interrupted pretrain resumed from its checkpoint ends bitwise equal to a straight run."""
-    straight = STAGES["pretrain"](
-        _cfg(PretrainConfig, "pretrain", tmp_path / "a", **{"train.checkpoint_every": 0})
-    )
-    resumed_cfg = _cfg(PretrainConfig, "pretrain", tmp_path / "b", **{"train.checkpoint_every": 10})
+    straight = STAGES["pretrain"](_cfg(PretrainConfig, "pretrain", tmp_path / "a", **{"checkpoint.every": 0}))
+    resumed_cfg = _cfg(PretrainConfig, "pretrain", tmp_path / "b", **{"checkpoint.every": 10})
     rd = STAGES["pretrain"](resumed_cfg)
     # simulate a crash after step 10: the final model is gone, the step-10 checkpoint remains
     shutil.rmtree(rd.final)
@@ -170,7 +168,7 @@ def test_report_to_tensorboard_mirrors_metrics(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cfg = _cfg(PretrainConfig, "pretrain", tmp_path, **{"report_to": "[tensorboard]", "train.steps": 10})
+    cfg = _cfg(PretrainConfig, "pretrain", tmp_path, **{"report_to": "[tensorboard]", "steps": 10})
     rd = STAGES["pretrain"](cfg)
     events = list((rd.path / "trackers").rglob("events.out.tfevents.*"))
     assert events
@@ -198,7 +196,7 @@ def test_pretrain_with_data_pipeline_sources_filters_dedup_and_validation(tmp_pa
         "data.filters": "[{type: symbol_ratio, max_ratio: 0.5}]",
         "data.dedup": "{near: false}",
         "data.val_fraction": 0.1,
-        "train.steps": 6,
+        "steps": 6,
     }
     rd = STAGES["pretrain"](_cfg(PretrainConfig, "pretrain", tmp_path / "p", **over))
     stats = json.loads((rd.path / "data_stats.json").read_text())

@@ -37,7 +37,7 @@ def _sft_ppo_eval(root, model, **data):
     """SFT → PPO → eval on the micro recipes, with ``data`` overrides (``data.path=...``) or none."""
     over = {f"data.{k}": v for k, v in data.items()}
     sft = _stage(SFTConfig, "sft", root / "sft", model_path=model, **over)
-    ppo = _stage(PPOConfig, "ppo", root / "ppo", model_path=sft.final, **{"ppo.eval_every": 3, **over})
+    ppo = _stage(PPOConfig, "ppo", root / "ppo", model_path=sft.final, **{"log.eval_every": 3, **over})
     ev = _stage(EvalConfig, "eval", root / "eval", model_path=ppo.final, **over)
     return sft, ppo, ev
 
@@ -93,7 +93,7 @@ def test_every_column_reaches_a_file_reward_in_training_and_eval(pretrained, tmp
     plugin.write_text(f"DATA = {str(data)!r}\nCOUNT = {str(count)!r}\n" + REWARD)
     rewards = f"{{tiers: [{{name: mine, reward: '{plugin}:check', on_error: raise}}]}}"
     over = {"data.path": data, "rewards": rewards}
-    ppo = _stage(PPOConfig, "ppo", tmp_path / "ppo", model_path=pretrained, **over, **{"ppo.eval_every": 3})
+    ppo = _stage(PPOConfig, "ppo", tmp_path / "ppo", model_path=pretrained, **over, **{"log.eval_every": 3})
     _stage(EvalConfig, "eval", tmp_path / "eval", model_path=ppo.final, **over)
     calls = [int(n) for n in count.read_text().split()]
     # 3 PPO steps of 4 prompts x 2 samples, the held-out eval at step 3 (4 rows), the eval stage (4 rows)
@@ -104,15 +104,15 @@ def test_every_column_reaches_a_file_reward_in_training_and_eval(pretrained, tmp
 
 BENCHMARKS = {
     # overfit four training problems so PPO's samples parse and the sandbox runs their tests
-    "mbpp": ["task={name: mbpp, limit: 4, eval_limit: 4}", "pretrain.train.steps=300",
-             "pretrain.train.lr=1e-2", "pretrain.model.max_position_embeddings=1024", "sft.train.steps=60",
-             "sft.train.lr=1e-2", "sft.train.batch_size=4", "ppo.ppo.max_new_tokens=96",
-             "ppo.ppo.temperature=0.5", "eval.max_new_tokens=96"],
-    "gsm8k": ["task={name: gsm8k, limit: 8, eval_limit: 4}", "sft.train.batch_size=4",
-              "pretrain.model.max_position_embeddings=1024", "ppo.ppo.max_new_tokens=32"],
-    "cuad": ["task={name: cuad, limit: 4, eval_limit: 2}", "ppo.ppo.steps=2",
-             "pretrain.model.max_position_embeddings=2048", "sft.train.batch_size=4",
-             "ppo.ppo.max_new_tokens=24", "eval.max_new_tokens=24"],
+    "mbpp": ["task={name: mbpp, limit: 4, eval_limit: 4}", "pretrain.steps=300",
+             "pretrain.optim.lr=1e-2", "pretrain.model.max_position_embeddings=1024", "sft.steps=60",
+             "sft.optim.lr=1e-2", "sft.batch_size=4", "ppo.rollout.max_new_tokens=96",
+             "ppo.rollout.temperature=0.5", "eval.max_new_tokens=96"],
+    "gsm8k": ["task={name: gsm8k, limit: 8, eval_limit: 4}", "sft.batch_size=4",
+              "pretrain.model.max_position_embeddings=1024", "ppo.rollout.max_new_tokens=32"],
+    "cuad": ["task={name: cuad, limit: 4, eval_limit: 2}", "ppo.steps=2",
+             "pretrain.model.max_position_embeddings=2048", "sft.batch_size=4",
+             "ppo.rollout.max_new_tokens=24", "eval.max_new_tokens=24"],
 }  # fmt: skip
 
 
@@ -167,7 +167,7 @@ def test_pipeline_from_a_saved_checkpoint_with_expert_telemetry(kind, tmp_path):
 
     docs = ArithmeticTask(**MICRO_TASK).corpus(500, seed=0)
     start = _checkpoint(kind, tmp_path / "start", train_tokenizer(docs, vocab_size=300))
-    over = [f"output_dir={tmp_path / 'run'}", f"model_path={start}", "ppo.ppo.routing_replay=true"]
+    over = [f"output_dir={tmp_path / 'run'}", f"model_path={start}", "ppo.moe.routing_replay=true"]
     cfg = load_config(PipelineConfig, MICRO / "pipeline.yaml", over)
     pipeline.run(cfg)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

@@ -13,6 +13,7 @@ from typing import Any
 
 from r1rl.config import RewardsConfig, TierConfig
 from r1rl.distributed import Parallel
+from r1rl.errors import UserError
 from r1rl.rewards.hierarchy import RewardHierarchy
 from r1rl.tasks import Task, build_task
 from r1rl.tasks.base import Record, columns_of, first
@@ -110,7 +111,10 @@ def _encode_row(record: Record, tokenizer: Any, system_prompt: str | None, max_l
 def sft_examples(
     task: Task, tokenizer: Any, n: int | None, stage: str = "sft", par: Parallel | None = None
 ) -> list[Example]:
-    """Token ids and labels of the first ``n`` training rows (long prompts dropped, long rows truncated)."""
+    """Token ids and labels of the first ``n`` training rows (long prompts dropped, long rows truncated).
+
+    Fewer than ``n`` rows is a one-line :class:`UserError`.
+    """
     par = par or Parallel()
     records = drop_long_prompts(first(task.records("train"), n), tokenizer, task, stage, par)
     max_length = getattr(task, "max_length", None)
@@ -122,4 +126,6 @@ def sft_examples(
     cut = sum(_column(encoded, "truncated"))
     if cut and par.is_main:
         print(f"[{stage}] truncated {cut} of {len(ids)} rows to max_length={max_length} tokens")
+    if n is not None and len(ids) < n:
+        raise UserError(f"num_examples={n} but {task.name!r} has {len(ids)} training rows; ask for fewer")
     return [(list(i), list(lab)) for i, lab in zip(ids, labels)]

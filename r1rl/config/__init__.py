@@ -1,0 +1,49 @@
+"""Typed, strict configs: one per stage, loaded from YAML with ``key.sub=value`` overrides.
+
+Unknown keys are errors with a did-you-mean (a key that moved names its new place); every error
+names the key and is raised as a :class:`~r1rl.errors.UserError` before any work starts.
+"""
+
+from r1rl.config.base import Strict, apply_overrides, dump_config, load_config, load_yaml, validate
+from r1rl.config.rewards import RewardsConfig, TierConfig
+from r1rl.config.sections import (
+    AlgorithmConfig,
+    CheckpointConfig,
+    CommConfig,
+    ComputeConfig,
+    LogConfig,
+    LoraConfigModel,
+    ModelConfig,
+    MoEConfig,
+    OptimConfig,
+    PPOOptimConfig,
+    PPOSettings,
+    RolloutConfig,
+    TokenizerConfig,
+    TrainSettings,
+)
+from r1rl.config.stages import (
+    EvalConfig,
+    HubOptions,
+    PipelineConfig,
+    PPOConfig,
+    PretrainConfig,
+    SFTConfig,
+    StageBase,
+)
+from r1rl.config.tasks import (
+    ArithmeticTaskConfig,
+    BenchmarkTaskConfig,
+    DataConfig,
+    PretrainDataConfig,
+    TaskConfig,
+)
+
+__all__ = [
+    "AlgorithmConfig", "ArithmeticTaskConfig", "BenchmarkTaskConfig", "CheckpointConfig", "CommConfig",
+    "ComputeConfig", "DataConfig", "EvalConfig", "HubOptions", "LogConfig", "LoraConfigModel", "ModelConfig",
+    "MoEConfig", "OptimConfig", "PPOConfig", "PPOOptimConfig", "PPOSettings", "PipelineConfig",
+    "PretrainConfig", "PretrainDataConfig", "RewardsConfig", "RolloutConfig", "SFTConfig", "StageBase",
+    "Strict", "TaskConfig", "TierConfig", "TokenizerConfig", "TrainSettings", "apply_overrides",
+    "dump_config", "load_config", "load_yaml", "validate",
+]  # fmt: skip

@@ -1,0 +1,231 @@
+"""The sections a stage config is made of; every option is described once, here.
+
+Supervised stages (pretrain, SFT): ``steps``, ``batch_size``, ``optim``, ``checkpoint``, ``log``,
+``comm``. PPO: ``steps``, ``rollout``, ``algorithm``, ``optim``, ``compute``, ``moe``,
+``checkpoint``, ``log``. Names follow the papers and TRL where they name the same thing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from r1rl.config.base import Strict
+from r1rl.errors import did_you_mean
+
+
+class TokenizerConfig(Strict):
+    """The byte-level BPE tokenizer trained from scratch on the corpus."""
+
+    vocab_size: int = Field(512, ge=300, description="BPE vocabulary size, added tokens included")
+    num_texts: int = Field(20_000, ge=100, description="corpus documents the tokenizer is trained on")
+
+
+class ModelConfig(Strict):
+    """A from-scratch Qwen3-MoE."""
+
+    preset: str = Field(
+        "tiny", description="size preset for a from-scratch model: micro, tiny, small or base"
+    )
+    overrides: dict[str, Any] = Field(default_factory=dict, description="Qwen3MoeConfig fields to override")
+    router_aux_loss_coef: float = Field(0.01, ge=0, description="Switch load-balance loss weight")
+    max_position_embeddings: int = Field(256, ge=16, description="context window of a from-scratch model")
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, preset: str) -> str:
+        from r1rl.presets import PRESETS
+
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}{did_you_mean(preset, PRESETS)}")
+        return preset
+
+
+class LoraConfigModel(Strict):
+    """LoRA adapters (PEFT) on attention and, through ``target_parameters``, the 3-D expert weights."""
+
+    r: int = Field(16, ge=1, description="LoRA rank")
+    alpha: int = Field(32, ge=1, description="LoRA scaling α (the update is scaled by α / r)")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], description="modules adapted"
+    )
+    target_parameters: list[str] = Field(
+        default_factory=lambda: ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"],
+        description="3-D expert weights adapted through PEFT's target_parameters",
+    )
+
+
+class OptimConfig(Strict):
+    """AdamW with linear warm-up and cosine decay (supervised stages)."""
+
+    lr: float = Field(1e-3, gt=0, description="peak learning rate")
+    warmup_steps: int = Field(20, ge=0, description="linear warm-up steps")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine decay floor, as a fraction of lr")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping by global norm")
+
+
+class CheckpointConfig(Strict):
+    """Resumable checkpoints under ``checkpoints/``, written atomically."""
+
+    every: int = Field(0, ge=0, description="steps between checkpoints; 0 = none")
+    keep: int = Field(2, ge=1, description="newest checkpoints kept")
+
+
+class LogConfig(Strict):
+    """When rows go to ``metrics.jsonl``, and the periodic held-out eval."""
+
+    every: int = Field(10, ge=1, description="steps between logged rows (the last step is always logged)")
+    eval_every: int = Field(0, ge=0, description="greedy held-out eval every N steps (0 = off)")
+    eval_examples: int = Field(100, ge=1, description="held-out rows per periodic eval")
+
+
+class CommConfig(Strict):
+    """Data-parallel gradient communication of the supervised stages (several processes only)."""
+
+    grad_compression: Literal["none", "fp16", "bf16", "powersgd"] = Field(
+        "none", description="DDP communication hook that compresses gradients"
+    )
+    powersgd_rank: int = Field(4, ge=1, description="grad_compression=powersgd: rank of the gradient factors")
+    powersgd_start_iter: int = Field(
+        10, ge=2, description="grad_compression=powersgd: steps of plain all-reduce before compressing"
+    )
+
+
+class TrainSettings(Strict):
+    """An optimisation loop over supervised batches (pretrain and SFT)."""
+
+    steps: int = Field(500, ge=1, description="optimizer steps")
+    batch_size: int = Field(32, ge=1, description="sequences per step (global under a launcher)")
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    comm: CommConfig = Field(default_factory=CommConfig)
+
+
+class RolloutConfig(Strict):
+    """How completions are sampled each PPO step."""
+
+    prompts_per_step: int = Field(32, ge=1, description="prompts per step (global under a launcher)")
+    samples_per_prompt: int = Field(2, ge=1, description="completions sampled per prompt (a GRPO group)")
+    max_new_tokens: int = Field(48, ge=1, description="longest completion, in tokens")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling threshold")
+
+
+class AlgorithmConfig(Strict):
+    """Advantages, the clipped objective and the KL to the reference."""
+
+    advantage_estimator: Literal["gae", "grpo", "rloo", "reinforce_pp"] = Field(
+        "gae", description="gae trains a critic; grpo, rloo and reinforce_pp are critic-free"
+    )
+    grpo_scale_by_std: bool = Field(True, description="grpo: divide by the group std (false = Dr. GRPO)")
+    gamma: float = Field(1.0, ge=0, le=1, description="γ, the discount")
+    gae_lambda: float = Field(1.0, ge=0, le=1, description="λ of GAE (Schulman et al. 2015, eq. 16)")
+    whiten_advantages: bool = Field(True, description="gae: whiten advantages over the batch's tokens")
+    normalize_rewards: bool = Field(False, description="whiten the sequence scores over the batch")
+    reward_clip: float | None = Field(None, gt=0, description="clip sequence scores to ±reward_clip")
+    clip_eps: float = Field(0.2, gt=0, description="lower clip ε (and the upper one unless clip_eps_high)")
+    clip_eps_high: float | None = Field(None, gt=0, description="upper clip ε (DAPO's clip-higher)")
+    dual_clip: float | None = Field(None, gt=1, description="dual-clip constant c for negative advantages")
+    value_clip_eps: float = Field(0.2, gt=0, description="clip of the value update around the old values")
+    vf_coef: float = Field(0.5, ge=0, description="weight of the value loss")
+    loss_agg_mode: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"] = Field(
+        "token-mean", description="how token losses reduce to a scalar (DAPO, Dr. GRPO, GRPO)"
+    )
+    kl_coef: float = Field(0.02, ge=0, description="β: the KL weight")
+    kl_estimator: Literal["k1", "k2", "k3"] = Field("k1", description="KL estimator (Schulman's note)")
+    kl_in: Literal["reward", "loss"] = Field(
+        "reward", description="reward: −β·KL per token in the reward; loss: +β·KL as a loss term"
+    )
+    kl_target: float | None = Field(
+        None, gt=0, description="adaptive β (Ziegler et al. 2019) toward this per-sequence KL"
+    )
+    kl_horizon: int = Field(10_000, ge=1, description="adaptive β horizon, in samples")
+
+
+class PPOOptimConfig(Strict):
+    """The PPO update: epochs, minibatches and the two AdamW optimizers."""
+
+    ppo_epochs: int = Field(2, ge=1, description="passes over each rollout")
+    minibatch_size: int = Field(32, ge=1, description="sequences per optimizer step (global)")
+    micro_batch_size: int | None = Field(
+        None, ge=1, description="sequences per forward pass (gradient accumulation); default minibatch_size"
+    )
+    lr: float = Field(1e-3, gt=0, description="policy learning rate (constant after warm-up)")
+    critic_lr: float = Field(2e-3, gt=0, description="critic learning rate")
+    warmup_steps: int = Field(0, ge=0, description="linear warm-up steps of both learning rates")
+    critic_warmup_steps: int = Field(
+        0, ge=0, description="first steps update only the critic, so the policy starts from sane advantages"
+    )
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping by global norm")
+    max_consecutive_skips: int = Field(
+        3, ge=1, description="halt after this many steps in a row skipped for non-finite values"
+    )
+
+
+class ComputeConfig(Strict):
+    """Precision and memory of the PPO forward passes."""
+
+    bf16: bool = Field(False, description="bfloat16 autocast for generation and every forward pass")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass")
+
+
+class MoEConfig(Strict):
+    """Router terms in the policy objective, and routing replay."""
+
+    router_aux_loss_coef: float = Field(0.0, ge=0, description="load-balance loss in the policy objective")
+    router_loss: Literal["switch", "variance"] = Field(
+        "switch", description="switch: transformers' f·P loss; variance: Σᵢ(pᵢ − 1/E)² (try coef 0.01)"
+    )
+    router_z_loss_coef: float = Field(0.0, ge=0, description="ST-MoE router z-loss in the policy objective")
+    routing_replay: bool = Field(
+        False, description="force the update's experts to those recorded with the old log-probs"
+    )
+
+
+class PPOSettings(Strict):
+    """The PPO loop (the stage's training sections)."""
+
+    steps: int = Field(60, ge=1, description="rollout/update iterations")
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    optim: PPOOptimConfig = Field(default_factory=PPOOptimConfig)
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
+    moe: MoEConfig = Field(default_factory=MoEConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    log: LogConfig = Field(default_factory=lambda: LogConfig(every=1))
+
+    @model_validator(mode="after")
+    def _check(self) -> PPOSettings:
+        est = self.algorithm.advantage_estimator
+        if est in ("grpo", "rloo") and self.rollout.samples_per_prompt < 2:
+            raise ValueError(f"advantage_estimator {est} needs rollout.samples_per_prompt >= 2")
+        return self
+
+
+# Where each option of the flat `train:` and `ppo:` sections lives now.
+_TRAIN_MOVES = {
+    "steps": "steps", "batch_size": "batch_size", "lr": "optim.lr", "warmup_steps": "optim.warmup_steps",
+    "min_lr_ratio": "optim.min_lr_ratio", "weight_decay": "optim.weight_decay",
+    "max_grad_norm": "optim.max_grad_norm", "log_every": "log.every", "eval_every": "log.eval_every",
+    "eval_examples": "log.eval_examples", "checkpoint_every": "checkpoint.every",
+    "keep_checkpoints": "checkpoint.keep", "grad_compression": "comm.grad_compression",
+    "powersgd_rank": "comm.powersgd_rank", "powersgd_start_iter": "comm.powersgd_start_iter",
+}  # fmt: skip
+TRAIN_MOVED = {f"train.{k}": v for k, v in _TRAIN_MOVES.items()}
+
+
+def _ppo_moves() -> dict[str, str]:
+    out = {"ppo.steps": "steps", "ppo.log_every": "log.every", "ppo.eval_every": "log.eval_every",
+           "ppo.eval_examples": "log.eval_examples", "ppo.checkpoint_every": "checkpoint.every",
+           "ppo.keep_checkpoints": "checkpoint.keep"}  # fmt: skip
+    sections = {"rollout": RolloutConfig, "algorithm": AlgorithmConfig, "optim": PPOOptimConfig,
+                "compute": ComputeConfig, "moe": MoEConfig}  # fmt: skip
+    for name, model in sections.items():
+        out.update({f"ppo.{field}": f"{name}.{field}" for field in model.model_fields})
+    return out
+
+
+PPO_MOVED = _ppo_moves()

@@ -1,0 +1,220 @@
+"""The skeleton every training loop stands on: a :class:`Checkpointer` and a :class:`StepLogger`.
+
+A loop (pretraining, SFT, PPO, the experiments) reads::
+
+    ckpt = Checkpointer(run.checkpoints, every=cfg.checkpoint.every, keep=cfg.checkpoint.keep)
+    start, state = ckpt.resume()                  # newest checkpoint, or (0, None)
+    log = StepLogger(run, "ppo", total=cfg.steps, start=start, every=cfg.log.every)
+    for step in log.steps():                      # a progress bar on the main process
+        with log.phase("generate"):               # timed: logged as perf/generate_s
+            ...
+        done = step + 1
+        if log.due(done):
+            log.log(done, metrics, side={"rollouts": samples})   # metrics.jsonl + rollouts.jsonl
+        if ckpt.due(done, cfg.steps):
+            ckpt.save(done, state_of_everything())
+
+- **Atomic, durable checkpoints.** A checkpoint is written into a temporary folder, its files
+  and the folder fsynced, then renamed to ``step-NNNNNNNN``; a crash leaves the previous
+  checkpoint loadable. The newest ``keep`` are kept. The state itself goes through a backend
+  (:class:`TorchBackend`: one ``torch.save`` file), so sharded state can plug in.
+- **Exact resume.** The state is whatever the loop hands over (weights, optimizers, schedulers,
+  samplers, controllers); :func:`rng_state_of` adds every process's RNG state, so a resumed run
+  continues each random stream. The logger drops rows logged after the resumed step.
+- **One cadence.** ``log.due`` is the logging schedule (every ``every`` steps, the last step, or
+  when forced, e.g. by an eval); phase timers accumulate over a step and reset after each log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+from r1rl.rundir import RunDir
+
+CKPT_PREFIX = "step-"
+
+
+class CheckpointBackend(Protocol):
+    """How one checkpoint's state is written into, and read back from, its folder."""
+
+    def save(self, state: dict[str, Any], directory: Path) -> None: ...
+
+    def load(self, directory: Path) -> dict[str, Any]: ...
+
+    def complete(self, directory: Path) -> bool: ...
+
+
+class TorchBackend:
+    """The whole state in one ``state.pt`` (``torch.save``), fsynced before the folder is renamed."""
+
+    FILE = "state.pt"
+
+    def save(self, state: dict[str, Any], directory: Path) -> None:
+        path = directory / self.FILE
+        with path.open("wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def load(self, directory: Path) -> dict[str, Any]:
+        return torch.load(directory / self.FILE, weights_only=False)
+
+    def complete(self, directory: Path) -> bool:
+        return (directory / self.FILE).exists()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Checkpointer:
+    """Numbered, atomic checkpoints under ``directory``; only ``is_main`` writes."""
+
+    def __init__(
+        self,
+        directory: Path,
+        every: int = 0,
+        keep: int = 2,
+        backend: CheckpointBackend | None = None,
+        is_main: bool = True,
+    ) -> None:
+        self.directory, self.every, self.keep = Path(directory), every, keep
+        self.backend = backend or TorchBackend()
+        self.is_main = is_main
+
+    def due(self, done: int, total: int) -> bool:
+        """A checkpoint is written every ``every`` steps, never at the end (``final/`` is)."""
+        return self.every > 0 and done % self.every == 0 and done < total
+
+    def paths(self) -> list[Path]:
+        """Complete checkpoints, oldest first."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(
+            p for p in self.directory.iterdir() if p.name.startswith(CKPT_PREFIX) and self.backend.complete(p)
+        )
+
+    def save(self, step: int, state: dict[str, Any]) -> Path | None:
+        """Write ``state`` as checkpoint ``step`` (temp folder, fsync, rename); keep the newest ``keep``."""
+        if not self.is_main:
+            return None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        final = self.directory / f"{CKPT_PREFIX}{step:08d}"
+        tmp = self.directory / f".tmp-{CKPT_PREFIX}{step:08d}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        self.backend.save(state, tmp)
+        _fsync_dir(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        _fsync_dir(self.directory)
+        for old in self.paths()[: -self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def load_latest(self) -> dict[str, Any] | None:
+        paths = self.paths()
+        return self.backend.load(paths[-1]) if paths else None
+
+    def resume(self) -> tuple[int, dict[str, Any] | None]:
+        """``(step, state)`` of the newest checkpoint, or ``(0, None)`` for a fresh run."""
+        state = self.load_latest()
+        return (int(state["step"]), state) if state is not None else (0, None)
+
+
+def rng_state_of(par: Any) -> dict[str, Any]:
+    """Checkpoint entries for the RNG: the main process's, plus every rank's under a launcher.
+
+    A collective under a launcher: every rank must call it.
+    """
+    from r1rl.training import rng_state
+
+    state = rng_state()
+    if not par.enabled:
+        return {"rng": state}
+    return {"rng": state, "rng_ranks": par.gather_objects(state)}
+
+
+def restore_rng(par: Any, state: dict[str, Any]) -> None:
+    """Undo :func:`rng_state_of` (from another process count, rank 0 takes the main stream)."""
+    from r1rl.training import set_rng_state
+
+    ranks = state.get("rng_ranks")
+    if ranks is not None and len(ranks) == par.world:
+        set_rng_state(ranks[par.rank])
+    elif par.is_main:
+        set_rng_state(state["rng"])
+
+
+class StepLogger:
+    """Logging cadence, ``metrics.jsonl`` rows (and trackers), side logs, progress bar, phase timers."""
+
+    def __init__(
+        self, run: RunDir, stage: str, total: int, start: int = 0, every: int = 1, is_main: bool = True
+    ) -> None:
+        self.run, self.stage, self.total, self.start, self.every = run, stage, total, start, every
+        self.is_main = is_main
+        self.phases: dict[str, float] = {}
+        self._step_t0 = time.perf_counter()
+        self.bar: Any = None
+        if start and is_main:
+            run.truncate_metrics(start)  # a resumed run re-logs what came after its checkpoint
+
+    def steps(self) -> Iterator[int]:
+        """The remaining steps, behind a progress bar (main process only)."""
+        self.bar = tqdm(
+            range(self.start, self.total), desc=self.stage, initial=self.start, total=self.total,
+            dynamic_ncols=True, disable=not self.is_main,
+        )  # fmt: skip
+        try:
+            for step in self.bar:
+                self._step_t0 = time.perf_counter()
+                yield step
+        finally:
+            self.bar.close()
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time a block; its seconds accumulate under ``perf/<name>_s`` until the next logged row."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - t0
+
+    @property
+    def step_seconds(self) -> float:
+        return time.perf_counter() - self._step_t0
+
+    def due(self, done: int, force: bool = False) -> bool:
+        return force or done % self.every == 0 or done == self.total
+
+    def log(self, done: int, metrics: dict[str, Any], side: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write one row (with the phase timers) and each ``side`` entry to ``<name>.jsonl``."""
+        row = {**metrics, **{f"perf/{k}_s": v for k, v in self.phases.items()}}
+        row.setdefault("perf/step_s", self.step_seconds)
+        self.phases = {}
+        if self.is_main:
+            self.run.log(done, self.stage, row)
+            for name, value in (side or {}).items():
+                with (self.run.path / f"{name}.jsonl").open("a") as f:
+                    f.write(json.dumps({"step": done, **value}) + "\n")
+        return row
+
+    def postfix(self, **values: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()})

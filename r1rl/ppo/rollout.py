@@ -1,0 +1,229 @@
+"""A PPO rollout: generate, score, the behaviour / reference log-probs and values, advantages.
+
+Notation: ``B`` sequences per step (prompts × samples), ``P`` prompt tokens, ``T`` completion tokens.
+
+Each phase is a named block (``phase("generate")`` …) that the loop times as ``perf/<phase>_s``:
+
+- **generate**: the policy samples ``samples_per_prompt`` completions per prompt (the task's
+  stop sequences end one; a chat prompt gets its completion back as an assistant message);
+- **reward**: the hierarchy scores them, every column of the rows as keyword arguments;
+- **logprobs**: π_old (unless the step is on-policy, :func:`on_policy`), π_ref (the base with
+  adapters off) and the critic's values, with the left-padded layout and position ids of generation;
+- **advantages**: scores clipped / normalised if asked, the per-token KL, then the estimator
+  (:data:`ESTIMATORS`); statistics over the batch span every rank under a launcher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from r1rl.config import AlgorithmConfig, PPOSettings
+from r1rl.distributed import Parallel
+from r1rl.generation import Generation, generate
+from r1rl.moe import RoutingReplay
+from r1rl.ppo import core
+from r1rl.ppo.roles import ActorCritic, FullActorCritic
+from r1rl.registry import Registry
+from r1rl.rewards.hierarchy import RewardHierarchy
+from r1rl.tasks.base import Record, Task, prompts_of, reward_columns, text_of_prompt
+from r1rl.tasks.encoding import as_completion, encode_prompts
+
+Phase = Callable[[str], AbstractContextManager[None]]
+
+
+@contextmanager
+def untimed(name: str) -> Iterator[None]:
+    yield
+
+
+@dataclass
+class Rollout:
+    input_ids: torch.Tensor  # (B, P + T)
+    attention_mask: torch.Tensor  # (B, P + T)
+    mask: torch.Tensor  # (B, T) completion tokens through EOS
+    scores: torch.Tensor  # (B,) combined reward, after optional clipping/normalisation
+    old_logprobs: torch.Tensor | None  # (B, T); None when on-policy (the update's own pass is π_old)
+    ref_logprobs: torch.Tensor  # (B, T)
+    values: torch.Tensor  # (B, T) zeros without a critic
+    advantages: torch.Tensor  # (B, T)
+    returns: torch.Tensor  # (B, T)
+    metrics: dict[str, float]
+    samples: list[dict[str, Any]]
+    finite: bool = True  # every reward and log-prob is finite
+
+    @property
+    def n_completion(self) -> int:
+        return self.mask.shape[1]
+
+
+def on_policy(cfg: PPOSettings, n_sequences: int, world: int, kl_coef: float) -> bool:
+    """One optimizer step on the whole batch with the KL outside the reward: the update's own
+    forward pass *is* the behaviour policy's, so the separate old-log-prob pass can be skipped."""
+    return (
+        cfg.optim.ppo_epochs == 1
+        and cfg.optim.minibatch_size >= n_sequences * world
+        and (cfg.algorithm.kl_in == "loss" or kl_coef == 0)
+    )
+
+
+def rollout(
+    ac: ActorCritic | FullActorCritic,
+    tokenizer: Any,
+    batch: list[Record],
+    hierarchy: RewardHierarchy,
+    cfg: PPOSettings,
+    kl_coef: float,
+    replay: RoutingReplay | None = None,
+    par: Parallel | None = None,
+    task: Task | None = None,
+    phase: Phase = untimed,
+) -> Rollout:
+    """Generate, score, and compute everything the update needs (no gradients).
+
+    ``batch``: this step's records (each sampled ``samples_per_prompt`` times); ``task`` gives
+    the stop sequences and system prompt. With ``replay``, the routing of the old-log-prob
+    pass (the behaviour policy's weights) is recorded for the update to replay or compare
+    against. Under a launcher (``par``), ``batch`` is this rank's share and batch statistics
+    span every rank.
+    """
+    par = par or Parallel()
+    n = cfg.rollout.samples_per_prompt
+    prompts = prompts_of(batch, n)
+    with phase("generate"):
+        g = _generate(ac, tokenizer, prompts, cfg, task)
+    with phase("reward"):
+        completions = [as_completion(p, t) for p, t in zip(prompts, g.texts)]
+        res = hierarchy(prompts, completions, **reward_columns(batch, n))
+    raw = torch.tensor(res.rewards, dtype=torch.float32)  # (B,)
+    input_ids = torch.cat([g.prompt_ids, g.completion_ids], 1)  # (B, P + T)
+    attention_mask = torch.cat([g.prompt_mask, g.completion_mask], 1)
+    mask = g.completion_mask.float()  # (B, T)
+    with phase("logprobs"):
+        skip_old = on_policy(cfg, len(prompts), par.world, kl_coef)
+        old, ref, values = _forward_passes(ac, input_ids, attention_mask, mask, skip_old, replay)
+    behaviour = old if old is not None else ref
+    finite = bool(torch.isfinite(raw).all() and torch.isfinite(behaviour * mask).all())
+    finite = par.all_true(finite and bool(torch.isfinite(ref * mask).all()))
+    with phase("advantages"):
+        all_sum = par.all_sum if par.enabled else None
+        scores = _shape_scores(raw, cfg.algorithm, par.world, all_sum)
+        a = cfg.algorithm
+        kl = core.kl_penalty(behaviour, ref, a.kl_estimator) * mask  # (B, T); 0 when on-policy
+        beta = kl_coef if a.kl_in == "reward" else 0.0
+        if not finite:  # the step will be skipped; keep the tensors finite for logging
+            scores, kl = torch.nan_to_num(scores), torch.nan_to_num(kl)
+        estimator = ESTIMATORS.get(a.advantage_estimator, "algorithm.advantage_estimator")
+        advantages, returns = estimator(scores, kl, values, mask, beta, a, n, all_sum)
+    metrics = {
+        **res.metrics(),
+        "kl": float(kl.sum(1).mean()),
+        "response/length": float(mask.sum(1).mean()),
+        "response/truncated": float(g.truncated.float().mean()),
+        "response/empty": float((mask.sum(1) <= 1).float().mean()),  # EOS only, or nothing
+    }
+    samples = [
+        {"prompt": text_of_prompt(p), "completion": c, "reward": r}
+        for p, c, r in zip(prompts[:4], g.texts[:4], res.rewards[:4])
+    ]
+    return Rollout(
+        input_ids,
+        attention_mask,
+        mask,
+        scores,
+        old,
+        ref,
+        values,
+        advantages,
+        returns,
+        metrics,
+        samples,
+        finite,
+    )
+
+
+def _generate(ac: Any, tokenizer: Any, prompts: list[Any], cfg: PPOSettings, task: Task | None) -> Generation:
+    prompt_ids = encode_prompts(tokenizer, prompts, getattr(task, "system_prompt", None))
+    r = cfg.rollout
+    ac.use("policy")
+    with ac.autocast():
+        return generate(
+            ac.generation_model, tokenizer, prompt_ids, max_new_tokens=r.max_new_tokens, do_sample=True,
+            temperature=r.temperature, top_p=r.top_p, stop=getattr(task, "stop", ()),
+        )  # fmt: skip
+
+
+@torch.no_grad()
+def _forward_passes(
+    ac: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor, skip_old: bool,
+    replay: RoutingReplay | None,
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """π_old (``None`` when skipped), π_ref and the values, each (B, T)."""
+    T = mask.shape[1]
+    old = None
+    if not skip_old:
+        with replay.record(tuple(input_ids.shape)) if replay is not None else nullcontext():
+            old, _, _ = ac.policy_logprobs(input_ids, attention_mask, T)
+    ref, _, _ = ac.policy_logprobs(input_ids, attention_mask, T, reference=True)
+    values = ac.values(input_ids, attention_mask, T) * mask if ac.has_critic else torch.zeros_like(mask)
+    ac.use("policy")
+    return old, ref, values
+
+
+def _shape_scores(
+    raw: torch.Tensor, cfg: AlgorithmConfig, world: int, all_sum: core.AllSum | None
+) -> torch.Tensor:
+    """The sequence scores the advantages see: clipped to ±``reward_clip``, whitened if asked."""
+    scores = raw.clone()
+    if cfg.reward_clip is not None:
+        scores = scores.clamp(-cfg.reward_clip, cfg.reward_clip)
+    if cfg.normalize_rewards and scores.numel() * world > 1:
+        scores = core.normalize(scores, all_sum=all_sum)
+    return scores
+
+
+# ---------------------------------------------------------------------------- advantage estimators
+#
+# (B,) scores, (B, T) KL / values / mask, β, the algorithm options, the group size, the collective
+#   -> advantages and returns, both (B, T). Whitening spans every rank's tokens under a launcher;
+#   GRPO/RLOO groups never straddle ranks (a rank's share is whole prompts).
+
+Estimator = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+ESTIMATORS: Registry[Estimator] = Registry("advantage estimator")
+
+
+@ESTIMATORS.register("gae")
+def gae_advantages(scores, kl, values, mask, beta, cfg, group, all_sum):  # type: ignore[no-untyped-def]
+    """GAE over the score-on-the-last-token rewards with the per-token KL penalty (Schulman et al. 2015)."""
+    rewards = core.token_rewards(scores, kl, mask, beta)  # (B, T)
+    advantages, returns = core.gae(rewards, values, mask, cfg.gamma, cfg.gae_lambda)
+    if cfg.whiten_advantages:
+        advantages = core.masked_whiten(advantages, mask, all_sum=all_sum)
+    return advantages, returns
+
+
+@ESTIMATORS.register("reinforce_pp")
+def reinforce_pp(scores, kl, values, mask, beta, cfg, group, all_sum):  # type: ignore[no-untyped-def]
+    """REINFORCE++: whitened discounted returns of the token rewards (Hu 2025)."""
+    advantages = core.reinforce_pp_advantages(scores, kl, mask, beta, cfg.gamma, all_sum=all_sum)
+    return advantages, advantages
+
+
+def _group(mode: str) -> Estimator:
+    def estimator(scores, kl, values, mask, beta, cfg, group, all_sum):  # type: ignore[no-untyped-def]
+        """One advantage per sequence (its group's baseline removed), on every token of it."""
+        adjusted = scores - beta * kl.sum(1)
+        seq = core.group_advantages(adjusted, group, mode, scale_by_std=cfg.grpo_scale_by_std)  # (B,)
+        advantages = seq[:, None] * mask
+        return advantages, advantages
+
+    estimator.__qualname__ = f"group_advantages[{mode}]"
+    return estimator
+
+
+ESTIMATORS.add("grpo", _group("grpo"))
+ESTIMATORS.add("rloo", _group("rloo"))
