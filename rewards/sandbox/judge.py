@@ -90,7 +90,7 @@ class Channel:
             self._send(payload, start + self.left)
             reply = channel.Decoder(self._receive(start + self.left), self._proxy).decode()
         except channel.DecodeError as e:
-            self._fail(f"protocol {e}")
+            self._fail(f"protocol: {e}")
         finally:
             self.left -= time.monotonic() - start
         return self._unpack(reply)
@@ -151,7 +151,7 @@ class Channel:
             return reply[1]
         if type(reply) is tuple and len(reply) == 2 and reply[0] == "refused" and type(reply[1]) is str:
             raise ResultRefused(reply[1])
-        if type(reply) is tuple and len(reply) == 3 and reply[0] == "raise" and type(reply[2]) is str:
+        if type(reply) is tuple and len(reply) == 3 and reply[0] == "raise" and type(reply[2]) is tuple:
             raise _exception(reply[1], reply[2])
         self._fail("protocol: not a reply")
 
@@ -171,17 +171,18 @@ class Channel:
         raise channel.EncodeError(f"a {type(obj).__name__} of the tests is not data")
 
 
-def _exception(names, message: str) -> Exception:
-    """The first builtin exception class among ``names`` that takes a message, raised in the judge."""
+def _exception(names, args: tuple) -> Exception:
+    """The first builtin exception class among ``names`` that takes ``args``, to raise in the judge."""
     if type(names) is tuple:
         for name in names:
             cls = _EXCEPTIONS.get(name) if type(name) is str else None
             if cls is not None:
                 try:
-                    return cls(message)
+                    return cls(*args)
                 except Exception:
                     continue
-    return RuntimeError(f"the program raised {names[0] if names else 'an exception'}: {message}")
+    first = names[0] if type(names) is tuple and names and type(names[0]) is str else "an exception"
+    return RuntimeError(f"the program raised {first}")
 
 
 _CH: Channel  # this judge's channel (one per process), set by main()

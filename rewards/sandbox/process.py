@@ -453,7 +453,7 @@ def classify_tests(run: Run, limits: Limits, gone: str | None, ended: bool) -> E
         detail = f"wall-clock limit of {limits.timeout_s:g} s (the program's time answering the tests)"
         return ExecResult("timeout", None, detail=detail, **common)
     if gone is not None and gone.startswith("protocol"):
-        detail = f"the program broke the judge's protocol ({gone.removeprefix('protocol').strip()})"
+        detail = f"the program broke the judge's protocol ({gone.removeprefix('protocol:').strip()})"
         return ExecResult("error", worker[1] if worker else None, detail=detail, **common)
     if gone == "died":
         if worker is None:

@@ -7,7 +7,7 @@ a program that rewrites this code, writes its own bytes or exits only loses the 
 have not been decided yet.
 
 Requests are tuples ``(op, *args)``; replies are ``("ok", value)``, ``("raise", names,
-message)`` (the builtin exception classes in the exception's MRO, for the judge to re-raise) or
+args)`` (the builtin exception classes in the exception's MRO, for the judge to re-raise) or
 ``("refused", reason)`` (a result that is not data, too large or too deep).
 """
 
@@ -145,7 +145,10 @@ def serve(code: str, requests_fd: int, replies_fd: int, max_result_bytes: int) -
         request = channel.Decoder(frame, objects.resolve).decode()
         if request[0] == "quit":
             _exit(status)
-        channel.write_frame(replies_fd, _answer(request, ns, objects, max_result_bytes))
+        try:
+            channel.write_frame(replies_fd, _answer(request, ns, objects, max_result_bytes))
+        except OSError:  # the judge stopped listening
+            _exit(status)
 
 
 def _load(code: str, ns: dict) -> int:
@@ -184,7 +187,17 @@ def _answer(request: tuple, ns: dict, objects: Objects, max_result_bytes: int) -
         reason = e.reason
     except BaseException as e:  # e.g. a RecursionError while walking the value
         reason = f"could not be sent ({type(e).__name__})"
+    if op == "load":  # leave out the names whose values cannot be sent, keep the others
+        return encoder.encode(("ok", {k: v for k, v in value.items() if _sendable(encoder, v)}))
     return channel.Encoder(max_result_bytes).encode(("refused", reason[:500]))
+
+
+def _sendable(encoder: channel.Encoder, value) -> bool:
+    try:
+        encoder.encode(value)
+    except BaseException:
+        return False
+    return True
 
 
 def _perform(op: str, args: tuple, ns: dict):
@@ -213,15 +226,20 @@ def _perform(op: str, args: tuple, ns: dict):
 
 
 def _encode_exception(e: BaseException, max_result_bytes: int) -> bytes:
+    """``("raise", names, args)``: the builtin classes in the MRO, and the arguments if they are
+    data (else the message), for the judge to rebuild the exception from builtins only."""
     names = []
     for cls in type(e).__mro__:
         name = getattr(cls, "__name__", "")
         if type(name) is str and getattr(builtins, name, None) is cls:
             names.append(name)
+    encoder = channel.Encoder(min(max_result_bytes, 1 << 16))
+    try:
+        return encoder.encode(("raise", tuple(names), tuple(e.args)))
+    except BaseException:
+        pass
     try:
         message = str(e)
     except BaseException:
         message = ""
-    if type(message) is not str:
-        message = ""
-    return channel.Encoder(max_result_bytes).encode(("raise", tuple(names), message[:1000]))
+    return encoder.encode(("raise", tuple(names), (message[:1000] if type(message) is str else "",)))
