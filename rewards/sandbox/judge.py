@@ -12,8 +12,10 @@ Names: each name the tests use is looked up among the program's globals, and bou
   the name of a builtin or of a standard-library module (a program that defines ``abs`` or
   ``math`` must not answer the tests' ``abs(f(x) - y)``; for the one exception, ``assert
   sum(10, 15) == 6``, see :mod:`.instrument`);
-- what the program imported from the standard library (``math``, ``Counter``) is the judge's own
-  import of the same thing; a module of any other origin is not bound;
+- what the program imported from the standard library (``import math``, ``from collections
+  import Counter``) is the judge's own import of the same thing (a function or class only under
+  its own name, so that the program cannot make a name of its choice the judge's ``os.system``);
+  a module of any other origin is not bound;
 - data is copied;
 - names that ``judge_code`` (trusted helpers, e.g. a HumanEval prompt's) defines are its own.
 
@@ -90,7 +92,7 @@ class Channel:
             self._send(payload, start + self.left)
             reply = channel.Decoder(self._receive(start + self.left), self._proxy).decode()
         except channel.DecodeError as e:
-            self._fail(f"protocol: {e}")
+            self.fail(f"protocol: {e}")
         finally:
             self.left -= time.monotonic() - start
         return self._unpack(reply)
@@ -102,7 +104,8 @@ class Channel:
             except OSError:
                 pass
 
-    def _fail(self, why: str):
+    def fail(self, why: str):
+        """Mark the program gone (for good) and raise :class:`Gone`."""
         self.gone = why.replace("\n", " ")[:300]
         raise Gone(self.gone)
 
@@ -115,7 +118,7 @@ class Channel:
             except BlockingIOError:
                 continue
             except OSError:
-                self._fail("died")
+                self.fail("died")
 
     def _receive(self, deadline: float) -> bytes:
         head = self._read(4, deadline)
@@ -133,7 +136,7 @@ class Channel:
             except OSError:
                 chunk = b""
             if not chunk:
-                self._fail("died")
+                self.fail("died")
             buf += chunk
         return bytes(buf)
 
@@ -144,7 +147,7 @@ class Channel:
             poller.register(fd, event)
             if poller.poll(math.ceil(left * 1000)):
                 return
-        self._fail("timeout")
+        self.fail("timeout")
 
     def _unpack(self, reply):
         if type(reply) is tuple and len(reply) == 2 and reply[0] == "ok":
@@ -153,7 +156,7 @@ class Channel:
             raise ResultRefused(reply[1])
         if type(reply) is tuple and len(reply) == 3 and reply[0] == "raise" and type(reply[2]) is tuple:
             raise _exception(reply[1], reply[2])
-        self._fail("protocol: not a reply")
+        self.fail("protocol: not a reply")
 
     def _proxy(self, ident: int, type_id: int, kind: str, name: str) -> Remote:
         p = self.proxies.get(ident)
@@ -354,10 +357,9 @@ def _run(job: dict, rec: Recorder) -> None:
         wanted = [n for n in job["names"] if n not in ns]
         found = _CH.ask("load", wanted)
         if type(found) is not dict:
-            _CH._fail("protocol: not a name table")
-        for name, value in found.items():
-            if type(name) is str and name in wanted:
-                _bind(ns, own, name, value)
+            _CH.fail("protocol: not a name table")
+        for name in set(wanted) & set(found):
+            _bind(ns, own, name, found[name])
     except (Gone, ResultRefused, Exception):
         pass
     ns.update(
@@ -385,7 +387,7 @@ def _bind(ns: dict, own: dict, name: str, value) -> None:
         if not reserved:
             ns[name] = value
         return
-    mine = _standard_library(value._r1rl_name) if value._r1rl_kind in "fcm" else _MISSING
+    mine = _standard_library(value._r1rl_name, value._r1rl_kind, name)
     if mine is not _MISSING:
         ns[name] = mine
     elif value._r1rl_kind != "m":
@@ -395,10 +397,13 @@ def _bind(ns: dict, own: dict, name: str, value) -> None:
 _BUILTIN_NAMES = frozenset(vars(builtins))
 
 
-def _standard_library(origin: str):
-    """The judge's own object for ``module:qualname`` when the module is the standard library's."""
+def _standard_library(origin: str, kind: str, name: str):
+    """The judge's own object for the program's ``module:qualname``, if that is the standard
+    library's: any module, and a function or class bound under its own name."""
     module, _, qualname = origin.partition(":")
-    if module.partition(".")[0] not in sys.stdlib_module_names:
+    if kind not in "fcm" or module.partition(".")[0] not in sys.stdlib_module_names:
+        return _MISSING
+    if kind != "m" and qualname.rpartition(".")[2] != name:
         return _MISSING
     try:
         obj = __import__(module) and sys.modules[module]

@@ -83,7 +83,6 @@ def _describe(obj) -> str:
 
 def exit_builtins() -> None:
     import _sitebuiltins
-    import builtins
 
     # ``-S`` skips site.py, which is what defines exit() and quit().
     builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")
@@ -91,7 +90,6 @@ def exit_builtins() -> None:
 
 
 def main_module() -> dict:
-    import builtins
     import types
 
     main = types.ModuleType("__main__")

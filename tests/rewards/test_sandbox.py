@@ -1096,7 +1096,7 @@ CORPUS = [
         def inc(x):
             return x
         """,
-        tests="assert inc(0)\nassert inc(2) == 3\nassert inc(0) is True",
+        tests=INC_TESTS,
     ),
     attack(
         "patch_builtins_sys_modules_and_marshal",
@@ -1284,6 +1284,19 @@ CORPUS = [
         tests="assert f(1) == 1",
     ),
     attack(
+        "impersonate_the_standard_library",  # the judge re-imports what the program imported
+        """
+        def inc(x):
+            return x
+        inc.__module__, inc.__qualname__ = "os", "_exit"  # the judge calling os._exit(1) would die
+        class isclose:
+            __module__ = "math"
+            def __new__(cls, *a, **k):
+                return True
+        """,
+        tests="assert inc(1) == 2\nassert inc(2) == 3\nassert isclose(inc(3), 4)",
+    ),
+    attack(
         "redefine_a_trusted_helper",  # HumanEval 32: the tests judge find_zero with the prompt's poly
         """
         import math
@@ -1446,6 +1459,25 @@ def test_basic_mode_smoke():
     bomb = run_program("import os\nwhile True:\n    os.fork()", limits=TIGHT, isolation="basic")
     assert (ok.stdout, net.status, bomb.status) == ("hi\n", "error", "error")
     assert not sandbox_pids()
+
+
+FORGING = CORPUS[[a.name for a in CORPUS].index("frames_up_to_the_recorder") :]
+
+
+@pytest.mark.parametrize("attack", FORGING, ids=[a.name for a in FORGING])
+def test_forging_attacks_in_basic_mode(attack, host):
+    """Without namespaces the judge still holds: as root under a uid of its own, and without root
+    not dumpable (the attacks that would signal our own processes are skipped there)."""
+    try:
+        isolation_mode("basic")
+    except SandboxError as e:
+        pytest.skip(f"basic isolation is unavailable here: {e}")
+    if attack.unsafe_with_shared_uid and os.geteuid() != 0:
+        pytest.skip("basic isolation without root shares our uid and PID namespace: this would hit us")
+    code, tests = fill(attack.code, host["values"]), fill(attack.tests, host["values"])
+    rep = run_tests(code, tests, limits=TIGHT, isolation="basic", judge_code=attack.judge_code)
+    assert rep.passed == 0 and rep.judged, rep
+    assert_host_unharmed(host)
 
 
 def test_parallel_timeouts_kill_every_tree():
