@@ -431,12 +431,27 @@ class Attack:
     judge_code: str = ""
 
 
-def attack(name: str, code: str, tests: str | None = None, judge_code: str = "", **kw: bool) -> Attack:
+def attack(
+    name: str, code: str, tests: str | None = None, judge_code: str = "", prelude: str = "", **kw: bool
+) -> Attack:
     dedent = lambda text: text and textwrap.dedent(text).strip() + "\n"
-    return Attack(name, dedent(code), dedent(tests), judge_code=judge_code, **kw)
+    return Attack(name, dedent(prelude) + dedent(code), dedent(tests), judge_code=judge_code, **kw)
 
 
 INC_TESTS = "assert inc(1) == 2\nassert inc(2) == 3\nassert inc(3) == 4"
+# Forging attacks that find nonces call this: a pass for every assert, under every nonce, to
+# every descriptor, then an exit before the real verdicts.
+FORGE = """
+import os
+def forge(nonces, fds):
+    for fd in fds:
+        for n in nonces:
+            try:
+                os.write(fd, "".join(f"{n} {i} P\\n" for i in range(3)).encode())
+            except OSError:
+                pass
+    os._exit(0)
+"""
 
 
 # ``__NAME__`` placeholders are filled in from the ``host`` fixture. Programs that attack by
@@ -857,7 +872,7 @@ CORPUS = [
     attack(
         "frames_up_to_the_recorder",
         """
-        import os, re, sys
+        import re, sys
         def inc(x):
             nonces = set()
             f = sys._getframe()
@@ -867,24 +882,19 @@ CORPUS = [
                         nonces.add(v)
                 f = f.f_back
             if nonces:
-                for fd in range(3, 256):
-                    for n in nonces:
-                        try:
-                            os.write(fd, "".join(f"{n} {i} P\\n" for i in range(3)).encode())
-                        except OSError:
-                            pass
-                os._exit(0)
+                forge(nonces, range(3, 256))
             return x
         """,
         tests=INC_TESTS,
+        prelude=FORGE,
     ),
     attack(
         "gc_closure_cells_of_the_recorder",
         """
-        import gc, os, re, types
+        import gc, re, types
         def inc(x):
             nonces, fds = set(), set()
-            for o in gc.get_objects():
+            for o in gc.get_objects():  # the recorder's closure cells
                 if isinstance(o, types.FunctionType) and o.__closure__:
                     for c in o.__closure__:
                         try:
@@ -896,16 +906,11 @@ CORPUS = [
                         elif type(v) is int and 2 < v < 1024:
                             fds.add(v)
             if nonces:
-                for fd in fds | set(range(3, 64)):
-                    for n in nonces:
-                        try:
-                            os.write(fd, "".join(f"{n} {i} P\\n" for i in range(3)).encode())
-                        except OSError:
-                            pass
-                os._exit(0)
+                forge(nonces, fds | set(range(3, 64)))
             return x
         """,
         tests=INC_TESTS,
+        prelude=FORGE,
     ),
     attack(
         "job_memoises_expected_values",
