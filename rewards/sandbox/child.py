@@ -174,7 +174,8 @@ def _judge(cfg: dict, libc, req_w: int, rep_r: int) -> int:
 
 
 def _init2(cfg: dict, libc, job: dict, req_r: int, rep_w: int) -> int:
-    """*init2*: PID 1 of the solution's PID namespace, with a /proc that shows only it."""
+    """*init2*: PID 1 of the solution's PID namespace, with a /proc that shows only it, in a mount
+    namespace of its own where the judge's directory is an empty tmpfs."""
     try:
         prctl(libc, PR_SET_PDEATHSIG, SIGKILL)
         os.setsid()  # kill(0) from the program reaches this group only, never the judge's
@@ -182,6 +183,8 @@ def _init2(cfg: dict, libc, job: dict, req_r: int, rep_w: int) -> int:
         mount = _mounter(libc)
         mount(None, "/", None, MS_REC | MS_PRIVATE)
         mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        # the judge's working directory: an empty, read-only tmpfs from here on
+        mount("tmpfs", cfg["roles"]["judge"]["dir"], "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k")
         worker = _fork(lambda: _serve(cfg, libc, job, req_r, rep_w))
         os.close(req_r)
         os.close(rep_w)
@@ -349,6 +352,7 @@ def _setup(cfg: dict, libc, role: str, keep: set, null_stdio: bool = False) -> N
     spec = cfg["roles"][role]
     try:
         os.chdir(spec["dir"])
+        os.environ["HOME"] = os.environ["TMPDIR"] = spec["dir"]
         _limits(cfg, spec["limits"])
         uid = spec["uid"]
         if uid is not None:

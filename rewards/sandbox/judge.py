@@ -16,7 +16,9 @@ Names: each name the tests use is looked up among the program's globals, and bou
   import Counter``) is the judge's own import of the same thing (a function or class only under
   its own name, so that the program cannot make a name of its choice the judge's ``os.system``);
   a module of any other origin is not bound;
-- data is copied;
+- data is copied, and so are the arguments of calls (a function that changes its argument in
+  place does not change the tests' object); the tests' own functions and objects cannot be
+  passed to the program (the call raises ``TypeError``);
 - names that ``judge_code`` (trusted helpers, e.g. a HumanEval prompt's) defines are its own.
 
 Handles: calls, attribute and item access, ``len``, iteration, ``str``, truth and

@@ -360,16 +360,20 @@ def test_the_program_cannot_see_the_judge_and_the_judge_is_not_dumpable():
         "    return os.getuid()\n"
         "def dumpable():\n"
         "    return ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)\n"
+        "def peek(path):\n"
+        "    return os.listdir(path)\n"
     )
     tests = (
         "import ctypes, os\n"
         "assert len(pids()) <= 2\n"  # in its PID namespace: init2 and itself
         "assert uid() != os.getuid()\n"
         "assert ctypes.CDLL(None).prctl(3, 0, 0, 0, 0) == 0 and dumpable() == 1\n"  # PR_GET_DUMPABLE
+        "open('note', 'w').close()\n"
+        "assert 'note' in os.listdir() and peek(os.getcwd()) == []\n"  # the judge's directory
     )
     rep = run_tests(solution, tests, limits=EASY)
     namespaces, root = MODE == "namespaces", os.geteuid() == 0
-    assert rep.passed == namespaces + root + 1, rep.result
+    assert rep.passed == 2 * namespaces + root + 1, rep.result
 
 
 # --- bad input ---------------------------------------------------------------------------------
