@@ -82,7 +82,7 @@ class Handle:
 
 # --- encoding -----------------------------------------------------------------------------------
 
-_ATOM_BASES = (bool, int, float, complex, str, bytes, bytearray)
+_ATOM_BASES = (int, float, complex, str, bytes, bytearray)  # bool cannot be subclassed
 _CONTAINER_BASES = (list, tuple, dict, set, frozenset)
 # Methods a subclass must not override to travel as its base type's value.
 _VALUE_METHODS = (
@@ -157,7 +157,7 @@ class Encoder:
             self._pairs(b"C" if t is col.get("Counter") else b"O", x, depth)
         elif t is col.get("defaultdict"):
             factory = x.default_factory
-            name = factory.__name__ if factory in _FACTORIES.values() else ""
+            name = factory.__name__ if any(factory is f for f in _FACTORIES.values()) else ""
             self._bytes(b"Y", name.encode())
             self._pairs(b"", x, depth)
         elif t is col.get("deque"):
@@ -181,10 +181,12 @@ class Encoder:
             raise EncodeError(f"a {type(x).__name__} is not data")
         ident, type_id, kind, name = self.other(x)
         self._put(b"H" + _I64.pack(ident) + _I64.pack(type_id) + kind.encode())
-        self._bytes(b"", str.encode(name, "utf-8", "surrogatepass")[:200])
+        self._bytes(b"", str.encode(name[:200], "utf-8", "surrogatepass"))
 
     def _int(self, x: int) -> None:
         n = (int.bit_length(x) + 8) // 8  # room for the sign bit
+        if n > self.max_bytes:
+            raise EncodeError(f"larger than {self.max_bytes} bytes")
         self._bytes(b"I", int.to_bytes(x, n, "little", signed=True))
 
     def _bytes(self, tag: bytes, b: bytes) -> None:
@@ -241,7 +243,7 @@ def _is_namedtuple(t) -> bool:
 def _value_base(t):
     """The builtin base of ``t`` if ``t`` keeps the base's comparison, truth, length, containment."""
     for base in _ATOM_BASES + _CONTAINER_BASES:
-        if issubclass(t, base) and base is not bool:
+        if issubclass(t, base):
             if all(getattr(t, m, None) is getattr(base, m, None) for m in _VALUE_METHODS):
                 return base
             return None

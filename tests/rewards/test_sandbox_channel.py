@@ -69,6 +69,8 @@ def test_objects_become_handles_and_code_is_refused_when_asked():
     data = Encoder(1 << 20, other).encode([object(), object()])
     Decoder(data, lambda *h: handles.append(h) or h).decode()
     assert [h[:3] for h in handles] == [(0, 7, "o"), (1, 7, "o")]
+    long_name = Encoder(1 << 20, lambda obj: (0, 0, "o", "é" * 300)).encode(object())
+    assert Decoder(long_name, lambda *h: h).decode()[3] == "é" * 200  # cut by characters, not bytes
     for code in (print, len, lambda: 1, int, math):
         with pytest.raises(EncodeError, match="is not data"):
             Encoder(1 << 20, other, refuse_code=True).encode([code])
