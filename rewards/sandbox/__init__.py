@@ -32,7 +32,8 @@ point, helpers, methods of its objects) through a pipe, with plain data decoded 
 decoder or opaque handles (:mod:`.channel` says how each type travels). The tests, the expected
 values, the verdicts and the verdict channel's nonce exist only in the judge and in this
 process, so a program cannot read or forge them however it digs (frames, ``gc``, ``ctypes``,
-its own memory, its descriptors): it can only answer calls, and the judge compares the answers.
+its own memory, its descriptors; but see ``basic`` mode without root below): it can only answer
+calls, and the judge compares the answers.
 An ``assert`` anywhere in the test code (also inside ``def check(candidate)``) counts as passed
 only when it ran and never failed; if the program's process dies, runs out of time or breaks
 the protocol, the judge stops and every assert not decided by then fails.
@@ -49,8 +50,9 @@ Two isolation modes; ``"auto"`` probes them once per process, in this order:
     are covered, a fresh ``/proc`` shows only the sandbox, and, as root, a home directory that
     holds the interpreter (pyenv in ``/root``) is replaced by a tmpfs that shows just the
     interpreter. For unit tests the program runs in a second, nested PID namespace with a
-    ``/proc`` of its own: it cannot see, signal or trace the judge (nor read its memory, which
-    is not dumpable), and as root the judge also has a uid other than the program's.
+    ``/proc`` of its own and a mount namespace where the judge's directory is an empty tmpfs: it
+    cannot see, signal or trace the judge (nor read its memory, which is not dumpable), and as
+    root the judge also has a uid other than the program's.
 ``basic`` (no namespaces): limits, uids (as root), seccomp, the supervisor trampoline (the
     program's parent is *init*, not the caller) and *init* as a child subreaper that kills
     every descendant left when the program exits; the whole process group is SIGKILLed too.
@@ -58,8 +60,8 @@ Two isolation modes; ``"auto"`` probes them once per process, in this order:
     dumpable, so the program can neither read, trace nor signal it; without root the program
     shares the judge's uid: it still cannot read the judge's memory or descriptors (not
     dumpable, no ``ptrace``), but it can signal it (which only loses it credit) and, having the
-    caller's uid, it can read this process's memory, where the nonce is: no guarantee against a
-    program that sets out to do so.
+    caller's uid, it can read this process's memory and descriptors, where the nonce and the
+    tests are: no guarantee against a program that sets out to do so.
 
 Without seccomp (other architectures), network access is refused by a Python prelude that
 swaps ``_socket.socket`` for a subclass refusing non-``AF_UNIX`` families (best effort).
@@ -84,7 +86,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from . import modes, process
-from .instrument import compile_helpers, drop_constant_asserts, instrument
+from .instrument import Instrumented, compile_helpers, drop_constant_asserts, instrument
 from .process import ExecResult, Limits, SandboxError, Status
 from .stdio import MATCHES, check_match, compare_output, parse_input_output
 
@@ -177,9 +179,9 @@ def run_tests(
 
     The judge runs the tests and reaches the solution only through calls (see the module
     docstring); if the solution's process dies or runs out of time midway, the asserts not
-    decided by then fail. ``judge_code``: trusted helpers the tests use (e.g. the functions a
-    HumanEval prompt defines besides the entry point), run in the judge, so a solution cannot
-    redefine them.
+    decided by then fail (``UnitTestReport.judged`` says whether the judge got through).
+    ``judge_code``: trusted helpers the tests use (e.g. the functions a HumanEval prompt defines
+    besides the entry point), run in the judge, so a solution cannot redefine them.
 
     >>> tests = "assert sq(2) == 4\\nassert sq(3) == 9\\nassert sq(0) == 1"
     >>> rep = run_tests("def sq(x): return x * x", tests)
@@ -194,7 +196,9 @@ def run_tests(
     return _run_tests(solution_code, tests, helpers, limits, mode)
 
 
-def _run_tests(solution: str, tests, helpers, limits: Limits, mode: str) -> UnitTestReport:
+def _run_tests(
+    solution: str, tests: Instrumented, helpers: bytes | None, limits: Limits, mode: str
+) -> UnitTestReport:
     nonce = secrets.token_hex(16)  # known here and to the judge only
     judge = {
         "codes": tests.codes,

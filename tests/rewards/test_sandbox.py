@@ -1,8 +1,9 @@
 """Sandbox tests: ordinary programs, unit-test scoring, bad input, and an adversarial corpus.
 
 Every hostile program in the corpus must come back with a non-ok status (or, scored as unit
-tests, with no assert passed) within its limits plus some slack, and leave the host as it was:
-this test process alive, no sandbox process left, no file written outside, secrets unread.
+tests, with no assert passed and the judge through the tests) within its limits plus some slack,
+and leave the host as it was: this test process alive, no sandbox process left, no file written
+outside, secrets unread. The corpus ends with programs that try to forge verdicts.
 """
 
 from __future__ import annotations
@@ -1341,6 +1342,7 @@ CORPUS = [
         judge_code="def encode_cyclic(s):\n    return s[1:] + s[:1]\n",
     ),
 ]
+FORGING = CORPUS[[a.name for a in CORPUS].index("frames_up_to_the_recorder") :]
 
 
 @pytest.fixture(scope="module")
@@ -1433,7 +1435,8 @@ def test_adversarial_corpus(attack, host):
 
 
 def test_corpus_is_large_and_distinct():
-    assert len(CORPUS) >= 25 and len({a.name for a in CORPUS}) == len({a.code for a in CORPUS}) == len(CORPUS)
+    assert len(CORPUS) >= 54 + 15 and all(a.tests for a in FORGING)
+    assert len({a.name for a in CORPUS}) == len({a.code for a in CORPUS}) == len(CORPUS)
 
 
 def test_fork_bomb_is_contained_while_it_runs():
@@ -1468,9 +1471,6 @@ def test_basic_mode_smoke():
     bomb = run_program("import os\nwhile True:\n    os.fork()", limits=TIGHT, isolation="basic")
     assert (ok.stdout, net.status, bomb.status) == ("hi\n", "error", "error")
     assert not sandbox_pids()
-
-
-FORGING = CORPUS[[a.name for a in CORPUS].index("frames_up_to_the_recorder") :]
 
 
 @pytest.mark.parametrize("attack", FORGING, ids=[a.name for a in FORGING])
