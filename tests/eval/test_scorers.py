@@ -83,6 +83,16 @@ def test_every_canonical_solution(name, key, data_root):
     assert score_samples(task, docs, wrong)["pass"] == [0.0] * len(docs)
 
 
+def test_code_scorer_takes_input_output_columns():
+    io = json.dumps({"inputs": ["2 3\n", "5 5\n"], "outputs": ["5\n", "10\n"]})
+    code = get_scorer("code")
+    assert ("test_list", "test", "input_output") in code.columns
+    out = code.fn(
+        ["Add two numbers."] * 2, ["print(sum(map(int, input().split())))", "print(5)"], input_output=[io] * 2
+    )
+    assert out == {"pass": [1.0, 0.0], "tests": [1.0, 0.5]}
+
+
 def test_drop_constant_asserts():
     code = "def check(c):\n    assert True, 'x'\n    if c:\n        assert 1\n    assert c(1) == 1, 'y'\n"
     out = drop_constant_asserts(code)
