@@ -31,7 +31,8 @@ Partial credit: the program's process gets ``budget_s`` of the judge's waiting i
 dies, runs out of time or breaks the protocol, the assert being evaluated fails, the judge stops
 running the test code, and every assert not decided by then fails. Exceptions raised in the
 program come back as the first builtin exception class in their MRO, by name (never a class of
-the program), so ``except ValueError`` in a test still works; a result that is not data raises
+the program), so ``except ValueError`` in a test still works (and ``except ParseError``, a class
+of the program, cannot match: catch its builtin base); a result that is not data raises
 :class:`ResultRefused` and the end of the program's process raises :class:`Gone` — both
 ``BaseException``\\ s, so a test's ``except Exception`` cannot take them for an expected error.
 """
@@ -384,6 +385,8 @@ def _run(job: dict, rec: Recorder) -> None:
 
 def _bind(ns: dict, own: dict, name: str, value) -> None:
     """Bind ``name`` in the tests' namespace ``ns`` (or, for a builtin's name, in ``own``)."""
+    if name.startswith("__") and name.endswith("__"):  # __builtins__, __name__ ...: the judge's
+        return
     reserved = name in _BUILTIN_NAMES or name in sys.stdlib_module_names
     if not isinstance(value, Remote):
         if not reserved:
