@@ -1497,6 +1497,20 @@ def test_parallel_timeouts_kill_every_tree():
     assert not sandbox_pids()
 
 
+def test_parallel_judged_runs_keep_their_verdicts_apart():
+    solutions = [
+        f"import os, time\ndef f(x):\n    if x == {i}:\n        time.sleep(100)\n    return x"
+        for i in range(4)
+    ]
+    tests = "\n".join(f"assert f({i}) == {i}" for i in range(4))
+    with Sandbox(max_workers=4, limits=TIGHT) as sb:
+        reports = sb.run_tests_many(solutions, [tests] * 4)
+    assert [(r.passed, r.result.status, r.judged) for r in reports] == [
+        (i, "timeout", True) for i in range(4)
+    ]
+    assert not sandbox_pids()
+
+
 def test_host_unharmed_after_everything(host):
     assert_host_unharmed(host)
     os.kill(os.getpid(), 0)
