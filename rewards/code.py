@@ -168,7 +168,12 @@ def prompt_helpers(prompt: Any, entry_point: str | None = None) -> str:
     def poly(x):
         return x
     """
-    tree = _try_parse(as_text(prompt))
+    return _prompt_helpers(as_text(prompt), entry_point)
+
+
+@functools.lru_cache(maxsize=1024)  # a prompt is scored once per completion of its group
+def _prompt_helpers(prompt: str, entry_point: str | None) -> str:
+    tree = _try_parse(prompt)
     if tree is None:
         return ""
     defs = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -417,7 +422,8 @@ def _job(prompt: Any, cols: dict[str, Any]) -> tuple | float | None:
     if n_asserts < 0:
         return reward_error("the test code does not parse")
     if n_asserts > 0:
-        helpers = prompt_helpers(prompt, cols.get("entry_point")) if _is_stub(as_text(prompt)) else ""
+        text = as_text(prompt)
+        helpers = _prompt_helpers(text, cols.get("entry_point")) if _is_stub(text) else ""
         return ("tests", tests, helpers)
     if tests is None and cols.get("input_output") is not None:
         try:
