@@ -15,7 +15,8 @@ scorer      outputs                                reward it wraps
 math        exact_match_strict,                    ``math_task`` (strict); the flexible one
             exact_match_flexible                   falls back to the last number, as lm-eval
 code        pass, tests                            ``code_task`` (sandbox): ``tests`` is its
-                                                   fraction of asserts, ``pass`` = all passed
+                                                   fraction of asserts (or ``input_output``
+                                                   cases), ``pass`` = all passed
 extraction  field_f1, exact_match                  ``extraction_task`` (``field_f1`` on
                                                    ``extract_json``); exact = F1 of 1
 rouge       rouge1, rouge2, rougeL                 none in ``r1rl.rewards`` yet: F1 from
@@ -94,7 +95,7 @@ def math_scorer(prompts: list[str], completions: list[str], answer: list[Any], *
     return {"exact_match_strict": strict, "exact_match_flexible": flexible}
 
 
-@register_scorer("code", outputs=("pass", "tests"), columns=[("test_list", "test")])
+@register_scorer("code", outputs=("pass", "tests"), columns=[("test_list", "test", "input_output")])
 def code_scorer(prompts: list[str], completions: list[str], **columns: Any) -> dict:
     """Programs run against the document's tests in the sandbox by the ``code_task`` reward.
 

@@ -1,4 +1,4 @@
-"""Tiered rewards for Python programming problems (MBPP and HumanEval style).
+"""Tiered rewards for Python programming problems (MBPP, HumanEval and APPS style).
 
 The candidate program is the code in the completion (the first ```python fence, or the whole
 text), preceded by the prompt when the prompt is itself a code stub (a HumanEval signature and
@@ -6,6 +6,8 @@ docstring that the completion continues). Columns, per sample:
 
 - ``test_list`` (list of ``assert`` lines), optional ``test_imports`` and ``test_setup_code``
   (MBPP); or ``test`` (code defining ``check(candidate)``) with ``entry_point`` (HumanEval);
+- or ``input_output`` (APPS, CodeContests): ``{"inputs": [...], "outputs": [...]}`` or its JSON
+  text, one stdin text and one expected stdout per case;
 - ``entry_point`` (the function to define) and ``signature`` (e.g. ``"f(a, b=1)"``), both optional.
 
 Tiers:
@@ -15,10 +17,13 @@ Tiers:
   entry point (``entry_point``, else every name the tests use but do not define) is defined at
   the top level and callable the way the tests call it (or as ``signature`` / the prompt's stub
   says);
-- task: the fraction of the tests' asserts that pass, run in :mod:`r1rl.rewards.sandbox`.
-  A program that crashes or times out scores the asserts it passed before that (its fault); a
-  sandbox that cannot run is a reward error (:func:`~r1rl.rewards.protocol.reward_error`);
-  no tests means not applicable.
+- task: the fraction of the tests' asserts that pass, decided by the sandbox's judge
+  (:mod:`r1rl.rewards.sandbox`), or of the ``input_output`` cases whose output matches (compared
+  outside the sandbox). A program that crashes or times out scores the asserts it passed before
+  that (its fault); a sandbox that cannot run is a reward error
+  (:func:`~r1rl.rewards.protocol.reward_error`); no tests means not applicable. The helper
+  functions of a stub prompt (HumanEval 32's ``poly``) run in the judge, so a completion that
+  redefines them changes nothing the tests see.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from typing import Any
 from r1rl.rewards.protocol import as_text, one_line, reward_error
 from r1rl.rewards.protocol import columns as columns_needed
 from r1rl.rewards.registry import register
-from r1rl.rewards.sandbox import Limits, run_tests
+from r1rl.rewards.sandbox import Limits, parse_input_output, run_io_tests, run_tests
+from r1rl.rewards.sandbox.stdio import check_match
 
 # Limits for one candidate program: MBPP/HumanEval solutions run in well under a second.
 LIMITS = Limits(timeout_s=5.0, cpu_s=5.0, memory_mb=512)
@@ -151,8 +157,52 @@ def _defines(source: str, name: str) -> bool:
         return False
 
 
+def prompt_helpers(prompt: Any, entry_point: str | None = None) -> str:
+    """The helpers a stub prompt defines in full, for the judge; ``""`` if it defines none.
+
+    These are its imports and its functions and classes with a body, other than the entry point
+    and the stubs the completion fills in (HumanEval 32, 38 and 50 test with such helpers).
+
+    >>> print(prompt_helpers("import math\\ndef poly(x):\\n    return x\\ndef zero(x):\\n    'Find it.'\\n"))
+    import math
+    <BLANKLINE>
+    def poly(x):
+        return x
+    """
+    return _prompt_helpers(as_text(prompt), entry_point)
+
+
+@functools.lru_cache(maxsize=1024)  # a prompt is scored once per completion of its group
+def _prompt_helpers(prompt: str, entry_point: str | None) -> str:
+    tree = _try_parse(prompt)
+    if tree is None:
+        return ""
+    defs = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    helpers = [n for n in tree.body if isinstance(n, defs) and n.name != entry_point and not _is_stub_body(n)]
+    if not helpers:
+        return ""
+    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    return ast.unparse(ast.Module([*imports, *helpers], []))
+
+
+def _is_stub_body(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> bool:
+    """A body of only a docstring, ``pass`` or ``...``: what the completion is to write."""
+    return all(
+        isinstance(stmt, ast.Pass) or (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))
+        for stmt in node.body
+    )
+
+
 def _sample_columns(columns: dict[str, Any], i: int) -> dict[str, Any]:
-    keys = ("test_list", "test_imports", "test_setup_code", "test", "entry_point", "signature")
+    keys = (
+        "test_list",
+        "test_imports",
+        "test_setup_code",
+        "test",
+        "entry_point",
+        "signature",
+        "input_output",
+    )
     return {k: columns[k][i] for k in keys if isinstance(columns.get(k), (list, tuple))}
 
 
@@ -311,32 +361,39 @@ def _try_parse(source: str) -> ast.Module | None:
 
 
 def code_task_reward(
-    limits: Limits = LIMITS, max_workers: int | None = None, isolation: str = "auto"
+    limits: Limits = LIMITS,
+    max_workers: int | None = None,
+    isolation: str = "auto",
+    match: str = "whitespace",
+    tol: float = 1e-6,
 ) -> Callable[..., list[float | None]]:
-    """A ``code_task`` reward with its own sandbox limits and parallelism (default: CPU count)."""
+    """A ``code_task`` reward with its own sandbox limits and parallelism (default: CPU count);
+    ``match`` and ``tol`` say how ``input_output`` outputs compare
+    (:func:`r1rl.rewards.sandbox.compare_output`)."""
+    check_match("code_task_reward", match, tol)
 
     def code_task(prompts: list[str], completions: list[str], **columns: Any) -> list[float | None]:
-        """Fraction of the tests' asserts passed by the candidate program, run in the sandbox.
+        """Fraction of the tests' asserts (or ``input_output`` cases) passed, run in the sandbox.
 
         >>> code_task(["Write sq."] * 2, ["def sq(x): return x * x", "def sq(x): return x + x"],
         ...           test_list=[["assert sq(3) == 9", "assert sq(2) == 4"]] * 2)
         [1.0, 0.5]
+        >>> io = {"inputs": ["3\\n", "4\\n"], "outputs": ["9\\n", "16\\n"]}
+        >>> code_task(["Read n, print its square."], ["print(int(input()) ** 2)"], input_output=[io])
+        [1.0]
         """
         out: list[Any] = [None] * len(completions)
         jobs = []
         for i, (p, c) in enumerate(zip(prompts, completions)):
-            tests = unit_tests(_sample_columns(columns, i))
-            n_asserts = _count_asserts(tests)
-            if tests is None or n_asserts == 0:
-                continue  # nothing to score against: not applicable
-            if n_asserts < 0:
-                out[i] = reward_error("the test code does not parse")
+            job = _job(p, _sample_columns(columns, i))
+            if not isinstance(job, tuple):
+                out[i] = job  # not applicable, or a reward error
                 continue
             source = program_source(p, c)
             if parse_program(source) is None:
                 out[i] = 0.0  # no need to run what cannot even compile
                 continue
-            jobs.append((i, source, tests))
+            jobs.append((i, source, job))
         log_metric = columns.get("log_metric")
         if callable(log_metric):  # TRL's hook; the hierarchy logs it as reward/tier/<tier>/programs_run
             log_metric("programs_run", float(len(jobs)))
@@ -347,13 +404,38 @@ def code_task_reward(
                     out[i] = score
         return out
 
-    def _score(source: str, tests: str) -> float:
+    def _score(source: str, job: tuple) -> float:
         try:
-            return run_tests(source, tests, limits=limits, isolation=isolation).fraction
+            if job[0] == "io":
+                rep = run_io_tests(
+                    source, job[1], job[2], match=match, tol=tol, limits=limits, isolation=isolation
+                )
+                return rep.fraction
+            return run_tests(source, job[1], limits=limits, isolation=isolation, judge_code=job[2]).fraction
         except Exception as e:  # the sandbox could not run it: not the program's fault
             return reward_error(one_line(f"sandbox: {type(e).__name__}: {e}"))
 
-    return columns_needed("test_list | test")(code_task)
+    return columns_needed("test_list | test | input_output")(code_task)
+
+
+def _job(prompt: Any, cols: dict[str, Any]) -> tuple | float | None:
+    """What a sample's program runs against: ``("tests", code, helpers)`` or ``("io", inputs,
+    outputs)``; else ``None`` (no tests: not applicable) or a reward error."""
+    tests = unit_tests(cols)
+    n_asserts = _count_asserts(tests)
+    if n_asserts < 0:
+        return reward_error("the test code does not parse")
+    if n_asserts > 0:
+        text = as_text(prompt)
+        helpers = _prompt_helpers(text, cols.get("entry_point")) if _is_stub(text) else ""
+        return ("tests", tests, helpers)
+    if tests is None and cols.get("input_output") is not None:
+        try:
+            inputs, outputs = parse_input_output(cols["input_output"])
+        except ValueError as e:
+            return reward_error(one_line(str(e)))
+        return ("io", inputs, outputs) if inputs else None
+    return None
 
 
 def _count_asserts(tests: str | None) -> int:

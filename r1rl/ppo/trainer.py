@@ -45,7 +45,8 @@ from r1rl.ppo.rollout import Rollout, rollout
 from r1rl.ppo.update import update
 from r1rl.rewards.hierarchy import RewardHierarchy
 from r1rl.rundir import RunDir
-from r1rl.tasks.base import EpochSampler, Task, rows
+from r1rl.tasks.base import Task, rows
+from r1rl.tasks.sampler import EpochSampler
 from r1rl.training import check_in_sync, cosine_schedule
 
 log = logging.getLogger(__name__)

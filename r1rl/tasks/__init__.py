@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from r1rl.registry import Registry
-from r1rl.tasks.base import EpochSampler, Record, Split, Task, reward_columns
+from r1rl.tasks.base import Record, Split, Task, reward_columns
 
-__all__ = ["TASKS", "EpochSampler", "Record", "Split", "Task", "build_task", "reward_columns"]
+__all__ = ["TASKS", "Record", "Split", "Task", "build_task", "reward_columns", "task_name"]
 
 TASKS: Registry[Task] = Registry("task")
 

@@ -68,16 +68,29 @@ def test_canonical_solutions_pass_in_the_sandbox(name, n, data_root):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "name,key,failing", [("humaneval", "canonical_solution", set()), ("mbpp", "code", {88})]
-)
-def test_every_canonical_solution(name, key, failing, data_root):
-    """All 164 HumanEval solutions pass. MBPP's 257 do but task 88, whose Counter == dict the sandbox's
-    comparison guard refuses, and maybe task 123, which takes 3-6 s (with load) of code_task's 5 s."""
+@pytest.mark.parametrize("name,key", [("humaneval", "canonical_solution"), ("mbpp", "code")])
+def test_every_canonical_solution(name, key, data_root):
+    """All 164 HumanEval solutions pass, and all 257 of MBPP's but maybe task 123, whose program
+    alone takes 3-6 s (with load) of code_task's 5 s; and a wrong solution to each does not."""
     task, docs = _docs(name, 1000, data_root)
     scores = score_samples(task, docs, [d[key] for d in docs])
     failed = {d["task_id"] for d, p in zip(docs, scores["pass"]) if p != 1.0}
-    assert failing <= failed <= failing | {123}, failed
+    assert failed <= {123}, failed
+    # the reference, its own functions then made to answer None: every name the tests need exists
+    spoil = "\nfor _n, _f in list(globals().items()):\n    if getattr(_f, '__module__', '') == '__main__':\n"
+    spoil += "        globals()[_n] = lambda *a, **k: None\n"
+    wrong = ["    return None\n" if name == "humaneval" else d[key] + spoil for d in docs]
+    assert score_samples(task, docs, wrong)["pass"] == [0.0] * len(docs)
+
+
+def test_code_scorer_takes_input_output_columns():
+    io = json.dumps({"inputs": ["2 3\n", "5 5\n"], "outputs": ["5\n", "10\n"]})
+    code = get_scorer("code")
+    assert ("test_list", "test", "input_output") in code.columns
+    out = code.fn(
+        ["Add two numbers."] * 2, ["print(sum(map(int, input().split())))", "print(5)"], input_output=[io] * 2
+    )
+    assert out == {"pass": [1.0, 0.0], "tests": [1.0, 0.5]}
 
 
 def test_drop_constant_asserts():

@@ -153,3 +153,58 @@ def test_reference_solutions_pass_every_static_check():
         [sols[i] for i in picks],
         **{k: [v[i] for i in picks] for k, v in cols.items()},
     ) == [1.0, 1.0]
+
+
+STDIO_TASKS = json.loads((Path(__file__).parent / "fixtures" / "stdio_tasks.json").read_text())
+
+
+@pytest.mark.parametrize("match", ["whitespace", "float"])
+def test_task_scores_input_output_cases(match):
+    """APPS-style ``input_output`` columns (JSON text): the fraction of cases whose stdout matches."""
+    tasks = [t for t in STDIO_TASKS if t["match"] in ("whitespace", match)]
+    reward = code_task_reward(match=match)
+    prompts = [t["prompt"] for t in tasks] * 2
+    completions = [f"```python\n{t['solution']}```" for t in tasks] + [t["wrong"] for t in tasks]
+    scores = reward(prompts, completions, input_output=[t["input_output"] for t in tasks] * 2)
+    assert scores[: len(tasks)] == [1.0] * len(tasks)
+    assert all(s < 1.0 for s in scores[len(tasks) :])
+    assert scores[len(tasks)] == pytest.approx(1 / 3)  # sum_of_list's wrong answer is right once
+
+
+def test_task_input_output_errors_and_precedence():
+    io = json.dumps({"inputs": ["1"], "outputs": ["1"]})
+    call_based = json.dumps({"fn_name": "f", "inputs": [[1]], "outputs": [[1]]})
+    out = code_task(["p"] * 3, ["print(input())"] * 3, input_output=[io, call_based, "{"])
+    assert out[0] == 1.0
+    assert all(isinstance(o, Failure) and o.kind == "error" for o in out[1:])
+    assert "call-based" in out[1].detail and "not valid JSON" in out[2].detail
+    # unit tests, when a sample has them, are what it is scored by
+    both = code_task(
+        ["p"], ["def f(): return 2\nprint(3)"], test_list=[["assert f() == 2"]], input_output=[io]
+    )
+    assert both == [1.0]
+    with pytest.raises(ValueError, match="match must be one of"):
+        code_task_reward(match="tokens")
+
+
+HELPER_PROMPT = (
+    "def double(x: int) -> int:\n"
+    "    return 2 * x\n\n\n"
+    "def halve(x: int) -> int:\n"
+    '    """Undo double: halve(double(x)) == x."""\n'
+)
+HELPER_TEST = "def check(candidate):\n    for x in (1, 5, 12):\n        assert candidate(double(x)) == x\n"
+
+
+def test_prompt_helpers_run_in_the_judge():
+    """HumanEval 32/38/50 test with the prompt's own helpers: a completion that redefines them
+    (here, to remember what the tests pass) changes nothing the tests see."""
+    assert (
+        code_rewards.prompt_helpers(HELPER_PROMPT, "halve") == "def double(x: int) -> int:\n    return 2 * x"
+    )
+    assert code_rewards.prompt_helpers("def halve(x):\n    pass\n", "halve") == ""
+    cols = {"test": [HELPER_TEST] * 3, "entry_point": ["halve"] * 3}
+    honest = "    return x // 2\n"
+    memo = "    return SEEN.get(x, 0)\n\nSEEN = {}\n\ndef double(x):\n    SEEN[2 * x] = x\n    return 2 * x\n"
+    wrong = "    return x\n"
+    assert code_task([HELPER_PROMPT] * 3, [honest, memo, wrong], **cols) == [1.0, 0.0, 0.0]

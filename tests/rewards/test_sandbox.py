@@ -1,8 +1,9 @@
 """Sandbox tests: ordinary programs, unit-test scoring, bad input, and an adversarial corpus.
 
 Every hostile program in the corpus must come back with a non-ok status (or, scored as unit
-tests, with no assert passed) within its limits plus some slack, and leave the host as it was:
-this test process alive, no sandbox process left, no file written outside, secrets unread.
+tests, with no assert passed and the judge through the tests) within its limits plus some slack,
+and leave the host as it was: this test process alive, no sandbox process left, no file written
+outside, secrets unread. The corpus ends with programs that try to forge verdicts.
 """
 
 from __future__ import annotations
@@ -215,9 +216,165 @@ def test_legitimate_comparisons_still_pass():
 
 
 def test_run_tests_keeps_credit_earned_before_a_hang():
+    # the test code itself hangs, in the judge: the wall clock ends it, the verdicts so far count
     tests = "assert add(1, 1) == 2\nassert add(3, 3) == 6\nwhile True:\n    pass\nassert add(4, 4) == 8\n"
     rep = run_tests(SOLUTION, tests, limits=TIGHT)
-    assert rep.result.status == "timeout" and (rep.passed, rep.total) == (2, 3)
+    assert rep.result.status == "timeout" and (rep.passed, rep.total) == (2, 3) and not rep.judged
+
+
+def test_values_travel_as_documented():
+    solution = (
+        "from collections import Counter, OrderedDict, defaultdict, deque, namedtuple\n"
+        "P = namedtuple('P', 'x y')\n"
+        "VALUES = {'counter': Counter('aab'), 'od': OrderedDict(b=1, a=2), 'dq': deque([1, 2], 2),\n"
+        "          'dd': defaultdict(list, a=[1]), 'set': {1, 2}, 'fs': frozenset({3}),\n"
+        "          'nan': float('nan'), 'p': P(1, 2), 'c': 1 + 2j, 'r': range(3), 'b': b'x', 'big': 2**100}\n"
+        "def f(k):\n"
+        "    return VALUES[k]\n"
+    )
+    tests = (
+        "from collections import Counter, OrderedDict, defaultdict, deque\n"
+        "import math\n"
+        "assert type(f('counter')) is Counter and f('counter') == {'a': 2, 'b': 1}\n"
+        "assert list(f('od')) == ['b', 'a'] and type(f('od')) is OrderedDict\n"
+        "assert f('dq') == deque([1, 2]) and f('dq').maxlen == 2\n"
+        "d = f('dd')\n"
+        "assert type(d) is defaultdict and d['new'] == [] and d == {'a': [1], 'new': []}\n"
+        "assert f('set') == {1, 2} and type(f('fs')) is frozenset\n"
+        "assert math.isnan(f('nan')) and f('nan') != f('nan')\n"
+        "assert f('p') == (1, 2) and f('p').y == 2\n"
+        "assert f('c') == 1 + 2j and f('r') == range(3) and f('b') == b'x' and f('big') == 2**100\n"
+    )
+    rep = run_tests(solution, tests, limits=EASY)
+    assert (rep.passed, rep.total) == (8, 8), rep.result
+
+
+def test_program_objects_are_handles_in_the_judge():
+    solution = (
+        "class Stack:\n"
+        "    def __init__(self):\n"
+        "        self.items = []\n"
+        "    def push(self, x):\n"
+        "        self.items.append(x)\n"
+        "        return self\n"
+        "    def __len__(self):\n"
+        "        return len(self.items)\n"
+        "    def __eq__(self, other):\n"
+        "        return isinstance(other, Stack) and other.items == self.items\n"
+        "def evens(n):\n"
+        "    return (i for i in range(n) if i % 2 == 0)\n"
+    )
+    tests = (
+        "s = Stack().push(1).push(2)\n"
+        "assert len(s) == 2 and s.items == [1, 2]\n"
+        "assert isinstance(s, Stack) and not isinstance(5, Stack)\n"
+        "assert s == Stack().push(1).push(2) and s != Stack()\n"
+        "assert list(evens(7)) == [0, 2, 4, 6]\n"
+        "s.items = [9]\n"
+        "assert s.items == [9] and str(s).startswith('<')\n"
+        "assert s == [9]\n"  # a handle compares only with a handle of its own class
+        "assert s\n"  # its truth would be the program's word
+    )
+    rep = run_tests(solution, tests, limits=EASY)
+    assert (rep.passed, rep.total) == (5, 7), rep.result
+
+
+def test_program_exceptions_reach_the_tests_as_builtin_exceptions():
+    solution = (
+        "class Invalid(ValueError):\n"
+        "    pass\n"
+        "def parse(x):\n"
+        "    if x < 0:\n"
+        "        raise Invalid('negative')\n"
+        "    return {1: 'one'}[x]\n"
+    )
+    tests = (
+        "def raises(kind, *args):\n"
+        "    try:\n"
+        "        parse(*args)\n"
+        "    except kind as e:\n"
+        "        return type(e) is kind and str(e) in ('negative', '0')\n"
+        "    return False\n"
+        "assert raises(ValueError, -1)\n"  # the program's Invalid arrives as the builtin ValueError
+        "assert raises(KeyError, 0)\n"
+        "assert parse(1) == 'one'\n"
+        "assert raises(TypeError, 1)\n"
+    )
+    rep = run_tests(solution, tests, limits=EASY)
+    assert (rep.passed, rep.total) == (3, 4), rep.result
+
+
+def test_asserts_not_decided_fail_when_the_program_dies_midway():
+    solution = "import os\ndef inc(x):\n    if x == 3:\n        os._exit(0)\n    return x + 1\n"
+    tests = (
+        "assert inc(1) == 2\nassert inc(2) == 3\nassert inc(3) == 4\nassert inc(4) == 5\nassert 1 + 1 == 2\n"
+    )
+    rep = run_tests(solution, tests, limits=EASY)
+    assert (rep.passed, rep.total, rep.judged) == (2, 5, True)
+    assert rep.result.status == "error" and "exited before the tests were done" in rep.result.detail
+
+
+def test_asserts_not_decided_fail_when_the_program_runs_out_of_time():
+    solution = "import time\ndef inc(x):\n    if x == 2:\n        time.sleep(60)\n    return x + 1\n"
+    tests = "assert inc(1) == 2\nassert inc(2) == 3\nassert inc(3) == 4\n"
+    start = time.monotonic()
+    rep = run_tests(solution, tests, limits=TIGHT)
+    assert (rep.passed, rep.total, rep.judged, rep.result.status) == (1, 3, True, "timeout")
+    assert time.monotonic() - start < TIGHT.timeout_s + SLACK_S
+
+
+def test_a_result_that_is_not_data_fails_its_assert_only():
+    solution = "def f(x):\n    return [len, 'x' * (2 << 20), x][x]\n"
+    tests = "assert f(0) is not None\nassert len(f(1)) > 0\nassert f(2) == 2\n"
+    rep = run_tests(solution, tests, limits=EASY)
+    assert (rep.passed, rep.total) == (1, 3)
+    assert "refused a function (len) is not data" in rep.result.detail and "larger than" in rep.result.detail
+
+
+def test_the_tests_builtins_are_the_judges_own_except_when_called_on_literals():
+    # A function named like a builtin is the program's where an assert compares its call on
+    # literals with a literal (MBPP 126: sum(10, 15) == 6), and the builtin everywhere else.
+    solution = "def sum(a, b):\n    return a - b\ndef abs(x):\n    return 0\ndef inc(x):\n    return x\n"
+    tests = "assert sum(10, 4) == 6\nassert sum(range(3)) == 3\nassert abs(inc(1) - 2) < 0.5\n"
+    rep = run_tests(solution, tests, limits=EASY)
+    assert (rep.passed, rep.total) == (2, 3)
+
+
+def test_judge_code_runs_in_the_judge():
+    helper = "def double(x):\n    return 2 * x\n"
+    tests = "assert half(double(3)) == 3\nassert half(8) == 4\n"
+    rep = run_tests("def half(x):\n    return x // 2\n", tests, limits=EASY, judge_code=helper)
+    assert (rep.passed, rep.total) == (2, 2)
+    # the program's own double is not the one the tests call
+    rep = run_tests(
+        "def double(x):\n    return 0\ndef half(x):\n    return 3\n", tests, limits=EASY, judge_code=helper
+    )
+    assert rep.passed == 1
+
+
+def test_the_program_cannot_see_the_judge_and_the_judge_is_not_dumpable():
+    solution = (
+        "import ctypes, os\n"
+        "def pids():\n"
+        "    return sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
+        "def uid():\n"
+        "    return os.getuid()\n"
+        "def dumpable():\n"
+        "    return ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)\n"
+        "def peek(path):\n"
+        "    return os.listdir(path)\n"
+    )
+    tests = (
+        "import ctypes, os\n"
+        "assert len(pids()) <= 2\n"  # in its PID namespace: init2 and itself
+        "assert uid() != os.getuid()\n"
+        "assert ctypes.CDLL(None).prctl(3, 0, 0, 0, 0) == 0 and dumpable() == 1\n"  # PR_GET_DUMPABLE
+        "open('note', 'w').close()\n"
+        "assert 'note' in os.listdir() and peek(os.getcwd()) == []\n"  # the judge's directory
+    )
+    rep = run_tests(solution, tests, limits=EASY)
+    namespaces, root = MODE == "namespaces", os.geteuid() == 0
+    assert rep.passed == 2 * namespaces + root + 1, rep.result
 
 
 # --- bad input ---------------------------------------------------------------------------------
@@ -237,6 +394,13 @@ def test_run_tests_keeps_credit_earned_before_a_hang():
         (lambda: run_tests("x = 1", "print(x)"), ValueError, "no assert statements"),
         (lambda: run_tests("x = 1", "assert x ==="), ValueError, "test_code is not valid Python (line 1"),
         (lambda: run_tests(None, "assert 1"), TypeError, "solution_code must be str"),
+        (lambda: run_tests("x = 1", "assert x", judge_code=None), TypeError, "judge_code must be str"),
+        (
+            lambda: run_tests("x = 1", "assert x", judge_code="def ("),
+            ValueError,
+            "judge_code is not valid Python",
+        ),
+        (lambda: Limits(max_result_bytes=0), ValueError, "Limits.max_result_bytes must be a positive"),
         (lambda: Sandbox(max_workers=0), ValueError, "max_workers must be a positive int"),
         (lambda: Sandbox(limits=EASY).run_many(["1"], stdins=[]), ValueError, "1 programs but 0 stdins"),
         (lambda: Sandbox(limits=EASY).run_many(["1", 2]), TypeError, "codes[1] must be str"),
@@ -269,10 +433,30 @@ class Attack:
     unsafe_with_shared_uid: bool = False
     needs_own_uid: bool = False
     needs_mount_ns: bool = False
+    judge_code: str = ""
 
 
-def attack(name: str, code: str, tests: str | None = None, **kw: bool) -> Attack:
-    return Attack(name, textwrap.dedent(code).strip() + "\n", tests and textwrap.dedent(tests).strip(), **kw)
+def attack(
+    name: str, code: str, tests: str | None = None, judge_code: str = "", prelude: str = "", **kw: bool
+) -> Attack:
+    dedent = lambda text: text and textwrap.dedent(text).strip() + "\n"
+    return Attack(name, dedent(prelude) + dedent(code), dedent(tests), judge_code=judge_code, **kw)
+
+
+INC_TESTS = "assert inc(1) == 2\nassert inc(2) == 3\nassert inc(3) == 4"
+# Forging attacks that find nonces call this: a pass for every assert, under every nonce, to
+# every descriptor, then an exit before the real verdicts.
+FORGE = """
+import os
+def forge(nonces, fds):
+    for fd in fds:
+        for n in nonces:
+            try:
+                os.write(fd, "".join(f"{n} {i} P\\n" for i in range(3)).encode())
+            except OSError:
+                pass
+    os._exit(0)
+"""
 
 
 # ``__NAME__`` placeholders are filled in from the ``host`` fixture. Programs that attack by
@@ -687,7 +871,478 @@ CORPUS = [
         """,
         tests="assert inc(1) == 2",
     ),
+    # forging verdicts: wrong solutions that attack the judge, its channel or their own process to
+    # make asserts pass. The first three score 3 of 3 where the tests run in the program's own
+    # interpreter (walking frames, gc or the job up to the recorder).
+    attack(
+        "frames_up_to_the_recorder",
+        """
+        import re, sys
+        def inc(x):
+            nonces = set()
+            f = sys._getframe()
+            while f is not None:  # the recorder's frame holds the nonce and the verdict fd
+                for v in list(f.f_locals.values()):
+                    if isinstance(v, str) and re.fullmatch(r"[0-9a-f]{32}", v):
+                        nonces.add(v)
+                f = f.f_back
+            if nonces:
+                forge(nonces, range(3, 256))
+            return x
+        """,
+        tests=INC_TESTS,
+        prelude=FORGE,
+    ),
+    attack(
+        "gc_closure_cells_of_the_recorder",
+        """
+        import gc, re, types
+        def inc(x):
+            nonces, fds = set(), set()
+            for o in gc.get_objects():  # the recorder's closure cells
+                if isinstance(o, types.FunctionType) and o.__closure__:
+                    for c in o.__closure__:
+                        try:
+                            v = c.cell_contents
+                        except ValueError:
+                            continue
+                        if isinstance(v, str) and re.fullmatch(r"[0-9a-f]{32}", v):
+                            nonces.add(v)
+                        elif type(v) is int and 2 < v < 1024:
+                            fds.add(v)
+            if nonces:
+                forge(nonces, fds | set(range(3, 64)))
+            return x
+        """,
+        tests=INC_TESTS,
+        prelude=FORGE,
+    ),
+    attack(
+        "job_memoises_expected_values",
+        """
+        import ast, sys
+        def inc(x):
+            memo, texts = {}, []
+            f = sys._getframe()
+            while f is not None:  # the frame's job holds the test statements
+                for v in list(f.f_locals.values()):
+                    if isinstance(v, dict):
+                        texts += [s for s in v.get("tests", []) if isinstance(s, str)]
+                f = f.f_back
+            for node in (n for t in texts for n in ast.walk(ast.parse(t))):
+                if isinstance(node, ast.Call) and len(node.args) == 3:
+                    a, b = node.args[1], node.args[2]
+                    if isinstance(a, ast.Call) and getattr(a.func, "id", "") == "inc":
+                        memo[ast.literal_eval(a.args[0])] = ast.literal_eval(b)
+            return memo.get(x, x)
+        """,
+        tests=INC_TESTS,
+    ),
+    attack(
+        "scan_own_memory_for_expected_values",
+        """
+        import re
+        def secret():
+            found = set()
+            with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+                for line in maps:
+                    addr, perms = line.split()[:2]
+                    lo, hi = (int(x, 16) for x in addr.split("-"))
+                    try:
+                        mem.seek(lo)
+                        found |= set(re.findall(rb"EXPECTED-[0-9a-f]{16}", mem.read(min(hi - lo, 1 << 26))))
+                    except (OSError, OverflowError, ValueError):
+                        pass
+            found.discard(b"EXPECTED-" + b"0" * 16)
+            return found.pop().decode() if found else "not found"
+        """,
+        tests="assert secret() == 'EXPECTED-__TOKEN__'\nassert secret() == 'EXPECTED-__TOKEN__'",
+    ),
+    attack(
+        "ctypes_reads_the_heap_for_expected_values",
+        """
+        import ctypes, gc
+        def secret():
+            for o in gc.get_objects():
+                for v in o.values() if isinstance(o, dict) else o if isinstance(o, (list, tuple)) else ():
+                    if isinstance(v, str) and v.startswith("EXPECTED-") and len(v) == 25:
+                        return ctypes.string_at(id(v) + 48, 25).decode()
+            return "not found"
+        """,
+        tests="assert secret() == 'EXPECTED-__TOKEN__'",
+    ),
+    attack(
+        "ctypes_raw_writes_to_every_descriptor",
+        """
+        import ctypes, gc, re
+        libc = ctypes.CDLL(None)
+        def inc(x):
+            nonces = {v for o in gc.get_objects() if isinstance(o, dict) for v in list(o.values())
+                      if isinstance(v, str) and re.fullmatch(r"[0-9a-f]{32}", v)} or {"0" * 32}
+            forged = "".join(f"{n} {i} P\\n" for n in nonces for i in range(3)).encode()
+            for fd in range(1024):
+                libc.write(fd, forged, len(forged))
+                libc.pwrite(fd, forged, len(forged), 0)
+            return x
+        """,
+        tests=INC_TESTS,
+    ),
+    attack(
+        "read_and_write_every_process_through_proc",
+        """
+        import os, re
+        def inc(x):
+            loot = {b"0" * 32}
+            pids = [p for p in os.listdir("/proc") if p.isdigit()] + [str(p) for p in range(1, 64)]
+            for pid in pids:
+                for leaf in ("environ", "cmdline", "mem", "maps"):
+                    try:
+                        with open(f"/proc/{pid}/{leaf}", "rb") as f:
+                            loot |= set(re.findall(rb"[0-9a-f]{32}", f.read(1 << 20)))
+                    except OSError:
+                        pass
+            forged = b"".join(n + b" %d P\\n" % i for n in loot for i in range(3))
+            for pid in pids:
+                try:
+                    fds = os.listdir(f"/proc/{pid}/fd")
+                except OSError:
+                    continue
+                for fd in fds:
+                    try:
+                        with open(f"/proc/{pid}/fd/{fd}", "ab") as f:
+                            f.write(forged)
+                    except OSError:
+                        pass
+                try:
+                    with open(f"/proc/{pid}/mem", "r+b") as f:
+                        f.write(forged)
+                except OSError:
+                    pass
+            return x
+        """,
+        tests=INC_TESTS,
+    ),
+    attack(
+        "ptrace_and_process_vm_on_every_pid",
+        """
+        import ctypes, sys
+        libc = ctypes.CDLL(None, use_errno=True)
+        class Iov(ctypes.Structure):
+            _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+        def inc(x):
+            buf = ctypes.create_string_buffer(64)
+            iov = Iov(ctypes.addressof(buf), 64)
+            for pid in range(1, 4096):  # PTRACE_ATTACH, PTRACE_SEIZE, process_vm_readv
+                if libc.ptrace(16, pid, 0, 0) == 0 or libc.ptrace(0x4206, pid, 0, 0) == 0:
+                    sys.exit("attached")
+                if libc.process_vm_readv(pid, ctypes.byref(iov), 1, ctypes.byref(iov), 1, 0) > 0:
+                    sys.exit("read")
+            return x
+        """,
+        tests=INC_TESTS,
+    ),
+    attack(
+        "stop_and_kill_every_process_then_answer",
+        """
+        import os, signal
+        def inc(x):
+            for sig in (signal.SIGSTOP, signal.SIGKILL):
+                for pid in range(1, 32768):
+                    if pid != os.getpid():
+                        try:
+                            os.kill(pid, sig)
+                        except OSError:
+                            pass
+                for group in (0, 1):
+                    try:
+                        os.killpg(group, sig)
+                    except OSError:
+                        pass
+            return x
+        """,
+        tests=INC_TESTS,
+        unsafe_with_shared_uid=True,
+    ),
+    attack(
+        "forged_replies_on_every_descriptor",
+        """
+        import os, struct
+        def u32(n):
+            return struct.pack("<I", n)
+        def frame(*items):  # a tuple as the judge's wire format spells it
+            body = b"U" + u32(len(items)) + b"".join(items)
+            return u32(len(body)) + body
+        S = lambda t: b"S" + u32(len(t)) + t
+        FORGED = [
+            frame(S(b"ok"), b"T"),
+            frame(S(b"raise"), b"U" + u32(1) + S(b"StopIteration"), S(b"")),
+            frame(S(b"ok"), b"H" + struct.pack("<qq", 0, 0) + b"o" + u32(3) + b"int"),
+            b"0" * 32 + b" 0 P\\n" + b"0" * 32 + b" end\\n",
+        ]
+        def inc(x):
+            for fd in range(3, 256):
+                for forged in FORGED:
+                    try:
+                        os.write(fd, forged)
+                    except OSError:
+                        pass
+            return x
+        """,
+        tests=INC_TESTS,
+    ),
+    attack(
+        "replies_written_ahead_by_a_thread",
+        """
+        import os, struct, threading
+        TRUE = b"U" + struct.pack("<I", 2) + b"S" + struct.pack("<I", 2) + b"ok" + b"T"
+        def flood():
+            for fd in range(3, 32):
+                try:
+                    while True:
+                        os.write(fd, struct.pack("<I", len(TRUE)) + TRUE)
+                except OSError:
+                    pass
+        threading.Thread(target=flood, daemon=True).start()
+        def inc(x):
+            return x
+        """,
+        tests=INC_TESTS,
+    ),
+    attack(
+        "patch_builtins_sys_modules_and_marshal",
+        """
+        import builtins, marshal, sys
+        class Yes:
+            def __getattr__(self, name):
+                return lambda *a, **k: True
+        for name in ("len", "isinstance", "abs", "round", "sorted", "set", "all", "any", "bool", "type"):
+            setattr(builtins, name, lambda *a, **k: True)
+        sys.modules["marshal"] = sys.modules["math"] = sys.modules["collections"] = Yes()
+        marshal.loads = marshal.dumps = lambda *a: b"T"
+        def inc(x):
+            return x
+        """,
+        tests="import math\n"
+        "assert abs(inc(1) - 2) < 1e-9\nassert math.isclose(inc(2), 3)\nassert any([inc(0)])\n",
+    ),
+    attack(
+        "shadow_the_tests_builtins_and_modules",
+        """
+        import types
+        def abs(x): return 0
+        def len(x): return 3
+        def sorted(x, **k): return [3, 4]
+        def round(*a): return 1
+        def isinstance(*a): return True
+        math = types.SimpleNamespace(isclose=lambda *a, **k: True)
+        def inc(x): return x
+        """,
+        tests="""
+        assert abs(inc(3) - 4) < 1e-9
+        assert len(inc([1, 2])) == 3
+        assert sorted(inc([2, 3])) == [3, 4]
+        assert round(inc(0.4), 0) == 1
+        assert isinstance(inc(1), str)
+        assert math.isclose(inc(1), 2)
+        """,
+    ),
+    attack(
+        "hostile_eq_hash_and_class",
+        """
+        class Liar:
+            __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = lambda self, other: True
+            __hash__ = lambda self: 2
+            __bool__ = lambda self: True
+            __class__ = property(lambda self: int)
+            __index__ = __int__ = lambda self: 2
+            __sub__ = __rsub__ = __add__ = __radd__ = __abs__ = lambda self, *o: 0.0
+        def inc(x):
+            return Liar()
+        """,
+        tests="""
+        assert inc(1) == 2
+        assert inc(2) != 2
+        assert abs(inc(3) - 4) < 1e-9
+        assert inc(4)
+        assert {inc(5)} == {6}
+        assert isinstance(inc(6), int) and inc(6) + 0 == 7
+        """,
+    ),
+    attack(
+        "builtin_subclasses_that_always_equal",
+        """
+        class L(list):
+            __eq__ = lambda self, other: True
+        class S(str):
+            __eq__ = lambda self, other: True
+            __hash__ = str.__hash__
+        class I(int):
+            __eq__ = lambda self, other: True
+            __hash__ = int.__hash__
+        def f(x):
+            return [L(), S("no"), I(0)][x]
+        """,
+        tests="assert f(0) == [1, 2]\nassert f(1) == 'yes'\nassert f(2) == 3\nassert [f(2)] == [3]",
+    ),
+    attack(
+        "proxy_that_pretends_to_be_anything",
+        """
+        class Proxy:
+            __class__ = property(lambda self: list)
+            def __getattr__(self, name): return self
+            def __call__(self, *a, **k): return self
+            def __eq__(self, other): return True
+            def __iter__(self): return iter([2, 3, 4])
+            __hash__ = object.__hash__
+        def f(x):
+            return Proxy()
+        """,
+        tests="assert f(1) == [2, 3, 4, 5]\nassert f(1).count(2) == 5\nassert sorted(f(1)) == [2, 3, 4, 5]",
+    ),
+    attack(
+        "function_and_class_valued_results",
+        "def inc(x):\n    return [print, lambda: True, int, inc, __import__('math')][x]",
+        tests="assert inc(0)\nassert inc(1)\nassert inc(2)\nassert inc(3)\nassert inc(4)",
+    ),
+    attack(
+        "enormous_results",
+        "def f(x):\n    return ['x' * (8 << 20), list(range(3 << 20)), 1 << 30_000_000, bytes(64 << 20)][x]",
+        tests="assert f(0) == 'y'\nassert f(1) == [0]\nassert f(2) == 1\nassert f(3) == b''",
+    ),
+    attack(
+        "infinitely_deep_results",
+        """
+        def f(x):
+            a = []
+            a.append(a)
+            d = {}
+            d["d"] = d
+            deep = []
+            for _ in range(10_000):
+                deep = [deep]
+            return [a, d, deep][x]
+        """,
+        tests="assert f(0) == [[]]\nassert f(1) == {'d': {}}\nassert f(2) == [[[]]]",
+    ),
+    attack(
+        "handcrafted_deep_oversized_and_colliding_frames",
+        """
+        import os, struct, sys
+        def u32(n):
+            return struct.pack("<I", n)
+        def f(x):
+            fr = sys._getframe()
+            while "replies_fd" not in fr.f_locals:
+                fr = fr.f_back
+            fd = fr.f_locals["replies_fd"]
+            ok = b"U" + u32(2) + b"S" + u32(2) + b"ok"
+            M = (1 << 61) - 1
+            if x == 0:  # a list nested 100,000 deep
+                body = ok + (b"L" + u32(1)) * 100_000 + b"N"
+            elif x == 1:  # 20,000 ints that all hash alike: quadratic to put in a set
+                ints = b"".join(b"I" + u32(16) + (M * i).to_bytes(16, "little") for i in range(1, 20_001))
+                body = ok + b"E" + u32(20_000) + ints
+            else:  # a frame that claims 2 GiB
+                body = None
+            os.write(fd, u32(len(body)) + body if body else u32(2**31))
+            return x
+        """,
+        tests="assert f(0) == [[]]\nassert f(1) == {1}\nassert f(2) == 1",
+    ),
+    attack(
+        "exit_early_from_a_call",
+        """
+        import os, sys
+        def inc(x):
+            if x == 3:
+                sys.exit(0)
+            if x == 2:
+                os._exit(0)
+            return x
+        """,
+        tests="assert inc(1) == 2\nassert inc(3) == 4\nassert inc(2) == 3\nassert inc(4) == 5",
+    ),
+    attack(
+        "fork_before_answering",
+        """
+        import os
+        def inc(x):
+            if os.fork() == 0:
+                return x - 1  # the child answers too, on the same pipe
+            return x
+        """,
+        tests=INC_TESTS,
+    ),
+    attack(
+        "infinite_generator_result",
+        "import itertools\ndef f(x):\n    return itertools.count()",
+        tests="assert list(f(1)) == [1, 2]\nassert sum(f(2)) == 3",
+    ),
+    attack(
+        "slow_drip_reply",
+        """
+        import os, struct, sys, time
+        def f(x):
+            fr = sys._getframe()
+            while "replies_fd" not in fr.f_locals:
+                fr = fr.f_back
+            os.write(fr.f_locals["replies_fd"], struct.pack("<I", 100))
+            while True:
+                os.write(fr.f_locals["replies_fd"], b"T")
+                time.sleep(0.2)
+        """,
+        tests="assert f(1) == 1",
+    ),
+    attack(
+        "impersonate_the_standard_library",  # the judge re-imports what the program imported
+        """
+        def inc(x):
+            return x
+        inc.__module__, inc.__qualname__ = "os", "_exit"  # the judge calling os._exit(1) would die
+        class isclose:
+            __module__ = "math"
+            def __new__(cls, *a, **k):
+                return True
+        """,
+        tests="assert inc(1) == 2\nassert inc(2) == 3\nassert isclose(inc(3), 4)",
+    ),
+    attack(
+        "redefine_a_trusted_helper",  # HumanEval 32: the tests judge find_zero with the prompt's poly
+        """
+        import math
+        def poly(xs, x):
+            return 0
+        def find_zero(xs):
+            return 0.0
+        """,
+        tests="""
+        def check(candidate):
+            for coeffs in ([1, 2], [-6, 11, -6, 1], [2, -3]):
+                assert abs(poly(coeffs, candidate(coeffs))) < 1e-4
+        check(find_zero)
+        """,
+        judge_code="def poly(xs, x):\n    return sum(c * x**i for i, c in enumerate(xs))\n",
+    ),
+    attack(
+        "memoise_a_trusted_helper",  # HumanEval 38: decode(encode(s)) == s, with encode the prompt's
+        """
+        MEMO = {}
+        def encode_cyclic(s):
+            MEMO[s[1:] + s[:1]] = s
+            return s[1:] + s[:1]
+        def decode_cyclic(s):
+            return MEMO.get(s, s)
+        """,
+        tests="""
+        def check(candidate):
+            for s in ("abcdef", "hello", "xyz"):
+                assert candidate(encode_cyclic(s)) == s
+        check(decode_cyclic)
+        """,
+        judge_code="def encode_cyclic(s):\n    return s[1:] + s[:1]\n",
+    ),
 ]
+FORGING = CORPUS[[a.name for a in CORPUS].index("frames_up_to_the_recorder") :]
 
 
 @pytest.fixture(scope="module")
@@ -718,9 +1373,10 @@ def host():
     os.environ.update(HF_TOKEN=secret, AWS_SECRET_ACCESS_KEY=secret, HOME=str(home))
     values = {
         "__SECRET__": secret, "__MARKER__": marker, "__HOME__": str(home), "__CANARY__": str(canary),
-        "__REPO__": str(REPO), "__MODULE_DIR__": str(REPO / "rewards"), "__TEST_PID__": str(os.getpid()),
-        "__PORT__": str(tcp.getsockname()[1]), "__ABSTRACT__": abstract,
+        "__REPO__": str(REPO), "__MODULE_DIR__": str(REPO / "rewards" / "sandbox"),
+        "__TEST_PID__": str(os.getpid()), "__PORT__": str(tcp.getsockname()[1]), "__ABSTRACT__": abstract,
         "__DAEMON_SECONDS__": f"{300 + secrets.randbelow(10**6) / 1000:.3f}",
+        "__TOKEN__": secrets.token_hex(8),
     }  # fmt: skip
     yield {"values": values, "tcp": tcp, "unix": unix, "canary": canary, "marker": marker}
     for k, v in saved.items():
@@ -742,7 +1398,7 @@ def fill(text: str, values: dict[str, str]) -> str:
 
 def assert_host_unharmed(host: dict) -> None:
     marker = host["marker"]
-    for d in (REPO, REPO / "rewards", Path("/tmp"), Path("/var/tmp"), Path("/dev/shm")):
+    for d in (REPO, REPO / "rewards" / "sandbox", Path("/tmp"), Path("/var/tmp"), Path("/dev/shm")):
         assert not (d / marker).exists(), f"the sandbox wrote {d / marker}"
     assert host["canary"].read_text() == "intact"
     for listener in (host["tcp"], host["unix"]):
@@ -764,9 +1420,10 @@ def test_adversarial_corpus(attack, host):
     code = fill(attack.code, host["values"])
     start = time.monotonic()
     if attack.tests is not None:
-        rep = run_tests(code, fill(attack.tests, host["values"]), limits=TIGHT)
+        rep = run_tests(code, fill(attack.tests, host["values"]), limits=TIGHT, judge_code=attack.judge_code)
         result = rep.result
         assert rep.passed == 0, f"{rep.passed}/{rep.total} asserts passed: {result}"
+        assert rep.judged, f"the judge did not get through the tests: {result}"
     else:
         result = run_program(code, limits=TIGHT)
         if not attack.host_check:
@@ -778,7 +1435,8 @@ def test_adversarial_corpus(attack, host):
 
 
 def test_corpus_is_large_and_distinct():
-    assert len(CORPUS) >= 25 and len({a.name for a in CORPUS}) == len({a.code for a in CORPUS}) == len(CORPUS)
+    assert len(CORPUS) >= 54 + 15 and all(a.tests for a in FORGING)
+    assert len({a.name for a in CORPUS}) == len({a.code for a in CORPUS}) == len(CORPUS)
 
 
 def test_fork_bomb_is_contained_while_it_runs():
@@ -815,11 +1473,41 @@ def test_basic_mode_smoke():
     assert not sandbox_pids()
 
 
+@pytest.mark.parametrize("attack", FORGING, ids=[a.name for a in FORGING])
+def test_forging_attacks_in_basic_mode(attack, host):
+    """Without namespaces the judge still holds: as root under a uid of its own, and without root
+    not dumpable (the attacks that would signal our own processes are skipped there)."""
+    try:
+        isolation_mode("basic")
+    except SandboxError as e:
+        pytest.skip(f"basic isolation is unavailable here: {e}")
+    if attack.unsafe_with_shared_uid and os.geteuid() != 0:
+        pytest.skip("basic isolation without root shares our uid and PID namespace: this would hit us")
+    code, tests = fill(attack.code, host["values"]), fill(attack.tests, host["values"])
+    rep = run_tests(code, tests, limits=TIGHT, isolation="basic", judge_code=attack.judge_code)
+    assert rep.passed == 0 and rep.judged, rep
+    assert_host_unharmed(host)
+
+
 def test_parallel_timeouts_kill_every_tree():
     code = "import os, time\nfor _ in range(3):\n    os.fork()\ntime.sleep(100)"
     with Sandbox(max_workers=4, limits=TIGHT) as sb:
         results = sb.run_many([code] * 4)
     assert [r.status for r in results] == ["timeout"] * 4
+    assert not sandbox_pids()
+
+
+def test_parallel_judged_runs_keep_their_verdicts_apart():
+    solutions = [
+        f"import os, time\ndef f(x):\n    if x == {i}:\n        time.sleep(100)\n    return x"
+        for i in range(4)
+    ]
+    tests = "\n".join(f"assert f({i}) == {i}" for i in range(4))
+    with Sandbox(max_workers=4, limits=TIGHT) as sb:
+        reports = sb.run_tests_many(solutions, [tests] * 4)
+    assert [(r.passed, r.result.status, r.judged) for r in reports] == [
+        (i, "timeout", True) for i in range(4)
+    ]
     assert not sandbox_pids()
 
 

@@ -1,0 +1,176 @@
+"""Rewriting the test code's asserts so that the judge decides each one (in the parent).
+
+Every ``assert`` in the test code, wherever it is (also inside ``def check(candidate)``), becomes
+a call that records it, so a failing or crashing assert does not hide the others::
+
+    assert t        ->  __r1rl_check__(i, lambda: t')
+
+where ``t'`` is ``t`` with each comparison ``a <op> b`` rewritten to ``__r1rl_cmp__("<Op>", a,
+b)`` (:func:`.judge.compare`). The top-level statements are compiled one by one, here, and only
+the judge receives the code objects.
+
+The tests' builtins are the judge's own (a program's ``abs`` must not answer ``abs(f(x) - y)``),
+with one exception: an assert that compares a builtin's name called on literals with a literal,
+``assert sum(10, 15) == 6``, tests a function of the program's that happens to have that name
+(MBPP 126), so there the name is looked up with ``__r1rl_own__("sum")``: the program's function
+if it defines one. That is safe: the program sees only the literal arguments, as in any call of
+its functions, and the judge compares its answer with the literal.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import functools
+import marshal
+from dataclasses import dataclass
+
+CHECK_NAME = "__r1rl_check__"
+COMPARE_NAME = "__r1rl_cmp__"
+OWN_NAME = "__r1rl_own__"
+_BUILTINS = frozenset(dir(builtins))
+_GUARDED_OPS = {
+    ast.Eq: "Eq",
+    ast.NotEq: "NotEq",
+    ast.Lt: "Lt",
+    ast.LtE: "LtE",
+    ast.Gt: "Gt",
+    ast.GtE: "GtE",
+    ast.In: "In",
+    ast.NotIn: "NotIn",
+}
+
+
+@dataclass(frozen=True)
+class Instrumented:
+    """The marshalled code objects of the test statements, the assert count, the names used."""
+
+    codes: bytes
+    total: int
+    names: tuple[str, ...]
+
+
+def drop_constant_asserts(test_code: str) -> str:
+    """``test_code`` with asserts of a true constant (``assert True, "msg"``) replaced by ``pass``.
+
+    Such an assert checks nothing, so it would give every program, however wrong, a free pass
+    (36 of HumanEval's 164 test programs have one). Code without one is returned unchanged.
+
+    >>> drop_constant_asserts("def check(c):\\n    assert True, 'debug'\\n    assert c(1) == 1\\n")
+    'def check(c):\\n    pass\\n    assert c(1) == 1'
+    """
+    try:
+        tree = ast.parse(test_code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return test_code  # the reward reports unparsable tests itself
+    return ast.unparse(tree) if _drop_constant_asserts(tree) else test_code
+
+
+def _drop_constant_asserts(tree: ast.AST) -> bool:
+    found = False
+    for node in ast.walk(tree):
+        for body in ("body", "orelse", "finalbody"):
+            stmts = getattr(node, body, None)
+            if not isinstance(stmts, list):
+                continue
+            for i, stmt in enumerate(stmts):
+                if isinstance(stmt, ast.Assert) and _true_constant(stmt.test):
+                    stmts[i] = ast.copy_location(ast.Pass(), stmt)
+                    found = True
+    return found
+
+
+def _true_constant(expr: ast.expr) -> bool:
+    try:
+        return bool(ast.literal_eval(expr))
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+
+
+class _GuardCompares(ast.NodeTransformer):
+    """``a == b`` -> ``__r1rl_cmp__("Eq", a, b)``; chained comparisons are left to Python."""
+
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        self.generic_visit(node)
+        op = _GUARDED_OPS.get(type(node.ops[0])) if len(node.ops) == 1 else None
+        if op is None:
+            return node
+        fn = ast.Name(COMPARE_NAME, ast.Load())
+        return ast.copy_location(ast.Call(fn, [ast.Constant(op), node.left, node.comparators[0]], []), node)
+
+
+class _RecordAsserts(ast.NodeTransformer):
+    """``assert t`` -> ``__r1rl_check__(i, lambda: t')``."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def visit_Assert(self, node: ast.Assert) -> ast.AST:
+        idx, self.count = self.count, self.count + 1
+        _own_call(node.test)
+        test = _GuardCompares().visit(node.test)
+        args = ast.arguments(posonlyargs=[], args=[], kwonlyargs=[], kw_defaults=[], defaults=[])
+        call = ast.Call(ast.Name(CHECK_NAME, ast.Load()), [ast.Constant(idx), ast.Lambda(args, test)], [])
+        return ast.copy_location(ast.Expr(call), node)
+
+
+def _own_call(test: ast.expr) -> None:
+    """``builtin(<literals>) <op> <literal>`` (either way round): look the name up as the program's."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+        return
+    for call, other in ((test.left, test.comparators[0]), (test.comparators[0], test.left)):
+        if (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Name)
+            and call.func.id in _BUILTINS
+            and _literal(other)
+            and all(_literal(a) for a in call.args)
+            and all(k.arg is not None and _literal(k.value) for k in call.keywords)
+        ):
+            own = ast.Call(ast.Name(OWN_NAME, ast.Load()), [ast.Constant(call.func.id)], [])
+            call.func = ast.copy_location(own, call.func)
+            return
+
+
+def _literal(expr: ast.expr) -> bool:
+    if isinstance(expr, ast.Starred):
+        return False
+    try:
+        ast.literal_eval(expr)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=512)
+def instrument(test_code: str) -> Instrumented:
+    """The test code, rewritten and compiled statement by statement (cached: in RL the same tests
+    score many completions). Raises ``ValueError`` naming the line when it cannot be used."""
+    try:
+        tree = ast.parse(test_code, "<tests>")
+    except SyntaxError as e:
+        raise ValueError(f"run_tests: test_code is not valid Python (line {e.lineno}: {e.msg})") from None
+    _drop_constant_asserts(tree)
+    names = tuple(sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}))
+    recorder = _RecordAsserts()
+    tree = ast.fix_missing_locations(recorder.visit(tree))
+    if recorder.count == 0:
+        raise ValueError("run_tests: test_code has no assert statements to score")
+    try:
+        codes = [compile(ast.Module([stmt], []), "<tests>", "exec", dont_inherit=True) for stmt in tree.body]
+    except SyntaxError as e:
+        raise ValueError(
+            f"run_tests: cannot instrument the asserts of test_code (line {e.lineno}: {e.msg})"
+        ) from None
+    return Instrumented(marshal.dumps(codes), recorder.count, names)
+
+
+@functools.lru_cache(maxsize=512)
+def compile_helpers(judge_code: str) -> bytes | None:
+    """``judge_code`` compiled for the judge (``None`` when empty)."""
+    if not judge_code.strip():
+        return None
+    try:
+        return marshal.dumps(compile(judge_code, "<judge_code>", "exec", dont_inherit=True))
+    except SyntaxError as e:
+        raise ValueError(f"run_tests: judge_code is not valid Python (line {e.lineno}: {e.msg})") from None

@@ -1,0 +1,419 @@
+"""The judge: runs the instrumented test code and decides every assert, away from the program.
+
+Child code (standard library only). The judge is its own process, started next to the
+program's (see :mod:`.child`), and never executes a line of the program: it holds the tests, the
+expected values and the verdict channel's nonce, and reaches the program only through
+:mod:`.channel`, as plain data or as opaque :class:`Remote` handles. So an ``==`` in an assert
+compares builtin values the judge built itself, and no object of the program can say "equal".
+
+Names: each name the tests use is looked up among the program's globals, and bound thus:
+
+- the program's own functions, classes and objects become :class:`Remote` handles, except under
+  the name of a builtin or of a standard-library module (a program that defines ``abs`` or
+  ``math`` must not answer the tests' ``abs(f(x) - y)``; for the one exception, ``assert
+  sum(10, 15) == 6``, see :mod:`.instrument`);
+- what the program imported from the standard library (``import math``, ``from collections
+  import Counter``) is the judge's own import of the same thing (a function or class only under
+  its own name, so that the program cannot make a name of its choice the judge's ``os.system``);
+  a module of any other origin is not bound;
+- data is copied, and so are the arguments of calls (a function that changes its argument in
+  place does not change the tests' object); the tests' own functions and objects cannot be
+  passed to the program (the call raises ``TypeError``);
+- names that ``judge_code`` (trusted helpers, e.g. a HumanEval prompt's) defines are its own.
+
+Handles: calls, attribute and item access, ``len``, iteration, ``str``, truth and
+``isinstance`` against the program's classes run in the program's process; operators apply
+only between two handles (and comparisons only between two of one class), so test data never
+becomes an operand of the program's ``__eq__`` or ``__sub__``. In an assert, a comparison with a
+handle on one side only, or the truth of a handle, is False.
+
+Partial credit: the program's process gets ``budget_s`` of the judge's waiting in all. When it
+dies, runs out of time or breaks the protocol, the assert being evaluated fails, the judge stops
+running the test code, and every assert not decided by then fails. Exceptions raised in the
+program come back as the first builtin exception class in their MRO, by name (never a class of
+the program), so ``except ValueError`` in a test still works (and ``except ParseError``, a class
+of the program, cannot match: catch its builtin base); a result that is not data raises
+:class:`ResultRefused` and the end of the program's process raises :class:`Gone` — both
+``BaseException``\\ s, so a test's ``except Exception`` cannot take them for an expected error.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import os
+import select
+import sys
+import time
+
+from . import channel
+
+_OPS = {
+    "Eq": lambda a, b: a == b,
+    "NotEq": lambda a, b: a != b,
+    "Lt": lambda a, b: a < b,
+    "LtE": lambda a, b: a <= b,
+    "Gt": lambda a, b: a > b,
+    "GtE": lambda a, b: a >= b,
+    "In": lambda a, b: a in b,
+    "NotIn": lambda a, b: a not in b,
+}
+_EXCEPTIONS = {
+    name: cls for name, cls in vars(builtins).items() if isinstance(cls, type) and issubclass(cls, Exception)
+}
+_MISSING = object()
+
+
+class Gone(BaseException):
+    """The program's process is gone (died, out of time, or broke the protocol)."""
+
+
+class ResultRefused(BaseException):
+    """The program answered with something that is not data (a function, too large, too deep)."""
+
+
+class Channel:
+    """The judge's end: one request, one reply, within the program's remaining time budget."""
+
+    def __init__(self, requests_fd: int, replies_fd: int, budget_s: float, max_result_bytes: int) -> None:
+        os.set_blocking(requests_fd, False)
+        self.wfd, self.rfd, self.left = requests_fd, replies_fd, budget_s
+        self.cap = max_result_bytes + 1024  # the reply's envelope around the value
+        self.gone: str | None = None
+        self.proxies: dict[int, Remote] = {}
+        self.encoder = channel.Encoder(1 << 30, self._handle_of)
+
+    def ask(self, op: str, *args):
+        if self.gone:
+            raise Gone(self.gone)
+        try:
+            payload = self.encoder.encode((op, *args))
+        except channel.EncodeError as e:
+            raise TypeError(f"cannot send this to the program: {e.reason}") from None
+        start = time.monotonic()
+        try:
+            self._send(payload, start + self.left)
+            reply = channel.Decoder(self._receive(start + self.left), self._proxy).decode()
+        except channel.DecodeError as e:
+            self.fail(f"protocol: {e}")
+        finally:
+            self.left -= time.monotonic() - start
+        return self._unpack(reply)
+
+    def quit(self) -> None:
+        if not self.gone:
+            try:
+                os.write(self.wfd, channel.frame(self.encoder.encode(("quit",))))
+            except OSError:
+                pass
+
+    def fail(self, why: str):
+        """Mark the program gone (for good) and raise :class:`Gone`."""
+        self.gone = why.replace("\n", " ")[:300]
+        raise Gone(self.gone)
+
+    def _send(self, payload: bytes, deadline: float) -> None:
+        view = memoryview(channel.frame(payload))
+        while view:
+            self._wait(select.POLLOUT, self.wfd, deadline)
+            try:
+                view = view[os.write(self.wfd, view) :]
+            except BlockingIOError:
+                continue
+            except OSError:
+                self.fail("died")
+
+    def _receive(self, deadline: float) -> bytes:
+        head = self._read(4, deadline)
+        n = int.from_bytes(head, "little")
+        if n > self.cap:
+            raise channel.DecodeError(f"a reply of {n} bytes (the cap is {self.cap})")
+        return self._read(n, deadline)
+
+    def _read(self, n: int, deadline: float) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            self._wait(select.POLLIN, self.rfd, deadline)
+            try:
+                chunk = os.read(self.rfd, n - len(buf))
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.fail("died")
+            buf += chunk
+        return bytes(buf)
+
+    def _wait(self, event: int, fd: int, deadline: float) -> None:
+        left = deadline - time.monotonic()
+        if left > 0:
+            poller = select.poll()
+            poller.register(fd, event)
+            if poller.poll(math.ceil(left * 1000)):
+                return
+        self.fail("timeout")
+
+    def _unpack(self, reply):
+        if type(reply) is tuple and len(reply) == 2 and reply[0] == "ok":
+            return reply[1]
+        if type(reply) is tuple and len(reply) == 2 and reply[0] == "refused" and type(reply[1]) is str:
+            raise ResultRefused(reply[1])
+        if type(reply) is tuple and len(reply) == 3 and reply[0] == "raise" and type(reply[2]) is tuple:
+            raise _exception(reply[1], reply[2])
+        self.fail("protocol: not a reply")
+
+    def _proxy(self, ident: int, type_id: int, kind: str, name: str) -> Remote:
+        p = self.proxies.get(ident)
+        if p is None:
+            if len(self.proxies) >= 1 << 16:
+                raise channel.DecodeError("too many handles")
+            p = self.proxies[ident] = Remote.__new__(Remote)
+            for slot, v in zip(channel.Handle.__slots__, (ident, type_id, kind, name)):
+                object.__setattr__(p, slot, v)
+        return p
+
+    def _handle_of(self, obj) -> tuple[int, int, str, str]:
+        if isinstance(obj, Remote):
+            return obj._r1rl_id, obj._r1rl_type, obj._r1rl_kind, obj._r1rl_name
+        raise channel.EncodeError(f"a {type(obj).__name__} of the tests is not data")
+
+
+def _exception(names, args: tuple) -> Exception:
+    """The first builtin exception class among ``names`` that takes ``args``, to raise in the judge."""
+    if type(names) is tuple:
+        for name in names:
+            cls = _EXCEPTIONS.get(name) if type(name) is str else None
+            if cls is not None:
+                try:
+                    return cls(*args)
+                except Exception:
+                    continue
+    first = names[0] if type(names) is tuple and names and type(names[0]) is str else "an exception"
+    return RuntimeError(f"the program raised {first}")
+
+
+_CH: Channel  # this judge's channel (one per process), set by main()
+
+
+class Remote(channel.Handle):
+    """The judge's handle to an object in the program's process (see the module docstring)."""
+
+    __slots__ = ()
+
+    def __call__(self, *args, **kwargs):
+        return _CH.ask("call", self, args, kwargs)
+
+    def __getattr__(self, name: str):
+        if name.startswith("_r1rl_"):
+            raise AttributeError(name)
+        return _CH.ask("getattr", self, name)
+
+    def __setattr__(self, name: str, value) -> None:
+        _CH.ask("setattr", self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        _CH.ask("delattr", self, name)
+
+    def __getitem__(self, key):
+        return _CH.ask("getitem", self, key)
+
+    def __setitem__(self, key, value) -> None:
+        _CH.ask("setitem", self, key, value)
+
+    def __delitem__(self, key) -> None:
+        _CH.ask("delitem", self, key)
+
+    def __len__(self) -> int:
+        return _typed(_CH.ask("len", self), int, "len")
+
+    def __iter__(self):
+        return _CH.ask("iter", self)
+
+    def __next__(self):
+        return _CH.ask("next", self)
+
+    def __bool__(self) -> bool:
+        return _typed(_CH.ask("bool", self), bool, "bool")
+
+    def __str__(self) -> str:
+        return _typed(_CH.ask("str", self), str, "str")
+
+    def __repr__(self) -> str:
+        return _typed(_CH.ask("repr", self), str, "repr")
+
+    __hash__ = object.__hash__  # by identity, in the judge: the program's __hash__ never runs here
+
+    def __instancecheck__(self, obj) -> bool:
+        return _typed(_CH.ask("isinstance", obj, self), bool, "isinstance")
+
+    def __subclasscheck__(self, cls) -> bool:
+        return _typed(_CH.ask("issubclass", cls, self), bool, "issubclass")
+
+
+def _typed(value, kind: type, what: str):
+    if type(value) is not kind:
+        raise TypeError(f"{what}() of a program object returned {type(value).__name__}, not {kind.__name__}")
+    return value
+
+
+def _binary(name: str, reflected: bool = False, compare: bool = False):
+    def method(self, other):
+        if not isinstance(other, Remote) or (compare and other._r1rl_type != self._r1rl_type):
+            return NotImplemented
+        return _CH.ask("op", name, other, self) if reflected else _CH.ask("op", name, self, other)
+
+    return method
+
+
+for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or", "xor"):
+    _op = _name + "_" if _name in ("and", "or") else _name
+    setattr(Remote, f"__{_name}__", _binary(_op))
+    setattr(Remote, f"__r{_name}__", _binary(_op, reflected=True))
+for _name in ("lshift", "rshift"):
+    setattr(Remote, f"__{_name}__", _binary(_name))
+    setattr(Remote, f"__r{_name}__", _binary(_name, reflected=True))
+for _name in ("eq", "ne", "lt", "le", "gt", "ge"):
+    setattr(Remote, f"__{_name}__", _binary(_name, compare=True))
+for _name in ("neg", "pos", "abs", "invert"):
+    setattr(Remote, f"__{_name}__", lambda self, _n=_name: _CH.ask("op", _n, self))
+
+
+# --- the asserts --------------------------------------------------------------------------------
+
+
+def compare(op: str, a, b) -> bool:
+    """An assert's comparison: a handle compares only with a handle of the same class."""
+    if isinstance(a, Remote) or isinstance(b, Remote):
+        same = isinstance(a, Remote) and isinstance(b, Remote) and a._r1rl_type == b._r1rl_type
+        if not same or op in ("In", "NotIn"):
+            return False
+    return _OPS[op](a, b)
+
+
+def truth(value) -> bool:
+    """An assert's verdict on its value: a handle's truth would be the program's word."""
+    return False if isinstance(value, Remote) else bool(value)
+
+
+class Recorder:
+    """Writes ``<nonce> i P|F`` once per assert and outcome; an assert passes if it never failed."""
+
+    def __init__(self, fd: int, nonce: str) -> None:
+        self.fd, self.nonce, self.reported, self.notes = fd, nonce, set(), set()
+
+    def check(self, idx: int, fn) -> None:
+        ok, gone = False, None
+        if not _CH.gone:
+            try:
+                ok = truth(fn())
+            except Gone as e:
+                gone = e
+            except ResultRefused as e:
+                self.note(f"refused {e}")
+            except BaseException:
+                pass
+        ok = ok and not _CH.gone  # the program went away during this assert
+        if (idx, ok) not in self.reported:
+            self.reported.add((idx, ok))
+            self.line(f"{idx} {'P' if ok else 'F'}")
+        if gone is not None:
+            raise gone
+
+    def note(self, text: str) -> None:
+        if len(self.notes) < 5 and text not in self.notes:
+            self.notes.add(text)
+            self.line(text.replace("\n", " ")[:300])
+
+    def line(self, text: str) -> None:
+        os.write(self.fd, f"{self.nonce} {text}\n".encode("utf-8", "replace"))
+
+
+# --- the judge's run ------------------------------------------------------------------------------
+
+
+def run(job: dict, verdict_fd: int, requests_fd: int, replies_fd: int) -> int:
+    """Bind the names, run every test statement, report; the exit status (3: the program went away).
+
+    A failure of the judge's own machinery is reported as a ``crash`` line (the parent raises):
+    nothing the program sends can cause one, since every reply goes through :meth:`Channel.ask`.
+    """
+    global _CH
+    _CH = Channel(requests_fd, replies_fd, job["budget_s"], job["max_result_bytes"])
+    rec = Recorder(verdict_fd, job["nonce"])
+    try:
+        _run(job, rec)
+    except BaseException as e:
+        rec.line(f"crash {type(e).__name__}: {e}")
+        return 1
+    return 3 if _CH.gone else 0
+
+
+def _run(job: dict, rec: Recorder) -> None:
+    import marshal
+
+    ns, own = {"__name__": "__main__", "__builtins__": builtins}, {}
+    if job["judge_code"] is not None:
+        try:
+            exec(marshal.loads(job["judge_code"]), ns)
+        except BaseException as e:
+            rec.note(f"judge_code raised {type(e).__name__}")
+    try:
+        wanted = [n for n in job["names"] if n not in ns]
+        found = _CH.ask("load", wanted)
+        if type(found) is not dict:
+            _CH.fail("protocol: not a name table")
+        for name in set(wanted) & set(found):
+            _bind(ns, own, name, found[name])
+    except (Gone, ResultRefused, Exception):
+        pass
+    ns.update(
+        __r1rl_check__=rec.check,
+        __r1rl_cmp__=compare,
+        __r1rl_own__=lambda n: own.get(n, getattr(builtins, n)),
+    )
+    for code in marshal.loads(job["codes"]):
+        if _CH.gone:
+            break
+        try:
+            exec(code, ns)
+        except BaseException:
+            pass
+    _CH.quit()
+    if _CH.gone:
+        rec.line(f"gone {_CH.gone}")
+    rec.line("end")
+
+
+def _bind(ns: dict, own: dict, name: str, value) -> None:
+    """Bind ``name`` in the tests' namespace ``ns`` (or, for a builtin's name, in ``own``)."""
+    if name.startswith("__") and name.endswith("__"):  # __builtins__, __name__ ...: the judge's
+        return
+    reserved = name in _BUILTIN_NAMES or name in sys.stdlib_module_names
+    if not isinstance(value, Remote):
+        if not reserved:
+            ns[name] = value
+        return
+    mine = _standard_library(value._r1rl_name, value._r1rl_kind, name)
+    if mine is not _MISSING:
+        ns[name] = mine
+    elif value._r1rl_kind != "m":
+        (own if reserved else ns)[name] = value
+
+
+_BUILTIN_NAMES = frozenset(vars(builtins))
+
+
+def _standard_library(origin: str, kind: str, name: str):
+    """The judge's own object for the program's ``module:qualname``, if that is the standard
+    library's: any module, and a function or class bound under its own name."""
+    module, _, qualname = origin.partition(":")
+    if kind not in "fcm" or module.partition(".")[0] not in sys.stdlib_module_names:
+        return _MISSING
+    if kind != "m" and qualname.rpartition(".")[2] != name:
+        return _MISSING
+    try:
+        obj = __import__(module) and sys.modules[module]
+        for part in qualname.split(".") if qualname else ():
+            obj = getattr(obj, part)
+    except Exception:
+        return _MISSING
+    return obj

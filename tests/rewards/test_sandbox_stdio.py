@@ -1,0 +1,122 @@
+"""stdin/stdout judging: outputs compared in the parent, per case, three ways; APPS-style columns."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+import pytest
+from r1rl.rewards.sandbox import Limits, compare_output, parse_input_output, run_io_tests
+
+TASKS = json.loads((Path(__file__).parent / "fixtures" / "stdio_tasks.json").read_text())
+EASY = Limits(timeout_s=30, memory_mb=256)
+
+
+@pytest.mark.parametrize(
+    "actual, expected, match, same",
+    [
+        ("1 2\n", "1 2\n", "exact", True),
+        ("1 2", "1 2\n", "exact", False),
+        ("1 2\r\n", "1 2\n", "exact", False),
+        ("1  2\n\n", "1 2", "whitespace", True),
+        ("1\n2", "1 2", "whitespace", True),  # tokens, as testlib's wcmp compares
+        ("1 2 3", "1 2", "whitespace", False),
+        ("0.1", "0.10", "whitespace", False),
+        ("0.1000001", "0.1", "float", True),
+        ("1000000.5", "1000000", "float", True),  # relative error 5e-7
+        ("0.11", "0.1", "float", False),
+        ("yes 2.0000001", "yes 2", "float", True),
+        ("no 2", "yes 2", "float", False),
+        ("nan inf", "nan inf", "float", True),  # equal tokens
+        ("1 2", "1", "float", False),
+    ],
+)
+def test_compare_output(actual, expected, match, same):
+    assert compare_output(actual, expected, match) is same
+
+
+def test_parse_input_output_reads_apps_columns():
+    text = json.dumps({"inputs": ["1\n", ["2", "3"]], "outputs": [["4"], "5\n"]})
+    assert parse_input_output(text) == (["1\n", "2\n3"], ["4", "5\n"])
+    assert parse_input_output({"inputs": [], "outputs": []}) == ([], [])
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("{not json", "not valid JSON"),
+        ([1, 2], "must be an object"),
+        ({"inputs": ["1"], "outputs": []}, "same length"),
+        ({"inputs": [1], "outputs": ["1"]}, "strings or lists of lines"),
+        ({"fn_name": "solve", "inputs": [[1]], "outputs": [[2]]}, "call-based problem"),
+    ],
+)
+def test_parse_input_output_refuses_bad_columns(value, message):
+    with pytest.raises(ValueError, match=message):
+        parse_input_output(value)
+
+
+@pytest.mark.parametrize("task", TASKS, ids=[t["name"] for t in TASKS])
+def test_fixture_solutions_pass_and_wrong_ones_do_not(task):
+    inputs, outputs = parse_input_output(task["input_output"])
+    good = run_io_tests(task["solution"], inputs, outputs, match=task["match"], limits=EASY)
+    bad = run_io_tests(task["wrong"], inputs, outputs, match=task["match"], limits=EASY)
+    assert good.passed == good.total == len(inputs), [r.stdout for r in good.results]
+    assert bad.passed < bad.total
+    assert all(r.ok for r in good.results)
+
+
+def test_a_case_that_hangs_stops_the_rest():
+    code = "import time\nx = input()\nif x == 'slow':\n    time.sleep(60)\nprint(x)"
+    limits = Limits(timeout_s=1.0, cpu_s=1.0)
+    rep = run_io_tests(code, ["a", "slow", "b", "c"], ["a", "slow", "b", "c"], limits=limits)
+    assert (rep.passed, rep.total) == (1, 4)
+    assert [r.status for r in rep.results] == ["ok", "timeout"]  # b and c never ran: they fail
+
+
+def test_expected_output_never_enters_the_sandbox():
+    question, answer = secrets.token_hex(8), secrets.token_hex(8)
+    # The program reads its input, then looks for the answer in its own memory: it finds the
+    # question (so the search works), never the answer, which only the parent has.
+    code = (
+        "import re\n"
+        "input()\n"
+        "found = set()\n"
+        "with open('/proc/self/maps') as maps, open('/proc/self/mem', 'rb', 0) as mem:\n"
+        "    for line in maps:\n"
+        "        lo, hi = (int(x, 16) for x in line.split()[0].split('-'))\n"
+        "        try:\n"
+        "            mem.seek(lo)\n"
+        "            chunk = mem.read(min(hi - lo, 1 << 26))\n"
+        "            found |= set(re.findall(rb'(?:ANSWER|QUESTION)-[0-9a-f]{16}', chunk))\n"
+        "        except (OSError, OverflowError, ValueError):\n"
+        "            pass\n"
+        "print(*sorted(t.decode() for t in found))\n"
+    )
+    rep = run_io_tests(code, [f"QUESTION-{question}"], [f"ANSWER-{answer}"], limits=EASY)
+    assert rep.results[0].ok and rep.results[0].stdout.split() == [f"QUESTION-{question}"]
+    assert rep.passed == 0
+
+
+def test_truncated_output_does_not_pass():
+    limits = Limits(timeout_s=30, max_output_bytes=1000)
+    rep = run_io_tests("print('x' * 5000)", [""], ["x" * 1000], match="exact", limits=limits)
+    assert rep.results[0].truncated and rep.passed == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"inputs": ["1"], "outputs": ["1", "2"]}, ValueError, "1 inputs but 2 outputs"),
+        ({"inputs": [], "outputs": []}, ValueError, "need >= 1 of each"),
+        ({"inputs": "1", "outputs": ["1"]}, TypeError, "inputs must be a sequence of str"),
+        ({"inputs": [1], "outputs": ["1"]}, TypeError, "inputs[0] must be str"),
+        ({"inputs": ["1"], "outputs": ["1"], "match": "tokens"}, ValueError, "match must be one of"),
+        ({"inputs": ["1"], "outputs": ["1"], "tol": -1}, ValueError, "tol must be a non-negative"),
+    ],
+)
+def test_run_io_tests_bad_input(kwargs, error, message):
+    with pytest.raises(error) as exc:
+        run_io_tests("print(1)", **kwargs)
+    assert message in str(exc.value) and "\n" not in str(exc.value)
