@@ -221,8 +221,8 @@ def bootstrap_draws(
     """``fn(*resampled)`` over ``iters`` resamples with replacement, the finite values only.
 
     Every sample is resampled with the same indices (documents resampled jointly, for paired
-    statistics); draw ``k`` is ``default_rng(seed).integers(0, n, n)``'s ``k``-th call, as
-    ``scipy.stats.bootstrap`` draws its resamples.
+    statistics). Resample ``k`` is the ``k``-th ``integers(0, n, n)`` of ``default_rng(seed)``: the
+    resamples ``scipy.stats.bootstrap`` draws from that generator.
     """
     n = len(samples[0])
     rng = np.random.default_rng(seed)
