@@ -4,7 +4,8 @@ Both runs must have scored the same documents (``eval_samples.jsonl``, matched b
 ``doc_id``, and checked to be the same documents). Per task and metric:
 
 - the difference B − A with a 95% paired-bootstrap interval (documents resampled jointly);
-- for accuracy-like metrics, McNemar's exact test on the discordant pairs (two-sided binomial).
+- for accuracy-like metrics, McNemar's exact test on the discordant pairs (two-sided binomial,
+  ``scipy.stats.binomtest``).
 
 A winner is named only where the interval excludes 0 (and, for accuracy, McNemar's p < 0.05);
 otherwise the row says "no significant difference".
@@ -18,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from r1rl.eval.metrics import get_metric
+from r1rl.eval.metrics import bootstrap_draws, get_metric
+from scipy.stats import binomtest  # at the top: only ``r1rl eval --compare`` imports this module
 
 from r1rl.errors import UserError
 
@@ -26,31 +28,26 @@ from r1rl.errors import UserError
 def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar p-value from the discordant counts ``b`` (A right, B wrong) and ``c``.
 
+    Under "no difference" each discordant pair goes either way with probability 1/2, so ``b`` is
+    Binomial(b + c, 1/2): the exact test is SciPy's two-sided binomial test. No discordant pair
+    gives 1.0 (nothing tells the models apart), where SciPy would refuse ``n = 0``.
+
     >>> round(mcnemar_exact(10, 0), 4)
     0.002
     >>> mcnemar_exact(3, 3)
     1.0
     """
-    n = b + c
-    if n == 0:
+    if b + c == 0:
         return 1.0
-    k = min(b, c)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
-    return min(1.0, 2 * tail)
+    return float(binomtest(b, b + c, p=0.5).pvalue)
 
 
 def paired_bootstrap(
     items_a: list[Any], items_b: list[Any], fn, iters: int = 2000, seed: int = 0
 ) -> tuple[float, float, float]:
     """Difference fn(B) − fn(A) and its 95% percentile interval, resampling documents jointly."""
-    rng = np.random.default_rng(seed)
-    n = len(items_a)
     diff = fn(items_b) - fn(items_a)
-    draws = []
-    for _ in range(iters):
-        idx = rng.integers(0, n, n)
-        draws.append(fn([items_b[i] for i in idx]) - fn([items_a[i] for i in idx]))
-    draws = np.array([d for d in draws if math.isfinite(d)])
+    draws = bootstrap_draws(lambda a, b: fn(b) - fn(a), items_a, items_b, iters=iters, seed=seed)
     if draws.size == 0:
         return diff, float("nan"), float("nan")
     return diff, float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))

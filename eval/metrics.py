@@ -1,4 +1,4 @@
-"""Corpus-level benchmark metrics and their standard errors, in numpy.
+"""Corpus-level benchmark metrics and their standard errors.
 
 Each metric takes one *item* per example and reduces the list to one number, the way
 lm-evaluation-harness pairs a pass-through per-example metric with a corpus aggregation:
@@ -13,8 +13,11 @@ pearson    (gold, pred) real numbers             Pearson's r (scipy ``pearsonr``
 spearman   (gold, pred) real numbers             Spearman's rho (scipy ``spearmanr``)
 =========  ===================================  ===========================================
 
-They are written here (a few lines each) rather than imported so that the harness needs neither
-scikit-learn nor scipy; ``tests/eval/test_metrics.py`` checks them against both when installed.
+Pearson's r, the ranks behind Spearman's rho, confusion matrices and the standard error of a
+mean come from SciPy. MCC and F1 are formulas over SciPy's confusion matrix: SciPy has neither,
+and scikit-learn, which has both, is not a dependency (``tests/eval/test_metrics.py`` checks them
+against it). SciPy is imported inside the functions that use it, because the training stages
+import :mod:`r1rl.eval` for their held-out evaluation and need no ``scipy.stats``.
 
 Generation tasks (:mod:`r1rl.eval.scorers`) reduce per document instead: each document's value
 is the mean of a scorer output over its samples, or :func:`pass_at_k` of them, and the task's
@@ -22,13 +25,17 @@ value is the mean over documents, with the mean's standard error.
 
 Standard errors follow lm-eval: a mean's is the sample standard error ``std(x, ddof=1) / sqrt(n)``;
 the others are bootstrapped (lm-eval resamples 100,000 times; we default to 1,000 seeded draws,
-so the third significant digit of a bootstrapped stderr is noise).
+so the third significant digit of a bootstrapped stderr is noise). An undefined value (NaN: the
+correlation of a resample that happens to be constant) is left out of the bootstrap distribution,
+which is why :func:`bootstrap_draws` is a loop and not ``scipy.stats.bootstrap``, whose standard
+error and interval are NaN as soon as one resample is.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,10 +101,8 @@ def f1(items: Sequence[tuple[int, int]]) -> float:
     0.6666666666666666
     """
     gold, pred = _pairs(items)
-    tp = float(np.sum((gold == 1) & (pred == 1)))
-    fp = float(np.sum((gold != 1) & (pred == 1)))
-    fn = float(np.sum((gold == 1) & (pred != 1)))
-    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
+    (_, fp), (fn, tp) = _confusion(gold == 1, pred == 1, [False, True])  # class 1 against the rest
+    return 0.0 if tp == 0 else float(2 * tp / (2 * tp + fp + fn))
 
 
 @register_metric("mcc", item="class_pair")
@@ -113,57 +118,62 @@ def mcc(items: Sequence[tuple[int, int]]) -> float:
     0.333333
     """
     gold, pred = _pairs(items)
-    labels = np.union1d(gold, pred)
-    t = np.array([np.sum(gold == k) for k in labels], dtype=np.float64)  # (K,)
-    p = np.array([np.sum(pred == k) for k in labels], dtype=np.float64)  # (K,)
-    c, s = float(np.sum(gold == pred)), float(len(gold))
+    C = _confusion(gold, pred, np.union1d(gold, pred))  # (K, K)
+    t, p = C.sum(axis=1), C.sum(axis=0)  # (K,) gold and predicted counts
+    c, s = float(np.trace(C)), float(C.sum())
     denom = math.sqrt((s * s - p @ p) * (s * s - t @ t))
     return 0.0 if denom == 0 else float((c * s - p @ t) / denom)
 
 
+def _confusion(gold: np.ndarray, pred: np.ndarray, labels: Sequence[Any]) -> np.ndarray:
+    """``C[i, j]``: the examples of gold ``labels[i]`` predicted ``labels[j]`` (SciPy's ``crosstab``)."""
+    from scipy.stats.contingency import crosstab
+
+    return crosstab(gold, pred, levels=(labels, labels)).count.astype(np.float64)
+
+
 @register_metric("pearson", item="score_pair")
 def pearson(items: Sequence[tuple[float, float]]) -> float:
-    """Pearson's r between gold and predicted scores; NaN if either is constant.
+    """Pearson's r between gold and predicted scores; NaN if either is constant or there are < 2 pairs.
 
     >>> pearson([(1.0, 2.0), (2.0, 4.0), (3.0, 7.0)])  # doctest: +ELLIPSIS
     0.9933...
     """
     gold, pred = _pairs(items)
-    return _corr(gold, pred)
+    return _pearsonr(gold, pred)
 
 
 @register_metric("spearman", item="score_pair")
 def spearman(items: Sequence[tuple[float, float]]) -> float:
-    """Spearman's rho: Pearson's r of the ranks, ties sharing their average rank (as scipy).
+    """Spearman's rho: Pearson's r of the ranks, ties sharing their average rank; NaN as :func:`pearson`.
+
+    This is ``scipy.stats.spearmanr`` by definition; computed as ``pearsonr`` of ``rankdata``
+    rather than through ``spearmanr`` (``np.corrcoef`` of the ranks, which rounds differently:
+    0.7999999999999999 below).
 
     >>> spearman([(1.0, 10.0), (2.0, 30.0), (3.0, 20.0), (4.0, 40.0)])
     0.8
     """
+    from scipy.stats import rankdata
+
     gold, pred = _pairs(items)
-    return _corr(rankdata(gold), rankdata(pred))
+    return _pearsonr(rankdata(gold, method="average"), rankdata(pred, method="average"))
 
 
-def _corr(x: np.ndarray, y: np.ndarray) -> float:
-    x, y = x - x.mean(), y - y.mean()
-    denom = math.sqrt(float(x @ x) * float(y @ y))
-    return float("nan") if denom == 0 else float(np.clip((x @ y) / denom, -1.0, 1.0))
+def _pearsonr(x: np.ndarray, y: np.ndarray) -> float:
+    """``scipy.stats.pearsonr``'s r, NaN where it is undefined.
 
-
-def rankdata(x: np.ndarray) -> np.ndarray:
-    """1-based ranks with ties given their average rank (scipy's ``rankdata(method='average')``).
-
-    >>> rankdata(np.array([3.0, 1.0, 3.0, 2.0])).tolist()
-    [3.5, 1.0, 3.5, 2.0]
+    SciPy returns NaN for a constant input and warns (``ConstantInputWarning``); that case is an
+    expected outcome here (a model that predicts one score), so exactly that warning is silenced.
+    Fewer than two pairs, which SciPy refuses, are NaN too.
     """
-    order = np.argsort(x, kind="stable")
-    xs = x[order]
-    # Runs of equal values: start index of each run, then the average of its 1-based positions.
-    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
-    ends = np.r_[starts[1:], len(xs)]
-    avg = (starts + ends + 1) / 2.0  # mean of (start+1 .. end)
-    ranks = np.empty(len(x), dtype=np.float64)
-    ranks[order] = np.repeat(avg, ends - starts)
-    return ranks
+    from scipy.stats import ConstantInputWarning, pearsonr
+
+    if len(x) < 2:
+        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantInputWarning)
+        return float(pearsonr(x, y).statistic)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -194,30 +204,44 @@ def split_at_k(name: str) -> tuple[str, int | None]:
 def mean_stderr(items: Sequence[float]) -> float:
     """Sample standard error of the mean, ``std(x, ddof=1) / sqrt(n)`` (lm-eval's ``mean_stderr``).
 
+    SciPy's ``sem``; NaN for fewer than two items, where ``sem`` would warn.
+
     >>> round(mean_stderr([1.0, 0.0, 1.0, 0.0]), 6)
     0.288675
     """
+    from scipy.stats import sem
+
     x = np.asarray(items, dtype=np.float64)
-    if len(x) < 2:
-        return float("nan")
-    return float(np.std(x, ddof=1) / math.sqrt(len(x)))
+    return float(sem(x, ddof=1)) if len(x) >= 2 else float("nan")
+
+
+def bootstrap_draws(
+    fn: Callable[..., float], *samples: Sequence[Any], iters: int, seed: int = 0
+) -> np.ndarray:
+    """``fn(*resampled)`` over ``iters`` resamples with replacement, the finite values only.
+
+    Every sample is resampled with the same indices (documents resampled jointly, for paired
+    statistics). Resample ``k`` is the ``k``-th ``integers(0, n, n)`` of ``default_rng(seed)``: the
+    resamples ``scipy.stats.bootstrap`` draws from that generator.
+    """
+    n = len(samples[0])
+    rng = np.random.default_rng(seed)
+    stats = []
+    for _ in range(iters):
+        idx = rng.integers(0, n, size=n)  # (n,)
+        stats.append(fn(*([s[i] for i in idx] for s in samples)))
+    arr = np.asarray(stats, dtype=np.float64)  # (iters,)
+    return arr[np.isfinite(arr)]
 
 
 def bootstrap_stderr(
     fn: Callable[[Sequence[Any]], float], items: Sequence[Any], iters: int = 1000, seed: int = 0
 ) -> float:
     """Standard deviation (ddof=1, as lm-eval) of ``fn`` over ``iters`` resamples with replacement."""
-    n = len(items)
-    if n < 2 or iters < 2:
+    if len(items) < 2 or iters < 2:
         return float("nan")
-    rng = np.random.default_rng(seed)
-    stats = []
-    for _ in range(iters):
-        idx = rng.integers(0, n, size=n)
-        stats.append(fn([items[i] for i in idx]))
-    arr = np.asarray(stats, dtype=np.float64)
-    arr = arr[np.isfinite(arr)]
-    return float(np.std(arr, ddof=1)) if len(arr) > 1 else float("nan")
+    draws = bootstrap_draws(fn, items, iters=iters, seed=seed)
+    return float(np.std(draws, ddof=1)) if len(draws) > 1 else float("nan")
 
 
 def stderr(metric: Metric, items: Sequence[Any], bootstrap_iters: int = 1000, seed: int = 0) -> float:

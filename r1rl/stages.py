@@ -13,15 +13,16 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from r1rl.config import EvalConfig, PPOConfig, PretrainConfig, SFTConfig
-from r1rl.distributed import is_main
 from r1rl.errors import UserError
 from r1rl.registry import Registry
-from r1rl.rundir import RunDir
+
+if TYPE_CHECKING:  # the table itself stays light: torch loads with the recipe that runs
+    from r1rl.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ def load_recipe_file(path: Path) -> Callable[[Any], RunDir]:
 def push_if_asked(cfg: Any, rd: RunDir) -> RunDir:
     """``push_to_hub: true``: upload ``final/``, the tokenizer and a model card when the stage ends
     (from the main process only, under a multi-process launcher)."""
+    from r1rl.distributed import is_main
+
     if getattr(cfg, "push_to_hub", False) and is_main():
         from r1rl.hub import push_run
 

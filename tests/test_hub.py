@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from r1rl.errors import UserError
-from r1rl.hub import _retrying, describe_run, main_push, push_run
+from r1rl.hub import describe_run, main_push, push_run
+from r1rl.hub.upload import _retrying
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_hub import FakeHub  # noqa: E402

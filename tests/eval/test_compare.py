@@ -1,9 +1,14 @@
 """`r1rl eval --compare`: paired bootstrap and McNemar on two runs' per-example records."""
 
+import inspect
 import json
+import math
 
+import numpy as np
 import pytest
-from r1rl.eval.compare import compare, mcnemar_exact
+import scipy.stats as st
+from r1rl.eval.compare import compare, mcnemar_exact, paired_bootstrap
+from r1rl.eval.metrics import accuracy
 
 from r1rl.cli import main
 from r1rl.errors import UserError
@@ -24,6 +29,30 @@ def test_mcnemar_matches_binomial_by_hand():
     # 2 discordant pairs, both one way: p = 2 · (1/2)² = 0.5
     assert mcnemar_exact(2, 0) == pytest.approx(0.5)
     assert mcnemar_exact(0, 0) == 1.0
+
+
+def test_mcnemar_is_the_two_sided_binomial_tail():
+    # exact rational form: p = min(1, 2 · sum_{i <= min(b, c)} C(n, i) / 2^n), n = b + c
+    for b in range(25):
+        for c in range(25):
+            n, k = b + c, min(b, c)
+            expected = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+            assert mcnemar_exact(b, c) == pytest.approx(expected, rel=1e-12, abs=1e-300), (b, c)
+
+
+def test_paired_bootstrap_is_scipys_paired_percentile_interval():
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 2, 120).astype(float), rng.integers(0, 2, 120).astype(float)
+    diff, lo, hi = paired_bootstrap(a.tolist(), b.tolist(), accuracy, iters=300, seed=5)
+    key = "rng" if "rng" in inspect.signature(st.bootstrap).parameters else "random_state"  # scipy < 1.15
+    res = st.bootstrap(
+        (a, b), lambda x, y: y.mean() - x.mean(), paired=True, vectorized=False, n_resamples=300,
+        method="percentile", **{key: np.random.default_rng(5)},
+    )  # fmt: skip
+    assert diff == pytest.approx(b.mean() - a.mean())
+    assert (lo, hi) == pytest.approx(tuple(res.confidence_interval), rel=1e-12)
+    # pinned: 60 of 100 documents flip from wrong to right
+    assert paired_bootstrap([0.0] * 60 + [1.0] * 40, [1.0] * 100, accuracy, 500, 0) == (0.6, 0.51, 0.7)
 
 
 def test_clear_improvement_names_a_winner(tmp_path):

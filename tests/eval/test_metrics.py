@@ -1,9 +1,12 @@
 """Metrics against values worked out by hand, and against sklearn/scipy where they are installed."""
 
+import inspect
 import math
+import warnings
 
 import numpy as np
 import pytest
+import scipy.stats as st
 from r1rl.eval.metrics import (
     METRICS,
     accuracy,
@@ -13,7 +16,6 @@ from r1rl.eval.metrics import (
     mcc,
     mean_stderr,
     pearson,
-    rankdata,
     register_metric,
     spearman,
 )
@@ -62,8 +64,23 @@ def test_pearson_spearman_by_hand():
     assert math.isnan(pearson([(1.0, 2.0), (2.0, 2.0)]))  # constant prediction
 
 
-def test_rankdata_ties_average():
-    assert rankdata(np.array([10.0, 20.0, 10.0, 30.0, 20.0])).tolist() == [1.5, 3.5, 1.5, 5.0, 3.5]
+def test_spearman_gives_ties_their_average_rank():
+    gold, pred = [10.0, 20.0, 10.0, 30.0, 20.0], [1.0, 2.0, 3.0, 4.0, 5.0]
+    # average ranks of gold [1.5, 3.5, 1.5, 5, 3.5], centred [-1.5, .5, -1.5, 2, .5]; pred centred [-2..2]:
+    # sum xy = 3 - .5 + 0 + 2 + 1 = 5.5, sum x^2 = 9, sum y^2 = 10 (ordinal or min ranks give other values)
+    assert spearman(list(zip(gold, pred))) == pytest.approx(5.5 / math.sqrt(90))
+    assert spearman(list(zip(gold, pred))) == pytest.approx(pearson(list(zip([1.5, 3.5, 1.5, 5, 3.5], pred))))
+
+
+def test_undefined_inputs_give_nan_or_zero_without_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scipy's ConstantInputWarning is expected here and silenced
+        for fn in (pearson, spearman):
+            assert math.isnan(fn([(1.0, 2.0), (2.0, 2.0), (3.0, 2.0)]))  # constant prediction
+            assert math.isnan(fn([(2.0, 1.0), (2.0, 3.0)]))  # constant gold
+            assert math.isnan(fn([(1.0, 2.0)])) and math.isnan(fn([]))  # fewer than two pairs
+        assert mcc([]) == 0.0 and f1([]) == 0.0
+        assert math.isnan(mean_stderr([])) and math.isnan(bootstrap_stderr(pearson, [(1.0, 2.0)]))
 
 
 def test_accuracy_and_mean_stderr_by_hand():
@@ -80,11 +97,29 @@ def test_bootstrap_stderr_is_seeded_and_close_to_analytic():
     a = bootstrap_stderr(accuracy, x, iters=500, seed=3)
     assert a == bootstrap_stderr(accuracy, x, iters=500, seed=3)
     assert a == pytest.approx(mean_stderr(x), rel=0.15)
+    assert a == 0.024676128091643358  # pinned: the seeded draws must not change between versions
+
+
+def test_bootstrap_leaves_undefined_resamples_out():
+    # 8 identical pairs and 2 others: many resamples are constant, so their pearson is NaN
+    pairs = [(1.0, 1.0)] * 8 + [(2.0, 3.0), (3.0, 2.0)]
+    se = bootstrap_stderr(pearson, pairs, iters=200, seed=0)
+    assert se == pytest.approx(0.12952076470117568, abs=1e-12)  # scipy.stats.bootstrap: NaN
+
+
+def test_bootstrap_draws_are_scipy_bootstrap_resamples():
+    rng = np.random.default_rng(1)
+    pairs = list(zip(rng.integers(0, 3, 150).tolist(), rng.integers(0, 3, 150).tolist()))
+    key = "rng" if "rng" in inspect.signature(st.bootstrap).parameters else "random_state"  # scipy < 1.15
+    res = st.bootstrap(
+        (np.arange(len(pairs)),), lambda idx: mcc([pairs[i] for i in idx]), n_resamples=200,
+        vectorized=False, method="percentile", **{key: np.random.default_rng(2)},
+    )  # fmt: skip
+    assert bootstrap_stderr(mcc, pairs, iters=200, seed=2) == pytest.approx(res.standard_error, rel=1e-12)
 
 
 def test_against_sklearn_and_scipy():
     sk = pytest.importorskip("sklearn.metrics")
-    st = pytest.importorskip("scipy.stats")
     rng = np.random.default_rng(1)
     gold, pred = rng.integers(0, 2, 200), rng.integers(0, 2, 200)
     pairs = list(zip(gold.tolist(), pred.tolist()))
