@@ -84,25 +84,13 @@ def evaluate(
         max_length: context length for left truncation; default from the model config.
         max_gen_toks: cap on generated tokens for every generation task (default: each task's).
     """
-    if num_fewshot is not None and num_fewshot < 0:
-        raise UserError(f"num_fewshot must be >= 0, got {num_fewshot}")
-    if batch_size < 1:
-        raise UserError(f"batch_size must be >= 1, got {batch_size}")
-    if max_gen_toks is not None and max_gen_toks < 1:
-        raise UserError(f"max_gen_toks must be >= 1, got {max_gen_toks}")
-    _limit(limit, 1)  # validate before loading anything
+    _check_options(num_fewshot, batch_size, max_gen_toks, limit)
     loaded = [get_task(t) for t in tasks]  # unknown names fail before anything is loaded
     names = [t.name for t in loaded]
     if len(set(names)) != len(names):
         raise UserError(f"a task is listed twice: {names}")
     model_name = str(model) if isinstance(model, (str, Path)) else _model_name(model)
-    if isinstance(model, (str, Path)):
-        from r1rl.model import load_merged, load_tokenizer
-
-        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(str(model))
-        model = load_merged(str(model))
-    if tokenizer is None:
-        raise UserError("evaluate: a tokenizer is needed with an in-memory model")
+    model, tokenizer = _model_and_tokenizer(model, tokenizer)
     max_length = max_length or resolve_max_length(model, tokenizer)
 
     shots_of = {t.name: num_fewshot if num_fewshot is not None else (t.spec.num_fewshot or 0) for t in loaded}
@@ -134,20 +122,36 @@ def evaluate(
         }
     results["timing"]["total_s"] = round(time.perf_counter() - t_all, 4)
     results["config"] = {
-        "tasks": names,
-        "limit": limit,
-        "num_fewshot": num_fewshot,
-        "num_fewshot_by_task": shots_of,
-        "fewshot_seed": seed,
-        "fewshot_split": fewshot_split,
-        "batch_size": batch_size,
-        "max_length": max_length,
-        "source": source,
-        "data_dir": str(data_dir) if data_dir is not None else None,
-        "bootstrap_iters": bootstrap_iters,
+        "tasks": names, "limit": limit, "num_fewshot": num_fewshot, "num_fewshot_by_task": shots_of,
+        "fewshot_seed": seed, "fewshot_split": fewshot_split, "batch_size": batch_size,
+        "max_length": max_length, "source": source,
+        "data_dir": str(data_dir) if data_dir is not None else None, "bootstrap_iters": bootstrap_iters,
         **_task_config(loaded, max_gen_toks, max_length),
-    }
+    }  # fmt: skip
     return results
+
+
+def _check_options(num_fewshot: int | None, batch_size: int, max_gen_toks: int | None, limit: Any) -> None:
+    """The caller's options, checked before anything is loaded."""
+    if num_fewshot is not None and num_fewshot < 0:
+        raise UserError(f"num_fewshot must be >= 0, got {num_fewshot}")
+    if batch_size < 1:
+        raise UserError(f"batch_size must be >= 1, got {batch_size}")
+    if max_gen_toks is not None and max_gen_toks < 1:
+        raise UserError(f"max_gen_toks must be >= 1, got {max_gen_toks}")
+    _limit(limit, 1)
+
+
+def _model_and_tokenizer(model: Any, tokenizer: Any) -> tuple[Any, Any]:
+    """An in-memory model and its tokenizer: a path is loaded (adapters merged)."""
+    if isinstance(model, (str, Path)):
+        from r1rl.model import load_merged, load_tokenizer
+
+        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(str(model))
+        model = load_merged(str(model))
+    if tokenizer is None:
+        raise UserError("evaluate: a tokenizer is needed with an in-memory model")
+    return model, tokenizer
 
 
 def evaluate_task(

@@ -110,3 +110,11 @@ def test_a_partly_given_section_keeps_the_stages_own_defaults():
     assert (ppo.log.every, ppo.log.eval_every) == (1, 5)  # PPO logs every step; LogConfig's default is 10
     sft = validate(SFTConfig, {"output_dir": "x", "model_path": "m", "optim": {"warmup_steps": 3}})
     assert (sft.optim.lr, sft.optim.warmup_steps) == (2e-3, 3)  # SFT's learning rate, not OptimConfig's
+
+
+def test_readme_option_tables_match_the_config_descriptions():
+    from r1rl.config.docs import with_tables
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert readme.count("<!-- options:") >= 5
+    assert with_tables(readme) == readme, "README option tables drifted: python -m r1rl.config.docs README.md"

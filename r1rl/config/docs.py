@@ -5,11 +5,14 @@ One description per field, written once in the config classes; these functions o
 - :func:`options` — ``(key, type, default, description)`` for every leaf, sections flattened
   into dotted keys (``optim.lr``);
 - :func:`markdown_table` — the README's option tables (a test fails when they drift);
-- :func:`commented_yaml` — a complete default recipe with each option's description beside it.
+- :func:`commented_yaml` — a complete default recipe with each option's description beside it;
+- :func:`with_tables` — the README with its ``<!-- options:NAME -->`` tables regenerated
+  (``python -m r1rl.config.docs README.md``).
 """
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Iterator
@@ -171,3 +174,38 @@ def _yaml_lines(cls: type[BaseModel], values: dict[str, Any], indent: int) -> li
             shown = "null  # required: set it" if value is PydanticUndefined else _shown(value)
             lines.append(f"{pad}{name}: {shown}")
     return lines
+
+
+def _readme_tables() -> dict[str, tuple[type[BaseModel], tuple[str, ...]]]:
+    from r1rl.config import ArithmeticTaskConfig, BenchmarkTaskConfig, DataConfig, PPOSettings, TrainSettings
+
+    return {
+        "data": (DataConfig, ()),
+        "arithmetic": (ArithmeticTaskConfig, ("name",)),
+        "benchmark": (BenchmarkTaskConfig, ("name",)),
+        "train": (TrainSettings, ()),
+        "ppo": (PPOSettings, ()),
+    }
+
+
+MARKER = re.compile(r"(<!-- options:(\w+) -->\n)(.*?)(<!-- /options -->)", re.S)
+
+
+def with_tables(readme: str) -> str:
+    """``readme`` with every ``<!-- options:NAME -->`` … ``<!-- /options -->`` block regenerated."""
+    tables = _readme_tables()
+
+    def fill(m: re.Match[str]) -> str:
+        cls, skip = tables[m.group(2)]
+        return m.group(1) + markdown_table(cls, skip) + m.group(4)
+
+    return MARKER.sub(fill, readme)
+
+
+if __name__ == "__main__":  # python -m r1rl.config.docs README.md: regenerate its option tables
+    import sys
+    from pathlib import Path
+
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    target.write_text(with_tables(target.read_text()))
+    print(f"[docs] option tables of {target} regenerated")

@@ -86,7 +86,8 @@ class DataConfig(Strict):
 
     path: str | None = Field(
         None,
-        description="a local json/jsonl/parquet/csv file or folder, or a Hub dataset id; null = the task's",
+        description="a local json/jsonl/parquet/csv/tsv file, a folder (train.jsonl, test.jsonl: 2 splits), "
+        "or a Hub dataset id",
     )
     subset: str | None = Field(None, description="the Hub dataset's configuration (load_dataset's name)")
     split: str = Field("train", description="the split trained on")
@@ -96,28 +97,35 @@ class DataConfig(Strict):
     name: str | None = Field(
         None, description="the task's name in results and cards (default: the file's stem)"
     )
-    prompt_column: str = Field("prompt", description="the prompt: text, or a list of chat messages")
-    completion_column: str = Field("completion", description="SFT: the target completion (text or messages)")
+    prompt_column: str = Field(
+        "prompt", description="the prompt: text, or a list of {role, content} chat messages"
+    )
+    completion_column: str = Field(
+        "completion", description="SFT: the target, text or messages (loss on it and the EOS only)"
+    )
     messages_column: str | None = Field(
         None,
         description="chat data: one conversation per row; the prompt is every turn before the last reply",
     )
-    answer_column: str | None = Field(None, description="a column that reaches the rewards as 'answer'")
+    answer_column: str | None = Field(None, description="a column the rewards read as 'answer'")
     columns: dict[str, str] = Field(
-        default_factory=dict, description="reward column -> dataset column, for columns named otherwise"
+        default_factory=dict, description="reward column -> dataset column, e.g. {answer: target}"
     )
     prompt_template: str | None = Field(
         None,
         description="Jinja template over the row's columns: the prompt, e.g. 'Q: {{question}}\\nA:'",
     )
     system_prompt: str | None = Field(None, description="chat data: a system message put before every prompt")
-    stop: list[str] = Field(default_factory=list, description="stop sequences that end a completion")
+    stop: list[str] = Field(
+        default_factory=list,
+        description="stop sequences that end a completion (the text is cut before them for the rewards)",
+    )
     eval_split: str | None = Field(None, description="the held-out split; null = a seeded eval_fraction")
     eval_fraction: float = Field(0.1, gt=0, lt=1, description="held-out share of split, when no eval_split")
     split_seed: int = Field(
         0, ge=0, description="seed of that split; fixed, so every stage and run holds out the same rows"
     )
-    shuffle: bool = Field(False, description="shuffle the rows (seeded) before limit")
+    shuffle: bool = Field(False, description="shuffle the training rows (the stage's seed) before limit")
     limit: int | None = Field(None, ge=1, description="train on the first N rows")
     eval_limit: int | None = Field(None, ge=1, description="evaluate on the first N held-out rows")
     max_prompt_length: int | None = Field(
@@ -126,7 +134,11 @@ class DataConfig(Strict):
     max_length: int | None = Field(
         None, ge=2, description="SFT: truncate prompt + completion to this many tokens"
     )
-    num_proc: int | None = Field(None, ge=1, description="processes for datasets.map (tokenisation)")
+    num_proc: int | None = Field(
+        None,
+        ge=1,
+        description="processes for datasets.map; tokens are cached (the main process first under a launcher)",
+    )
 
 
 class PretrainDataConfig(DataConfig):
