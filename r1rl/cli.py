@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from r1rl import __version__
-from r1rl.errors import UserError
+from r1rl.errors import Preempted, UserError
 
 DESCRIPTION = "RL post-training for MoE language models: pretrain, SFT, PPO over a reward hierarchy, eval."
 EPILOG = """commands:
@@ -25,6 +25,9 @@ EPILOG = """commands:
   r1rl eval --compare EVAL_A EVAL_B               paired significance test of two evals
   r1rl push RUN_DIR --repo-id you/name            final model + model card to the Hub
 `r1rl STAGE --help` lists every option of that stage."""
+
+
+OVERWRITE = "start afresh where the run directory holds a run with another config (it is moved aside)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("config", nargs="?" if name == "eval" else None, help="YAML recipe")
         p.add_argument("overrides", nargs="*", help="key.sub=value overrides")
         p.add_argument("--recipe", metavar="FILE", help="run this copy of the stage's recipe (see r1rl cp)")
+        p.add_argument("--overwrite", action="store_true", help=OVERWRITE)
         if name == "eval":
             p.add_argument(
                 "--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
@@ -56,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("config", help="YAML pipeline recipe")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE)
     p = sub.add_parser("config", help="print a complete, commented default config of a stage")
     p.add_argument("stage", choices=[*STAGES.names(), "pipeline"])
     p = sub.add_parser("cp", help="copy a recipe script or a recipes/configs file to edit")
@@ -71,9 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def guarded(fn: Callable[[], int]) -> int:
-    """Run ``fn``; a :class:`UserError` becomes one line on stderr and exit status 2."""
+    """Run ``fn``; a :class:`UserError` becomes one line on stderr and exit status 2, a SIGTERM stop
+    (:class:`r1rl.loop.Preempted`) one line from the main process and exit status 143."""
     try:
         return fn()
+    except Preempted as e:
+        from r1rl.distributed import is_main
+
+        if is_main():
+            sys.stderr.write(
+                f"r1rl: stopped by SIGTERM after step {e.step}; checkpoint written to {e.checkpoint}; "
+                "run the same command to resume\n"
+            )
+            sys.stderr.flush()
+        return 143
     except UserError as e:
         # one write per line, so the processes of a launcher cannot interleave their messages
         sys.stderr.write(f"r1rl: error: {e}\n")
@@ -134,12 +150,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         cfg = load_config(PipelineConfig, args.config, args.overrides)
         pipeline.stage_configs(cfg, source=args.config)  # validate every section before any work
-        pipeline.run(cfg, source=args.config)
+        pipeline.run(cfg, source=args.config, overwrite=args.overwrite)
         return 0
     from r1rl.stages import STAGES
 
     stage = STAGES[args.command]
-    stage(load_config(stage.config, args.config, args.overrides), recipe=args.recipe)
+    stage(
+        load_config(stage.config, args.config, args.overrides), recipe=args.recipe, overwrite=args.overwrite
+    )
     return 0
 
 

@@ -23,13 +23,21 @@ A loop (pretraining, SFT, PPO, the experiments) reads::
   continues each random stream. The logger drops rows logged after the resumed step.
 - **One cadence.** ``log.due`` is the logging schedule (every ``every`` steps, the last step, or
   when forced, e.g. by an eval); phase timers accumulate over a step and reset after each log.
+- **Preemption.** While the steps run, SIGTERM (what Slurm and Kubernetes send before killing)
+  only sets a flag; at the next step boundary every process agrees on it (``log.stop_requested``,
+  one collective), the loop writes a checkpoint there and raises :class:`Preempted`, and the CLI
+  exits with status 143. The same command resumes. A step must fit in the grace period: one
+  ``perf/step_s`` plus a checkpoint write.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,9 +47,13 @@ from typing import Any, Protocol
 import torch
 from tqdm.auto import tqdm
 
+from r1rl.errors import Preempted, UserError
 from r1rl.rundir import RunDir
 
+__all__ = ["Checkpointer", "Preempted", "StepLogger", "restore_rng", "rng_state_of"]
+
 CKPT_PREFIX = "step-"
+_STOP = threading.Event()  # set by SIGTERM while a loop runs
 
 
 class CheckpointBackend(Protocol):
@@ -61,10 +73,14 @@ class TorchBackend:
 
     def save(self, state: dict[str, Any], directory: Path) -> None:
         path = directory / self.FILE
-        with path.open("wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with path.open("wb") as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except RuntimeError as e:  # torch's zip writer wraps the OSError of a failed write
+            cause = e.__context__ if isinstance(e.__context__, OSError) else OSError(errno.EIO, str(e))
+            raise cause from None
 
     def load(self, directory: Path) -> dict[str, Any]:
         return torch.load(directory / self.FILE, weights_only=False)
@@ -112,16 +128,22 @@ class Checkpointer:
         """Write ``state`` as checkpoint ``step`` (temp folder, fsync, rename); keep the newest ``keep``."""
         if not self.is_main:
             return None
-        self.directory.mkdir(parents=True, exist_ok=True)
         final = self.directory / f"{CKPT_PREFIX}{step:08d}"
         tmp = self.directory / f".tmp-{CKPT_PREFIX}{step:08d}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        self.backend.save(state, tmp)
-        _fsync_dir(tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        _fsync_dir(self.directory)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            self.backend.save(state, tmp)
+            _fsync_dir(tmp)
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            _fsync_dir(self.directory)
+        except OSError as e:  # a full or failing disk: the previous checkpoint is untouched
+            shutil.rmtree(tmp, ignore_errors=True)
+            previous = self.paths()
+            kept = f"the newest intact one is {previous[-1]}" if previous else "no earlier one exists"
+            raise UserError(f"cannot write checkpoint {final} ({e.strerror or e}); {kept}") from None
         for old in self.paths()[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)
         return final
@@ -160,6 +182,13 @@ def restore_rng(par: Any, state: dict[str, Any]) -> None:
         set_rng_state(state["rng"])
 
 
+def _install_sigterm() -> Any:
+    """Make SIGTERM set the stop flag (only the main thread may install handlers); the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, lambda signum, frame: _STOP.set())
+
+
 class StepLogger:
     """Logging cadence, ``metrics.jsonl`` rows (and trackers), side logs, progress bar, phase timers."""
 
@@ -175,17 +204,25 @@ class StepLogger:
             run.truncate_metrics(start)  # a resumed run re-logs what came after its checkpoint
 
     def steps(self) -> Iterator[int]:
-        """The remaining steps, behind a progress bar (main process only)."""
+        """The remaining steps behind a progress bar (main process); meanwhile SIGTERM only sets a flag."""
         self.bar = tqdm(
             range(self.start, self.total), desc=self.stage, initial=self.start, total=self.total,
             dynamic_ncols=True, disable=not self.is_main,
         )  # fmt: skip
+        _STOP.clear()
+        previous = _install_sigterm()
         try:
             for step in self.bar:
                 self._step_t0 = time.perf_counter()
                 yield step
         finally:
             self.bar.close()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def stop_requested(self, par: Any) -> bool:
+        """Whether any process got SIGTERM (a collective under a launcher: every rank calls it each step)."""
+        return not par.all_true(not _STOP.is_set())
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -211,8 +248,7 @@ class StepLogger:
         if self.is_main:
             self.run.log(done, self.stage, row)
             for name, value in (side or {}).items():
-                with (self.run.path / f"{name}.jsonl").open("a") as f:
-                    f.write(json.dumps({"step": done, **value}) + "\n")
+                self.run.append_line(self.run.path / f"{name}.jsonl", json.dumps({"step": done, **value}))
         return row
 
     def postfix(self, **values: float) -> None:

@@ -68,18 +68,51 @@ def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> in
 
 
 def resolve_model_path(name_or_path: str, key: str = "model_path") -> str:
-    """A local directory (made absolute) or a Hub id; a missing local path is a :class:`UserError`."""
+    """A local directory (made absolute) or a Hub id, checked before any work: a missing path, an
+    adapter whose base is missing, and unreadable weights or tokenizer files are a :class:`UserError`."""
     p = Path(name_or_path).expanduser()
     if p.exists():
         if not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
             raise UserError(
                 f"{key}: {p} holds neither a model (config.json) nor an adapter (adapter_config.json)"
             )
+        check_model_files(p, key)
         return str(p.resolve())
     looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") != 1
     if looks_local:
         raise UserError(f"{key}: no such model directory: {name_or_path}")
     return name_or_path
+
+
+def check_model_files(path: Path, key: str = "model_path") -> None:
+    """Read each weight file's header and each JSON file of a model folder: a corrupt or truncated
+    file is named in one line now, not three layers down in transformers."""
+    import json
+
+    for f in sorted(path.glob("*.json")):
+        try:
+            json.loads(f.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(
+                f"{key}: {f} is not valid JSON ({type(e).__name__}); the model folder is damaged"
+            ) from None
+    for f in sorted(path.glob("*.safetensors")):
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(f), framework="pt") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as e:
+            raise UserError(
+                f"{key}: {f} is not a readable weights file ({e}); the model folder is damaged"
+            ) from None
+    adapter = path / "adapter_config.json"
+    if adapter.exists():
+        base = json.loads(adapter.read_text()).get("base_model_name_or_path")
+        if base and Path(base).expanduser().is_absolute() and not Path(base).expanduser().exists():
+            raise UserError(f"{key}: {path} is an adapter whose base model {base} does not exist")
+        if base and Path(base).exists():
+            check_model_files(Path(base), f"{key} (the adapter's base)")
 
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:

@@ -77,32 +77,31 @@ def stage_configs(cfg: PipelineConfig, source: str = "pipeline") -> dict[str, Ba
     return configs
 
 
-def run(cfg: PipelineConfig, source: str = "pipeline") -> RunDir:
+def run(cfg: PipelineConfig, source: str = "pipeline", overwrite: bool = False) -> RunDir:
+    """Every stage and its eval; a stage that runs (or resumes) makes every later stage and eval run
+    afresh too (their old runs moved aside), since they were trained on what it replaces.
+    ``overwrite`` lets a stage whose config changed start afresh instead of refusing."""
     from r1rl.tasks.prepare import task_of  # late import: tasks pull in torch/transformers
 
     configs = stage_configs(cfg, source)
-    root = RunDir(cfg.output_dir).start(cfg)
+    root = start_pipeline(cfg)
     task_name = task_of(configs["ppo"]).name  # names the task; its rows load when a stage needs them
     summary: dict[str, Any] = {"task": task_name, "stages": {}}
+    changed = False  # an earlier stage ran: what follows was built on its old result
     for stage in ("base", *train_stages(cfg)):
-        if f"eval_{stage}" not in configs:
+        if f"eval_{stage}" not in configs:  # "base": only when the pipeline starts from a checkpoint
             continue
         if stage != "base":
-            rd = RunDir(configs[stage].output_dir)
-            if rd.is_finished():
-                print(f"[run] {stage}: finished already, skipping ({rd.path})")
-            else:
-                print(f"[run] {stage} → {rd.path}")
-                STAGES[stage](configs[stage], recipe=cfg.recipes.get(stage))
-            run_dir = str(rd.path)
+            print(f"[run] {stage} → {configs[stage].output_dir}")
+            rd, ran = STAGES[stage].run(configs[stage], cfg.recipes.get(stage), overwrite, force=changed)
+            changed, run_dir = changed or ran, str(rd.path)
         else:
             run_dir = cfg.model_path or ""
         if not is_main():
             continue
-        ev = RunDir(configs[f"eval_{stage}"].output_dir)
-        if not ev.eval_results.exists():
-            STAGES["eval"](configs[f"eval_{stage}"], recipe=cfg.recipes.get("eval"))
-        metrics = json.loads(ev.eval_results.read_text())["tasks"][task_name]
+        ev_cfg = configs[f"eval_{stage}"]
+        STAGES["eval"].run(ev_cfg, cfg.recipes.get("eval"), overwrite, force=changed)
+        metrics = json.loads(RunDir(ev_cfg.output_dir).eval_results.read_text())["tasks"][task_name]
         summary["stages"][stage] = {"run_dir": run_dir, "eval": metrics}
         atomic_write_text(root.path / "summary.json", json.dumps(summary, indent=2))
     if not is_main():
@@ -112,6 +111,28 @@ def run(cfg: PipelineConfig, source: str = "pipeline") -> RunDir:
         from r1rl.hub import push_run
 
         print(f"[hub] {root.path} → {push_run(root.path, cfg.hub_repo_id, private=cfg.hub_private)}")
+    return root
+
+
+def start_pipeline(cfg: PipelineConfig) -> RunDir:
+    """The pipeline's folder and ``config.yaml``; an earlier, different ``config.yaml`` is kept in
+    ``config.history/`` (numbered), not overwritten."""
+    from r1rl.config import dump_config
+    from r1rl.rerun import config_changes
+
+    root = RunDir(cfg.output_dir)
+    if is_main() and root.config.is_file():
+        import yaml
+
+        old = yaml.safe_load(root.config.read_text()) or {}
+        if config_changes(old, cfg.model_dump(mode="json")):
+            history = root.path / "config.history"
+            history.mkdir(exist_ok=True)
+            n = len(list(history.glob("*.yaml"))) + 1
+            atomic_write_text(history / f"{n:04d}.yaml", root.config.read_text())
+    if is_main():
+        root.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(root.config, dump_config(cfg))
     return root
 
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from r1rl.config import dump_config
 from r1rl.distributed import is_main
+from r1rl.errors import UserError
 
 STEP_LOGS = ("rollouts.jsonl", "expert_load.jsonl")  # per-step side logs besides metrics.jsonl
 
@@ -48,7 +49,10 @@ class RunDir:
         """
         if not is_main():
             return self
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"output_dir {self.path}: cannot create it ({e.strerror or e})") from None
         atomic_write_text(self.config, dump_config(cfg))
         report_to = getattr(cfg, "report_to", None)
         if report_to:
@@ -64,15 +68,21 @@ class RunDir:
         for k, v in metrics.items():
             v = float(v) if hasattr(v, "__float__") and not isinstance(v, bool) else v
             row[k] = None if isinstance(v, float) and not math.isfinite(v) else v
-        with self.metrics.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        self.append_line(self.metrics, json.dumps(row))
         if getattr(self, "trackers", None) is not None:
             self.trackers.log(int(step), {k: v for k, v in row.items() if k not in ("step", "stage")})
 
+    @staticmethod
+    def append_line(path: Path, line: str) -> None:
+        """Append one JSON line; a failing disk is a one-line :class:`UserError` naming the file."""
+        try:
+            with path.open("a") as f:
+                f.write(line + "\n")
+        except OSError as e:
+            raise UserError(f"cannot write {path} ({e.strerror or e})") from None
+
     def read_metrics(self) -> list[dict[str, Any]]:
-        if not self.metrics.exists():
-            return []
-        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+        return read_jsonl(self.metrics)
 
     def truncate_metrics(self, after_step: int) -> None:
         """Drop rows logged after ``after_step`` (a resumed run re-logs them), in every step log."""
@@ -81,27 +91,58 @@ class RunDir:
         for path in [self.metrics, *(self.path / name for name in STEP_LOGS)]:
             if not path.exists():
                 continue
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            kept = [r for r in rows if r["step"] <= after_step]
+            kept = [r for r in read_jsonl(path) if r["step"] <= after_step]
             atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
     @contextmanager
     def writing_final(self) -> Iterator[Path]:
-        """Yield a temporary folder that becomes ``final/`` by one rename when the block succeeds."""
+        """Yield a temporary folder that becomes ``final/`` by one rename when the block succeeds.
+
+        A write that fails (a full or failing disk) leaves no half-written ``final/`` and the
+        checkpoints untouched, and is one line naming the folder.
+        """
+        from safetensors import SafetensorError  # what safetensors raises for a failed write
+
         tmp = self.path / "final.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        yield tmp
-        shutil.rmtree(self.final, ignore_errors=True)
-        os.replace(tmp, self.final)
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            yield tmp
+            shutil.rmtree(self.final, ignore_errors=True)
+            os.replace(tmp, self.final)
+        except (OSError, SafetensorError) as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            why = getattr(e, "strerror", None) or str(e).split("I/O error: ")[-1].split(" (os error")[0]
+            raise UserError(f"cannot write {self.final} ({why}); re-run to write it again") from None
         if getattr(self, "trackers", None) is not None:
             self.trackers.close()
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``path`` by a rename (a crash leaves the old file); a failing disk is a one-line UserError."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {path} ({e.strerror or e})") from None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSON-lines log; a torn last line (a kill mid-write) is left out."""
+    if not path.exists():
+        return []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise UserError(f"{path}: line {i + 1} is not JSON") from None
+    return rows
 
 
 def write_samples_table(run: RunDir, last: int = 10) -> Path | None:
@@ -143,7 +184,12 @@ def finish(run: RunDir, stage: str, model: Any, tokenizer: Any, par: Any) -> Run
     Under a launcher only the main process writes; the others wait for it in ``par.close()``.
     """
     if par.is_main:
-        render_plots(run, stage)
+        try:
+            render_plots(run, stage)
+        except OSError as e:  # a full or failing disk: the run is done, say which file could not be written
+            raise UserError(
+                f"cannot write {run.plots} ({e.strerror or e}); re-run to finish the stage"
+            ) from None
         if stage == "ppo":
             write_samples_table(run)
         with run.writing_final() as final:

@@ -39,9 +39,29 @@ class Stage:
             return importlib.import_module(f"r1rl.recipes.{self.recipe}").run
         return load_recipe_file(Path(recipe))
 
-    def __call__(self, cfg: Any, recipe: str | Path | None = None) -> RunDir:
+    def __call__(self, cfg: Any, recipe: str | Path | None = None, overwrite: bool = False) -> RunDir:
+        return self.run(cfg, recipe, overwrite)[0]
+
+    def run(
+        self, cfg: Any, recipe: str | Path | None = None, overwrite: bool = False, force: bool = False
+    ) -> tuple[RunDir, bool]:
+        """Run the stage into ``cfg.output_dir`` — or skip, resume, extend or refuse, as
+        :mod:`r1rl.rerun` decides against the run already there (``force``: afresh, whatever the
+        config); returns the run and whether it ran."""
+        from r1rl import rerun
+        from r1rl.distributed import is_main
+        from r1rl.rundir import RunDir
+
+        rd = RunDir(cfg.output_dir)
+        finished = rd.is_finished() if self.trains else rd.eval_results.exists()
+        new = resolved_config(cfg).model_dump(mode="json")
+        decision = rerun.plan(self.name, rd.path, new, finished, overwrite, force)
+        old_steps = rerun.old_value(rd.config, "steps") if decision == "extend" else None
+        rerun.act(self.name, rd.path, decision, old_steps, is_main())
+        if decision == "skip":
+            return rd, False
         rd = self.load(recipe)(cfg)
-        return push_if_asked(cfg, rd) if self.trains else rd
+        return (push_if_asked(cfg, rd) if self.trains else rd), True
 
 
 STAGES: Registry[Stage] = Registry("stage")
@@ -65,6 +85,15 @@ def load_recipe_file(path: Path) -> Callable[[Any], RunDir]:
     if not callable(getattr(module, "run", None)):
         raise UserError(f"--recipe: {path} defines no run(config) function")
     return module.run
+
+
+def resolved_config(cfg: Any) -> Any:
+    """The config as its stage writes it to ``config.yaml``: the reward tiers filled in from the task."""
+    if getattr(cfg, "rewards", None) is None or not hasattr(cfg, "task"):
+        return cfg
+    from r1rl.tasks.prepare import resolved_rewards, task_of
+
+    return cfg.model_copy(update={"rewards": resolved_rewards(cfg.rewards, task_of(cfg))})
 
 
 def push_if_asked(cfg: Any, rd: RunDir) -> RunDir:

@@ -17,7 +17,7 @@ import torch
 
 from r1rl.config import TrainSettings
 from r1rl.distributed import Parallel
-from r1rl.loop import Checkpointer, StepLogger, restore_rng, rng_state_of
+from r1rl.loop import Checkpointer, Preempted, StepLogger, restore_rng, rng_state_of
 from r1rl.moe import expert_load, load_metrics, switch_loss_global
 from r1rl.rundir import RunDir
 from r1rl.training import check_in_sync, cosine_schedule, grad_norm_finite
@@ -75,11 +75,14 @@ def train_supervised(
                 model.train()
             log.log(done, metrics)
             log.postfix(loss=metrics["loss"])
-        if ckpt.due(done, cfg.steps):
+        stop = log.stop_requested(par) and done < cfg.steps
+        if ckpt.due(done, cfg.steps) or stop:
             rng = rng_state_of(par)  # a collective: every rank takes part
             model_state = {k: v for k, v in model.state_dict().items() if k in trainable}
-            ckpt.save(done, {"model": model_state, "optimizer": opt.state_dict(),
-                             "scheduler": sched.state_dict(), **rng, "step": done})  # fmt: skip
+            path = ckpt.save(done, {"model": model_state, "optimizer": opt.state_dict(),
+                                    "scheduler": sched.state_dict(), **rng, "step": done})  # fmt: skip
+            if stop:
+                raise Preempted(done, path)
     check_in_sync(par, [p for p in model.parameters() if p.requires_grad], "trained weights")
 
 

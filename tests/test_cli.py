@@ -104,3 +104,76 @@ def test_bad_data_is_one_line_and_writes_nothing(capsys, tmp_path, stage, case):
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("r1rl: error: ")
     assert message in err.strip().splitlines()[-1]
     assert not (tmp_path / "o").exists()
+
+
+def _model_dir(tmp_path, name="m"):
+    """A real (micro) model folder saved with save_pretrained, for the damaged-input cases."""
+    from r1rl.model import build_config, build_model
+
+    path = tmp_path / name
+    build_model(build_config("micro", 64, pad_token_id=0, eos_token_id=1), seed=0).save_pretrained(path)
+    return path
+
+
+def test_a_config_that_is_not_text_is_one_line(capsys, tmp_path):
+    bad = tmp_path / "weights.yaml"
+    bad.write_bytes(bytes(range(256)) * 4)
+    assert main(["sft", str(bad)]) == 2
+    assert "not a text file" in _one_line_error(capsys)
+
+
+def test_deeply_nested_yaml_is_one_line(capsys, tmp_path):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert main(["sft", str(deep)]) == 2
+    assert "nested too deeply" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", ".inf"])
+def test_a_non_finite_number_is_one_line(capsys, tmp_path, value):
+    assert main(["ppo", str(MICRO / "ppo.yaml"), f"optim.lr={value}", f"output_dir={tmp_path}/o"]) == 2
+    assert "bad value for 'optim.lr': Input should be a finite number" in _one_line_error(capsys)
+
+
+def test_an_unknown_preset_is_refused_before_any_work(capsys, tmp_path):
+    assert (
+        main(["pretrain", str(MICRO / "pretrain.yaml"), "model.preset=mikro", f"output_dir={tmp_path}/o"])
+        == 2
+    )
+    assert "unknown preset 'mikro' (did you mean 'micro'?)" in _one_line_error(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_adapter_whose_base_is_missing_is_one_line(capsys, tmp_path):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"base_model_name_or_path": "/no/such/base"}')
+    assert main(["ppo", str(MICRO / "ppo.yaml"), f"model_path={adapter}", f"output_dir={tmp_path}/o"]) == 2
+    assert "is an adapter whose base model /no/such/base does not exist" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_damaged_weights_name_the_file(capsys, tmp_path, damage):
+    model = _model_dir(tmp_path)
+    capsys.readouterr()  # the save's progress bar
+    weights = model / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x00garbage" * 100)
+    assert main(["ppo", str(MICRO / "ppo.yaml"), f"model_path={model}", f"output_dir={tmp_path}/o"]) == 2
+    err = _one_line_error(capsys)
+    assert f"{weights} is not a readable weights file" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_damaged_json_file_of_a_model_names_it(capsys, tmp_path):
+    model = _model_dir(tmp_path)
+    capsys.readouterr()
+    (model / "config.json").write_text('{"model_type": "qwen3_moe", ')
+    assert main(["sft", str(MICRO / "sft.yaml"), f"model_path={model}", f"output_dir={tmp_path}/o"]) == 2
+    assert f"{model / 'config.json'} is not valid JSON" in _one_line_error(capsys)
+
+
+def test_an_output_dir_that_cannot_be_created_is_one_line(capsys):
+    assert main(["pretrain", str(MICRO / "pretrain.yaml"), "output_dir=/proc/r1rl/run"]) == 2
+    err = _one_line_error(capsys)
+    assert "output_dir /proc/r1rl/run" in err and ("not writable" in err or "cannot create" in err)

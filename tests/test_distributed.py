@@ -264,6 +264,32 @@ def test_ppo_two_processes_killed_and_resumed(runs):
 
 
 @pytest.mark.slow
+def test_ppo_two_processes_stopped_by_sigterm_and_resumed(runs):
+    """SIGTERM to the launcher and both workers: they agree at a step boundary, write a checkpoint,
+    the main process says so in one line and each worker exits 143; the same command resumes."""
+    tmp, out = runs["tmp"], runs["tmp"] / "ppo2-sigterm"
+    args = [f"output_dir={out}", *runs["ppo_args"], "checkpoint.every=0"]
+    cmd = _launch_cmd("ppo", MICRO / "ppo.yaml", args)
+    child = subprocess.Popen(
+        cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + 180
+    while not (out / "metrics.jsonl").exists() or len((out / "metrics.jsonl").read_text().splitlines()) < 2:
+        assert child.poll() is None and time.monotonic() < deadline, "ended before its second step"
+        time.sleep(0.01)
+    os.killpg(child.pid, signal.SIGTERM)  # as Slurm does: every process of the job
+    _, err = child.communicate(timeout=180)
+    lines = [line for line in err.splitlines() if line.startswith("r1rl: stopped by SIGTERM")]
+    assert len(lines) == 1, err[-3000:]  # from the main process only
+    assert "exitcode  : 143" in err or child.returncode != 0  # the launcher reports its workers' 143
+    assert not (out / "final").exists() and Checkpointer(out / "checkpoints").paths()
+    launch2("ppo", MICRO / "ppo.yaml", args)
+    a = load_file(tmp / "ppo2" / "final" / "model.safetensors")
+    b = load_file(out / "final" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
 def test_sft_gradient_compression_and_trackers_under_two_processes(runs):
     tmp = runs["tmp"]
     args = [

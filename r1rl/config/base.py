@@ -53,6 +53,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
         raise UserError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{p}: not a text file (a YAML recipe is UTF-8 text)") from None
+    except RecursionError:
+        raise UserError(f"{p}: nested too deeply to be a config") from None
+    except OSError as e:
+        raise UserError(f"{p}: cannot read it ({e.strerror or e})") from None
     if not isinstance(data, dict):
         raise UserError(f"{p}: expected a mapping of config keys at the top level")
     return data

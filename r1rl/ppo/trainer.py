@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,7 +38,7 @@ import torch
 from r1rl.config import PPOSettings
 from r1rl.distributed import Parallel
 from r1rl.errors import UserError
-from r1rl.loop import Checkpointer, StepLogger, restore_rng, rng_state_of
+from r1rl.loop import Checkpointer, Preempted, StepLogger, restore_rng, rng_state_of
 from r1rl.moe import RoutingReplay, routers
 from r1rl.ppo import core
 from r1rl.ppo.roles import ActorCritic, FullActorCritic
@@ -178,8 +179,13 @@ def train_ppo(
                 side["expert_load"] = {"tokens_per_expert": load}
             log.log(done, {k: v for k, v in metrics.items() if k != "moe/expert_load"}, side)
             log.postfix(reward=metrics["reward/mean"], kl=metrics["kl"])
-        if ckpt.due(done, cfg.steps):
-            _checkpoint(ckpt, done, ac, state, par)
+        stop = log.stop_requested(par) and done < cfg.steps
+        if ckpt.due(done, cfg.steps) or stop:
+            path = _checkpoint(ckpt, done, ac, state, par)
+            if stop:
+                raise Preempted(done, path)
+    if start < cfg.steps:  # a finished run keeps its last state, so a longer run can continue it exactly
+        _checkpoint(ckpt, cfg.steps, ac, state, par)
     check_in_sync(par, ac.trainable_state().values(), "trained adapters")
 
 
@@ -224,14 +230,14 @@ def _metrics(
     }
 
 
-def _checkpoint(ckpt: Checkpointer, done: int, ac: Any, state: PPOState, par: Parallel) -> None:
+def _checkpoint(ckpt: Checkpointer, done: int, ac: Any, state: PPOState, par: Parallel) -> Path | None:
     """Write a checkpoint, unless a trainable weight is non-finite (the previous one stays the newest)."""
     trainable = ac.trainable_state()
     if not all(torch.isfinite(p).all() for p in trainable.values() if p.is_floating_point()):
         log.warning("step %d: non-finite weights; checkpoint not written", done)
-        return
+        return None
     rng = rng_state_of(par)  # a collective: every rank takes part
-    ckpt.save(done, {"model": trainable, **state.state_dict(), **rng, "step": done})
+    return ckpt.save(done, {"model": trainable, **state.state_dict(), **rng, "step": done})
 
 
 def _reduce_rollout_metrics(metrics: dict[str, float], par: Parallel) -> dict[str, float]:

@@ -50,14 +50,17 @@ def _tensors(obj, prefix=""):
     return {prefix: obj}
 
 
+@pytest.fixture(scope="module")
+def sft(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("resume")
+    pre = STAGES["pretrain"](load_config(PretrainConfig, MICRO / "pretrain.yaml", [f"output_dir={tmp}/pre"]))
+    return STAGES["sft"](
+        load_config(SFTConfig, MICRO / "sft.yaml", [f"output_dir={tmp}/sft", f"model_path={pre.final}"])
+    )
+
+
 @pytest.mark.slow
-def test_ppo_killed_and_resumed_is_bitwise_equal(tmp_path):
-    pre = STAGES["pretrain"](
-        load_config(PretrainConfig, MICRO / "pretrain.yaml", [f"output_dir={tmp_path}/pre"])
-    )
-    sft = STAGES["sft"](
-        load_config(SFTConfig, MICRO / "sft.yaml", [f"output_dir={tmp_path}/sft", f"model_path={pre.final}"])
-    )
+def test_ppo_killed_and_resumed_is_bitwise_equal(tmp_path, sft):
     reward = tmp_path / "spread.py"
     reward.write_text(REWARD)
     args = {name: _ppo_args(tmp_path / name, sft.final, reward) for name in ("a", "b")}
@@ -92,6 +95,38 @@ def test_ppo_killed_and_resumed_is_bitwise_equal(tmp_path):
     assert all(torch.equal(fa[k], fb[k]) for k in fa)
     # metrics were truncated to the checkpoint and re-logged: one row per step
     assert [r["step"] for r in resumed.read_metrics()] == list(range(1, 7))
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_at_a_step_boundary_exits_143_and_resumes_bitwise(tmp_path, sft):
+    reward = tmp_path / "spread.py"
+    reward.write_text(REWARD)
+    args = {name: [*_ppo_args(tmp_path / name, sft.final, reward), "checkpoint.every=0", "steps=8"]
+            for name in ("a", "b")}  # fmt: skip
+    straight = STAGES["ppo"](load_config(PPOConfig, MICRO / "ppo.yaml", args["a"]))
+    b = tmp_path / "b"
+    cmd = [sys.executable, "-m", "r1rl.cli", "ppo", str(MICRO / "ppo.yaml"), *args["b"]]
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (b / "metrics.jsonl").exists() or len((b / "metrics.jsonl").read_text().splitlines()) < 2:
+        assert child.poll() is None and time.monotonic() < deadline, "child ended before its second step"
+        time.sleep(0.01)
+    child.send_signal(signal.SIGTERM)  # what Slurm and Kubernetes send before killing
+    _, err = child.communicate(timeout=120)
+    last = err.strip().splitlines()[-1]
+    assert child.returncode == 143, err[-2000:]
+    assert (
+        last.startswith("r1rl: stopped by SIGTERM after step ") and "run the same command to resume" in last
+    )
+    stopped_at = int(last.split("after step ")[1].split(";")[0])
+    assert 2 <= stopped_at < 8 and not (b / "final").exists()
+    assert (
+        Checkpointer(b / "checkpoints").paths()[-1].name == f"step-{stopped_at:08d}"
+    )  # written at the boundary
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0 and "resuming it" in resumed.stdout, resumed.stderr[-2000:]
+    fa, fb = load_file(straight.final / "model.safetensors"), load_file(b / "final" / "model.safetensors")
+    assert all(torch.equal(fa[k], fb[k]) for k in fa)
 
 
 def test_kill_during_checkpoint_write_leaves_previous_loadable(tmp_path, monkeypatch):
