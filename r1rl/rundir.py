@@ -70,9 +70,7 @@ class RunDir:
             self.trackers.log(int(step), {k: v for k, v in row.items() if k not in ("step", "stage")})
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        if not self.metrics.exists():
-            return []
-        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+        return read_jsonl(self.metrics)
 
     def truncate_metrics(self, after_step: int) -> None:
         """Drop rows logged after ``after_step`` (a resumed run re-logs them), in every step log."""
@@ -81,8 +79,7 @@ class RunDir:
         for path in [self.metrics, *(self.path / name for name in STEP_LOGS)]:
             if not path.exists():
                 continue
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            kept = [r for r in rows if r["step"] <= after_step]
+            kept = [r for r in read_jsonl(path) if r["step"] <= after_step]
             atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
     @contextmanager
@@ -98,6 +95,13 @@ class RunDir:
             self.trackers.close()
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSON-lines log; none when the file does not exist (nothing logged yet)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -109,7 +113,7 @@ def write_samples_table(run: RunDir, last: int = 10) -> Path | None:
     path = run.path / "rollouts.jsonl"
     if not path.exists():
         return None
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()][-last:]
+    rows = read_jsonl(path)[-last:]
 
     def cell(text: str) -> str:  # one table cell: control characters escaped, pipes and backticks neutralised
         text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
@@ -130,10 +134,8 @@ def render_plots(run: RunDir, title: str) -> list[Path]:
     from r1rl.plots import plot_expert_load, plot_metrics  # matplotlib is imported only when plotting
 
     written = plot_metrics(run.read_metrics(), run.plots, title)
-    if run.expert_load.exists():
-        rows = [json.loads(line) for line in run.expert_load.read_text().splitlines() if line.strip()]
-        if rows:
-            written.append(plot_expert_load(rows, run.plots / "expert_load.png", title))
+    if rows := read_jsonl(run.expert_load):
+        written.append(plot_expert_load(rows, run.plots / "expert_load.png", title))
     return written
 
 
