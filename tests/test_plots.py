@@ -6,11 +6,15 @@ also draw no panel whose every value is 0, except the rate panels, where 0 is th
 """
 
 import itertools
+import json
+import math
 
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 
+from r1rl.dashboard import dashboard_figure, write_dashboard
 from r1rl.plots import eval_results_figure, expert_load_figure, metric_figures
 
 TIERS = ("syntax", "logic", "task")
@@ -79,6 +83,7 @@ STAGES = {
             **{f"tier/{t}/pass_rate": min(1.0, acc + 0.1 * (3 - i)) for i, t in enumerate(TIERS)}}}
     for stage, acc in (("base", 0.0), ("sft", 0.25), ("ppo", 0.5))
 }  # fmt: skip
+SUMMARY = {"task": "arithmetic", "stages": STAGES}
 EVAL_RESULTS = {
     "model": "/a/rather/long/path/to/a/run/directory/of/some/pipeline/ppo/final",
     "tasks": {"arithmetic": STAGES["ppo"]["eval"], "gsm8k": {"exact_match": 0.1, "exact_match_stderr": 0.02}},
@@ -92,6 +97,9 @@ def _figures() -> dict[str, Figure]:
     figures["expert_load"] = expert_load_figure(load_rows(), "ppo")
     figures["expert_load 5 layers"] = expert_load_figure(load_rows(layers=5, experts=16), "ppo")
     figures["eval_results"] = eval_results_figure(EVAL_RESULTS)
+    figures["dashboard"] = dashboard_figure(
+        SUMMARY, ppo_rows(), load_rows()[-1], "arithmetic pipeline: runs/x"
+    )
     return figures
 
 
@@ -189,3 +197,37 @@ def test_families_share_a_panel_and_stderr_is_a_band():
     ]
     assert _panels(FIGURES["pretrain loss"])["loss"]["val/loss"] == [0.3]
     assert len(_panels(FIGURES["12 layers moe"])["moe/load_cv"]) == 12
+
+
+def test_dashboard_panels_bars_and_heatmap_normalised_to_the_layer_mean():
+    load = {"step": 9, "tokens_per_expert": [[1, 3, 0, 4], [2, 2, 2, 2]]}
+    fig = dashboard_figure(SUMMARY, ppo_rows(), load)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:3] == ["held-out accuracy and tier pass rates", "PPO reward mean and tier pass rates",
+                          "PPO expert load at step 9"]  # fmt: skip
+    bars = fig.axes[0]
+    heights = [p.get_height() for p in bars.patches]  # metric by metric, stage by stage
+    keys = ["accuracy", *(f"tier/{t}/pass_rate" for t in TIERS)]
+    assert heights == [STAGES[s]["eval"][k] for k in keys for s in ("base", "sft", "ppo")]
+    assert [t.get_text() for t in bars.get_xticklabels()] == ["base", "sft", "ppo"]
+    (image,) = [c for c in fig.axes[2].get_children() if isinstance(c, AxesImage)]
+    assert np.asarray(image.get_array()).tolist() == [[0.5, 1.5, 0.0, 2.0], [1.0, 1.0, 1.0, 1.0]]
+
+
+def test_dashboard_without_expert_load_or_ppo_metrics_leaves_those_panels_out():
+    assert [ax.get_title() for ax in dashboard_figure(SUMMARY, ppo_rows(), None).axes] == [
+        "held-out accuracy and tier pass rates",
+        "PPO reward mean and tier pass rates",
+    ]
+    assert len(dashboard_figure(SUMMARY, [], None).axes) == 1
+
+
+def test_write_dashboard_reads_the_ppo_run_directory(tmp_path):
+    run = tmp_path / "ppo"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ppo_rows(4)))
+    (run / "expert_load.jsonl").write_text("".join(json.dumps(r) + "\n" for r in load_rows(4)))
+    summary = {"task": "arithmetic", "stages": {**STAGES, "ppo": {**STAGES["ppo"], "run_dir": str(run)}}}
+    path = write_dashboard(tmp_path, summary)
+    assert path == tmp_path / "dashboard.png" and path.stat().st_size > 10_000
+    assert not math.isnan(summary["stages"]["ppo"]["eval"]["accuracy"])
