@@ -5,9 +5,11 @@ re-run resumes where an interrupted one stopped. Every section of the recipe is 
 before the first stage starts. The pipeline's ``task``, ``data`` and ``rewards`` reach every
 stage; with ``model_path`` it starts from that checkpoint (evaluated as ``base``) and skips
 pretraining. Under a multi-process launcher every process trains; the main process alone
-evaluates, writes the summary and pushes. The summary lands in ``<output_dir>/summary.json``::
+evaluates, writes the summary and pushes. The summary lands in ``<output_dir>/summary.json``,
+and the last thing drawn is ``<output_dir>/dashboard.png`` (see :mod:`r1rl.dashboard`)::
 
-    {"task": "arithmetic", "stages": {"pretrain": {"run_dir": ..., "eval": {...}}, "sft": {...}, ...}}
+    {"task": "arithmetic", "stages": {"pretrain": {"run_dir": ..., "eval": {...}}, "sft": {...}, ...},
+     "dashboard": "<output_dir>/dashboard.png"}
 """
 
 from __future__ import annotations
@@ -106,7 +108,12 @@ def run(cfg: PipelineConfig, source: str = "pipeline", overwrite: bool = False) 
         atomic_write_text(root.path / "summary.json", json.dumps(summary, indent=2))
     if not is_main():
         return root
+    from r1rl.dashboard import write_dashboard  # matplotlib is imported only when plotting
+
+    summary["dashboard"] = str(write_dashboard(root.path, summary))
+    atomic_write_text(root.path / "summary.json", json.dumps(summary, indent=2))
     print(format_summary(summary))
+    print(f"[run] dashboard: {summary['dashboard']}")
     if cfg.push_to_hub:  # the last stage's model, with the whole lineage and every eval in its card
         from r1rl.hub import push_run
 

@@ -150,7 +150,7 @@ def write_samples_table(run: RunDir, last: int = 10) -> Path | None:
     path = run.path / "rollouts.jsonl"
     if not path.exists():
         return None
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()][-last:]
+    rows = read_jsonl(path)[-last:]
 
     def cell(text: str) -> str:  # one table cell: control characters escaped, pipes and backticks neutralised
         text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
@@ -171,10 +171,8 @@ def render_plots(run: RunDir, title: str) -> list[Path]:
     from r1rl.plots import plot_expert_load, plot_metrics  # matplotlib is imported only when plotting
 
     written = plot_metrics(run.read_metrics(), run.plots, title)
-    if run.expert_load.exists():
-        rows = [json.loads(line) for line in run.expert_load.read_text().splitlines() if line.strip()]
-        if rows:
-            written.append(plot_expert_load(rows, run.plots / "expert_load.png", title))
+    if rows := read_jsonl(run.expert_load):
+        written.append(plot_expert_load(rows, run.plots / "expert_load.png", title))
     return written
 
 

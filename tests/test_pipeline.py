@@ -24,6 +24,9 @@ def test_pipeline_runs_every_stage_and_skips_finished_ones(tmp_path, capsys):
             entry["eval"]
         )
         assert entry["eval"]["n"] == 16
+    assert summary["dashboard"] == str(out / "dashboard.png")
+    assert (out / "dashboard.png").stat().st_size > 10_000
+    assert f"[run] dashboard: {out / 'dashboard.png'}" in capsys.readouterr().out.splitlines()
     mtimes = {s: (out / s / "final").stat().st_mtime_ns for s in summary["stages"]}
     capsys.readouterr()
     assert main(["run", str(MICRO), f"output_dir={out}"]) == 0

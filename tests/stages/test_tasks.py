@@ -172,6 +172,7 @@ def test_pipeline_from_a_saved_checkpoint_with_expert_telemetry(kind, tmp_path):
     pipeline.run(cfg)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert list(summary["stages"]) == ["base", "sft", "ppo"] and not (tmp_path / "run" / "pretrain").exists()
+    assert (tmp_path / "run" / "dashboard.png").exists() and summary["dashboard"].endswith("dashboard.png")
     for stage in ("sft", "ppo"):
         rows = [
             json.loads(line) for line in (tmp_path / "run" / stage / "metrics.jsonl").read_text().splitlines()
