@@ -22,7 +22,8 @@ A loop (pretraining, SFT, PPO, the experiments) reads::
   samplers, controllers); :func:`rng_state_of` adds every process's RNG state, so a resumed run
   continues each random stream. The logger drops rows logged after the resumed step.
 - **One cadence.** ``log.due`` is the logging schedule (every ``every`` steps, the last step, or
-  when forced, e.g. by an eval); phase timers accumulate over a step and reset after each log.
+  when forced, e.g. by an eval); phase timers add up within a step, so a row's ``perf/<phase>_s``
+  and its ``perf/step_s`` describe the same (last) step.
 - **Preemption.** While the steps run, SIGTERM (what Slurm and Kubernetes send before killing)
   only sets a flag; at the next step boundary every process agrees on it (``log.stop_requested``,
   one collective), the loop writes a checkpoint there and raises :class:`Preempted`, and the CLI
@@ -213,7 +214,7 @@ class StepLogger:
         previous = _install_sigterm()
         try:
             for step in self.bar:
-                self._step_t0 = time.perf_counter()
+                self._step_t0, self.phases = time.perf_counter(), {}  # a row shows its own step's phases
                 yield step
         finally:
             self.bar.close()
@@ -226,7 +227,7 @@ class StepLogger:
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        """Time a block; its seconds accumulate under ``perf/<name>_s`` until the next logged row."""
+        """Time a block; its seconds within the step are logged as ``perf/<name>_s``."""
         t0 = time.perf_counter()
         try:
             yield
@@ -244,7 +245,6 @@ class StepLogger:
         """Write one row (with the phase timers) and each ``side`` entry to ``<name>.jsonl``."""
         row = {**metrics, **{f"perf/{k}_s": v for k, v in self.phases.items()}}
         row.setdefault("perf/step_s", self.step_seconds)
-        self.phases = {}
         if self.is_main:
             self.run.log(done, self.stage, row)
             for name, value in (side or {}).items():

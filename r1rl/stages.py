@@ -58,8 +58,8 @@ class Stage:
         decision = rerun.plan(self.name, rd.path, new, finished, overwrite, force)
         old_steps = rerun.old_value(rd.config, "steps") if decision == "extend" else None
         rerun.act(self.name, rd.path, decision, old_steps, is_main())
-        if decision == "skip":
-            return rd, False
+        if decision == "skip":  # nothing is retrained; a push asked for still happens
+            return (push_if_asked(cfg, rd) if self.trains else rd), False
         rd = self.load(recipe)(cfg)
         return (push_if_asked(cfg, rd) if self.trains else rd), True
 

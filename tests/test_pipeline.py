@@ -31,7 +31,9 @@ def test_pipeline_runs_every_stage_and_skips_finished_ones(tmp_path, capsys):
     capsys.readouterr()
     assert main(["run", str(MICRO), f"output_dir={out}"]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("finished already, skipping") == 3
+    for stage in ("pretrain", "sft", "ppo"):  # each stage and its eval say they are skipped
+        assert f"[{stage}] {out / stage} is finished; skipping" in printed
+        assert f"[eval] {out / 'eval' / stage} is finished; skipping" in printed
     assert {s: (out / s / "final").stat().st_mtime_ns for s in summary["stages"]} == mtimes
 
 
