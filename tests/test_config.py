@@ -118,3 +118,31 @@ def test_readme_option_tables_match_the_config_descriptions():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert readme.count("<!-- options:") >= 5
     assert with_tables(readme) == readme, "README option tables drifted: python -m r1rl.config.docs README.md"
+
+
+@pytest.mark.parametrize(
+    "algorithm,message",
+    [
+        ({"importance_sampling_level": "sequence", "loss_agg_mode": "seq-mean-token-mean"},
+         "needs one advantage per sequence"),  # the default estimator is gae
+        ({"importance_sampling_level": "sequence_token"}, "loss_agg_mode to seq-mean-token-mean"),
+        ({"importance_sampling_level": "sequence_token", "loss_agg_mode": "seq-mean-token-mean",
+          "dual_clip": 3.0}, "dual_clip caps token ratios"),
+    ],
+)  # fmt: skip
+def test_gspo_options_that_do_not_fit_are_refused(algorithm, message):
+    with pytest.raises(UserError, match=message):
+        validate(PPOConfig, {"output_dir": "x", "model_path": "m", "algorithm": algorithm})
+
+
+def test_clip_defaults_follow_the_importance_sampling_level():
+    from r1rl.ppo.objectives import clip_range
+
+    def algo(**kw):
+        return validate(PPOConfig, {"output_dir": "x", "model_path": "m", "algorithm": kw}).algorithm
+
+    gspo = {"advantage_estimator": "grpo", "loss_agg_mode": "seq-mean-token-mean"}
+    assert clip_range(algo()) == (0.2, 0.2)
+    assert clip_range(algo(clip_eps_high=0.28)) == (0.2, 0.28)
+    assert clip_range(algo(importance_sampling_level="sequence", **gspo)) == (3e-4, 4e-4)
+    assert clip_range(algo(importance_sampling_level="sequence", clip_eps=1e-3, **gspo)) == (1e-3, 1e-3)

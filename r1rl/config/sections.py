@@ -126,8 +126,17 @@ class AlgorithmConfig(Strict):
     whiten_advantages: bool = Field(True, description="gae: whiten advantages over the batch's tokens")
     normalize_rewards: bool = Field(False, description="whiten the sequence scores over the batch")
     reward_clip: float | None = Field(None, gt=0, description="clip sequence scores to ±reward_clip")
-    clip_eps: float = Field(0.2, gt=0, description="lower clip ε (and the upper one unless clip_eps_high)")
-    clip_eps_high: float | None = Field(None, gt=0, description="upper clip ε (DAPO's clip-higher)")
+    importance_sampling_level: Literal["token", "sequence", "sequence_token"] = Field(
+        "token", description="the ratio clipped: per token (PPO), per sequence (GSPO) or GSPO-token"
+    )
+    clip_eps: float | None = Field(
+        None,
+        gt=0,
+        description="lower clip ε (and the upper one unless clip_eps_high); null = 0.2, or 3e-4 for GSPO",
+    )
+    clip_eps_high: float | None = Field(
+        None, gt=0, description="upper clip ε (DAPO's clip-higher); null = clip_eps, or 4e-4 for GSPO"
+    )
     dual_clip: float | None = Field(None, gt=1, description="dual-clip constant c for negative advantages")
     value_clip_eps: float = Field(0.2, gt=0, description="clip of the value update around the old values")
     vf_coef: float = Field(0.5, ge=0, description="weight of the value loss")
@@ -199,9 +208,22 @@ class PPOSettings(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> PPOSettings:
-        est = self.algorithm.advantage_estimator
+        a = self.algorithm
+        est, level = a.advantage_estimator, a.importance_sampling_level
         if est in ("grpo", "rloo") and self.rollout.samples_per_prompt < 2:
             raise ValueError(f"advantage_estimator {est} needs rollout.samples_per_prompt >= 2")
+        if level == "sequence" and est in ("gae", "reinforce_pp"):
+            raise ValueError(
+                f"importance_sampling_level sequence needs one advantage per sequence (grpo or rloo); {est} "
+                "gives one per token: use sequence_token (GSPO-token) or a group estimator"
+            )
+        if level != "token" and a.loss_agg_mode != "seq-mean-token-mean":
+            raise ValueError(
+                f"importance_sampling_level {level} averages each sequence's terms, then the sequences "
+                "(GSPO, eq. 5 and 13): set algorithm.loss_agg_mode to seq-mean-token-mean"
+            )
+        if level != "token" and a.dual_clip is not None:
+            raise ValueError("dual_clip caps token ratios; it does not apply to sequence-level ratios")
         return self
 
 

@@ -178,6 +178,64 @@ def policy_loss(
     return agg_loss(loss, mask, agg_mode), metrics
 
 
+def sequence_log_ratio(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """log sᵢ = (1/|oᵢ|) Σₜ log(π(oᵢ,ₜ)/π_old(oᵢ,ₜ)) — GSPO's length-normalised sequence log-ratio
+    (Zheng et al. 2025, "Group Sequence Policy Optimization", eq. 7). (B, T) -> (B,).
+
+    >>> lp = torch.tensor([[1.0, 1.0, 0.0]]); m = torch.tensor([[1.0, 1.0, 0.0]])
+    >>> round(float(sequence_log_ratio(lp, torch.zeros(1, 3), m).exp()), 6)  # log-ratios averaging 1: e
+    2.718282
+    """
+    return masked_sum(logprobs - old_logprobs, mask, dim=1) / mask.sum(1).clamp_min(1)
+
+
+def gspo_policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_eps_low: float = 3e-4,
+    clip_eps_high: float | None = 4e-4,
+    token_level: bool = False,
+    agg_mode: str = "seq-mean-token-mean",
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """GSPO's clipped sequence-level objective (Zheng et al. 2025, eq. 5), or GSPO-token (eq. 13).
+
+    GSPO: Lᵢ = −min(sᵢ Aᵢ, clip(sᵢ, 1−ε_low, 1+ε_high) Aᵢ) on every token of sequence i, with sᵢ
+    the sequence ratio (:func:`sequence_log_ratio`) and Aᵢ its one advantage (the mean of its
+    row). GSPO-token: sᵢ,ₜ = sg[sᵢ] · π(oᵢ,ₜ)/sg[π(oᵢ,ₜ)] — numerically sᵢ, so the clip is decided per
+    sequence, but the gradient of token t is sᵢ Aᵢ,ₜ ∇log π(oᵢ,ₜ), which allows per-token
+    advantages; with Aᵢ,ₜ = Aᵢ it equals GSPO's (eq. 11 and 15). Both are reduced as
+    (1/G) Σᵢ (1/|oᵢ|) Σₜ — ``seq-mean-token-mean``. The paper clips at ε = 3e-4 / 4e-4: sequence
+    ratios move far less than token ratios. Returns the loss and metrics (clipfrac over
+    sequences, approx_kl, the variance of the sequence ratio).
+    """
+    clip_eps_high = clip_eps_low if clip_eps_high is None else clip_eps_high
+    seq_log = sequence_log_ratio(logprobs, old_logprobs, mask)  # (B,)
+    seq_ratio = torch.exp(seq_log)  # (B,)
+    if token_level:
+        ratio = seq_ratio.detach()[:, None] * torch.exp(logprobs - logprobs.detach())  # (B, T), value sᵢ
+        adv = advantages
+    else:
+        ratio = seq_ratio[:, None].expand_as(logprobs)  # (B, T): sᵢ on every token of sequence i
+        adv = masked_mean(advantages, mask, dim=1)[:, None]  # (B, 1): the sequence's one advantage
+    loss1 = -adv * ratio
+    loss2 = -adv * ratio.clamp(1 - clip_eps_low, 1 + clip_eps_high)
+    loss = torch.maximum(loss1, loss2) * mask  # (B, T)
+    has = (mask.sum(1) > 0).float()  # (B,)
+    with torch.no_grad():
+        clipped = ((loss2 > loss1).float() * mask).amax(1)  # (B,) the sequence's terms were clipped
+        log_ratio = logprobs - old_logprobs
+        metrics = {
+            "policy/clipfrac": float((clipped * has).sum() / has.sum().clamp_min(1)),
+            "policy/approx_kl": float(masked_mean(torch.exp(-log_ratio) - 1 + log_ratio, mask)),
+            "policy/ratio_var": float(masked_var(seq_ratio, has)),
+        }
+    return agg_loss(loss, mask, agg_mode), metrics
+
+
 def value_loss(
     values: torch.Tensor,
     old_values: torch.Tensor,

@@ -28,6 +28,7 @@ from r1rl.moe import (
     variance_balance_loss,
 )
 from r1rl.ppo import core
+from r1rl.ppo.objectives import POLICY_LOSSES
 from r1rl.ppo.roles import ActorCritic, FullActorCritic
 from r1rl.ppo.rollout import Rollout
 from r1rl.training import grad_norm_finite
@@ -194,10 +195,8 @@ def _policy_micro_step(
         logprobs, entropy, out = ac.policy_logprobs(
             ids, am, ro.n_completion, with_entropy=True, output_router_logits=True
         )
-    pg_loss, row = core.policy_loss(
-        logprobs, behaviour.old(idx, logprobs), ro.advantages[idx], m, clip_eps_low=a.clip_eps,
-        clip_eps_high=a.clip_eps_high, dual_clip=a.dual_clip, agg_mode=a.loss_agg_mode,
-    )  # fmt: skip
+    objective = POLICY_LOSSES.get(a.importance_sampling_level, "algorithm.importance_sampling_level")
+    pg_loss, row = objective(logprobs, behaviour.old(idx, logprobs), ro.advantages[idx], m, a)
     behaviour.observe(idx, logprobs, ro.ref_logprobs[idx], m)
     loss = pg_loss
     if a.kl_in == "loss" and kl_coef > 0:

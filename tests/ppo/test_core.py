@@ -221,3 +221,48 @@ def test_empty_eos_only_and_truncated_completions_stay_finite(agg):
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(v_loss) and torch.isfinite(lp.grad).all()
     assert lp.grad[0].abs().sum() == 0 and all(map(math.isfinite, stats.values()))
+
+
+# ----------------------------------------------------------------------------- GSPO
+
+
+def test_sequence_ratio_of_log_ratios_averaging_one_is_e():
+    lp = torch.tensor([[0.5, 1.5, 9.0], [2.0, 0.0, 1.0]])  # the 9.0 sits on padding
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    s = core.sequence_log_ratio(lp, torch.zeros(2, 3), mask).exp()
+    assert torch.allclose(s, torch.tensor([math.e, math.e]))
+
+
+def test_gspo_loss_hand_computed_and_clipped_per_sequence():
+    # sequence 0: log-ratio 1e-4 per token (s = e^1e-4, inside 1 ± ε); sequence 1: 0.01 (clipped)
+    old = torch.zeros(2, 2)
+    lp = torch.tensor([[1e-4, 1e-4], [0.01, 0.01]])
+    adv = torch.tensor([[2.0, 2.0], [1.0, 1.0]])
+    mask = torch.ones(2, 2)
+    loss, m = core.gspo_policy_loss(lp, old, adv, mask, 3e-4, 4e-4)
+    s0, s1_clipped = math.exp(1e-4), 1 + 4e-4  # A > 0: min(s A, clip(s) A) takes the clipped upper bound
+    assert float(loss) == pytest.approx(-(s0 * 2.0 + s1_clipped * 1.0) / 2, rel=1e-6)
+    assert m["policy/clipfrac"] == 0.5  # one of two sequences
+
+
+def test_gspo_token_gradient_equals_gspo_with_one_advantage_per_sequence():
+    torch.manual_seed(0)
+    old = torch.randn(3, 5) * 0.01
+    mask = torch.tensor([[1.0] * 5, [1.0] * 3 + [0.0] * 2, [1.0] * 4 + [0.0]])
+    adv = torch.tensor([[0.7], [-1.2], [0.3]]).expand(3, 5) * mask  # constant along each sequence
+    grads = []
+    for token_level in (False, True):
+        lp = (old + torch.randn(3, 5, generator=torch.Generator().manual_seed(1)) * 1e-4).requires_grad_()
+        loss, _ = core.gspo_policy_loss(lp, old, adv, mask, 0.5, 0.5, token_level=token_level)
+        loss.backward()
+        grads.append(lp.grad)
+    assert torch.allclose(grads[0], grads[1], atol=1e-7)
+    assert grads[0].abs().sum() > 0 and (grads[0] * (1 - mask)).abs().sum() == 0  # padding gets nothing
+
+
+def test_gspo_token_allows_per_token_advantages():
+    lp = torch.zeros(1, 3, requires_grad=True)
+    adv = torch.tensor([[1.0, 0.0, -1.0]])
+    loss, _ = core.gspo_policy_loss(lp, torch.zeros(1, 3), adv, torch.ones(1, 3), 0.2, 0.2, token_level=True)
+    loss.backward()
+    assert torch.allclose(lp.grad, -adv / 3)  # sᵢ = 1: token t gets −Aᵢ,ₜ / |oᵢ|

@@ -262,3 +262,25 @@ def test_on_policy_step_skips_the_old_logprob_pass_without_changing_the_update(t
         assert torch.allclose(results[0][k], results[1][k], atol=1e-6), k
     kl_ref = kl_penalty(old, ro.ref_logprobs, "k3") * ro.mask  # the KL metric comes from the update's pass
     assert ro.metrics["kl"] == pytest.approx(float(kl_ref.sum(1).mean()), abs=1e-5)
+
+
+def test_gspo_token_update_equals_gspo_off_policy(tokenizer):
+    """Several epochs over minibatches (ratios move off 1): the two GSPO forms take the same steps
+    when every sequence has one advantage (GRPO)."""
+    torch.manual_seed(0)
+    ac = _ac(tokenizer, critic=False)
+    common = dict(advantage_estimator="grpo", loss_agg_mode="seq-mean-token-mean", ppo_epochs=3,
+                  minibatch_size=4, clip_eps=0.5)  # fmt: skip
+    ro = rollout(ac, tokenizer, PROBLEMS, HIERARCHY, _settings(**common), kl_coef=0.05)
+    assert ro.old_logprobs is not None  # off-policy: π_old recorded before the update
+    results = []
+    for level in ("sequence", "sequence_token"):
+        clone = copy.deepcopy(ac)
+        cfg = _settings(**common, importance_sampling_level=level)
+        stats = update(clone, ro, cfg, _opts(clone), torch.Generator().manual_seed(0), kl_coef=0.05)
+        assert stats["policy/ratio_var"] > 0  # the ratios did move
+        results.append(_trainable(clone))
+    before = _trainable(ac)
+    assert any(not torch.equal(before[k], results[0][k]) for k in before)
+    for k in results[0]:
+        assert torch.allclose(results[0][k], results[1][k], atol=1e-6), k
