@@ -210,7 +210,7 @@ def gspo_policy_loss(
     advantages; with Aᵢ,ₜ = Aᵢ it equals GSPO's (eq. 11 and 15). Both are reduced as
     (1/G) Σᵢ (1/|oᵢ|) Σₜ — ``seq-mean-token-mean``. The paper clips at ε = 3e-4 / 4e-4: sequence
     ratios move far less than token ratios. Returns the loss and metrics (clipfrac over
-    sequences, approx_kl, the variance of the sequence ratio).
+    sequences, approx_kl, the variance of the sequence ratio and of the token ratios).
     """
     clip_eps_high = clip_eps_low if clip_eps_high is None else clip_eps_high
     seq_log = sequence_log_ratio(logprobs, old_logprobs, mask)  # (B,)
@@ -232,6 +232,7 @@ def gspo_policy_loss(
             "policy/clipfrac": float((clipped * has).sum() / has.sum().clamp_min(1)),
             "policy/approx_kl": float(masked_mean(torch.exp(-log_ratio) - 1 + log_ratio, mask)),
             "policy/ratio_var": float(masked_var(seq_ratio, has)),
+            "policy/token_ratio_var": float(masked_var(torch.exp(log_ratio), mask)),
         }
     return agg_loss(loss, mask, agg_mode), metrics
 
