@@ -3,8 +3,8 @@
 Pretrains the tiny preset with more, smaller experts (``--experts 32 --expert-size 64``: top-2 of
 32), SFTs it with the tiny recipe, then runs the tiny PPO recipe (``recipes/configs/tiny/ppo.yaml``)
 from that SFT model for every arm and seed with more optimizer steps per rollout than the recipe
-(``--epochs 4`` passes over ``--minibatch 16``-sequence minibatches: 16 optimizer steps per
-rollout, so the update's routing drifts away from the rollout's). Every arm uses GRPO advantages
+(``--epochs 4`` passes over ``--minibatch 8``-sequence minibatches at ``--lr 1e-3``: 32 optimizer
+steps per rollout, so the update's routing drifts away from the rollout's). Every arm uses GRPO advantages
 and ``seq-mean-token-mean``; they differ only in the ratio and the routing:
 
 - ``grpo``:        token ratios π/π_old clipped at 0.2 (GRPO, Shao et al. 2024);
@@ -107,7 +107,7 @@ def ppo_config(arm: str, seed: int, sft: str, a: argparse.Namespace) -> Any:
     over = [
         f"output_dir={Path(a.runs) / arm / f'seed{seed}'}", f"model_path={sft}", f"seed={seed}",
         f"steps={a.steps}", f"optim.ppo_epochs={a.epochs}", f"optim.minibatch_size={a.minibatch}",
-        f"log.eval_every={a.steps}", f"log.eval_examples={a.eval_examples}",
+        f"log.eval_every={a.steps}", f"log.eval_examples={a.eval_examples}", f"optim.lr={a.lr}",
     ]  # fmt: skip
     return load_config(PPOConfig, CONFIGS / "ppo.yaml", over + COMMON + ARMS[arm] + list(a.overrides))
 
@@ -218,7 +218,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=12, help="PPO steps per run")
     ap.add_argument("--epochs", type=int, default=4, help="optim.ppo_epochs")
-    ap.add_argument("--minibatch", type=int, default=16, help="optim.minibatch_size")
+    ap.add_argument("--minibatch", type=int, default=8, help="optim.minibatch_size")
+    ap.add_argument("--lr", type=float, default=1e-3, help="optim.lr of the PPO arms")
     ap.add_argument("--eval-examples", type=int, default=300)
     ap.add_argument("--spike", type=float, default=4.0, help="KL spike: approx_kl above this × the median")
     ap.add_argument("--runs", default="runs/experiments/routing_replay")
