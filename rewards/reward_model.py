@@ -32,6 +32,9 @@ What the model reads, exactly:
 - **No gradients, evaluation mode, on one device**: ``torch.inference_mode()``, dropout off;
   the device is the tier's ``device``, else the caller's (the policy's; today every stage runs
   on the CPU). The score is ``logits[:, 0]`` in float32.
+
+Notation: ``b`` sequences in one forward pass (at most ``batch_size``), ``S`` the longest of them
+in tokens.
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ class RewardModel:
     """A sequence-classification model with one label as a reward function (module docstring).
 
     ``model`` is a transformers ``*ForSequenceClassification`` with ``num_labels == 1`` and
-    ``tokenizer`` its own; both are used as they are (load them with :func:`load_reward_model`).
+    ``tokenizer`` its own (:func:`load_reward_model` checks and loads both); the model is put in
+    evaluation mode on ``device``, and the tokenizer truncates on the left from then on.
     """
 
     def __init__(
@@ -82,14 +86,14 @@ class RewardModel:
             log.warning("reward model %s has no pad token: it scores one sequence per forward pass", name)
         self.batch_size = batch_size if self.pad_id is not None else 1
         self.max_length = max_length
-        self.warned = False
+        self._warned = False
 
     def __call__(self, prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
         """One score per completion; the number of truncated inputs goes to ``log_metric``."""
         ids = [self.encode(p, c) for p, c in zip(prompts, completions)]
         cut = sum(len(full) > len(kept) for full, kept in ids)
-        if cut and not self.warned:
-            self.warned = True
+        if cut and not self._warned:
+            self._warned = True
             log.warning(
                 "reward model %s: %d of %d inputs were longer than its %d tokens; their start was cut "
                 "(counted as %s)", self.__name__, cut, len(ids), self.max_length, TRUNCATED,

@@ -4,6 +4,7 @@ and are counted; bad checkpoints are refused in one line; a micro PPO run gates 
 
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -23,9 +24,11 @@ from transformers import (
     Qwen3ForSequenceClassification,
 )
 
-from r1rl.config import PPOConfig, PretrainConfig, RewardsConfig, load_config, validate
+from r1rl.config import PPOConfig, RewardsConfig, load_config, validate
 from r1rl.config.rewards import RewardModelSpec
 from r1rl.errors import UserError
+from r1rl.plots import TIER_COUNTS
+from r1rl.ppo.trainer import COUNT_METRICS
 from r1rl.stages import STAGES
 from r1rl.tasks.arithmetic import ArithmeticTask
 from r1rl.tokenizer import train_tokenizer
@@ -177,6 +180,16 @@ def test_a_missing_directory_is_refused(tmp_path):
     assert _refusal(tmp_path / "nowhere").endswith(f"no such model directory: {tmp_path / 'nowhere'}")
 
 
+def test_an_adapter_is_refused(tmp_path):
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": "org/base"})
+    )
+    assert _refusal(tmp_path / "adapter").endswith(
+        "is an adapter (no config.json); merge it into its base first"
+    )
+
+
 def test_more_than_one_label_is_refused(tmp_path, tok):
     folder = _save(tmp_path / "three", Qwen3ForSequenceClassification(_config(tok, num_labels=3)), tok)
     msg = _refusal(folder)
@@ -237,24 +250,22 @@ def test_the_rewards_package_imports_without_torch():
     assert out.stdout == "[]\n", out.stderr
 
 
+def test_the_count_is_summed_over_ranks_and_drawn_with_the_other_counts():
+    assert "reward/tier/rm/truncated_inputs".endswith(COUNT_METRICS)
+    assert not "response/truncated".endswith(COUNT_METRICS)  # a fraction: averaged, not summed
+    assert re.fullmatch(TIER_COUNTS.pattern, "reward/tier/rm/truncated_inputs")
+
+
 # --- in the loop ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    out = tmp_path_factory.mktemp("rm-ppo") / "pretrain"
-    return STAGES["pretrain"](
-        load_config(PretrainConfig, MICRO / "pretrain.yaml", [f"output_dir={out}"])
-    ).final
-
-
-def test_micro_ppo_with_the_reward_model_gated_by_syntax(base, rm_dir, direct, tmp_path):
+def test_micro_ppo_with_the_reward_model_gated_by_syntax(micro_pretrained, rm_dir, direct, tmp_path):
     keep = 16
     tiers = (
         "rewards.tiers=[{name: syntax, reward: arithmetic_syntax}, "
         f"{{name: rm, reward: {{type: reward_model, path: '{rm_dir}', batch_size: 3, max_length: {keep}}}}}]"
     )
-    over = [f"output_dir={tmp_path / 'ppo'}", f"model_path={base}", "steps=2", tiers]
+    over = [f"output_dir={tmp_path / 'ppo'}", f"model_path={micro_pretrained}", "steps=2", tiers]
     run = STAGES["ppo"](load_config(PPOConfig, MICRO / "ppo.yaml", over))
     rows = [r for r in run.read_metrics() if "reward/tier/rm/mean" in r]
     assert len(rows) == 2
