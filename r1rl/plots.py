@@ -72,7 +72,8 @@ TIER_SCORES = Panel(
     r"reward/tier/(?P<line>[^/]+/(?:mean|weight|running_mean|running_std))", "tier scores and weights"
 )
 TIER_COUNTS = Panel(
-    r"reward/tier/(?P<line>[^/]+/(?:errors|timeouts|not_applicable|programs_run))", "counts per step"
+    r"reward/tier/(?P<line>[^/]+/(?:errors|timeouts|not_applicable|programs_run|truncated_inputs))",
+    "counts per step",
 )
 EVAL_RATES = Panel(
     r"eval/(?P<line>accuracy|reward/mean)|eval/tier/(?P<tier>[^/]+)/pass_rate",

@@ -229,12 +229,17 @@ class RewardHierarchy:
         self.gather: Callable[[list[float]], list[float]] | None = None
 
     @classmethod
-    def from_config(cls, cfg: Any) -> RewardHierarchy:
-        """Build from a :class:`r1rl.config.RewardsConfig`; every reward is resolved (and checked) now."""
+    def from_config(cls, cfg: Any, device: str = "cpu") -> RewardHierarchy:
+        """Build from a :class:`r1rl.config.RewardsConfig`; every reward is resolved (and checked) now.
+
+        A tier's reward is a name (:func:`~r1rl.rewards.registry.resolve`) or a typed spec: a
+        learned reward model (:mod:`r1rl.rewards.reward_model`), loaded now onto ``device``
+        (the policy's) unless the spec names its own.
+        """
         tiers = []
         for i, t in enumerate(cfg.tiers):
             try:
-                fn = resolve(t.reward)
+                fn = build_reward(t.reward, device)
             except UserError as e:
                 raise UserError(f"rewards.tiers[{i}] ({t.name}): {e}") from None
             tiers.append(
@@ -381,6 +386,18 @@ class RewardHierarchy:
             return res.rewards
 
         return hierarchy_reward
+
+
+def build_reward(spec: Any, device: str = "cpu") -> RewardFn:
+    """The reward function a tier's ``reward`` names: a string is resolved by name, a
+    ``{type: reward_model, ...}`` spec loads that model (torch is imported only then)."""
+    if isinstance(spec, str):
+        return resolve(spec)
+    if getattr(spec, "type", None) == "reward_model":
+        from r1rl.rewards.reward_model import load_reward_model
+
+        return load_reward_model(spec, device)
+    raise UserError(f"reward {spec!r}: expected a reward name or {{type: reward_model, path: ...}}")
 
 
 def _log_into(sink: dict[str, float]) -> Callable[[str, float], None]:

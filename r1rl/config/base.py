@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Tag, ValidationError, model_validator
 
 from r1rl.errors import UserError, did_you_mean
 
@@ -139,10 +139,17 @@ def _moved(cls: type[BaseModel], loc: str, value: Any) -> tuple[str, str] | None
 
 
 def _member(annotation: Any, tag: Any) -> Any:
-    """The model a tagged-union annotation resolves to for ``tag`` (or ``None`` for a plain model)."""
+    """The model a tagged-union annotation resolves to for ``tag`` (or ``None`` for a plain model):
+    the member whose ``name`` field is that literal, or the one a callable discriminator tags so."""
     for member in typing.get_args(annotation) or (annotation,):
         if typing.get_origin(member) is Annotated:
-            return _member(typing.get_args(member)[0], tag)
+            inner, *meta = typing.get_args(member)
+            if any(isinstance(m, Tag) and m.tag == tag for m in meta):
+                return inner
+            found = _member(inner, tag)
+            if found is not None:
+                return found
+            continue
         fields = getattr(member, "model_fields", None)
         if fields and "name" in fields and tag in typing.get_args(fields["name"].annotation):
             return member
@@ -156,6 +163,10 @@ def _walk(cls: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, list[Any]]:
     parts = list(loc)
     while parts:
         part = parts.pop(0)
+        if isinstance(part, int) and typing.get_origin(model) is list:  # an item of a list of sections
+            shown.append(part)
+            model = _unwrap(typing.get_args(model)[0])
+            continue
         fields = getattr(model, "model_fields", None)
         if fields is None or part not in fields:
             member = _member(model, part)  # a union's tag: pydantic puts it in the loc

@@ -178,11 +178,13 @@ def _yaml_lines(cls: type[BaseModel], values: dict[str, Any], indent: int) -> li
 
 def _readme_tables() -> dict[str, tuple[type[BaseModel], tuple[str, ...]]]:
     from r1rl.config import ArithmeticTaskConfig, BenchmarkTaskConfig, DataConfig, PPOSettings, TrainSettings
+    from r1rl.config.rewards import RewardModelSpec
 
     return {
         "data": (DataConfig, ()),
         "arithmetic": (ArithmeticTaskConfig, ("name",)),
         "benchmark": (BenchmarkTaskConfig, ("name",)),
+        "reward_model": (RewardModelSpec, ("type",)),
         "train": (TrainSettings, ()),
         "ppo": (PPOSettings, ()),
     }

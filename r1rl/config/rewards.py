@@ -2,16 +2,44 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from r1rl.config.base import Strict
 
 
+class RewardModelSpec(Strict):
+    """A learned reward model as a tier's reward: a one-label sequence-classification checkpoint."""
+
+    type: Literal["reward_model"] = Field(description="what scores the tier: a learned reward model")
+    path: str = Field(
+        description="a sequence-classification checkpoint with one label: a local directory or a Hub id"
+    )
+    batch_size: int = Field(8, ge=1, description="(prompt, completion) pairs per forward pass")
+    max_length: int | None = Field(
+        None, ge=1, description="tokens it reads, the end kept; longer inputs are counted; null = its window"
+    )
+    device: str | None = Field(None, description="where it runs; null = the policy's device")
+
+
+def _reward_kind(value: Any) -> str:
+    """A mapping is a typed spec; anything else is read as a name (and refused there if not a string)."""
+    return "spec" if isinstance(value, dict | RewardModelSpec) else "name"
+
+
+# The string form keeps meaning a name: registered, package.module:function or file.py:function.
+RewardSpec = Annotated[
+    Annotated[str, Tag("name")] | Annotated[RewardModelSpec, Tag("spec")], Discriminator(_reward_kind)
+]
+
+
 class TierConfig(Strict):
     name: str = Field(description="tier name, lowest first")
-    reward: str = Field(description="registered reward name, package.module:function or file.py:function")
+    reward: RewardSpec = Field(
+        description="registered reward name, package.module:function or file.py:function, "
+        "or {type: reward_model, path: ...}"
+    )
     threshold: float = Field(1.0, description="score at which the tier counts as passed")
     weight: float = Field(1.0, ge=0, description="w_k; in mode scheduled, the weight at schedule_start")
     weight_end: float | None = Field(

@@ -52,7 +52,8 @@ from r1rl.training import check_in_sync, cosine_schedule
 
 log = logging.getLogger(__name__)
 
-COUNT_METRICS = ("/errors", "/timeouts", "/not_applicable", "/programs_run")  # counts: summed over ranks
+# counts: summed over ranks, not averaged
+COUNT_METRICS = ("/errors", "/timeouts", "/not_applicable", "/programs_run", "/truncated_inputs")
 
 
 class NonFiniteError(UserError):

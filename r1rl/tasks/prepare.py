@@ -50,13 +50,17 @@ def write_task_info(run_dir: Path, task: Task) -> None:
 
 
 def hierarchy_of(
-    rewards: RewardsConfig | None, task: Task, splits: Sequence[str] = ("train", "test")
+    rewards: RewardsConfig | None,
+    task: Task,
+    splits: Sequence[str] = ("train", "test"),
+    device: str = "cpu",
 ) -> RewardHierarchy:
     """The hierarchy ``rewards`` describes (its tiers default to the task's), checked against the columns.
 
-    A reward that needs a column the rows lack is refused here, before any model is loaded.
+    A reward that needs a column the rows lack is refused here, before the policy is loaded; a
+    reward-model tier is loaded onto ``device`` (the policy's: every stage runs on the CPU today).
     """
-    hierarchy = RewardHierarchy.from_config(resolved_rewards(rewards, task))
+    hierarchy = RewardHierarchy.from_config(resolved_rewards(rewards, task), device)
     for split in splits:
         have = columns_of(task.records(split))  # type: ignore[arg-type]
         hierarchy.check_columns(
