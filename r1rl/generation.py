@@ -112,8 +112,12 @@ def generate(
     top_p: float = 1.0,
     eos_ids: Sequence[int] | None = None,
     stop: Sequence[str] = (),
+    synced: bool = False,
 ) -> Generation:
-    """Complete every prompt (token ids); see the module docstring for where a row ends."""
+    """Complete every prompt (token ids); see the module docstring for where a row ends.
+
+    ``synced``: every process keeps stepping until all are done (transformers' ``synced_gpus``),
+    as a sharded model needs: each forward pass gathers weights from every rank."""
     from r1rl.tasks.encoding import eos_token_ids
 
     eos_ids = list(eos_ids) if eos_ids is not None else eos_token_ids(model, tokenizer)
@@ -136,6 +140,7 @@ def generate(
         use_cache=True,
         output_router_logits=False,
         stopping_criteria=StoppingCriteriaList([stopper]) if stopper is not None else None,
+        **({"synced_gpus": True} if synced else {}),
     ).cpu()
     model.train(was_training)
     comp = out[:, ids.shape[1] :]  # (B, T)

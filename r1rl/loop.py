@@ -16,14 +16,16 @@ A loop (pretraining, SFT, PPO, the experiments) reads::
 
 - **Atomic, durable checkpoints.** A checkpoint is written into a temporary folder, its files
   and the folder fsynced, then renamed to ``step-NNNNNNNN``; a crash leaves the previous
-  checkpoint loadable. The newest ``keep`` are kept. The state itself goes through a backend
-  (:class:`TorchBackend`: one ``torch.save`` file), so sharded state can plug in.
+  checkpoint loadable. The newest ``keep`` are kept. The state itself goes through a backend:
+  :class:`TorchBackend` (one ``torch.save`` file, written by the main process) or, under FSDP2,
+  :class:`ShardedBackend` (torch distributed checkpoint: every rank writes its own shards).
 - **Exact resume.** The state is whatever the loop hands over (weights, optimizers, schedulers,
   samplers, controllers); :func:`rng_state_of` adds every process's RNG state, so a resumed run
   continues each random stream. The logger drops rows logged after the resumed step.
 - **One cadence.** ``log.due`` is the logging schedule (every ``every`` steps, the last step, or
   when forced, e.g. by an eval); phase timers add up within a step, so a row's ``perf/<phase>_s``
-  and its ``perf/step_s`` describe the same (last) step.
+  and its ``perf/step_s`` describe the same (last) step. On a GPU, ``perf/gpu_peak_mem_gb`` is
+  the peak memory torch has allocated on it since the process started.
 - **Preemption.** While the steps run, SIGTERM (what Slurm and Kubernetes send before killing)
   only sets a flag; at the next step boundary every process agrees on it (``log.stop_requested``,
   one collective), the loop writes a checkpoint there and raises :class:`Preempted`, and the CLI
@@ -40,8 +42,9 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,7 +54,7 @@ from tqdm.auto import tqdm
 from r1rl.errors import Preempted, UserError
 from r1rl.rundir import RunDir
 
-__all__ = ["Checkpointer", "Preempted", "StepLogger", "restore_rng", "rng_state_of"]
+__all__ = ["Checkpointer", "Preempted", "ShardedBackend", "StepLogger", "restore_rng", "rng_state_of"]
 
 CKPT_PREFIX = "step-"
 _STOP = threading.Event()  # set by SIGTERM while a loop runs
@@ -73,7 +76,11 @@ class TorchBackend:
     FILE = "state.pt"
 
     def save(self, state: dict[str, Any], directory: Path) -> None:
-        path = directory / self.FILE
+        self.write(state, directory / self.FILE)
+
+    @staticmethod
+    def write(state: Any, path: Path) -> None:
+        """``torch.save`` into ``path``, fsynced; a failed write raises its ``OSError``."""
         try:
             with path.open("wb") as f:
                 torch.save(state, f)
@@ -86,8 +93,90 @@ class TorchBackend:
     def load(self, directory: Path) -> dict[str, Any]:
         return torch.load(directory / self.FILE, weights_only=False)
 
-    def complete(self, directory: Path) -> bool:
-        return (directory / self.FILE).exists()
+    @classmethod
+    def complete(cls, directory: Path) -> bool:
+        return (directory / cls.FILE).exists()
+
+
+@dataclass(frozen=True)
+class _Shard:
+    """Where a sharded tensor of the state went: its key in the distributed checkpoint."""
+
+    key: str
+
+
+def _split(state: Any, prefix: str, shards: dict[str, Any]) -> Any:
+    """``state`` with every DTensor replaced by a :class:`_Shard` marker, the DTensors into ``shards``."""
+    from torch.distributed.tensor import DTensor
+
+    if isinstance(state, DTensor):
+        shards[prefix] = state
+        return _Shard(prefix)
+    if isinstance(state, dict):
+        return {k: _split(v, f"{prefix}/{k}", shards) for k, v in state.items()}
+    return state
+
+
+def _join(state: Any, shards: dict[str, Any]) -> Any:
+    if isinstance(state, _Shard):
+        return shards[state.key]
+    if isinstance(state, dict):
+        return {k: _join(v, shards) for k, v in state.items()}
+    return state
+
+
+class ShardedBackend:
+    """A torch distributed checkpoint: each rank writes its shards of the sharded tensors (FSDP2's
+    weights and optimizer moments) and the main process the rest (``extra.pt``: schedules, RNG
+    streams, counters). A collective: every rank saves and loads.
+
+    Loading fills ``template()`` — the loop's current state, of the same layout — in place, so a
+    checkpoint resumes under the same sharding; a shard the run does not have is a one-line error.
+    """
+
+    FILE = "extra.pt"
+    collective = True
+
+    def __init__(self, template: Callable[[], dict[str, Any]], par: Any) -> None:
+        self.template, self.par = template, par
+
+    def save(self, state: dict[str, Any], directory: Path) -> None:
+        import torch.distributed.checkpoint as dcp
+
+        shards: dict[str, Any] = {}
+        rest = _split(state, "", shards)
+        dcp.save(shards, checkpoint_id=directory)
+        if self.par.is_main:
+            TorchBackend.write(rest, directory / self.FILE)
+
+    def load(self, directory: Path) -> dict[str, Any]:
+        import torch.distributed.checkpoint as dcp
+
+        rest = torch.load(directory / self.FILE, weights_only=False)
+        shards: dict[str, Any] = {}
+        _split(self.template(), "", shards)
+        missing = sorted(_shard_keys(rest) - set(shards))
+        if missing:
+            raise UserError(f"checkpoint {directory} holds shards this run does not have: {missing[:3]}")
+        dcp.load(shards, checkpoint_id=directory)
+        return _join(rest, shards)
+
+    @classmethod
+    def complete(cls, directory: Path) -> bool:
+        return (directory / cls.FILE).exists() and (directory / ".metadata").exists()
+
+
+def _shard_keys(state: Any) -> set[str]:
+    if isinstance(state, _Shard):
+        return {state.key}
+    if isinstance(state, dict):
+        return set().union(*(_shard_keys(v) for v in state.values()))
+    return set()
+
+
+def _fsync_file(path: Path) -> None:
+    with path.open("rb+") as f:
+        os.fsync(f.fileno())
 
 
 def _fsync_dir(path: Path) -> None:
@@ -99,7 +188,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 class Checkpointer:
-    """Numbered, atomic checkpoints under ``directory``; only ``is_main`` writes."""
+    """Numbered, atomic checkpoints under ``directory``: only ``is_main`` writes, except with a
+    collective backend (:class:`ShardedBackend`), where every rank writes its shards and the main
+    process publishes the folder."""
 
     def __init__(
         self,
@@ -122,36 +213,84 @@ class Checkpointer:
         if not self.directory.is_dir():
             return []
         return sorted(
-            p for p in self.directory.iterdir() if p.name.startswith(CKPT_PREFIX) and self.backend.complete(p)
+            p
+            for p in self.directory.iterdir()
+            if p.name.startswith(CKPT_PREFIX) and any(b.complete(p) for b in (TorchBackend, ShardedBackend))
         )
 
     def save(self, step: int, state: dict[str, Any]) -> Path | None:
-        """Write ``state`` as checkpoint ``step`` (temp folder, fsync, rename); keep the newest ``keep``."""
-        if not self.is_main:
+        """Write ``state`` as checkpoint ``step`` (temp folder, fsync, rename); keep the newest ``keep``.
+
+        With a collective backend every rank calls this and writes its part; the main process
+        renames. Returns the checkpoint's path (``None`` on the ranks that write nothing).
+        """
+        collective = getattr(self.backend, "collective", False)
+        if not (self.is_main or collective):
             return None
         final = self.directory / f"{CKPT_PREFIX}{step:08d}"
         tmp = self.directory / f".tmp-{CKPT_PREFIX}{step:08d}"
+        error = None
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
+            if self.is_main:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir()
+            if collective:
+                self.backend.par.barrier()  # type: ignore[attr-defined]
             self.backend.save(state, tmp)
+        except OSError as e:  # a full or failing disk: the previous checkpoint is untouched
+            error = e
+        if collective:
+            error = error or self._agree(error)
+        if error is None and self.is_main:
+            error = self._publish(tmp, final)
+        if error is not None:
+            if self.is_main:
+                shutil.rmtree(tmp, ignore_errors=True)
+            previous = self.paths()
+            kept = f"the newest intact one is {previous[-1]}" if previous else "no earlier one exists"
+            raise UserError(f"cannot write checkpoint {final} ({error.strerror or error}); {kept}")
+        if self.is_main:
+            for old in self.paths()[: -self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        if collective:
+            self.backend.par.barrier()  # type: ignore[attr-defined]
+        return final if self.is_main else None
+
+    def _agree(self, error: OSError | None) -> OSError | None:
+        """Every rank learns whether any rank's write failed (one collective)."""
+        ok = self.backend.par.all_true(error is None)  # type: ignore[attr-defined]
+        return None if ok else OSError(errno.EIO, "another process could not write its shards")
+
+    def _publish(self, tmp: Path, final: Path) -> OSError | None:
+        """fsync every file of ``tmp`` and the folder, then rename it to ``final``."""
+        try:
+            for f in tmp.iterdir():
+                _fsync_file(f)
             _fsync_dir(tmp)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
             _fsync_dir(self.directory)
-        except OSError as e:  # a full or failing disk: the previous checkpoint is untouched
-            shutil.rmtree(tmp, ignore_errors=True)
-            previous = self.paths()
-            kept = f"the newest intact one is {previous[-1]}" if previous else "no earlier one exists"
-            raise UserError(f"cannot write checkpoint {final} ({e.strerror or e}); {kept}") from None
-        for old in self.paths()[: -self.keep]:
-            shutil.rmtree(old, ignore_errors=True)
-        return final
+        except OSError as e:
+            return e
+        return None
 
     def load_latest(self) -> dict[str, Any] | None:
+        """The newest checkpoint's state; one written under another sharding is a one-line error."""
         paths = self.paths()
-        return self.backend.load(paths[-1]) if paths else None
+        if not paths:
+            return None
+        if not self.backend.complete(paths[-1]):
+            saved, now = (
+                ("sharded (FSDP2)", "unsharded")
+                if ShardedBackend.complete(paths[-1])
+                else ("unsharded", "FSDP2")
+            )
+            raise UserError(
+                f"checkpoint {paths[-1]} holds {saved} state and this run is {now}; resume it under the "
+                "launch that wrote it, or start afresh with --overwrite"
+            )
+        return self.backend.load(paths[-1])
 
     def resume(self) -> tuple[int, dict[str, Any] | None]:
         """``(step, state)`` of the newest checkpoint, or ``(0, None)`` for a fresh run."""
@@ -245,6 +384,8 @@ class StepLogger:
         """Write one row (with the phase timers) and each ``side`` entry to ``<name>.jsonl``."""
         row = {**metrics, **{f"perf/{k}_s": v for k, v in self.phases.items()}}
         row.setdefault("perf/step_s", self.step_seconds)
+        if torch.cuda.is_available() and torch.cuda.is_initialized():  # this process's peak so far
+            row.setdefault("perf/gpu_peak_mem_gb", torch.cuda.max_memory_allocated() / 2**30)
         if self.is_main:
             self.run.log(done, self.stage, row)
             for name, value in (side or {}).items():

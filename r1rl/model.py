@@ -63,6 +63,11 @@ def load_model(name_or_path: str, dtype: torch.dtype | None = None) -> PreTraine
     return AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
 
 
+def torch_dtype(name: str) -> torch.dtype | None:
+    """A config's ``base_dtype`` as a torch dtype (``auto``: ``None``, the checkpoint's own)."""
+    return {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+
+
 def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
@@ -121,16 +126,20 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     return tok
 
 
-def load_merged(name_or_path: str) -> PreTrainedModel:
-    """A full model from ``name_or_path``; a PEFT adapter folder is loaded onto its base and merged."""
+def load_merged(name_or_path: str, dtype: torch.dtype | None = None) -> PreTrainedModel:
+    """A full model from ``name_or_path``; a PEFT adapter folder is loaded onto its base and merged.
+
+    ``dtype``: the weights' dtype (``None``: transformers' default, the checkpoint's own)."""
     path = Path(name_or_path)
     if (path / "adapter_config.json").exists():
         from peft import PeftConfig, PeftModel
 
         base_path = PeftConfig.from_pretrained(path).base_model_name_or_path
-        base = load_merged(base_path)
+        base = load_merged(base_path, dtype)
         return PeftModel.from_pretrained(base, path).merge_and_unload()
-    return AutoModelForCausalLM.from_pretrained(name_or_path)
+    if dtype is None:
+        return AutoModelForCausalLM.from_pretrained(name_or_path)
+    return AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
 
 
 def add_lora(model: PreTrainedModel, cfg: Any, adapter_name: str = "default") -> PeftModel:

@@ -12,9 +12,9 @@ from contextlib import contextmanager
 import torch
 
 
-def _flat_mask(mask: torch.Tensor | None, n: int) -> torch.Tensor:
+def _flat_mask(mask: torch.Tensor | None, n: int, device: torch.device | None = None) -> torch.Tensor:
     """(B, S) attention mask -> (N,) float weights (all ones without a mask)."""
-    return torch.ones(n) if mask is None else mask.reshape(-1).float()
+    return torch.ones(n, device=device) if mask is None else mask.reshape(-1).float()
 
 
 def expert_load(
@@ -24,8 +24,9 @@ def expert_load(
     loads = []
     for logits in router_logits:
         idx = logits.detach().float().topk(top_k, dim=-1).indices  # (N, k)
-        w = _flat_mask(mask, idx.shape[0]).reshape(-1, 1).expand_as(idx)
-        loads.append(torch.zeros(logits.shape[-1]).scatter_add_(0, idx.reshape(-1), w.reshape(-1)))
+        w = _flat_mask(mask, idx.shape[0], idx.device).reshape(-1, 1).expand_as(idx)
+        load = torch.zeros(logits.shape[-1], device=idx.device)
+        loads.append(load.scatter_add_(0, idx.reshape(-1), w.reshape(-1)))
     return torch.stack(loads)  # (L, E)
 
 
@@ -35,7 +36,7 @@ def router_entropy(router_logits: tuple[torch.Tensor, ...], mask: torch.Tensor |
     for logits in router_logits:
         logp = torch.log_softmax(logits.detach().float(), dim=-1)  # (N, E)
         ent = -(logp.exp() * logp).sum(-1)  # (N,)
-        w = _flat_mask(mask, ent.shape[0])
+        w = _flat_mask(mask, ent.shape[0], ent.device)
         out.append((ent * w).sum() / w.sum().clamp_min(1))
     return torch.stack(out)
 
@@ -99,11 +100,11 @@ def switch_loss_global(
     value — of the loss one process computes on the whole batch. ``all_sum`` sums a tensor over
     processes (identity alone, with ``world`` 1). -> scalar.
     """
-    E = router_logits[0].shape[-1]
-    counts = torch.zeros(E)
-    prob_sum = torch.zeros(E)
-    rows = torch.zeros(())
-    w = _flat_mask(mask, router_logits[0].shape[0])
+    E, dev = router_logits[0].shape[-1], router_logits[0].device
+    counts = torch.zeros(E, device=dev)
+    prob_sum = torch.zeros(E, device=dev)
+    rows = torch.zeros((), device=dev)
+    w = _flat_mask(mask, router_logits[0].shape[0], dev)
     for logits in router_logits:
         probs = torch.softmax(logits.float(), dim=-1)  # (N, E)
         idx = probs.detach().topk(top_k, dim=-1).indices  # (N, k)
@@ -185,7 +186,7 @@ class RoutingReplay:
                 return None
             recorded = self.recorded[layer][self._rows].reshape(-1, indices.shape[-1])  # (N, k)
             same = (indices.sort(-1).values == recorded.sort(-1).values).all(-1).float()  # (N,)
-            w = _flat_mask(self._mask, same.shape[0])
+            w = _flat_mask(self._mask, same.shape[0], same.device)
             self.agreement.append(float((same * w).sum() / w.sum().clamp_min(1)))
             if self._mode == "compare":
                 return None

@@ -42,7 +42,7 @@ def _merge(base: Any, extra: Any) -> Any:
 
 def _shared(cfg: PipelineConfig, section: dict[str, Any], stage: str) -> dict[str, Any]:
     dumped = cfg.model_dump(mode="json", include=set(SHARED))
-    out: dict[str, Any] = {"seed": cfg.seed, "threads": cfg.threads}
+    out: dict[str, Any] = {"seed": cfg.seed, "threads": cfg.threads, "device": cfg.device}
     for key in SHARED:
         if key == "rewards" and stage == "pretrain":
             continue  # pretraining has no rewards

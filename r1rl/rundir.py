@@ -180,7 +180,14 @@ def finish(run: RunDir, stage: str, model: Any, tokenizer: Any, par: Any) -> Run
     """The end of a training stage: plots, then ``final/`` (model and tokenizer) by one rename.
 
     Under a launcher only the main process writes; the others wait for it in ``par.close()``.
+    A sharded model (FSDP2) is gathered first, every rank taking part; a PEFT model gathers only
+    its adapters.
     """
+    state = None
+    if getattr(par, "sharded", False) and model is not None:
+        from r1rl.sharding import full_state_dict
+
+        state = full_state_dict(model, trainable_only=hasattr(model, "peft_config"))
     if par.is_main:
         try:
             render_plots(run, stage)
@@ -191,7 +198,7 @@ def finish(run: RunDir, stage: str, model: Any, tokenizer: Any, par: Any) -> Run
         if stage == "ppo":
             write_samples_table(run)
         with run.writing_final() as final:
-            model.save_pretrained(final)
+            model.save_pretrained(final, **({"state_dict": state} if state is not None else {}))
             tokenizer.save_pretrained(final)
     par.close()
     return run

@@ -17,9 +17,11 @@ import torch
 
 from r1rl.config import TrainSettings
 from r1rl.distributed import Parallel
+from r1rl.errors import UserError
 from r1rl.loop import Checkpointer, Preempted, StepLogger, restore_rng, rng_state_of
 from r1rl.moe import expert_load, load_metrics, switch_loss_global
 from r1rl.rundir import RunDir
+from r1rl.sharding import SHARDED_EVAL
 from r1rl.training import check_in_sync, cosine_schedule, grad_norm_finite
 
 Batch = dict[str, torch.Tensor]
@@ -45,12 +47,21 @@ def train_supervised(
     averaged gradient is the one a single process would compute on the whole batch.
     """
     par = par or Parallel()
+    if par.sharded and evaluate is not None and cfg.log.eval_every > 0:
+        raise UserError(SHARDED_EVAL)
+    forward = par.wrap(model)  # on the device; DDP or FSDP2 under a launcher (before the optimizer)
     params = [p for p in model.parameters() if p.requires_grad]
     o = cfg.optim
     opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, betas=(0.9, 0.95))
     sched = cosine_schedule(opt, o.warmup_steps, cfg.steps, o.min_lr_ratio)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    ckpt = Checkpointer(run.checkpoints, cfg.checkpoint.every, cfg.checkpoint.keep, is_main=par.is_main)
+
+    def state_of() -> dict[str, Any]:
+        model_state = {k: v for k, v in model.state_dict().items() if k in trainable}
+        return {"model": model_state, "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+
+    backend = par.checkpoint_backend(state_of, [opt])
+    ckpt = Checkpointer(run.checkpoints, cfg.checkpoint.every, cfg.checkpoint.keep, backend, par.is_main)
     start, state = ckpt.resume()
     if state is not None:
         model.load_state_dict(state["model"], strict=False)
@@ -58,7 +69,7 @@ def train_supervised(
         sched.load_state_dict(state["scheduler"])
         restore_rng(par, state)
     log = StepLogger(run, stage, cfg.steps, start, cfg.log.every, is_main=par.is_main)
-    step_fn = SupervisedStep(model, params, opt, cfg, par, stage)
+    step_fn = SupervisedStep(model, forward, params, opt, cfg, par, stage)
     model.train()
     for step in log.steps():
         with log.phase("train"):
@@ -78,9 +89,7 @@ def train_supervised(
         stop = log.stop_requested(par) and done < cfg.steps
         if ckpt.due(done, cfg.steps) or stop:
             rng = rng_state_of(par)  # a collective: every rank takes part
-            model_state = {k: v for k, v in model.state_dict().items() if k in trainable}
-            path = ckpt.save(done, {"model": model_state, "optimizer": opt.state_dict(),
-                                    "scheduler": sched.state_dict(), **rng, "step": done})  # fmt: skip
+            path = ckpt.save(done, {**state_of(), **rng, "step": done})
             if stop:
                 raise Preempted(done, path)
     check_in_sync(par, [p for p in model.parameters() if p.requires_grad], "trained weights")
@@ -92,23 +101,15 @@ class SupervisedStep:
     def __init__(
         self,
         model: torch.nn.Module,
+        forward: torch.nn.Module,
         params: list[Any],
         opt: Any,
         cfg: TrainSettings,
         par: Parallel,
         stage: str,
     ) -> None:
-        self.model, self.params, self.opt, self.cfg, self.par, self.stage = (
-            model,
-            params,
-            opt,
-            cfg,
-            par,
-            stage,
-        )
-        self.forward = par.wrap(
-            model
-        )  # DDP under a launcher (it broadcasts rank 0's weights), else the model
+        self.model, self.forward, self.params, self.opt = model, forward, params, opt
+        self.cfg, self.par, self.stage = cfg, par, stage
         config = getattr(model, "config", None)
         self.coef = getattr(config, "router_aux_loss_coef", 0.0)
         self.top_k = getattr(config, "num_experts_per_tok", 1)

@@ -54,6 +54,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def grad_norm_finite(params: list[torch.nn.Parameter], max_norm: float) -> tuple[float, bool]:
     """Clip gradients; returns the pre-clip norm and whether it is finite."""
     norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    if hasattr(norm, "full_tensor"):  # FSDP2's sharded gradients: a norm over every rank's shards
+        norm = norm.full_tensor()
     return float(norm), bool(torch.isfinite(norm))
 
 
@@ -62,11 +64,11 @@ def check_in_sync(par: Any, tensors: Iterable[torch.Tensor], what: str) -> None:
 
     A collective under a launcher; nothing to check alone.
     """
-    if not par.enabled:
+    if not par.enabled or par.sharded:  # sharded weights have one copy: nothing to compare
         return
     digest = hashlib.blake2b(digest_size=16)
     for t in tensors:
-        digest.update(t.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     hashes = par.gather_objects(digest.hexdigest())
     if len(set(hashes)) > 1:
         raise RuntimeError(f"{what} differ across ranks after training (per-rank hashes {hashes})")

@@ -21,7 +21,7 @@ from r1rl.eval.heldout import add_heldout, evaluate_heldout
 from r1rl.eval.registry import get_task
 
 from r1rl.config import EvalConfig
-from r1rl.distributed import is_main
+from r1rl.distributed import is_main, resolve_device
 from r1rl.model import load_merged, load_tokenizer, resolve_model_path
 from r1rl.plots import plot_eval_results
 from r1rl.rundir import RunDir
@@ -39,11 +39,12 @@ def run(cfg: EvalConfig) -> RunDir:
     own, harness = task.name in names, [t for t in names if t != task.name]
     for name in harness:
         get_task(name)  # an unknown name fails now, with a did-you-mean
-    hierarchy = hierarchy_of(cfg.rewards, task, splits=("test",)) if own else None
+    device = resolve_device(cfg.device)
+    hierarchy = hierarchy_of(cfg.rewards, task, splits=("test",), device=str(device)) if own else None
     rd.start(cfg.model_copy(update={"rewards": resolved_rewards(cfg.rewards, task)}))
     write_task_info(rd.path, task)
     setup(cfg.seed, cfg.threads)
-    model, tokenizer = load_merged(model_path), load_tokenizer(model_path)
+    model, tokenizer = load_merged(model_path).to(device), load_tokenizer(model_path)
     results = evaluate(
         model, tokenizer, harness, limit=cfg.limit, num_fewshot=cfg.num_fewshot, batch_size=cfg.batch_size,
         seed=cfg.seed, fewshot_split=cfg.fewshot_split, data_dir=cfg.data_dir, progress=True,

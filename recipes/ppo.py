@@ -18,7 +18,7 @@ from r1rl.distributed import Parallel
 from r1rl.errors import UserError
 from r1rl.model import load_tokenizer, resolve_model_path
 from r1rl.moe import check_routing_replay
-from r1rl.ppo.roles import build_roles
+from r1rl.ppo.roles import build_roles, final_policy
 from r1rl.ppo.trainer import train_ppo
 from r1rl.rundir import RunDir, finish
 from r1rl.tasks.prepare import drop_long_prompts, hierarchy_of, resolved_rewards, task_of, write_task_info
@@ -31,8 +31,8 @@ def run(cfg: PPOConfig) -> RunDir:
         return rd
     model_path = resolve_model_path(cfg.model_path)
     task = task_of(cfg)  # 1. the task: its rows and the reward hierarchy, checked against its columns
-    hierarchy = hierarchy_of(cfg.rewards, task)
-    par = Parallel()
+    par = Parallel(device=cfg.device)
+    hierarchy = hierarchy_of(cfg.rewards, task, device=str(par.device))  # reward models: the policy's device
     par.check_divisible(cfg.rollout.prompts_per_step, "rollout.prompts_per_step")
     par.check_divisible(cfg.optim.minibatch_size, "optim.minibatch_size")
     tokenizer = load_tokenizer(model_path)
@@ -59,7 +59,7 @@ def run(cfg: PPOConfig) -> RunDir:
 
     # 3. train: rollout → reward → log-probs → advantages → update, with checkpoints and resume
     train_ppo(ac, tokenizer, pool, hierarchy, cfg, rd, cfg.seed, evaluate=periodic_eval, par=par, task=task)
-    return finish(rd, "ppo", ac.final_model() if par.is_main else None, tokenizer, par)  # 4. final/
+    return finish(rd, "ppo", final_policy(ac, par, cfg, model_path), tokenizer, par)  # 4. final/
 
 
 if __name__ == "__main__":

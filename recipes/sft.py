@@ -14,7 +14,7 @@ from r1rl.eval.heldout import evaluate_heldout
 
 from r1rl.config import SFTConfig
 from r1rl.distributed import Parallel
-from r1rl.model import add_lora, load_merged, load_tokenizer, resolve_model_path
+from r1rl.model import add_lora, load_merged, load_tokenizer, resolve_model_path, torch_dtype
 from r1rl.rundir import RunDir, finish
 from r1rl.supervised import example_batches, train_supervised
 from r1rl.tasks.prepare import hierarchy_of, resolved_rewards, sft_examples, task_of, write_task_info
@@ -27,8 +27,9 @@ def run(cfg: SFTConfig) -> RunDir:
         return rd
     base_path = resolve_model_path(cfg.model_path)
     task = task_of(cfg)  # the rows, and the rewards the held-out eval scores with
-    hierarchy = hierarchy_of(cfg.rewards, task, splits=("test",) if cfg.log.eval_every else ())
     par = Parallel.for_training(cfg)
+    splits = ("test",) if cfg.log.eval_every else ()
+    hierarchy = hierarchy_of(cfg.rewards, task, splits=splits, device=str(par.device))
     tokenizer = load_tokenizer(base_path)
     examples = sft_examples(task, tokenizer, cfg.num_examples, "sft", par)  # bad rows fail before any write
     rd.start(cfg.model_copy(update={"rewards": resolved_rewards(cfg.rewards, task)}))
@@ -36,7 +37,7 @@ def run(cfg: SFTConfig) -> RunDir:
         write_task_info(rd.path, task)
     par.barrier()
     setup(cfg.seed, cfg.threads)
-    model = add_lora(load_merged(base_path), cfg.lora)
+    model = add_lora(load_merged(base_path, torch_dtype(cfg.base_dtype)), cfg.lora)
     model.peft_config["default"].base_model_name_or_path = base_path
 
     def periodic_eval() -> dict[str, float]:

@@ -6,6 +6,11 @@ router's load-balancing loss, taken over the global batch) and SFT to 1e-4 of th
 process writes the run directory; every run ends with a check that all ranks hold bit-identical
 trained weights (``r1rl.training.check_in_sync``), and a 2-process PPO run killed after its second
 checkpoint resumes to the same weights as the straight run.
+
+The same runs under FSDP2 (``recipes/accelerate/fsdp2_cpu.yaml``: the frozen base sharded per
+decoder layer, the adapters and value head trained, generation synchronised across the shards)
+meet the same tolerances, save sharded checkpoints with ``torch.distributed.checkpoint`` and
+resume bitwise after a SIGKILL.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -40,16 +44,20 @@ def spread(prompts, completions, **columns):
 """
 
 
-def _launch_cmd(stage: str, recipe: Path, args: list[str]) -> list[str]:
-    return cpu_launch(["-m", "r1rl.cli", stage, str(recipe), *args])[0]
+FSDP2_CPU = str(RECIPES_ACCELERATE / "fsdp2_cpu.yaml")
+
+
+def _launch_cmd(stage: str, recipe: Path, args: list[str], config_file: str | None = None) -> list[str]:
+    return cpu_launch(["-m", "r1rl.cli", stage, str(recipe), *args], config_file=config_file)[0]
 
 
 def _env() -> dict[str, str]:
     return cpu_launch([])[1]
 
 
-def launch2(stage: str, recipe: Path, args: list[str]) -> None:
-    res = subprocess.run(_launch_cmd(stage, recipe, args), env=_env(), capture_output=True, text=True)
+def launch2(stage: str, recipe: Path, args: list[str], config_file: str | None = None) -> None:
+    cmd = _launch_cmd(stage, recipe, args, config_file)
+    res = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
 
 
@@ -76,7 +84,7 @@ def test_parallel_alone_is_a_no_op():
     par = Parallel()
     assert not par.enabled and par.is_main and par.world == 1
     batch = {"input_ids": torch.arange(6).view(3, 2)}
-    assert par.shard(batch) is batch
+    assert par.shard(batch)["input_ids"] is batch["input_ids"]  # alone on the CPU: the same tensor
     assert par.shard_list([1, 2, 3]) == [1, 2, 3]
     assert par.all_mean({"a": 2.0}) == {"a": 2.0}
     x = torch.tensor([1.0, 2.0])
@@ -243,11 +251,19 @@ def test_ppo_two_processes_match_one(runs):
 
 @pytest.mark.slow
 def test_ppo_two_processes_killed_and_resumed(runs):
-    tmp, out = runs["tmp"], runs["tmp"] / "ppo2-resumed"
-    cmd = _launch_cmd("ppo", MICRO / "ppo.yaml", [f"output_dir={out}", *runs["ppo_args"]])
+    _kill_after_checkpoint_2_and_resume(runs, runs["tmp"] / "ppo2", runs["tmp"] / "ppo2-resumed")
+
+
+def _kill_after_checkpoint_2_and_resume(
+    runs: dict, straight: Path, out: Path, config_file: str | None = None
+):
+    """SIGKILL a 2-process PPO run once its second checkpoint exists, resume it with the same command,
+    and compare it bit for bit with ``straight``, the same run uninterrupted."""
+    args = [f"output_dir={out}", *runs["ppo_args"]]
     child = subprocess.Popen(
-        cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+        _launch_cmd("ppo", MICRO / "ppo.yaml", args, config_file),
+        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
     deadline = time.monotonic() + 180
     while not (out / "checkpoints" / "step-00000002").exists():
         assert child.poll() is None and time.monotonic() < deadline, "ended before checkpoint 2"
@@ -256,11 +272,11 @@ def test_ppo_two_processes_killed_and_resumed(runs):
     child.wait()
     assert not (out / "final").exists()
     assert Checkpointer(out / "checkpoints").paths()[-1].name < "step-00000005"
-    launch2("ppo", MICRO / "ppo.yaml", [f"output_dir={out}", *runs["ppo_args"]])
-    a = load_file(tmp / "ppo2" / "final" / "model.safetensors")
+    launch2("ppo", MICRO / "ppo.yaml", args, config_file)
+    a = load_file(straight / "final" / "model.safetensors")
     b = load_file(out / "final" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert [r["step"] for r in _metrics(out)] == [r["step"] for r in _metrics(tmp / "ppo2")]
+    assert [r["step"] for r in _metrics(out)] == [r["step"] for r in _metrics(straight)]
 
 
 @pytest.mark.slow
@@ -323,19 +339,87 @@ def test_uneven_split_under_a_launcher_is_one_line_and_writes_nothing(tmp_path):
     assert not out.exists()
 
 
+# ---------------------------------------------------------------------------------------------
+# FSDP2 (recipes/accelerate/fsdp2_cpu.yaml): the frozen base sharded per decoder layer over 2 gloo
+# processes, against the same 1-process runs and DDP's tolerances
+
+
+@pytest.fixture(scope="module")
+def fsdp_runs(runs):
+    tmp = runs["tmp"]
+    launch2("pretrain", MICRO / "pretrain.yaml", [f"output_dir={tmp}/pre-fsdp", "steps=6"], FSDP2_CPU)
+    sft_args = [f"output_dir={tmp}/sft-fsdp", f"model_path={tmp}/pre1/final", "checkpoint.every=3"]
+    launch2("sft", MICRO / "sft.yaml", sft_args, FSDP2_CPU)
+    launch2("ppo", MICRO / "ppo.yaml", [f"output_dir={tmp}/ppo-fsdp", *runs["ppo_args"]], FSDP2_CPU)
+    return tmp
+
+
 @pytest.mark.slow
-def test_fsdp_config_is_refused_in_one_line(tmp_path):
-    out = tmp_path / "pre"
-    cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-        str(RECIPES_ACCELERATE / "fsdp2.yaml"), "--num_processes", "2", "--main_process_port", "0",
-        "-m", "r1rl.cli", "pretrain", str(MICRO / "pretrain.yaml"), f"output_dir={out}",
-    ]  # fmt: skip
-    res = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
-    assert res.returncode != 0
-    errors = {line for line in res.stderr.splitlines() if line.startswith("r1rl: error:")}
-    assert errors == {
-        "r1rl: error: accelerate distributed_type FSDP is not supported by r1rl's training loops; "
-        "launch with a DDP config (recipes/accelerate/ddp.yaml or ddp_cpu.yaml)"
-    }
-    assert not out.exists()
+def test_fsdp2_pretrain_and_sft_match_one_process(fsdp_runs):
+    from transformers import AutoConfig
+
+    from r1rl.model import build_model
+
+    tmp = fsdp_runs
+    a, b = _full_model(tmp / "pre1" / "final"), _full_model(tmp / "pre-fsdp" / "final")
+    init = build_model(AutoConfig.from_pretrained(tmp / "pre1" / "final"), 0).state_dict()
+    assert _rel_diff(a, b, init) < 1e-4
+    for ra, rb in zip(_metrics(tmp / "pre1"), _metrics(tmp / "pre-fsdp"), strict=True):
+        assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-5)
+    a = load_file(tmp / "sft1" / "final" / "adapter_model.safetensors")
+    b = load_file(tmp / "sft-fsdp" / "final" / "adapter_model.safetensors")
+    assert sorted(a) == sorted(b)
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5  # measured 5.5e-7
+    for ra, rb in zip(_metrics(tmp / "sft1"), _metrics(tmp / "sft-fsdp"), strict=True):
+        assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-5)
+    unsharded = [f for f in _files(tmp / "sft-fsdp") if not f.startswith("checkpoints/")]
+    assert unsharded == [f for f in _files(tmp / "sft1") if not f.startswith("checkpoints/")]
+
+
+@pytest.mark.slow
+def test_fsdp2_ppo_matches_one_process_with_sharded_checkpoints(fsdp_runs):
+    from r1rl.model import load_merged
+
+    tmp = fsdp_runs
+    a, b = _full_model(tmp / "ppo1" / "final"), _full_model(tmp / "ppo-fsdp" / "final")
+    base = load_merged(str(tmp / "sft1" / "final")).state_dict()
+    assert _rel_diff(a, b, base) < 3e-2  # measured 2.3e-5
+    for ra, rb in zip(_metrics(tmp / "ppo1"), _metrics(tmp / "ppo-fsdp"), strict=True):
+        assert rb["reward/mean"] == pytest.approx(ra["reward/mean"], abs=1e-6)
+        assert rb["value/loss"] == pytest.approx(ra["value/loss"], rel=1e-2, abs=1e-6)
+    last = Checkpointer(tmp / "ppo-fsdp" / "checkpoints").paths()[-1]
+    # torch.distributed.checkpoint: one shard file per process, its metadata, and the unsharded rest
+    assert sorted(p.name for p in last.iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp", "extra.pt"]
+
+
+@pytest.mark.slow
+def test_fsdp2_ppo_killed_and_resumed_bitwise(fsdp_runs, runs):
+    _kill_after_checkpoint_2_and_resume(
+        runs, fsdp_runs / "ppo-fsdp", fsdp_runs / "ppo-fsdp-resumed", FSDP2_CPU
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ACCELERATE_USE_DEEPSPEED": "true"}, "accelerate distributed_type DEEPSPEED is not supported"),
+        ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"}, "accelerate FSDP version 1 is not supported"),
+    ],
+)
+def test_deepspeed_and_fsdp1_launches_are_refused_in_one_line(monkeypatch, env, message):
+    from r1rl.distributed import _sharding_requested
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(UserError, match=message) as e:
+        _sharding_requested()
+    assert "\n" not in str(e.value)
+
+
+def test_fsdp2_launch_is_accepted(monkeypatch):
+    from r1rl.distributed import _sharding_requested
+
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_VERSION", "2")
+    assert _sharding_requested()

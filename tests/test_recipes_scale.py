@@ -17,7 +17,7 @@ ACCELERATE = sorted((RECIPES / "accelerate").glob("*.yaml"))
 
 
 def test_every_strategy_has_a_config():
-    assert {p.stem for p in ACCELERATE} == {"ddp", "ddp_cpu", "fsdp2", "zero2", "zero3"}
+    assert {p.stem for p in ACCELERATE} == {"ddp", "ddp_cpu", "fsdp2", "fsdp2_cpu", "zero2", "zero3"}
 
 
 def _launch_args(path: Path):

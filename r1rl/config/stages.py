@@ -51,6 +51,10 @@ class StageBase(HubOptions):
     )
     seed: int = Field(0, description="seed of every random stream (each process's is derived from it)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; null = torch's default")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="auto: CUDA when a GPU is visible and ACCELERATE_USE_CPU is unset; cpu/cuda force it",
+    )
     report_to: list[Tracker] = Field(
         default_factory=list, description="mirror metrics to these trackers (through accelerate)"
     )
@@ -82,6 +86,9 @@ class SFTConfig(TrainSettings, StageBase):
     steps: int = Field(100, ge=1, description="optimizer steps")
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=2e-3))
     lora: LoraConfigModel = Field(default_factory=LoraConfigModel)
+    base_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="dtype of the frozen base (auto: the checkpoint's); adapters stay float32"
+    )
     rewards: RewardsConfig = Field(
         default_factory=lambda: RewardsConfig(), description="the hierarchy of the periodic held-out eval"
     )
@@ -94,6 +101,9 @@ class PPOConfig(PPOSettings, StageBase):
 
     model_path: str = Field(description="the SFT stage's final/ (an adapter is merged into its base)")
     lora: LoraConfigModel = Field(default_factory=LoraConfigModel)
+    base_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="dtype of the frozen base (auto: the checkpoint's); adapters stay float32"
+    )
     critic_model_path: str | None = Field(
         None, description="a separate, smaller model (same tokenizer) trained in full as the critic"
     )
@@ -147,6 +157,7 @@ class PipelineConfig(HubOptions):
     output_dir: str = Field(description="the pipeline's folder: one run directory per stage under it")
     seed: int = Field(0, description="every stage's seed")
     threads: int | None = Field(None, ge=1, description="torch CPU threads of every stage; null = default")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="every stage's device")
     model_path: str | None = Field(
         None, description="start from this model (a local directory or a Hub id) instead of pretraining"
     )

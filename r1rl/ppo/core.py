@@ -112,8 +112,8 @@ def gae(
     """
     B, T = rewards.shape
     adv = torch.zeros_like(rewards)
-    next_value = torch.zeros(B, dtype=rewards.dtype)
-    next_adv = torch.zeros(B, dtype=rewards.dtype)
+    next_value = torch.zeros(B, dtype=rewards.dtype, device=rewards.device)
+    next_adv = torch.zeros(B, dtype=rewards.dtype, device=rewards.device)
     for t in reversed(range(T)):
         m = mask[:, t].to(rewards.dtype)
         delta = rewards[:, t] + gamma * next_value - values[:, t]
@@ -322,7 +322,7 @@ def group_advantages(
 def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
     """G_t = Σ_{s≥t} γ^{s−t} r_s over real tokens. (B, T) -> (B, T), zero on padding."""
     out = torch.zeros_like(rewards)
-    running = torch.zeros(rewards.shape[0], dtype=rewards.dtype)
+    running = torch.zeros(rewards.shape[0], dtype=rewards.dtype, device=rewards.device)
     for t in reversed(range(rewards.shape[1])):
         m = mask[:, t].to(rewards.dtype)
         running = m * (rewards[:, t] + gamma * running) + (1 - m) * running

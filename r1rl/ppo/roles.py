@@ -279,17 +279,21 @@ def build_roles(cfg: Any, model_path: str) -> ActorCritic | FullActorCritic:
     """Policy, critic (with GAE) and reference for a PPO config: LoRA roles on one base by default,
     a separate critic network with ``critic_model_path``, or three full networks with ``full_finetune``."""
     from r1rl.errors import UserError
-    from r1rl.model import load_merged, resolve_model_path
+    from r1rl.model import load_merged, resolve_model_path, torch_dtype
 
     with_critic = cfg.algorithm.advantage_estimator == "gae"
+    dtype = torch_dtype(cfg.base_dtype)
     if cfg.full_finetune:
-        ac: ActorCritic | FullActorCritic = FullActorCritic(load_merged(model_path), critic=with_critic)
+        ac: ActorCritic | FullActorCritic = FullActorCritic(
+            load_merged(model_path, dtype), critic=with_critic
+        )
     else:
         critic_model = None
         if cfg.critic_model_path and with_critic:
-            critic_model = load_merged(resolve_model_path(cfg.critic_model_path, "critic_model_path"))
+            critic_model = load_merged(resolve_model_path(cfg.critic_model_path, "critic_model_path"), dtype)
+        base = load_merged(model_path, dtype)
         try:
-            ac = ActorCritic(load_merged(model_path), cfg.lora, critic=with_critic, critic_model=critic_model)
+            ac = ActorCritic(base, cfg.lora, critic=with_critic, critic_model=critic_model)
         except ValueError as e:
             raise UserError(f"critic_model_path: {e}") from None
     if cfg.compute.bf16:
@@ -297,3 +301,14 @@ def build_roles(cfg: Any, model_path: str) -> ActorCritic | FullActorCritic:
     if cfg.compute.gradient_checkpointing:
         ac.enable_gradient_checkpointing()
     return ac
+
+
+def final_policy(ac: ActorCritic | FullActorCritic, par: Any, cfg: Any, model_path: str) -> Any:
+    """What PPO's ``final/`` holds: the policy merged into its base, on the main process (``None``
+    elsewhere); under FSDP2 the adapter is gathered and merged into a fresh copy of the base."""
+    if getattr(par, "sharded", False):
+        from r1rl.model import torch_dtype
+        from r1rl.sharding import merged_policy
+
+        return merged_policy(ac, par, model_path, cfg.lora, torch_dtype(cfg.base_dtype))
+    return ac.final_model() if par.is_main else None

@@ -95,14 +95,15 @@ def rollout(
     n = cfg.rollout.samples_per_prompt
     prompts = prompts_of(batch, n)
     with phase("generate"):
-        g = _generate(ac, tokenizer, prompts, cfg, task)
+        g = _generate(ac, tokenizer, prompts, cfg, task, par.synced_generation)
     with phase("reward"):
         completions = [as_completion(p, t) for p, t in zip(prompts, g.texts)]
         res = hierarchy(prompts, completions, **reward_columns(batch, n))
-    raw = torch.tensor(res.rewards, dtype=torch.float32)  # (B,)
-    input_ids = torch.cat([g.prompt_ids, g.completion_ids], 1)  # (B, P + T)
-    attention_mask = torch.cat([g.prompt_mask, g.completion_mask], 1)
-    mask = g.completion_mask.float()  # (B, T)
+    dev = par.device  # everything from here on lives where the model does
+    raw = torch.tensor(res.rewards, dtype=torch.float32, device=dev)  # (B,)
+    input_ids = torch.cat([g.prompt_ids, g.completion_ids], 1).to(dev)  # (B, P + T)
+    attention_mask = torch.cat([g.prompt_mask, g.completion_mask], 1).to(dev)
+    mask = g.completion_mask.float().to(dev)  # (B, T)
     with phase("logprobs"):
         skip_old = on_policy(cfg, len(prompts), par.world, kl_coef)
         old, ref, values = _forward_passes(ac, input_ids, attention_mask, mask, skip_old, replay)
@@ -146,14 +147,16 @@ def rollout(
     )
 
 
-def _generate(ac: Any, tokenizer: Any, prompts: list[Any], cfg: PPOSettings, task: Task | None) -> Generation:
+def _generate(
+    ac: Any, tokenizer: Any, prompts: list[Any], cfg: PPOSettings, task: Task | None, synced: bool
+) -> Generation:
     prompt_ids = encode_prompts(tokenizer, prompts, getattr(task, "system_prompt", None))
     r = cfg.rollout
     ac.use("policy")
     with ac.autocast():
         return generate(
             ac.generation_model, tokenizer, prompt_ids, max_new_tokens=r.max_new_tokens, do_sample=True,
-            temperature=r.temperature, top_p=r.top_p, stop=getattr(task, "stop", ()),
+            temperature=r.temperature, top_p=r.top_p, stop=getattr(task, "stop", ()), synced=synced,
         )  # fmt: skip
 
 

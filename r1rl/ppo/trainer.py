@@ -46,6 +46,7 @@ from r1rl.ppo.rollout import Rollout, rollout
 from r1rl.ppo.update import update
 from r1rl.rewards.hierarchy import RewardHierarchy
 from r1rl.rundir import RunDir
+from r1rl.sharding import SHARDED_EVAL, shard_roles
 from r1rl.tasks.base import Task, rows
 from r1rl.tasks.sampler import EpochSampler
 from r1rl.training import check_in_sync, cosine_schedule
@@ -143,17 +144,22 @@ def train_ppo(
     main process evaluates, logs and writes checkpoints.
     """
     par = par or Parallel()
+    _place(ac, par, periodic_eval=evaluate is not None and cfg.log.eval_every > 0)
     state = PPOState(ac, cfg, seed, len(pool), hierarchy)
     replay = (
         RoutingReplay(ac.generation_model) if routers(ac.generation_model) else None
     )  # telemetry or replay
-    ckpt = Checkpointer(run.checkpoints, cfg.checkpoint.every, cfg.checkpoint.keep, is_main=par.is_main)
+
+    def template() -> dict[str, Any]:
+        return {"model": ac.trainable_state(), **state.state_dict()}
+
+    backend = par.checkpoint_backend(template, list(state.opts.values()))
+    ckpt = Checkpointer(run.checkpoints, cfg.checkpoint.every, cfg.checkpoint.keep, backend, par.is_main)
     start, saved = ckpt.resume()
     if saved is not None:
         ac.load_state_dict(saved["model"], strict=False)
         state.load_state_dict(saved)
         restore_rng(par, saved)
-    par.broadcast_(ac.trainable_state().values())  # every rank starts from the main process's weights
     if par.enabled:  # per-tier reward normalisation over every rank's scores
         hierarchy.gather = lambda values: [v for part in par.gather_objects(values) for v in part]
     log = StepLogger(run, "ppo", cfg.steps, start, cfg.log.every, is_main=par.is_main)
@@ -188,6 +194,16 @@ def train_ppo(
     if start < cfg.steps:  # a finished run keeps its last state, so a longer run can continue it exactly
         _checkpoint(ckpt, cfg.steps, ac, state, par)
     check_in_sync(par, ac.trainable_state().values(), "trained adapters")
+
+
+def _place(ac: Any, par: Parallel, periodic_eval: bool) -> None:
+    """The roles on this process's device with the main process's weights; sharded under FSDP2."""
+    if par.sharded and periodic_eval:
+        raise UserError(SHARDED_EVAL)
+    ac.to(par.device)
+    par.broadcast_(ac.trainable_state().values())  # every rank starts from the main process's weights
+    if par.sharded:
+        shard_roles(ac, par)  # before the optimizers: FSDP2 replaces the parameters by their shards
 
 
 def _update(

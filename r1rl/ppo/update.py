@@ -46,7 +46,9 @@ class Behaviour:
     def __init__(self, ro: Rollout, estimator: str) -> None:
         self.recorded = ro.old_logprobs
         self.estimator = estimator
-        self.kl_seq = torch.zeros(ro.mask.shape[0]) if self.recorded is None else None  # (B,)
+        self.kl_seq = (
+            None if self.recorded is not None else torch.zeros(ro.mask.shape[0], device=ro.mask.device)
+        )
 
     @property
     def on_policy(self) -> bool:

@@ -58,7 +58,7 @@ def hierarchy_of(
     """The hierarchy ``rewards`` describes (its tiers default to the task's), checked against the columns.
 
     A reward that needs a column the rows lack is refused here, before the policy is loaded; a
-    reward-model tier is loaded onto ``device`` (the policy's: every stage runs on the CPU today).
+    reward-model tier is loaded onto ``device`` (the policy's).
     """
     hierarchy = RewardHierarchy.from_config(resolved_rewards(rewards, task), device)
     for split in splits:

@@ -207,3 +207,22 @@ def test_pretrain_with_data_pipeline_sources_filters_dedup_and_validation(tmp_pa
     with pytest.raises(UserError, match="did you mean 'file'"):
         STAGES["pretrain"](bad)
     assert not (tmp_path / "q").exists()
+
+
+def test_a_bf16_base_trains_fp32_adapters(runs, tmp_path):
+    """``base_dtype: bfloat16`` (what the GPU recipes use) on the CPU: the frozen base is held in
+    bf16, the adapters, their gradients and optimizer state stay fp32, and both stages finish."""
+    from r1rl.model import load_merged, torch_dtype
+    from r1rl.ppo.roles import build_roles
+
+    pre = runs["pretrain"].final
+    sft = STAGES["sft"](_cfg(SFTConfig, "sft", tmp_path, model_path=pre, base_dtype="bfloat16", steps=2))
+    adapter = load_file(sft.final / "adapter_model.safetensors")
+    assert {t.dtype for t in adapter.values()} == {torch.float32}
+    cfg = _cfg(PPOConfig, "ppo", tmp_path, model_path=sft.final, base_dtype="bfloat16", steps=1)
+    ac = build_roles(cfg, str(sft.final))
+    base = {p.dtype for n, p in ac.peft.named_parameters() if "lora_" not in n}
+    assert base == {torch.bfloat16} and {t.dtype for t in ac.trainable_state().values()} == {torch.float32}
+    STAGES["ppo"](cfg)
+    assert load_merged(str(tmp_path / "ppo" / "final")).dtype == torch.bfloat16  # the base's dtype
+    assert torch_dtype("auto") is None
