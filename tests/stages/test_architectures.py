@@ -27,10 +27,6 @@ LOCAL = ["threads=1", "task.source=local", "task.limit=8", "task.eval_limit=2"]
 SFT_SIZE = [*LOCAL, "steps=2", "batch_size=2", "log.every=1"]
 PPO_SIZE = [*LOCAL, "steps=2", "rollout.prompts_per_step=2", "rollout.max_new_tokens=16",
             "optim.minibatch_size=4", "optim.micro_batch_size=2"]  # fmt: skip
-# Routing replay under gradient checkpointing fails today: the update's backward recomputes each
-# layer outside the replay context (r1rl/ppo/update.py), so the recomputed routing differs and
-# torch.utils.checkpoint raises. Until the backward runs inside that context, it is off here.
-KNOWN = {"qwen3-30b-a3b": ["compute.gradient_checkpointing=false"]}
 
 SFT_METRICS = {"loss", "lr", "grad_norm", "moe/aux_loss", "moe/load_cv/0", "moe/load_cv/1", "perf/step_s",
                "perf/tokens_per_s"}  # fmt: skip
@@ -88,7 +84,7 @@ def test_real_recipe_lora_sft_then_ppo_on_a_scaled_down_copy(recipe, texts, tmp_
     over = [f"output_dir={tmp_path / 'sft'}", f"model_path={start}", *SFT_SIZE]
     sft = STAGES["sft"](load_config(SFTConfig, CONFIGS / recipe / "sft.yaml", over))
     _check_sft(sft, start)
-    over = [f"output_dir={tmp_path / 'ppo'}", f"model_path={sft.final}", *PPO_SIZE, *KNOWN.get(recipe, [])]
+    over = [f"output_dir={tmp_path / 'ppo'}", f"model_path={sft.final}", *PPO_SIZE]
     cfg = load_config(PPOConfig, CONFIGS / recipe / "ppo.yaml", over)
     ppo = STAGES["ppo"](cfg)
     last = _check_ppo(ppo, RECIPES[recipe], critic=cfg.algorithm.advantage_estimator == "gae")
