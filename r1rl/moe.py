@@ -159,6 +159,9 @@ class RoutingReplay:
 
     Usage: ``with replay.record(): forward(all rows)``, then for each update pass
     ``with replay.replay(rows): forward(those rows)``. Recorded indices: ``L × (B, S, k)``.
+    Under gradient checkpointing the backward pass recomputes each layer's forward, these hooks
+    included, so it must run inside the same ``replay(rows)`` context; outside it the recomputed
+    routing differs and ``torch.utils.checkpoint`` raises a ``CheckpointError``.
     """
 
     def __init__(self, model: torch.nn.Module) -> None:

@@ -90,6 +90,42 @@ def test_routing_replay_forces_recorded_experts_and_keeps_router_gradients():
     assert all(r.weight.grad is not None and r.weight.grad.abs().sum() > 0 for r in routers(model))
 
 
+def _replayed_grads(model, replay, ids, am, rows, backward_inside):
+    model.zero_grad()
+    with replay.replay(rows, am[rows]):
+        loss = model(input_ids=ids[rows], attention_mask=am[rows]).logits.pow(2).mean()
+        if backward_inside:
+            loss.backward()
+    if not backward_inside:
+        loss.backward()
+    return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+def test_routing_replay_under_gradient_checkpointing_needs_the_backward_inside_replay():
+    """The backward pass recomputes each checkpointed layer, router hooks included: inside replay()
+    it recomputes the replayed routing (the same gradients as without checkpointing); outside, the
+    recomputation routes afresh and torch.utils.checkpoint refuses it."""
+    torch.manual_seed(0)
+    model = _model()
+    model.train()
+    replay = RoutingReplay(model)
+    ids, rows = torch.randint(2, 64, (4, 12)), torch.tensor([3, 1])
+    am = torch.ones_like(ids)
+    with torch.no_grad(), replay.record(tuple(ids.shape)):
+        model(input_ids=ids, attention_mask=am)
+    with torch.no_grad():
+        for r in routers(model):
+            r.weight.add_(torch.randn_like(r.weight))  # the update would route differently
+    plain = _replayed_grads(model, replay, ids, am, rows, backward_inside=False)
+    model.gradient_checkpointing_enable()
+    checkpointed = _replayed_grads(model, replay, ids, am, rows, backward_inside=True)
+    assert len(plain) == len(checkpointed) and all(
+        torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, checkpointed)
+    )
+    with pytest.raises(torch.utils.checkpoint.CheckpointError):
+        _replayed_grads(model, replay, ids, am, rows, backward_inside=False)
+
+
 def test_replay_without_recording_is_an_error():
     replay = RoutingReplay(_model())
     with pytest.raises(RuntimeError, match="nothing recorded"):

@@ -1,30 +1,40 @@
-"""Scale-out recipes: every accelerate config parses and validates the way ``accelerate launch`` reads it,
-every real-checkpoint recipe is a valid r1rl config, and the memory estimator's counts are exact."""
+"""Scale-out recipes: every accelerate config parses and validates the way ``accelerate launch`` reads it
+(the two-machine ones through to torchrun's launch config and the device mesh), every real-checkpoint
+recipe is a valid r1rl config, and the memory estimator's counts are exact and its arithmetic is
+worked out by hand."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+import yaml
 
 from r1rl.config import LoraConfigModel, PPOConfig, SFTConfig, load_config
 from r1rl.memory import ARCHITECTURES, architecture, count_parameters, estimate, table
 
 RECIPES = Path(__file__).parents[1] / "recipes"
 ACCELERATE = sorted((RECIPES / "accelerate").glob("*.yaml"))
+MULTINODE = [p for p in ACCELERATE if p.stem.endswith("_multinode")]
+PLACEHOLDER_IP = "192.0.2.1"  # TEST-NET-1 (RFC 5737): never a real machine, so an unedited file fails fast
 
 
 def test_every_strategy_has_a_config():
-    assert {p.stem for p in ACCELERATE} == {"ddp", "ddp_cpu", "fsdp2", "fsdp2_cpu", "zero2", "zero3"}
+    assert {p.stem for p in ACCELERATE} == {
+        "ddp", "ddp_cpu", "fsdp2", "fsdp2_cpu", "zero2", "zero3", "fsdp2_multinode", "hsdp_multinode",
+    }  # fmt: skip
 
 
-def _launch_args(path: Path):
+def _launch_args(path: Path, *extra: str):
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 
     parser = launch_command_parser()
-    args, defaults, _ = _validate_launch_command(parser.parse_args(["--config_file", str(path), "train.py"]))
+    argv = ["--config_file", str(path), *extra, "train.py"]
+    args, defaults, _ = _validate_launch_command(parser.parse_args(argv))
     return parser, args, defaults
 
 
@@ -36,12 +46,13 @@ def test_accelerate_config_parses_and_validates(path, monkeypatch):
     parser, args, defaults = _launch_args(path)
     # every nested option is one the launcher knows (unknown ones would be silently ignored)
     known = {a.dest for a in parser._actions}
-    for section in ("fsdp_config", "deepspeed_config"):
+    for section in ("fsdp_config", "deepspeed_config", "parallelism_config"):
         unknown = set(getattr(defaults, section) or {}) - known
         assert not unknown, f"{path.name}: {section} keys accelerate does not know: {unknown}"
-    assert args.num_processes >= 2 and args.num_machines == 1
+    assert args.num_processes >= 2 and args.num_machines == (2 if path in MULTINODE else 1)
     kind = defaults.distributed_type
     if kind == DistributedType.FSDP:
+        monkeypatch.setattr("accelerate.utils.launch.is_port_in_use", lambda port: False)
         env = prepare_multi_gpu_env(args)
         for k, v in env.items():
             if k.startswith("FSDP_") or k == "ACCELERATE_USE_FSDP":
@@ -58,6 +69,105 @@ def test_accelerate_config_parses_and_validates(path, monkeypatch):
     else:
         assert kind == DistributedType.MULTI_GPU and args.multi_gpu  # the launcher that starts N processes
         assert not args.cpu  # on CPU, ACCELERATE_USE_CPU=true at launch (MULTI_CPU starts one process)
+
+
+def _torchrun_config(args):
+    """What accelerate's multi-GPU launcher hands torchrun (``multi_gpu_launcher``), short of starting it."""
+    import torch.distributed.run as distrib_run
+    from accelerate.utils.launch import _filter_args, prepare_multi_gpu_env
+
+    env = prepare_multi_gpu_env(args)
+    script = ["--training_script", args.training_script, "--training_script_args", args.training_script_args]
+    launch, _, _ = distrib_run.config_from_args(_filter_args(args, distrib_run.get_args_parser(), script))
+    return env, launch
+
+
+def _mesh_groups(pc, rank: int, world: int):
+    """This rank's shard group and replica group in the device mesh accelerate builds for FSDP2; torch's
+    in-process fake process group stands in for the ``world`` processes."""
+    import torch.distributed as dist
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    dist.init_process_group("fake", store=FakeStore(), rank=rank, world_size=world)
+    try:
+        mesh = pc.build_device_mesh("cpu")
+        fsdp = mesh[tuple(pc.fsdp_dim_names)]  # the mesh accelerate's fully_shard gets
+        return mesh["dp_shard"].mesh.tolist(), mesh["dp_replicate"].mesh.tolist(), fsdp.mesh_dim_names
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("machine_rank", [0, 1])
+@pytest.mark.parametrize("path", MULTINODE, ids=lambda p: p.stem)
+def test_two_machine_launch_as_accelerate_reads_it(path, machine_rank, monkeypatch, tmp_path):
+    from accelerate.parallelism_config import ParallelismConfig
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    raw = yaml.safe_load(path.read_text())
+    assert "machine_rank" not in raw and raw["main_process_ip"] == PLACEHOLDER_IP  # rank given at launch
+    monkeypatch.setattr("accelerate.utils.launch.is_port_in_use", lambda port: False)  # nothing binds it
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # else torchrun sets it in this process
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # torchrun's log folder
+    _, args, _ = _launch_args(path, "--machine_rank", str(machine_rank))
+    env, launch = _torchrun_config(args)
+    assert (launch.min_nodes, launch.max_nodes, launch.nproc_per_node) == (2, 2, 8)
+    assert (launch.rdzv_backend, launch.rdzv_endpoint) == ("static", f"{PLACEHOLDER_IP}:29500")
+    assert launch.rdzv_configs["rank"] == machine_rank
+    for k, v in env.items():  # each process's Accelerator reads what the launcher set
+        if k.startswith(("FSDP_", "PARALLELISM_CONFIG_", "ACCELERATE_")):
+            monkeypatch.setenv(k, v)
+    plugin = FullyShardedDataParallelPlugin()
+    assert plugin.fsdp_version == 2 and plugin.reshard_after_forward is True
+    world = launch.max_nodes * launch.nproc_per_node
+    hybrid = env.get("ACCELERATE_USE_PARALLELISM_CONFIG") == "true"
+    assert hybrid == (path.stem == "hsdp_multinode")  # else one flat shard group of all 16
+    if not hybrid:
+        return
+    pc = ParallelismConfig()
+    assert (pc.dp_replicate_size, pc.dp_shard_size, pc.total_size) == (2, 8, world)
+    accelerator = SimpleNamespace(
+        multi_device=True, num_processes=world, is_fsdp2=True, distributed_type=DistributedType.FSDP,
+        is_main_process=True,
+    )  # fmt: skip
+    pc._validate_accelerator(accelerator)  # Accelerator()'s own check of the sizes against the world
+    local_rank = 3
+    shard, replica, dims = _mesh_groups(pc, machine_rank * 8 + local_rank, world)  # torchrun's global rank
+    assert shard == list(range(machine_rank * 8, machine_rank * 8 + 8))  # shard within this machine
+    assert replica == [local_rank, 8 + local_rank]  # replicate across the two
+    assert dims == ("dp_replicate", "dp_shard_cp")  # a 2-D mesh: fully_shard's HSDP
+
+
+def test_multinode_files_shard_as_fsdp2_yaml():
+    one = yaml.safe_load((RECIPES / "accelerate" / "fsdp2.yaml").read_text())
+    for path in MULTINODE:
+        raw = yaml.safe_load(path.read_text())
+        assert raw["fsdp_config"] == one["fsdp_config"], f"{path.name} and fsdp2.yaml shard differently"
+        assert raw["mixed_precision"] == one["mixed_precision"], path.name
+
+
+@pytest.mark.parametrize("readme", ["README.md", "recipes/accelerate/README.md"])
+def test_readme_two_machine_commands_launch_those_files(readme):
+    """Each README's two-machine launch: a rank-0 and a rank-1 line, the same multi-node file and the same
+    stage and (valid) r1rl config on both."""
+    from accelerate.commands.launch import launch_command_parser
+
+    root = RECIPES.parent
+    text = (root / readme).read_text().replace("\\\n", " ")
+    commands = [
+        line.split(maxsplit=2)[2] for line in text.splitlines() if line.startswith("accelerate launch")
+    ]
+    launches: dict[int, tuple[str, list[str]]] = {}
+    for command in commands:
+        args = launch_command_parser().parse_args(command.split())
+        if args.machine_rank is not None:
+            launches[args.machine_rank] = (
+                args.config_file,
+                [args.training_script, *args.training_script_args],
+            )
+    assert set(launches) == {0, 1} and launches[0] == launches[1], launches
+    config_file, (script, stage, config) = launches[0]
+    assert (root / config_file) in MULTINODE and (args.module, script) == (True, "r1rl.cli")
+    load_config({"sft": SFTConfig, "ppo": PPOConfig}[stage], root / config, [])
 
 
 def test_decoder_layer_classes_in_fsdp_config_exist():

@@ -192,8 +192,11 @@ def _policy_micro_step(
     Returns (metrics, finite, (L, E) expert load or None)."""
     a, m_cfg = cfg.algorithm, cfg.moe
     ids, am, m = ro.input_ids[idx], ro.attention_mask[idx], ro.mask[idx]
-    ctx = replay.replay(idx, am, force=m_cfg.routing_replay) if replay is not None else nullcontext()
-    with ctx:
+
+    def routing():  # the recorded routing of these rows (replayed, or only compared)
+        return replay.replay(idx, am, force=m_cfg.routing_replay) if replay is not None else nullcontext()
+
+    with routing():
         logprobs, entropy, out = ac.policy_logprobs(
             ids, am, ro.n_completion, with_entropy=True, output_router_logits=True
         )
@@ -212,7 +215,8 @@ def _policy_micro_step(
         row["moe/routing_agreement"] = sum(replay.agreement) / len(replay.agreement)
     finite = bool(torch.isfinite(loss))
     if finite and weight > 0:
-        (loss * weight).backward()
+        with routing():  # a checkpointed backward recomputes each layer's routing (RoutingReplay)
+            (loss * weight).backward()
     row.update(loss=pg_loss.item(), entropy=float(core.masked_mean(entropy.detach(), m)))
     if out.aux_loss is not None:
         row["moe/aux_loss"] = out.aux_loss.item()
