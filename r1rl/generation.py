@@ -5,7 +5,9 @@ A row ends at the first of the model's EOS ids (every id of its generation confi
 ``<|im_end|>``, and the tokenizer's EOS) or once its generated text contains a stop sequence;
 the completion mask covers the tokens up to and including that point, and the decoded text is
 cut before the stop sequence (as lm-evaluation-harness cuts it), so rewards see what the task
-scores.
+scores. :func:`finish_generation` applies these rules to any engine's tokens (the rollout
+engines of :mod:`r1rl.ppo.engines` share them), and :func:`stop_lengths` finds, after the fact,
+the token at which :class:`StopOnStrings` would have stopped a row.
 
 Notation: ``B`` batch, ``P`` prompt tokens (left-padded), ``T`` completion tokens.
 """
@@ -17,7 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 
 
 @dataclass
@@ -28,6 +37,9 @@ class Generation:
     completion_mask: torch.Tensor  # (B, T) 1 up to and including EOS (or the stop sequence)
     texts: list[str]  # decoded completions, special tokens removed, cut before a stop sequence
     truncated: torch.Tensor  # (B,) bool: hit max_new_tokens without EOS or a stop sequence
+    # (B, T) the engine's log p(token) of each completion token, from the model's logits before
+    # temperature and top-p (what the training pass scores); 0 on padding; None when not asked for
+    logprobs: torch.Tensor | None = None
 
 
 def completion_mask_from(ids: torch.Tensor, eos_id: int | Sequence[int]) -> torch.Tensor:
@@ -59,6 +71,15 @@ def truncate_at_stop(text: str, until: Sequence[str]) -> tuple[str, bool]:
     return text, stopped
 
 
+def _lookback(until: Sequence[str]) -> int:
+    return max((len(s.encode()) for s in until if s), default=0) + 2
+
+
+def _has_stop(tokenizer: Any, tail: Sequence[int], until: Sequence[str]) -> bool:
+    text = tokenizer.decode(list(tail), skip_special_tokens=False)
+    return any(s in text for s in until if s)
+
+
 class StopOnStrings(StoppingCriteria):
     """Per-row stop once the generated tokens' text contains any of ``until``.
 
@@ -73,7 +94,7 @@ class StopOnStrings(StoppingCriteria):
         self.tokenizer = tokenizer
         self.until = [s for s in until if s]
         self.prompt_len = prompt_len
-        self.lookback = max((len(s.encode()) for s in self.until), default=0) + 2
+        self.lookback = _lookback(self.until)
         self.done = torch.zeros(batch_size, dtype=torch.bool)  # (B,)
         self.stopped_at = torch.zeros(batch_size, dtype=torch.long)  # (B,)
 
@@ -81,11 +102,49 @@ class StopOnStrings(StoppingCriteria):
         gen = input_ids[:, self.prompt_len :]  # (B, T): generated tokens only, never the prompt
         tail = gen[:, -self.lookback :].tolist()
         for i in range(len(tail)):
-            if not self.done[i]:
-                text = self.tokenizer.decode(tail[i], skip_special_tokens=False)
-                if any(s in text for s in self.until):
-                    self.done[i], self.stopped_at[i] = True, gen.shape[1]
+            if not self.done[i] and _has_stop(self.tokenizer, tail[i], self.until):
+                self.done[i], self.stopped_at[i] = True, gen.shape[1]
         return self.done.to(input_ids.device).clone()
+
+
+def stop_lengths(tokenizer: Any, rows: Sequence[Sequence[int]], until: Sequence[str]) -> list[int]:
+    """Per row of generated tokens, how many tokens it had when :class:`StopOnStrings` would have
+    stopped it (the same look-back, token by token), or 0 when its text holds no stop sequence."""
+    until = [s for s in until if s]
+    lookback = _lookback(until)
+    out = []
+    for row in rows:
+        ends = range(1, len(row) + 1)
+        out.append(next((n for n in ends if _has_stop(tokenizer, row[max(0, n - lookback) : n], until)), 0))
+    return out
+
+
+class LogprobRecorder(LogitsProcessor):
+    """Records log p(token) of every sampled token from the scores it is given, and changes nothing.
+
+    ``generate`` runs the processors passed to it before its sampling warpers (temperature,
+    top-p), so the scores are the model's logits in float32 (after any processor of the model's
+    own generation config, such as a repetition penalty). The token chosen at step t is the last
+    column of ``input_ids`` at step t + 1, so one step of log-softmax, (B, V), is held at a time.
+    """
+
+    def __init__(self) -> None:
+        self.pending: torch.Tensor | None = None  # (B, V) log-softmax of the last step
+        self.steps: list[torch.Tensor] = []  # T - 1 columns of (B, 1)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.pending is not None:
+            self.steps.append(self.pending.gather(1, input_ids[:, -1:]))
+        self.pending = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def logprobs(self, completion_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) log-probs of ``completion_ids``, the tokens generated while recording."""
+        steps = list(self.steps)
+        if self.pending is not None and len(steps) < completion_ids.shape[1]:
+            last = completion_ids[:, len(steps) : len(steps) + 1].to(self.pending.device)
+            steps.append(self.pending.gather(1, last))
+        return torch.cat(steps, 1).cpu()
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,11 +172,15 @@ def generate(
     eos_ids: Sequence[int] | None = None,
     stop: Sequence[str] = (),
     synced: bool = False,
+    return_logprobs: bool = False,
 ) -> Generation:
     """Complete every prompt (token ids); see the module docstring for where a row ends.
 
     ``synced``: every process keeps stepping until all are done (transformers' ``synced_gpus``),
-    as a sharded model needs: each forward pass gathers weights from every rank."""
+    as a sharded model needs: each forward pass gathers weights from every rank.
+    With ``return_logprobs`` the log-probs of the generated tokens are recorded as they are
+    sampled (:class:`LogprobRecorder`); the tokens are the same either way.
+    """
     from r1rl.tasks.encoding import eos_token_ids
 
     eos_ids = list(eos_ids) if eos_ids is not None else eos_token_ids(model, tokenizer)
@@ -125,6 +188,7 @@ def generate(
     ids, attn = left_pad(prompt_ids, pad_id)
     device = next(model.parameters()).device
     stopper = StopOnStrings(tokenizer, stop, ids.shape[1], ids.shape[0]) if stop else None
+    recorder = LogprobRecorder() if return_logprobs else None
     was_training = model.training
     model.eval()
     out = model.generate(
@@ -140,20 +204,36 @@ def generate(
         use_cache=True,
         output_router_logits=False,
         stopping_criteria=StoppingCriteriaList([stopper]) if stopper is not None else None,
+        logits_processor=LogitsProcessorList([recorder]) if recorder is not None else None,
         **({"synced_gpus": True} if synced else {}),
     ).cpu()
     model.train(was_training)
     comp = out[:, ids.shape[1] :]  # (B, T)
+    stopped_at = stopper.stopped_at if stopper is not None else None  # 0 = not stopped
+    logprobs = recorder.logprobs(comp) if recorder is not None else None
+    return finish_generation(tokenizer, ids, attn, comp, eos_ids, pad_id, stop, stopped_at, logprobs)
+
+
+def finish_generation(
+    tokenizer: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, comp: torch.Tensor,
+    eos_ids: Sequence[int], pad_id: int, stop: Sequence[str] = (), stopped_at: torch.Tensor | None = None,
+    logprobs: torch.Tensor | None = None,
+) -> Generation:  # fmt: skip
+    """A :class:`Generation` from generated tokens: the mask through the first EOS, or through the
+    ``stopped_at[i]``-th token of a row a stop sequence ended (0 = none), padding after it,
+    ``truncated`` and the texts cut before the stop sequence. (B, T) ``comp`` and ``logprobs``."""
     mask = completion_mask_from(comp, eos_ids)
     stopped = torch.zeros(comp.shape[0], dtype=torch.bool)
-    if stopper is not None:
-        stopped = stopper.done.clone()
+    if stopped_at is not None:
+        stopped = stopped_at > 0
         cols = torch.arange(comp.shape[1])[None, :]
-        limit = torch.where(stopped, stopper.stopped_at, comp.shape[1])[:, None]
+        limit = torch.where(stopped, stopped_at, comp.shape[1])[:, None]
         mask = mask * (cols < limit).long()
     comp = comp.masked_fill(mask == 0, pad_id)
-    truncated = ~(torch.isin(comp, torch.tensor(eos_ids)).any(1) | stopped)
+    truncated = ~(torch.isin(comp, torch.tensor(list(eos_ids))).any(1) | stopped)
     texts = tokenizer.batch_decode(comp, skip_special_tokens=True)
     if stop:
         texts = [truncate_at_stop(t, stop)[0] for t in texts]
-    return Generation(ids, attn, comp, mask, texts, truncated)
+    if logprobs is not None:
+        logprobs = logprobs * mask
+    return Generation(prompt_ids, prompt_mask, comp, mask, texts, truncated, logprobs)

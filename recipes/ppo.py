@@ -18,6 +18,7 @@ from r1rl.distributed import Parallel
 from r1rl.errors import UserError
 from r1rl.model import load_tokenizer, resolve_model_path
 from r1rl.moe import check_routing_replay
+from r1rl.ppo.engines import build_engine
 from r1rl.ppo.roles import build_roles, final_policy
 from r1rl.ppo.trainer import train_ppo
 from r1rl.rundir import RunDir, finish
@@ -48,6 +49,7 @@ def run(cfg: PPOConfig) -> RunDir:
     ac = build_roles(cfg, model_path)  # 2. the roles: policy, critic and reference on one base
     if cfg.moe.routing_replay:
         check_routing_replay(ac.generation_model)
+    engine = build_engine(cfg.rollout, ac.generation_model, tokenizer, par.device, par.sharded)
 
     def periodic_eval() -> dict[str, float]:
         with hierarchy.frozen():  # held-out scoring must not move running reward statistics
@@ -58,7 +60,8 @@ def run(cfg: PPOConfig) -> RunDir:
         return metrics
 
     # 3. train: rollout → reward → log-probs → advantages → update, with checkpoints and resume
-    train_ppo(ac, tokenizer, pool, hierarchy, cfg, rd, cfg.seed, evaluate=periodic_eval, par=par, task=task)
+    train_ppo(ac, tokenizer, pool, hierarchy, cfg, rd, cfg.seed, evaluate=periodic_eval, par=par, task=task,
+              engine=engine)  # fmt: skip
     return finish(rd, "ppo", final_policy(ac, par, cfg, model_path), tokenizer, par)  # 4. final/
 
 

@@ -112,6 +112,17 @@ class RolloutConfig(Strict):
     max_new_tokens: int = Field(48, ge=1, description="longest completion, in tokens")
     temperature: float = Field(1.0, gt=0, description="sampling temperature")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling threshold")
+    engine: Literal["auto", "generate", "continuous_batching"] = Field(
+        "auto",
+        description="what samples: padded HF generate, or transformers' continuous batching (paged "
+        "attention); auto = generate on CPU, continuous_batching on CUDA",
+    )
+    tis_cap: float | None = Field(
+        None,
+        ge=1,
+        description="truncated importance sampling: weight token losses by min(π_old/π_engine, tis_cap) "
+        "(Yao et al. 2025); null = off",
+    )
 
 
 class AlgorithmConfig(Strict):
@@ -224,7 +235,17 @@ class PPOSettings(Strict):
             )
         if level != "token" and a.dual_clip is not None:
             raise ValueError("dual_clip caps token ratios; it does not apply to sequence-level ratios")
+        r = self.rollout
+        if r.engine == "continuous_batching" and r.tis_cap is not None and (r.temperature, r.top_p) != (1, 1):
+            raise ValueError(CB_TEMPERED_LOGPROBS)
         return self
+
+
+CB_TEMPERED_LOGPROBS = (
+    "rollout.tis_cap with rollout.engine continuous_batching needs temperature 1 and top_p 1: generate_batch "
+    "returns log-probs after temperature and top-p, which the training pass does not apply "
+    "(use rollout.engine generate)"
+)
 
 
 # Where each option of the flat `train:` and `ppo:` sections lives now.

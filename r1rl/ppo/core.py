@@ -151,11 +151,13 @@ def policy_loss(
     clip_eps_high: float | None = None,
     dual_clip: float | None = None,
     agg_mode: str = "token-mean",
+    is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Clipped surrogate (Schulman et al. 2017, eq. 7), asymmetric clip (DAPO), dual-clip (Ye et al. 2020).
 
     L_t = −min(ρ_t A_t, clip(ρ_t, 1−ε_low, 1+ε_high) A_t),  ρ_t = π/π_old;  for A_t < 0 the loss
-    is further capped at −c·A_t (dual-clip, c > 1).
+    is further capped at −c·A_t (dual-clip, c > 1). ``is_weights`` (B, T), detached, multiply
+    each token's term before the reduction (:func:`truncated_is_weights`).
     Args: (B, T) tensors. Returns the aggregated loss and metrics (clipfrac, approx_kl).
     """
     clip_eps_high = clip_eps_low if clip_eps_high is None else clip_eps_high
@@ -168,6 +170,8 @@ def policy_loss(
         if dual_clip <= 1:
             raise ValueError("dual_clip must be > 1")
         loss = torch.where(advantages < 0, torch.minimum(loss, -advantages * dual_clip), loss)
+    if is_weights is not None:
+        loss = loss * is_weights
     with torch.no_grad():
         metrics = {
             "policy/clipfrac": float(masked_mean((loss2 > loss1).float(), mask)),
@@ -200,6 +204,7 @@ def gspo_policy_loss(
     clip_eps_high: float | None = 4e-4,
     token_level: bool = False,
     agg_mode: str = "seq-mean-token-mean",
+    is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """GSPO's clipped sequence-level objective (Zheng et al. 2025, eq. 5), or GSPO-token (eq. 13).
 
@@ -209,8 +214,9 @@ def gspo_policy_loss(
     sequence, but the gradient of token t is sᵢ Aᵢ,ₜ ∇log π(oᵢ,ₜ), which allows per-token
     advantages; with Aᵢ,ₜ = Aᵢ it equals GSPO's (eq. 11 and 15). Both are reduced as
     (1/G) Σᵢ (1/|oᵢ|) Σₜ — ``seq-mean-token-mean``. The paper clips at ε = 3e-4 / 4e-4: sequence
-    ratios move far less than token ratios. Returns the loss and metrics (clipfrac over
-    sequences, approx_kl, the variance of the sequence ratio and of the token ratios).
+    ratios move far less than token ratios. ``is_weights`` (B, T) weigh each token's term, as in
+    :func:`policy_loss`. Returns the loss and metrics (clipfrac over sequences, approx_kl, the
+    variance of the sequence ratio and of the token ratios).
     """
     clip_eps_high = clip_eps_low if clip_eps_high is None else clip_eps_high
     seq_log = sequence_log_ratio(logprobs, old_logprobs, mask)  # (B,)
@@ -224,6 +230,8 @@ def gspo_policy_loss(
     loss1 = -adv * ratio
     loss2 = -adv * ratio.clamp(1 - clip_eps_low, 1 + clip_eps_high)
     loss = torch.maximum(loss1, loss2) * mask  # (B, T)
+    if is_weights is not None:
+        loss = loss * is_weights
     has = (mask.sum(1) > 0).float()  # (B,)
     with torch.no_grad():
         clipped = ((loss2 > loss1).float() * mask).amax(1)  # (B,) the sequence's terms were clipped
@@ -235,6 +243,45 @@ def gspo_policy_loss(
             "policy/token_ratio_var": float(masked_var(torch.exp(log_ratio), mask)),
         }
     return agg_loss(loss, mask, agg_mode), metrics
+
+
+def truncated_is_weights(
+    old_logprobs: torch.Tensor, engine_logprobs: torch.Tensor, cap: float
+) -> torch.Tensor:
+    """Truncated importance sampling: w_t = min(π_old(o_t) / π_engine(o_t), C), detached.
+
+    The rollout engine samples from π_engine, which can differ numerically from the training
+    model's π_old (other kernels, batch layout, precision); weighting each token's policy term by
+    the truncated ratio corrects the gradient for that mismatch (Yao et al. 2025, "Your Efficient
+    RL Framework Secretly Brings You Off-Policy RL Training" — the TIS of veRL and OpenRLHF).
+    (B, T) log-probs -> (B, T) weights in (0, C]; an engine log-prob of −inf gives C.
+
+    >>> w = truncated_is_weights(torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, -5.0]]), cap=2.0)
+    >>> [round(x, 6) for x in w[0].tolist()]  # e^-1, then e^5 truncated at 2
+    [0.367879, 2.0]
+    """
+    log_ratio = (old_logprobs - engine_logprobs).detach()
+    return torch.exp(log_ratio.clamp(max=math.log(cap)))  # clamped before exp: no overflow
+
+
+def tis_metrics(weights: torch.Tensor, cap: float, mask: torch.Tensor) -> dict[str, float]:
+    """Mean TIS weight and the share of tokens truncated at the cap, over real tokens."""
+    return {
+        "rollout/tis_weight_mean": float(masked_mean(weights, mask)),
+        "rollout/tis_clipfrac": float(masked_mean((weights >= cap).float(), mask)),
+    }
+
+
+def logprob_mismatch(
+    engine_logprobs: torch.Tensor, logprobs: torch.Tensor, mask: torch.Tensor, all_sum: AllSum | None = None
+) -> tuple[float, float]:
+    """Mean and max of |log π_engine − log π| over real tokens (of every rank, given ``all_sum``;
+    the max then needs its own reduction). (B, T) -> two floats."""
+    diff = (engine_logprobs - logprobs).abs() * mask  # (B, T)
+    sums = torch.stack([diff.sum(), mask.sum()]).double()
+    if all_sum is not None:
+        sums = all_sum(sums)
+    return float(sums[0] / sums[1].clamp_min(1)), float(diff.max()) if diff.numel() else 0.0
 
 
 def value_loss(

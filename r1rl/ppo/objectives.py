@@ -9,6 +9,9 @@
 
 Both sequence levels clip at GSPO's ε = 3e-4 / 4e-4 by default and reduce with
 ``seq-mean-token-mean`` — (1/G) Σᵢ (1/|oᵢ|) Σₜ — which the config enforces.
+
+Every objective takes ``is_weights``: (B, T) detached per-token weights of its terms (truncated
+importance sampling of the rollout engine's mismatch, ``rollout.tis_cap``), or None.
 """
 
 from __future__ import annotations
@@ -35,19 +38,24 @@ def clip_range(cfg: Any) -> tuple[float, float]:
 
 
 @POLICY_LOSSES.register("token")
-def token_objective(logprobs, old, advantages, mask, cfg):  # type: ignore[no-untyped-def]
+def token_objective(logprobs, old, advantages, mask, cfg, is_weights=None):  # type: ignore[no-untyped-def]
     low, high = clip_range(cfg)
     return core.policy_loss(logprobs, old, advantages, mask, clip_eps_low=low, clip_eps_high=high,
-                            dual_clip=cfg.dual_clip, agg_mode=cfg.loss_agg_mode)  # fmt: skip
+                            dual_clip=cfg.dual_clip, agg_mode=cfg.loss_agg_mode,
+                            is_weights=is_weights)  # fmt: skip
 
 
 @POLICY_LOSSES.register("sequence")
-def sequence_objective(logprobs, old, advantages, mask, cfg):  # type: ignore[no-untyped-def]
+def sequence_objective(logprobs, old, advantages, mask, cfg, is_weights=None):  # type: ignore[no-untyped-def]
     low, high = clip_range(cfg)
-    return core.gspo_policy_loss(logprobs, old, advantages, mask, low, high, token_level=False)
+    return core.gspo_policy_loss(
+        logprobs, old, advantages, mask, low, high, token_level=False, is_weights=is_weights
+    )
 
 
 @POLICY_LOSSES.register("sequence_token")
-def sequence_token_objective(logprobs, old, advantages, mask, cfg):  # type: ignore[no-untyped-def]
+def sequence_token_objective(logprobs, old, advantages, mask, cfg, is_weights=None):  # type: ignore[no-untyped-def]
     low, high = clip_range(cfg)
-    return core.gspo_policy_loss(logprobs, old, advantages, mask, low, high, token_level=True)
+    return core.gspo_policy_loss(
+        logprobs, old, advantages, mask, low, high, token_level=True, is_weights=is_weights
+    )

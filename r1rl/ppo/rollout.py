@@ -4,11 +4,13 @@ Notation: ``B`` sequences per step (prompts × samples), ``P`` prompt tokens, ``
 
 Each phase is a named block (``phase("generate")`` …) that the loop times as ``perf/<phase>_s``:
 
-- **generate**: the policy samples ``samples_per_prompt`` completions per prompt (the task's
-  stop sequences end one; a chat prompt gets its completion back as an assistant message);
+- **generate**: the rollout engine (:mod:`r1rl.ppo.engines`) samples ``samples_per_prompt``
+  completions per prompt from the policy (the task's stop sequences end one; a chat prompt gets
+  its completion back as an assistant message);
 - **reward**: the hierarchy scores them, every column of the rows as keyword arguments;
 - **logprobs**: π_old (unless the step is on-policy, :func:`on_policy`), π_ref (the base with
-  adapters off) and the critic's values, with the left-padded layout and position ids of generation;
+  adapters off) and the critic's values, with the left-padded layout and position ids of
+  generation; the engine's own log-probs are compared with π_old (``rollout/logprob_diff``);
 - **advantages**: scores clipped / normalised if asked, the per-token KL, then the estimator
   (:data:`ESTIMATORS`); statistics over the batch span every rank under a launcher.
 """
@@ -24,9 +26,11 @@ import torch
 
 from r1rl.config import AlgorithmConfig, PPOSettings
 from r1rl.distributed import Parallel
-from r1rl.generation import Generation, generate
+from r1rl.errors import UserError
+from r1rl.generation import Generation
 from r1rl.moe import RoutingReplay
 from r1rl.ppo import core
+from r1rl.ppo.engines import GenerateEngine, RolloutEngine, Sampling
 from r1rl.ppo.roles import ActorCritic, FullActorCritic
 from r1rl.registry import Registry
 from r1rl.rewards.hierarchy import RewardHierarchy
@@ -55,17 +59,24 @@ class Rollout:
     metrics: dict[str, float]
     samples: list[dict[str, Any]]
     finite: bool = True  # every reward and log-prob is finite
+    engine_logprobs: torch.Tensor | None = None  # (B, T) the engine's log-probs of its samples, if given
 
     @property
     def n_completion(self) -> int:
         return self.mask.shape[1]
 
 
-def on_policy(cfg: PPOSettings, n_sequences: int, world: int, kl_coef: float) -> bool:
-    """One optimizer step on the whole batch with the KL outside the reward: the update's own
-    forward pass *is* the behaviour policy's, so the separate old-log-prob pass can be skipped."""
+def on_policy(
+    cfg: PPOSettings, n_sequences: int, world: int, kl_coef: float, engine_is_training_model: bool = True
+) -> bool:
+    """One optimizer step on the whole batch with the KL outside the reward, sampled by the training
+    model itself: the update's own forward pass *is* the behaviour policy's, so the separate
+    old-log-prob pass can be skipped. With another engine (``is_training_model`` false) the pass
+    always runs: π_old is the training model's, recorded before the update, and the engine's
+    log-probs are compared with it and, with ``rollout.tis_cap``, weigh the mismatch."""
     return (
-        cfg.optim.ppo_epochs == 1
+        engine_is_training_model
+        and cfg.optim.ppo_epochs == 1
         and cfg.optim.minibatch_size >= n_sequences * world
         and (cfg.algorithm.kl_in == "loss" or kl_coef == 0)
     )
@@ -82,6 +93,7 @@ def rollout(
     par: Parallel | None = None,
     task: Task | None = None,
     phase: Phase = untimed,
+    engine: RolloutEngine | None = None,
 ) -> Rollout:
     """Generate, score, and compute everything the update needs (no gradients).
 
@@ -89,13 +101,14 @@ def rollout(
     the stop sequences and system prompt. With ``replay``, the routing of the old-log-prob
     pass (the behaviour policy's weights) is recorded for the update to replay or compare
     against. Under a launcher (``par``), ``batch`` is this rank's share and batch statistics
-    span every rank.
+    span every rank. ``engine`` samples (default: ``generate`` on the policy).
     """
     par = par or Parallel()
     n = cfg.rollout.samples_per_prompt
     prompts = prompts_of(batch, n)
+    engine = engine if engine is not None else GenerateEngine(ac.generation_model, tokenizer)
     with phase("generate"):
-        g = _generate(ac, tokenizer, prompts, cfg, task, par.synced_generation)
+        g = _generate(ac, engine, tokenizer, prompts, cfg, task, par.synced_generation)
     with phase("reward"):
         completions = [as_completion(p, t) for p, t in zip(prompts, g.texts)]
         res = hierarchy(prompts, completions, **reward_columns(batch, n))
@@ -104,9 +117,11 @@ def rollout(
     input_ids = torch.cat([g.prompt_ids, g.completion_ids], 1).to(dev)  # (B, P + T)
     attention_mask = torch.cat([g.prompt_mask, g.completion_mask], 1).to(dev)
     mask = g.completion_mask.float().to(dev)  # (B, T)
+    engine_logprobs = g.logprobs.to(dev) if g.logprobs is not None else None  # (B, T)
     with phase("logprobs"):
-        skip_old = on_policy(cfg, len(prompts), par.world, kl_coef)
+        skip_old = on_policy(cfg, len(prompts), par.world, kl_coef, engine.is_training_model)
         old, ref, values = _forward_passes(ac, input_ids, attention_mask, mask, skip_old, replay)
+        mismatch = logprob_diff_metrics(engine_logprobs, old, mask, par)
     behaviour = old if old is not None else ref
     finite = bool(torch.isfinite(raw).all() and torch.isfinite(behaviour * mask).all())
     finite = par.all_true(finite and bool(torch.isfinite(ref * mask).all()))
@@ -126,6 +141,7 @@ def rollout(
         "response/length": float(mask.sum(1).mean()),
         "response/truncated": float(g.truncated.float().mean()),
         "response/empty": float((mask.sum(1) <= 1).float().mean()),  # EOS only, or nothing
+        **mismatch,
     }
     samples = [
         {"prompt": text_of_prompt(p), "completion": c, "reward": r}
@@ -144,20 +160,38 @@ def rollout(
         metrics,
         samples,
         finite,
+        engine_logprobs=engine_logprobs,
     )
 
 
 def _generate(
-    ac: Any, tokenizer: Any, prompts: list[Any], cfg: PPOSettings, task: Task | None, synced: bool
-) -> Generation:
+    ac: Any, engine: RolloutEngine, tokenizer: Any, prompts: list[Any], cfg: PPOSettings, task: Task | None,
+    synced: bool = False,
+) -> Generation:  # fmt: skip
     prompt_ids = encode_prompts(tokenizer, prompts, getattr(task, "system_prompt", None))
     r = cfg.rollout
+    sampling = Sampling(r.max_new_tokens, do_sample=True, temperature=r.temperature, top_p=r.top_p)
     ac.use("policy")
     with ac.autocast():
-        return generate(
-            ac.generation_model, tokenizer, prompt_ids, max_new_tokens=r.max_new_tokens, do_sample=True,
-            temperature=r.temperature, top_p=r.top_p, stop=getattr(task, "stop", ()), synced=synced,
-        )  # fmt: skip
+        g = engine.generate(prompt_ids, sampling, stop=getattr(task, "stop", ()), synced=synced)
+    if r.tis_cap is not None and g.logprobs is None:
+        raise UserError(f"rollout.tis_cap needs the engine's log-probs; the {engine.name} engine gave none")
+    return g
+
+
+def logprob_diff_metrics(
+    engine_logprobs: torch.Tensor | None, old: torch.Tensor | None, mask: torch.Tensor, par: Parallel
+) -> dict[str, float]:
+    """``rollout/logprob_diff`` (mean |log π_engine − log π_old| over real tokens) and its max, over
+    every rank; nothing without the engine's log-probs, or before π_old exists (on-policy, the
+    update measures it on its own pass)."""
+    if engine_logprobs is None or old is None:
+        return {}
+    all_sum = par.all_sum if par.enabled else None
+    mean, largest = core.logprob_mismatch(engine_logprobs, old, mask, all_sum)
+    if par.enabled:
+        largest = max(par.gather_objects(largest))
+    return {"rollout/logprob_diff": mean, "rollout/logprob_diff_max": largest}
 
 
 @torch.no_grad()

@@ -23,7 +23,9 @@ Implementation details that matter (each pinned by a test in ``tests/ppo``):
 
 The phases are :func:`r1rl.ppo.rollout.rollout` (generate, reward, logprobs, advantages) and
 :func:`r1rl.ppo.update.update`; each is timed and logged as ``perf/<phase>_s``. Checkpoints,
-resume and the logging cadence are :mod:`r1rl.loop`'s.
+resume and the logging cadence are :mod:`r1rl.loop`'s. The rollout engine
+(:mod:`r1rl.ppo.engines`, ``rollout.engine``) gets the weights before the first rollout and
+after every update (``sync_weights``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from r1rl.errors import UserError
 from r1rl.loop import Checkpointer, Preempted, StepLogger, restore_rng, rng_state_of
 from r1rl.moe import RoutingReplay, routers
 from r1rl.ppo import core
+from r1rl.ppo.engines import RolloutEngine, build_engine
 from r1rl.ppo.roles import ActorCritic, FullActorCritic
 from r1rl.ppo.rollout import Rollout, rollout
 from r1rl.ppo.update import update
@@ -129,6 +132,7 @@ def train_ppo(
     evaluate: Callable[[], dict[str, float]] | None = None,
     par: Parallel | None = None,
     task: Task | None = None,
+    engine: RolloutEngine | None = None,
 ) -> None:
     """Run ``cfg.steps`` PPO iterations, resuming from the newest checkpoint if one exists.
 
@@ -141,14 +145,13 @@ def train_ppo(
     ``skipped_steps``; after ``max_consecutive_skips`` in a row the run halts with
     :class:`NonFiniteError`. Checkpoints are only written when every trainable weight is finite.
     Under a launcher (``par``) each rank rolls out ``prompts_per_step / world`` prompts; the
-    main process evaluates, logs and writes checkpoints.
+    main process evaluates, logs and writes checkpoints. ``engine`` samples the rollouts
+    (default: the one ``rollout.engine`` names, for the policy's device).
     """
     par = par or Parallel()
     _place(ac, par, periodic_eval=evaluate is not None and cfg.log.eval_every > 0)
     state = PPOState(ac, cfg, seed, len(pool), hierarchy)
-    replay = (
-        RoutingReplay(ac.generation_model) if routers(ac.generation_model) else None
-    )  # telemetry or replay
+    replay = RoutingReplay(ac.generation_model) if routers(ac.generation_model) else None  # or telemetry
 
     def template() -> dict[str, Any]:
         return {"model": ac.trainable_state(), **state.state_dict()}
@@ -163,14 +166,18 @@ def train_ppo(
     if par.enabled:  # per-tier reward normalisation over every rank's scores
         hierarchy.gather = lambda values: [v for part in par.gather_objects(values) for v in part]
     log = StepLogger(run, "ppo", cfg.steps, start, cfg.log.every, is_main=par.is_main)
+    if engine is None:
+        engine = build_engine(cfg.rollout, ac.generation_model, tokenizer, par.device, par.sharded)
+    engine.sync_weights(ac.generation_model)
     for step in log.steps():
         hierarchy.set_step(step)  # scheduled tier weights (a reward curriculum)
         batch = par.shard_list(rows(pool, state.sampler.next()))  # every rank draws the same global batch
         ro = rollout(
-            ac, tokenizer, batch, hierarchy, cfg, state.kl_ctl.value, replay, par, task, phase=log.phase
+            ac, tokenizer, batch, hierarchy, cfg, state.kl_ctl.value, replay, par, task, log.phase, engine
         )
         with log.phase("update"):
             stats = _update(ac, ro, cfg, state, step, replay, par)
+            engine.sync_weights(ac.generation_model)
         done = step + 1
         state.count_skip(not ro.finite or stats["skipped_updates"] > 0, done, cfg, run)
         every = cfg.log.eval_every

@@ -30,7 +30,7 @@ from r1rl.moe import (
 from r1rl.ppo import core
 from r1rl.ppo.objectives import POLICY_LOSSES
 from r1rl.ppo.roles import ActorCritic, FullActorCritic
-from r1rl.ppo.rollout import Rollout
+from r1rl.ppo.rollout import Rollout, logprob_diff_metrics
 from r1rl.training import grad_norm_finite
 
 
@@ -39,16 +39,19 @@ class Behaviour:
 
     On-policy (:func:`r1rl.ppo.rollout.on_policy`) no separate pass ran: π_old is the update's
     first forward pass, detached (so every ratio is exactly 1 and the gradient is the
-    advantage's), the KL to the reference is measured on that pass, and there is no earlier
-    routing to replay.
+    advantage's), the KL to the reference and the engine's log-prob mismatch are measured on
+    that pass, and there is no earlier routing to replay. With ``tis_cap``, each token's policy
+    term is weighted by min(π_old/π_engine, tis_cap) (:func:`r1rl.ppo.core.truncated_is_weights`).
     """
 
-    def __init__(self, ro: Rollout, estimator: str) -> None:
+    def __init__(self, ro: Rollout, estimator: str, tis_cap: float | None = None) -> None:
         self.recorded = ro.old_logprobs
         self.estimator = estimator
+        self.engine, self.tis_cap = ro.engine_logprobs, tis_cap
         self.kl_seq = (
-            None if self.recorded is not None else torch.zeros(ro.mask.shape[0], device=ro.mask.device)
-        )
+            torch.zeros(ro.mask.shape[0], device=ro.mask.device) if self.recorded is None else None
+        )  # (B,)
+        self.diff: list[tuple[torch.Tensor, ...]] = []  # on-policy: (engine, update's, mask) log-prob parts
 
     @property
     def on_policy(self) -> bool:
@@ -60,13 +63,28 @@ class Behaviour:
             return self.recorded[idx]
         return logprobs.detach()
 
+    def is_weights(self, idx: torch.Tensor, old: torch.Tensor) -> torch.Tensor | None:
+        """TIS weights of the rows ``idx`` given their π_old, (b, T); None without ``tis_cap``."""
+        if self.tis_cap is None or self.engine is None:
+            return None
+        return core.truncated_is_weights(old, self.engine[idx], self.tis_cap)
+
     def observe(
         self, idx: torch.Tensor, logprobs: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor
     ) -> None:
-        """On-policy: the per-sequence KL to the reference, from the update's pass."""
+        """On-policy: the per-sequence KL to the reference and the engine's mismatch, from this pass."""
         if self.kl_seq is not None:
             with torch.no_grad():
                 self.kl_seq[idx] = (core.kl_penalty(logprobs.detach(), ref, self.estimator) * mask).sum(1)
+                if self.engine is not None:  # on-policy: one epoch, one minibatch, so each row once
+                    self.diff.append((self.engine[idx], logprobs.detach(), mask))
+
+    def mismatch(self, par: Parallel) -> dict[str, float]:
+        """On-policy: ``rollout/logprob_diff`` and its max over the update's passes (every rank)."""
+        if not self.diff:
+            return {}
+        engine, logprobs, mask = (torch.cat(parts) for parts in zip(*self.diff))
+        return logprob_diff_metrics(engine, logprobs, mask, par)
 
 
 def update(
@@ -87,7 +105,7 @@ def update(
     par = par or Parallel()
     B = ro.mask.shape[0]
     mb = par.check_divisible(cfg.optim.minibatch_size, "optim.minibatch_size")  # this rank's share
-    behaviour = Behaviour(ro, cfg.algorithm.kl_estimator)
+    behaviour = Behaviour(ro, cfg.algorithm.kl_estimator, cfg.rollout.tis_cap)
     replay = None if behaviour.on_policy else replay  # on-policy: no earlier pass to replay or compare
     stats: dict[str, list[float]] = {}
     load = None  # (L, E) tokens per expert, summed over the step's forward passes
@@ -112,6 +130,7 @@ def update(
     result["skipped_updates"] = sum(stats["skipped_updates"])
     if behaviour.kl_seq is not None:
         ro.metrics["kl"] = par.all_mean({"kl": float(behaviour.kl_seq.mean())})["kl"]
+        ro.metrics.update(behaviour.mismatch(par))
     if load is not None:
         result["moe/expert_load"] = par.all_sum(load).tolist()  # to expert_load.jsonl, not metrics.jsonl
     if ac.has_critic:
@@ -201,7 +220,11 @@ def _policy_micro_step(
             ids, am, ro.n_completion, with_entropy=True, output_router_logits=True
         )
     objective = POLICY_LOSSES.get(a.importance_sampling_level, "algorithm.importance_sampling_level")
-    pg_loss, row = objective(logprobs, behaviour.old(idx, logprobs), ro.advantages[idx], m, a)
+    old = behaviour.old(idx, logprobs)
+    is_weights = behaviour.is_weights(idx, old)  # (b, T) or None
+    pg_loss, row = objective(logprobs, old, ro.advantages[idx], m, a, is_weights=is_weights)
+    if is_weights is not None:
+        row.update(core.tis_metrics(is_weights, cfg.rollout.tis_cap, m))
     behaviour.observe(idx, logprobs, ro.ref_logprobs[idx], m)
     loss = pg_loss
     if a.kl_in == "loss" and kl_coef > 0:
