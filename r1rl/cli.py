@@ -16,9 +16,11 @@ from typing import Any
 from r1rl import __version__
 from r1rl.errors import Preempted, UserError
 
-DESCRIPTION = "RL post-training for MoE language models: pretrain, SFT, PPO over a reward hierarchy, eval."
+DESCRIPTION = (
+    "RL post-training for MoE language models: pretrain, SFT, PPO over a reward hierarchy, distill, eval."
+)
 EPILOG = """commands:
-  r1rl pretrain|sft|ppo|eval CONFIG.yaml [key.sub=value ...] [--recipe my_recipe.py]
+  r1rl pretrain|sft|ppo|distill|eval CONFIG.yaml [key.sub=value ...] [--recipe my_recipe.py]
   r1rl run PIPELINE.yaml [key.sub=value ...]      every stage; finished stages are skipped
   r1rl config STAGE                               a complete, commented default config
   r1rl cp ppo my_ppo.py                           copy a recipe script (or recipes/configs/<path>) to edit
@@ -65,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stage", choices=[*STAGES.names(), "pipeline"])
     p = sub.add_parser("cp", help="copy a recipe script or a recipes/configs file to edit")
     p.add_argument(
-        "name", nargs="?", help="a stage (pretrain, sft, ppo, eval) or a config path, e.g. tiny/ppo.yaml"
+        "name",
+        nargs="?",
+        help="a stage (pretrain, sft, ppo, distill, eval) or a config path, e.g. tiny/ppo.yaml",
     )
     p.add_argument("dest", nargs="?", help="where to write it (default: its file name, here)")
     p.add_argument("--list", action="store_true", help="list what can be copied")

@@ -1,11 +1,13 @@
-"""Run every stage of a pipeline recipe: pretrain → SFT → PPO, with each stage's final model evaluated.
+"""Run every stage of a pipeline recipe: pretrain → SFT → PPO (→ distill), each final model evaluated.
 
 Each stage writes ``<output_dir>/<stage>/``; a stage whose ``final/`` exists is skipped, so a
 re-run resumes where an interrupted one stopped. Every section of the recipe is validated
 before the first stage starts. The pipeline's ``task``, ``data`` and ``rewards`` reach every
 stage; with ``model_path`` it starts from that checkpoint (evaluated as ``base``) and skips
-pretraining. Under a multi-process launcher every process trains; the main process alone
-evaluates, writes the summary and pushes. The summary lands in ``<output_dir>/summary.json``,
+pretraining. A stage reads its models from earlier stages' ``final/`` (:data:`INPUTS`); the
+distill stage runs only when the recipe has a ``distill:`` section, its teacher the PPO model and
+its student the pretrained one. Under a multi-process launcher every process trains; the main
+process alone evaluates, writes the summary and pushes. The summary lands in ``<output_dir>/summary.json``,
 and the last thing drawn is ``<output_dir>/dashboard.png`` (see :mod:`r1rl.dashboard`)::
 
     {"task": "arithmetic", "stages": {"pretrain": {"run_dir": ..., "eval": {...}}, "sft": {...}, ...},
@@ -26,11 +28,28 @@ from r1rl.rundir import RunDir, atomic_write_text
 from r1rl.stages import STAGES, TRAIN_STAGES
 
 SHARED = ("task", "data", "rewards")  # sections every stage takes from the pipeline (its own may add to them)
+# Each stage's model keys and, by default, the stage whose final/ they read ("base": the pretrained
+# model, or the pipeline's model_path); a stage's own section may set them instead.
+INPUTS: dict[str, dict[str, str]] = {
+    "sft": {"model_path": "base"},
+    "ppo": {"model_path": "sft"},
+    "distill": {"model_path": "base", "teacher_path": "ppo"},
+}
 
 
 def train_stages(cfg: PipelineConfig) -> tuple[str, ...]:
-    """The stages to train: all, or from SFT on when the pipeline starts from ``model_path``."""
-    return TRAIN_STAGES[1:] if cfg.model_path else TRAIN_STAGES
+    """The stages to train: from pretraining (from SFT when the pipeline starts from ``model_path``)
+    to PPO, and distill when the recipe has a ``distill:`` section."""
+    stages = TRAIN_STAGES[1:] if cfg.model_path else TRAIN_STAGES
+    return tuple(s for s in stages if s != "distill" or cfg.distill is not None)
+
+
+def _inputs(cfg: PipelineConfig, stage: str, out: Path) -> dict[str, str]:
+    """The stage's model paths by default (:data:`INPUTS`)."""
+    base = cfg.model_path or str(out / "pretrain" / "final")
+    return {
+        key: base if src == "base" else str(out / src / "final") for key, src in INPUTS.get(stage, {}).items()
+    }
 
 
 def _merge(base: Any, extra: Any) -> Any:
@@ -56,16 +75,11 @@ def stage_configs(cfg: PipelineConfig, source: str = "pipeline") -> dict[str, Ba
     """Validated configs of every stage (and one eval config per trained stage, and the start model)."""
     out = Path(cfg.output_dir)
     configs: dict[str, BaseModel] = {}
-    previous: str | None = None
     for stage in train_stages(cfg):
-        section = getattr(cfg, stage)
-        data: dict[str, Any] = {**section, **_shared(cfg, section, stage), "output_dir": str(out / stage)}
-        if previous is not None:
-            data.setdefault("model_path", str(out / previous / "final"))
-        elif cfg.model_path:
-            data.setdefault("model_path", cfg.model_path)
+        section = getattr(cfg, stage) or {}
+        data: dict[str, Any] = {**_inputs(cfg, stage, out), **section, **_shared(cfg, section, stage)}
+        data["output_dir"] = str(out / stage)
         configs[stage] = validate(STAGES[stage].config, data, source=f"{source}: {stage}")
-        previous = stage
     rewards = configs["ppo"].rewards.model_dump(mode="json")
     evaluated = {s: str(out / s / "final") for s in train_stages(cfg)}
     if cfg.model_path:

@@ -90,7 +90,8 @@ LAYERS = Panel(r"(?P<panel>moe/\w+)/(?P<layer>\d+)", label="layer {}")
 # A metric goes to the first group that claims it (``moe/aux_loss`` is drawn with the losses).
 GROUPS: dict[str, Group] = {
     "loss": Group(
-        ("loss", "val/loss", "value/loss", "moe/aux_loss"), (Panel(r"(?P<line>loss|val/loss)", "loss"),)
+        ("loss", "val/loss", "value/loss", "moe/aux_loss", "distill/kl", "distill/jsd"),
+        (Panel(r"(?P<line>loss|val/loss)", "loss"),),
     ),
     "reward": Group(("reward/",), (REWARD_RATES, TIER_SCORES, TIER_COUNTS)),
     "policy": Group(("kl", "entropy", "policy/", "value/explained_var", "response/")),

@@ -28,7 +28,15 @@ import yaml
 from r1rl.errors import UserError
 
 IGNORED = ("threads", "report_to", "push_to_hub", "hub_repo_id", "hub_private")
-PATH_KEYS = ("output_dir", "model_path", "critic_model_path", "data.path", "data_dir", "task.data_dir")
+PATH_KEYS = (
+    "output_dir",
+    "model_path",
+    "teacher_path",
+    "critic_model_path",
+    "data.path",
+    "data_dir",
+    "task.data_dir",
+)
 EXTENDABLE = ("ppo",)  # constant learning rate after warm-up: a longer run continues exactly
 
 

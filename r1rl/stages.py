@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from r1rl.config import EvalConfig, PPOConfig, PretrainConfig, SFTConfig
+from r1rl.config import DistillConfig, EvalConfig, PPOConfig, PretrainConfig, SFTConfig
 from r1rl.errors import UserError
 from r1rl.registry import Registry
 
@@ -68,8 +68,12 @@ STAGES: Registry[Stage] = Registry("stage")
 STAGES.add("pretrain", Stage("pretrain", PretrainConfig, "pretrain", "pretrain a MoE from scratch"))
 STAGES.add("sft", Stage("sft", SFTConfig, "sft", "LoRA supervised fine-tuning"))
 STAGES.add("ppo", Stage("ppo", PPOConfig, "ppo", "PPO with a learned critic over the reward hierarchy"))
+STAGES.add(
+    "distill",
+    Stage("distill", DistillConfig, "distill", "a student trained on the teacher's accepted samples"),
+)
 STAGES.add("eval", Stage("eval", EvalConfig, "eval", "held-out accuracy and benchmarks", trains=False))
-TRAIN_STAGES = ("pretrain", "sft", "ppo")
+TRAIN_STAGES = ("pretrain", "sft", "ppo", "distill")  # a pipeline runs distill only when it has the section
 
 
 def load_recipe_file(path: Path) -> Callable[[Any], RunDir]:

@@ -1,11 +1,13 @@
-"""One masked next-token training loop, shared by pretraining and SFT.
+"""One masked next-token training loop, shared by pretraining, SFT and distillation.
 
 Batches come from ``get_batch(step)``, a pure function of the step, so a resumed run sees
 exactly the data an uninterrupted one would. The loss is transformers' causal-LM loss on
 ``labels`` (``-100`` = ignored) plus the model's Switch load-balance loss
 (``router_aux_loss_coef`` × aux), which ``Qwen3MoeForCausalLM`` adds itself. Under a
 multi-process launcher both are taken over the global batch (see :func:`train_supervised`).
-The loop stands on :mod:`r1rl.loop`: checkpoints, resume, logging cadence and phase timers.
+A ``loss_hook`` (:data:`LossHook`; the distill stage's logit distillation) adds a term of its
+own; without one the loss is exactly the one above. The loop stands on :mod:`r1rl.loop`:
+checkpoints, resume, logging cadence and phase timers.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from r1rl.sharding import SHARDED_EVAL
 from r1rl.training import check_in_sync, cosine_schedule, grad_norm_finite
 
 Batch = dict[str, torch.Tensor]
+# (batch, logits (B, S, V), token normaliser) -> (loss term, metrics): the normaliser is the one the
+# causal-LM loss divides its token sum by (global label tokens / world under a launcher)
+LossHook = Callable[[Batch, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
 def train_supervised(
@@ -35,6 +40,7 @@ def train_supervised(
     stage: str,
     evaluate: Callable[[], dict[str, float]] | None = None,
     par: Parallel | None = None,
+    loss_hook: LossHook | None = None,
 ) -> None:
     """Train ``model``'s trainable parameters for ``cfg.steps`` steps, resuming from the newest checkpoint.
 
@@ -45,6 +51,7 @@ def train_supervised(
     Under a multi-process launcher (``par``) each rank trains on its share of every global
     batch through DDP; the loss is normalised by the *global* count of label tokens, so the
     averaged gradient is the one a single process would compute on the whole batch.
+    ``loss_hook``'s term is added to the loss and its metrics are logged beside it.
     """
     par = par or Parallel()
     if par.sharded and evaluate is not None and cfg.log.eval_every > 0:
@@ -69,7 +76,7 @@ def train_supervised(
         sched.load_state_dict(state["scheduler"])
         restore_rng(par, state)
     log = StepLogger(run, stage, cfg.steps, start, cfg.log.every, is_main=par.is_main)
-    step_fn = SupervisedStep(model, forward, params, opt, cfg, par, stage)
+    step_fn = SupervisedStep(model, forward, params, opt, cfg, par, stage, loss_hook)
     model.train()
     for step in log.steps():
         with log.phase("train"):
@@ -107,9 +114,11 @@ class SupervisedStep:
         cfg: TrainSettings,
         par: Parallel,
         stage: str,
+        loss_hook: LossHook | None = None,
     ) -> None:
         self.model, self.forward, self.params, self.opt = model, forward, params, opt
         self.cfg, self.par, self.stage = cfg, par, stage
+        self.loss_hook = loss_hook
         config = getattr(model, "config", None)
         self.coef = getattr(config, "router_aux_loss_coef", 0.0)
         self.top_k = getattr(config, "num_experts_per_tok", 1)
@@ -126,22 +135,29 @@ class SupervisedStep:
             mask = batch["attention_mask"]
             aux = switch_loss_global(out.router_logits, self.top_k, mask, par.all_sum, par.world)
             loss = loss + self.coef * (aux - out.aux_loss)
-        if not par.all_true(bool(torch.isfinite(loss))):
+        objective, extra = loss, {}
+        if self.loss_hook is not None:
+            n_tokens = kwargs.get("num_items_in_batch", (batch["labels"][:, 1:] != -100).sum())
+            term, extra = self.loss_hook(batch, out.logits, n_tokens)
+            objective = loss + term
+        if not par.all_true(bool(torch.isfinite(objective))):
             raise FloatingPointError(f"{self.stage}: non-finite loss at step {step}; lower train.lr")
-        loss.backward()
+        objective.backward()
         norm, finite = grad_norm_finite(self.params, self.cfg.optim.max_grad_norm)
         if finite:
             self.opt.step()
         self.opt.zero_grad(set_to_none=True)
-        return {"loss": loss, "aux": aux, "norm": norm, "router_logits": out.router_logits, "batch": batch}
+        return {"loss": loss, "aux": aux, "norm": norm, "router_logits": out.router_logits, "batch": batch,
+                "extra": extra}  # fmt: skip
 
     def metrics(self, out: dict[str, Any], seconds: float) -> dict[str, float]:
         """The step's metrics, reduced over ranks (loss without the router term, load telemetry)."""
         par, batch = self.par, out["batch"]
         aux = out["aux"].item() if out["aux"] is not None else 0.0
         tokens = float(par.all_sum(batch["attention_mask"].sum()))
+        extra = {k: float(v) for k, v in out["extra"].items()}
         metrics = {
-            **par.all_mean({"loss": out["loss"].item() - self.coef * aux, "moe/aux_loss": aux}),
+            **par.all_mean({"loss": out["loss"].item() - self.coef * aux, "moe/aux_loss": aux, **extra}),
             "grad_norm": out["norm"],
             "perf/step_s": seconds,
             "perf/tokens_per_s": tokens / seconds,

@@ -79,7 +79,7 @@ BAD_DATA = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("stage", ["sft", "ppo", "eval"])
+@pytest.mark.parametrize("stage", ["sft", "ppo", "distill", "eval"])
 @pytest.mark.parametrize("case", sorted(BAD_DATA))
 def test_bad_data_is_one_line_and_writes_nothing(capsys, tmp_path, stage, case):
     import json
@@ -99,6 +99,8 @@ def test_bad_data_is_one_line_and_writes_nothing(capsys, tmp_path, stage, case):
     ]
     if stage == "sft":
         args.append("log.eval_every=2")  # the held-out eval's rewards need their columns too
+    if stage == "distill":
+        args.append(f"teacher_path={tmp_path}/m")
     assert main(args) == 2
     err = capsys.readouterr().err  # datasets' progress bars may come first: the error is the last line
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("r1rl: error: ")

@@ -96,13 +96,39 @@ def test_stage_recipes_match_the_pipeline(size, stage):
     assert _training_fields(standalone) == _training_fields(pipeline[key])
 
 
+def test_the_readme_distill_section_is_the_tiny_distill_recipe():
+    """The README's ``distill:`` section for the tiny pipeline runs recipes/configs/tiny/distill.yaml."""
+    import re
+
+    import yaml
+
+    from r1rl.config import DistillConfig
+    from r1rl.pipeline import stage_configs
+
+    root = Path(__file__).parents[1]
+    block = re.search(
+        r"```yaml\n(# appended to recipes/configs/tiny/pipeline.yaml.*?)```",
+        (root / "README.md").read_text(),
+        re.S,
+    )
+    tiny = root / "recipes" / "configs" / "tiny"
+    pipeline = {**yaml.safe_load((tiny / "pipeline.yaml").read_text()), **yaml.safe_load(block.group(1))}
+    from_pipeline = stage_configs(validate(PipelineConfig, pipeline))["distill"]
+    standalone = validate(DistillConfig, yaml.safe_load((tiny / "distill.yaml").read_text()))
+    assert (from_pipeline.model_path, from_pipeline.teacher_path) == (
+        "runs/tiny/pretrain/final",
+        "runs/tiny/ppo/final",
+    )
+    assert _training_fields(standalone) == _training_fields(from_pipeline)
+
+
 def _training_fields(cfg) -> dict:
     """What decides the result: paths, threads and checkpoint cadence may differ."""
 
     def drop(d):
         return {k: drop(v) if isinstance(v, dict) else v for k, v in d.items() if k != "checkpoint"}
 
-    return drop(cfg.model_dump(exclude={"output_dir", "model_path", "threads"}))
+    return drop(cfg.model_dump(exclude={"output_dir", "model_path", "teacher_path", "threads"}))
 
 
 def test_a_partly_given_section_keeps_the_stages_own_defaults():

@@ -12,6 +12,7 @@ from r1rl.config.sections import (
     CommConfig,
     ComputeConfig,
     LogConfig,
+    LogitDistillConfig,
     LoraConfigModel,
     ModelConfig,
     MoEConfig,
@@ -19,10 +20,12 @@ from r1rl.config.sections import (
     PPOOptimConfig,
     PPOSettings,
     RolloutConfig,
+    SamplingConfig,
     TokenizerConfig,
     TrainSettings,
 )
 from r1rl.config.stages import (
+    DistillConfig,
     EvalConfig,
     HubOptions,
     PipelineConfig,
@@ -41,9 +44,10 @@ from r1rl.config.tasks import (
 
 __all__ = [
     "AlgorithmConfig", "ArithmeticTaskConfig", "BenchmarkTaskConfig", "CheckpointConfig", "CommConfig",
-    "ComputeConfig", "DataConfig", "EvalConfig", "HubOptions", "LogConfig", "LoraConfigModel", "ModelConfig",
-    "MoEConfig", "OptimConfig", "PPOConfig", "PPOOptimConfig", "PPOSettings", "PipelineConfig",
-    "PretrainConfig", "PretrainDataConfig", "RewardsConfig", "RolloutConfig", "SFTConfig", "StageBase",
-    "Strict", "TaskConfig", "TierConfig", "TokenizerConfig", "TrainSettings", "apply_overrides",
-    "dump_config", "load_config", "load_yaml", "validate",
+    "ComputeConfig", "DataConfig", "DistillConfig", "EvalConfig", "HubOptions", "LogConfig",
+    "LogitDistillConfig", "LoraConfigModel", "MoEConfig", "ModelConfig", "OptimConfig", "PPOConfig",
+    "PPOOptimConfig", "PPOSettings", "PipelineConfig", "PretrainConfig", "PretrainDataConfig",
+    "RewardsConfig", "RolloutConfig", "SFTConfig", "SamplingConfig", "StageBase", "Strict", "TaskConfig",
+    "TierConfig", "TokenizerConfig", "TrainSettings", "apply_overrides", "dump_config", "load_config",
+    "load_yaml", "validate",
 ]  # fmt: skip

@@ -70,7 +70,7 @@ def _default(field: Any) -> Any:
     return field.default
 
 
-FIRST = ("output_dir", "model_path", "seed", "threads", "task", "data", "rewards")
+FIRST = ("output_dir", "model_path", "teacher_path", "seed", "threads", "task", "data", "rewards")
 LAST = ("report_to", "push_to_hub", "hub_repo_id", "hub_private")
 
 
@@ -176,8 +176,20 @@ def _yaml_lines(cls: type[BaseModel], values: dict[str, Any], indent: int) -> li
     return lines
 
 
+# The distill table: the stage's own options (the supervised sections, task and Hub keys have theirs)
+DISTILL_SKIP = ("output_dir", "seed", "threads", "task", "data.", "steps", "batch_size", "optim.",
+                "checkpoint.", "log.", "comm.", "rewards.", "report_to", "push_to_hub", "hub_")  # fmt: skip
+
+
 def _readme_tables() -> dict[str, tuple[type[BaseModel], tuple[str, ...]]]:
-    from r1rl.config import ArithmeticTaskConfig, BenchmarkTaskConfig, DataConfig, PPOSettings, TrainSettings
+    from r1rl.config import (
+        ArithmeticTaskConfig,
+        BenchmarkTaskConfig,
+        DataConfig,
+        DistillConfig,
+        PPOSettings,
+        TrainSettings,
+    )
     from r1rl.config.rewards import RewardModelSpec
 
     return {
@@ -187,6 +199,7 @@ def _readme_tables() -> dict[str, tuple[type[BaseModel], tuple[str, ...]]]:
         "reward_model": (RewardModelSpec, ("type",)),
         "train": (TrainSettings, ()),
         "ppo": (PPOSettings, ()),
+        "distill": (DistillConfig, DISTILL_SKIP),
     }
 
 

@@ -1,8 +1,9 @@
 """The sections a stage config is made of; every option is described once, here.
 
-Supervised stages (pretrain, SFT): ``steps``, ``batch_size``, ``optim``, ``checkpoint``, ``log``,
-``comm``. PPO: ``steps``, ``rollout``, ``algorithm``, ``optim``, ``compute``, ``moe``,
-``checkpoint``, ``log``. Names follow the papers and TRL where they name the same thing.
+Supervised stages (pretrain, SFT, distill): ``steps``, ``batch_size``, ``optim``, ``checkpoint``,
+``log``, ``comm``; distill adds ``sampling`` and ``logits``. PPO: ``steps``, ``rollout``,
+``algorithm``, ``optim``, ``compute``, ``moe``, ``checkpoint``, ``log``. Names follow the papers
+and TRL where they name the same thing.
 """
 
 from __future__ import annotations
@@ -246,6 +247,37 @@ CB_TEMPERED_LOGPROBS = (
     "returns log-probs after temperature and top-p, which the training pass does not apply "
     "(use rollout.engine generate)"
 )
+
+
+class SamplingConfig(Strict):
+    """How the teacher samples the distill stage's traces, and which of them are kept."""
+
+    num_prompts: int | None = Field(
+        None, ge=1, description="prompt the first N rows of the task's training split (null = all)"
+    )
+    samples_per_prompt: int = Field(4, ge=1, description="k: completions sampled per prompt")
+    max_new_tokens: int = Field(48, ge=1, description="longest completion, in tokens")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling threshold")
+    batch_size: int = Field(64, ge=1, description="prompts per generation call (each sampled k times)")
+    accept_tier: str | None = Field(
+        None, description="keep completions that pass this tier and every tier below; null = the top tier"
+    )
+
+
+class LogitDistillConfig(Strict):
+    """Optional logit distillation: the student also matches the teacher's next-token distributions."""
+
+    loss: Literal["none", "kl", "jsd"] = Field(
+        "none",
+        description="none: SFT on the traces only; kl: τ²·KL(teacher ‖ student) (Hinton et al. 2015); "
+        "jsd: GKD's generalised JSD(β) (Agarwal et al. 2024)",
+    )
+    coef: float = Field(1.0, ge=0, description="weight of the distillation term added to the SFT loss")
+    temperature: float = Field(1.0, gt=0, description="τ: both distributions are softmax(logits / τ)")
+    beta: float = Field(
+        0.5, ge=0, le=1, description="jsd: β (0 = forward KL(teacher ‖ student), 1 = reverse KL)"
+    )
 
 
 # Where each option of the flat `train:` and `ppo:` sections lives now.

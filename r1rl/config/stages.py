@@ -11,10 +11,12 @@ from r1rl.config.rewards import RewardsConfig
 from r1rl.config.sections import (
     PPO_MOVED,
     TRAIN_MOVED,
+    LogitDistillConfig,
     LoraConfigModel,
     ModelConfig,
     OptimConfig,
     PPOSettings,
+    SamplingConfig,
     TokenizerConfig,
     TrainSettings,
 )
@@ -113,6 +115,30 @@ class PPOConfig(PPOSettings, StageBase):
     rewards: RewardsConfig = Field(default_factory=RewardsConfig, description="the reward hierarchy")
 
 
+class DistillConfig(TrainSettings, StageBase):
+    """Distillation: the teacher's samples that pass the reward tiers train the student (SFT, LoRA)."""
+
+    MOVED: ClassVar[dict[str, str]] = {**StageBase.MOVED, **TRAIN_MOVED}
+
+    model_path: str = Field(
+        description="the student: any model with the teacher's tokenizer (e.g. the pretrain stage's final/)"
+    )
+    teacher_path: str = Field(
+        description="the teacher that samples the traces: the PPO stage's final/ or any model"
+    )
+    steps: int = Field(150, ge=1, description="optimizer steps of the student")
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=2e-3))
+    lora: LoraConfigModel = Field(default_factory=LoraConfigModel)
+    full_finetune: bool = Field(
+        False, description="train every weight of the student instead of a LoRA adapter"
+    )
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    logits: LogitDistillConfig = Field(default_factory=LogitDistillConfig)
+    rewards: RewardsConfig = Field(
+        default_factory=RewardsConfig, description="the hierarchy that accepts traces (and scores the eval)"
+    )
+
+
 class EvalConfig(StageBase):
     """Held-out accuracy of the task, and benchmarks of the harness."""
 
@@ -167,7 +193,12 @@ class PipelineConfig(HubOptions):
     pretrain: dict[str, Any] = Field(default_factory=dict, description="the pretrain stage's keys")
     sft: dict[str, Any] = Field(default_factory=dict, description="the SFT stage's keys")
     ppo: dict[str, Any] = Field(default_factory=dict, description="the PPO stage's keys")
+    distill: dict[str, Any] | None = Field(
+        None,
+        description="the distill stage's keys; it runs (after PPO, teacher = ppo/final, student = the "
+        "pretrained model) only when this section is present",
+    )
     eval: dict[str, Any] = Field(default_factory=dict, description="the eval stages' keys")
-    recipes: dict[Literal["pretrain", "sft", "ppo", "eval"], str] = Field(
+    recipes: dict[Literal["pretrain", "sft", "ppo", "distill", "eval"], str] = Field(
         default_factory=dict, description="stage -> a copy of its recipe script to run instead (r1rl cp)"
     )

@@ -2,8 +2,9 @@
 
 Its metadata holds the base model, licence, tags, the Hub datasets named in the configs and the
 eval results as ``model-index``; its body the lineage (each stage with its resolved config), the
-task, the PPO stage's reward hierarchy and the eval tables. Model facts (architecture, experts,
-parameter count) are read from the files about to be pushed, or from an adapter's base on disk.
+task, the reward hierarchy of the last PPO or distill stage and the eval tables. Model facts
+(architecture, experts, parameter count) are read from the files about to be pushed, or from an
+adapter's base on disk.
 """
 
 from __future__ import annotations
@@ -16,11 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from r1rl.hub.run import RunInfo, is_hub_id, read_task
+from r1rl.hub.run import RunInfo, StageRun, is_hub_id, read_task
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
 
+# the stages whose config holds a reward hierarchy, and what the card says they did with it
+REWARDS_BY = {
+    "ppo": "The PPO stage optimised",
+    "distill": "The distill stage trained on the teacher's samples that passed",
+}
 DATASET_KEYS = ("dataset", "datasets", "dataset_name", "dataset_id")  # config keys naming Hub datasets
 
 CARD_TEMPLATE = """---
@@ -62,7 +68,7 @@ Trained on `{{ task.name }}`.
 {%- if rewards %}
 ## Reward hierarchy
 
-The PPO stage optimised these tiers, lowest first, combined in `{{ rewards.mode }}` mode
+{{ rewards_by }} these tiers, lowest first, combined in `{{ rewards.mode }}` mode
 {%- if rewards.mode == "gated" %} (a tier counts only once every tier below it passes)
 {%- elif rewards.mode == "scheduled" %} (weights move from `weight` to `weight_end` between steps \
 {{ rewards.schedule_start }} and {{ rewards.schedule_end }}){% endif %}.
@@ -138,7 +144,7 @@ def build_card(
     )
     if base is not None:
         data.base_model_relation = "adapter" if kind == "adapter" else "finetune"
-    ppo = next((s for s in reversed(info.lineage) if s.stage == "ppo"), None)
+    rewarded = next((s for s in reversed(info.lineage) if s.stage in REWARDS_BY), None)
     return ModelCard.from_template(
         data,
         template_str=CARD_TEMPLATE,
@@ -151,17 +157,25 @@ def build_card(
             {
                 "stage": s.stage,
                 "path": s.path,
-                "start": s.config.get("model_path") or "from scratch",
+                "start": _start(s),
                 "yaml": yaml.safe_dump(s.config, sort_keys=False),
             }
             for s in info.lineage
         ],
-        rewards=ppo.config.get("rewards") if ppo else None,
+        rewards=rewarded.config.get("rewards") if rewarded else None,
+        rewards_by=REWARDS_BY[rewarded.stage] if rewarded else None,
         task=read_task(info),
         eval_rows=_eval_rows(info.eval_results),
         eval_model=(info.eval_results or {}).get("model"),
         summary_table=_summary_table(info.summary),
     )
+
+
+def _start(run: StageRun) -> str:
+    """The lineage table's "started from": the model trained on, and a distill stage's teacher."""
+    start = run.config.get("model_path") or "from scratch"
+    teacher = run.config.get("teacher_path")
+    return f"{start}, taught by {teacher}" if teacher else start
 
 
 def _adapter_base_on_hub(files: dict[str, Path]) -> str | None:

@@ -30,7 +30,7 @@ CONFIG_KINDS: dict[str, type[BaseModel]] = {
 
 @dataclass(frozen=True)
 class StageRun:
-    stage: str  # pretrain | sft | ppo
+    stage: str  # pretrain | sft | ppo | distill
     path: Path  # the stage's output_dir
     config: dict[str, Any]  # its resolved config.yaml
 

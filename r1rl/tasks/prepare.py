@@ -120,7 +120,21 @@ def sft_examples(
     Fewer than ``n`` rows is a one-line :class:`UserError`.
     """
     par = par or Parallel()
-    records = drop_long_prompts(first(task.records("train"), n), tokenizer, task, stage, par)
+    examples = encode_examples(first(task.records("train"), n), tokenizer, task, stage, par)
+    if n is not None and len(examples) < n:
+        raise UserError(
+            f"num_examples={n} but {task.name!r} has {len(examples)} training rows; ask for fewer"
+        )
+    return examples
+
+
+def encode_examples(
+    records: Any, tokenizer: Any, task: Task, stage: str = "sft", par: Parallel | None = None
+) -> list[Example]:
+    """Token ids and labels of any ``{"prompt", "completion"}`` records (the task's, or a teacher's
+    traces), encoded as the task encodes its own: long prompts dropped, long rows truncated."""
+    par = par or Parallel()
+    records = drop_long_prompts(records, tokenizer, task, stage, par)
     max_length = getattr(task, "max_length", None)
     encoded = _map(
         records, _encode_row, par, "tokenize", getattr(task, "num_proc", None), tokenizer=tokenizer,
@@ -130,6 +144,4 @@ def sft_examples(
     cut = sum(_column(encoded, "truncated"))
     if cut and par.is_main:
         print(f"[{stage}] truncated {cut} of {len(ids)} rows to max_length={max_length} tokens")
-    if n is not None and len(ids) < n:
-        raise UserError(f"num_examples={n} but {task.name!r} has {len(ids)} training rows; ask for fewer")
     return [(list(i), list(lab)) for i, lab in zip(ids, labels)]

@@ -10,32 +10,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from r1rl.config import EvalConfig, PPOConfig, PretrainConfig, SFTConfig, load_config
+from r1rl.config import PPOConfig, PretrainConfig, SFTConfig
 from r1rl.errors import UserError
 from r1rl.stages import STAGES
 from r1rl.supervised import collate
 
-MICRO = Path(__file__).parents[2] / "recipes" / "configs" / "micro"
-
-
-def _cfg(cls, name, tmp, **over):
-    extra = [f"output_dir={tmp / name}"] + [f"{k}={v}" for k, v in over.items()]
-    return load_config(cls, MICRO / f"{name}.yaml", extra)
-
-
-PPO_OVERRIDES = {"checkpoint.every": 2, "log.eval_every": 2, "log.eval_examples": 8}
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("stages")
-    out = {}
-    out["pretrain"] = STAGES["pretrain"](_cfg(PretrainConfig, "pretrain", tmp))
-    sft_over = {"log.eval_every": 3, "log.eval_examples": 8}
-    out["sft"] = STAGES["sft"](_cfg(SFTConfig, "sft", tmp, model_path=tmp / "pretrain" / "final", **sft_over))
-    out["ppo"] = STAGES["ppo"](_cfg(PPOConfig, "ppo", tmp, model_path=tmp / "sft" / "final", **PPO_OVERRIDES))
-    out["eval"] = STAGES["eval"](_cfg(EvalConfig, "eval", tmp, model_path=tmp / "ppo" / "final"))
-    return out
+sys.path.insert(0, str(Path(__file__).parent))
+from micro import micro_config as _cfg  # noqa: E402  (the shared micro runs: the fixture `runs`, conftest.py)
 
 
 @pytest.mark.parametrize("stage", ["pretrain", "sft", "ppo"])

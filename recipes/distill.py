@@ -1,0 +1,88 @@
+"""Recipe: distillation — a student trained on the teacher's samples that pass the reward tiers, no RL.
+
+What DeepSeek-R1 did after RL (DeepSeek-AI 2025, §2.4): the teacher (the PPO stage's ``final/``,
+or any model) samples ``sampling.samples_per_prompt`` completions for each training prompt of the
+task; the reward hierarchy keeps those that pass every tier (or ``sampling.accept_tier`` and the
+tiers below it) and duplicates are dropped (:mod:`r1rl.distill.sampling`); the student — any model
+with the teacher's tokenizer: the pretrained base, or a smaller preset pretrained on the same
+corpus — is trained on the kept traces by the SFT loop, a LoRA adapter unless ``full_finetune``.
+With ``logits.loss`` set, the student also matches the teacher's next-token distributions on those
+traces (:mod:`r1rl.distill.losses`). The counts go to ``metrics.jsonl`` at step 0 and the traces to
+``traces.jsonl``; ``final/`` is the student's adapter (base: the student's absolute path) or model.
+
+The CLI's ``r1rl distill CONFIG.yaml`` runs :func:`run`; ``r1rl cp distill my_distill.py`` copies it to edit.
+"""
+
+from __future__ import annotations
+
+from r1rl.eval.heldout import evaluate_heldout
+
+from r1rl.config import DistillConfig
+from r1rl.distill import Traces, accept_tier, cached_traces, check_same_tokenizer, logit_hook, sample_traces
+from r1rl.distributed import Parallel
+from r1rl.model import add_lora, load_merged, load_tokenizer, resolve_model_path
+from r1rl.rundir import RunDir, finish
+from r1rl.supervised import example_batches, train_supervised
+from r1rl.tasks.base import first
+from r1rl.tasks.prepare import (
+    drop_long_prompts,
+    encode_examples,
+    hierarchy_of,
+    resolved_rewards,
+    task_of,
+    write_task_info,
+)
+from r1rl.training import setup
+
+
+def run(cfg: DistillConfig) -> RunDir:
+    rd = RunDir(cfg.output_dir)
+    if rd.is_finished():
+        return rd
+    student_path = resolve_model_path(cfg.model_path)
+    teacher_path = resolve_model_path(cfg.teacher_path, "teacher_path")
+    task = task_of(cfg)  # the prompts, and the tiers that accept the teacher's completions
+    par = Parallel.for_training(cfg)
+    splits = ("train", "test") if cfg.log.eval_every else ("train",)
+    hierarchy = hierarchy_of(cfg.rewards, task, splits=splits, device=str(par.device))
+    accept_tier(hierarchy, cfg.sampling.accept_tier)  # an unknown tier fails now, naming the tiers
+    tokenizer = load_tokenizer(student_path)
+    check_same_tokenizer(tokenizer, load_tokenizer(teacher_path))
+    prompts = drop_long_prompts(first(task.records("train"), cfg.sampling.num_prompts), tokenizer, task,
+                                "distill", par)  # fmt: skip
+    rd.start(cfg.model_copy(update={"rewards": resolved_rewards(cfg.rewards, task)}))
+    if par.is_main:
+        write_task_info(rd.path, task)
+    par.barrier()
+    setup(cfg.seed, cfg.threads)
+    teacher = load_merged(teacher_path).to(par.device)  # whole on every process, never sharded
+
+    # 1. the traces: k samples per prompt, kept when they pass the tiers, deduplicated (read back on resume)
+    def sample() -> Traces:
+        return sample_traces(teacher, tokenizer, prompts, hierarchy, cfg.sampling, task, cfg.seed, par)
+
+    traces = cached_traces(rd, sample, par)
+    examples = encode_examples(traces.records, tokenizer, task, "distill", par)
+
+    # 2. the student: a LoRA adapter on its base (or every weight), trained by the SFT loop
+    model = load_merged(student_path)
+    if not cfg.full_finetune:
+        model = add_lora(model, cfg.lora)
+        model.peft_config["default"].base_model_name_or_path = student_path
+    hook = logit_hook(teacher, model, cfg.logits)  # None unless logits.loss is set: plain SFT
+    if hook is None:
+        del teacher  # only logit distillation needs it after sampling
+
+    def periodic_eval() -> dict[str, float]:
+        n = cfg.log.eval_examples
+        return evaluate_heldout(model, tokenizer, task, hierarchy, n=n, progress=False)[0]
+
+    get_batch = example_batches(examples, cfg.batch_size, cfg.seed, tokenizer.pad_token_id)
+    train_supervised(model, get_batch, cfg, rd, "distill", evaluate=periodic_eval, par=par, loss_hook=hook)
+    return finish(rd, "distill", model, tokenizer, par)
+
+
+if __name__ == "__main__":
+    from r1rl.cli import recipe_main
+
+    raise SystemExit(recipe_main(run, DistillConfig))
