@@ -3,15 +3,16 @@ the on-policy shortcut only for the training model, and truncated importance sam
 
 import copy
 import dataclasses
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from r1rl.rewards.hierarchy import RewardHierarchy, Tier
 
-from r1rl.config import LoraConfigModel, PPOConfig, PPOSettings, validate
+from r1rl.config import PPOConfig, PPOSettings, validate
 from r1rl.errors import UserError
 from r1rl.generation import StopOnStrings, generate, stop_lengths
-from r1rl.model import build_config, build_model
 from r1rl.ppo.core import policy_loss, truncated_is_weights
 from r1rl.ppo.engines import (
     ENGINES,
@@ -21,16 +22,15 @@ from r1rl.ppo.engines import (
     build_engine,
     resolve_engine,
 )
-from r1rl.ppo.roles import ActorCritic
 from r1rl.ppo.rollout import on_policy, rollout
 from r1rl.ppo.trainer import train_ppo
 from r1rl.ppo.update import update
 from r1rl.rundir import RunDir
-from r1rl.tasks.arithmetic import ArithmeticTask
 from r1rl.tasks.encoding import encode_prompts
-from r1rl.tokenizer import train_tokenizer
 
-TASK = ArithmeticTask(min_operands=2, max_operands=2, digits=1)
+sys.path.insert(0, str(Path(__file__).parent))
+from ppo_micro import TASK, micro_ac, micro_tokenizer  # noqa: E402
+
 PROBLEMS = [p.record for p in TASK.problems("train", 2, seed=3)]
 # a reward that varies between samples, so every step moves the policy
 HIERARCHY = RewardHierarchy(
@@ -41,20 +41,11 @@ STOP = ("1", "+", "=")
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    texts = [p.prompt + p.completion for p in TASK.problems("train", 60, seed=0)]
-    return train_tokenizer(texts, vocab_size=300)
+    return micro_tokenizer()
 
 
 def _ac(tokenizer, critic=False):
-    cfg = build_config(
-        "micro", len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
-    )
-    ac = ActorCritic(build_model(cfg, seed=0), LoraConfigModel(r=4, alpha=8), critic=critic)
-    torch.manual_seed(1)
-    for n, p in ac.named_parameters():  # a policy that differs from the reference
-        if "lora_B" in n:
-            torch.nn.init.normal_(p, std=0.05)
-    return ac
+    return micro_ac(tokenizer, critic)
 
 
 def _settings(optim=None, **rollout):

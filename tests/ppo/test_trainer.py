@@ -2,6 +2,8 @@
 
 import copy
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,28 +16,18 @@ from r1rl.ppo.core import group_advantages, kl_penalty
 from r1rl.ppo.roles import ActorCritic
 from r1rl.ppo.trainer import NonFiniteError, rollout, train_ppo, update
 from r1rl.rundir import RunDir
-from r1rl.tasks.arithmetic import ArithmeticTask
-from r1rl.tokenizer import train_tokenizer
 
-TASK = ArithmeticTask(min_operands=2, max_operands=2, digits=1)
+sys.path.insert(0, str(Path(__file__).parent))
+from ppo_micro import TASK, micro_ac, micro_tokenizer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    texts = [p.prompt + p.completion for p in TASK.problems("train", 60, seed=0)]
-    return train_tokenizer(texts, vocab_size=300)
+    return micro_tokenizer()
 
 
 def _ac(tokenizer, critic=True):
-    cfg = build_config(
-        "micro", len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
-    )
-    ac = ActorCritic(build_model(cfg, seed=0), LoraConfigModel(r=4, alpha=8), critic=critic)
-    torch.manual_seed(1)
-    for n, p in ac.named_parameters():  # a policy that differs from the reference
-        if "lora_B" in n:
-            torch.nn.init.normal_(p, std=0.05)
-    return ac
+    return micro_ac(tokenizer, critic)
 
 
 def _settings(**kw):
