@@ -7,6 +7,7 @@ problem and exits with status 2; nothing a previous stage wrote is touched.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -104,6 +105,9 @@ def guarded(fn: Callable[[], int]) -> int:
             "r1rl: interrupted; re-run the same command to resume from the last checkpoint", file=sys.stderr
         )
         return 130
+    except BrokenPipeError:  # the reader went away (`r1rl config ppo | head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit fails too
+        return 141
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -179,3 +179,10 @@ def test_an_output_dir_that_cannot_be_created_is_one_line(capsys):
     assert main(["pretrain", str(MICRO / "pretrain.yaml"), "output_dir=/proc/r1rl/run"]) == 2
     err = _one_line_error(capsys)
     assert "output_dir /proc/r1rl/run" in err and ("not writable" in err or "cannot create" in err)
+
+
+def test_a_reader_that_goes_away_is_no_traceback():
+    """``r1rl config ppo | head``: the pipe closes before the YAML is written; r1rl stops quietly."""
+    cmd = f"{sys.executable} -m r1rl.cli config ppo | true"
+    res = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True)
+    assert res.stderr == "" and res.returncode in (0, 141)  # 0 when it all fit in the pipe first
