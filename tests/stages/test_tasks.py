@@ -119,6 +119,11 @@ BENCHMARKS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BENCHMARKS))
 def test_benchmark_task_pipeline_end_to_end(name, tmp_path):
+    from r1rl.eval.data import default_data_dir
+
+    folder = default_data_dir() / {"cuad": "cuad_extract"}.get(name, name)
+    if not folder.is_dir():
+        pytest.skip(f"{name} data not found under {folder} (set R1RL_DATA_DIR)")
     cfg = load_config(
         PipelineConfig,
         MICRO / "pipeline.yaml",
