@@ -218,7 +218,8 @@ def _wait_tests(cfg: dict, judge: int, solution: int) -> None:
         done[got] = (st, usage)
     st, usage = done[judge]
     _report(cfg, "judge", st, usage)
-    clean = os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0  # the judge told the program to quit
+    # the judge told the program to quit (0), or saw it exit (4: its init reports how): wait for it
+    clean = os.WIFEXITED(st) and os.WEXITSTATUS(st) in (0, 4)
     end = time.monotonic() + (QUIT_GRACE_S if clean else 0)
     while solution not in done:
         got, st, usage = os.wait4(-1, os.WNOHANG)

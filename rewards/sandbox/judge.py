@@ -64,6 +64,9 @@ _EXCEPTIONS = {
 _MISSING = object()
 
 
+JUDGE_PROGRAM_DIED = 4  # the judge's exit status when the program's process exited under it
+
+
 class Gone(BaseException):
     """The program's process is gone (died, out of time, or broke the protocol)."""
 
@@ -344,6 +347,8 @@ def run(job: dict, verdict_fd: int, requests_fd: int, replies_fd: int) -> int:
     except BaseException as e:
         rec.line(f"crash {type(e).__name__}: {e}")
         return 1
+    if _CH.gone == "died":
+        return JUDGE_PROGRAM_DIED  # its init still reports how it ended: the supervisor waits for that
     return 3 if _CH.gone else 0
 
 
