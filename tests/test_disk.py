@@ -11,9 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from r1rl.config import PretrainConfig, load_config
-from r1rl.stages import STAGES
-
 MICRO = Path(__file__).parents[1] / "recipes" / "configs" / "micro"
 
 
@@ -42,11 +39,8 @@ def _leftovers(run: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    out = tmp_path_factory.mktemp("disk") / "pretrain"
-    return STAGES["pretrain"](
-        load_config(PretrainConfig, MICRO / "pretrain.yaml", [f"output_dir={out}"])
-    ).final
+def base(micro_pretrained):
+    return micro_pretrained  # the session's micro pretrain (tests/conftest.py), read only
 
 
 CHECKPOINTS = """

@@ -10,18 +10,13 @@ import torch
 from safetensors.torch import load_file
 
 from r1rl.cli import main
-from r1rl.config import PretrainConfig, load_config
-from r1rl.stages import STAGES
 
 MICRO = Path(__file__).parents[1] / "recipes" / "configs" / "micro"
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    out = tmp_path_factory.mktemp("rerun") / "pretrain"
-    return STAGES["pretrain"](
-        load_config(PretrainConfig, MICRO / "pretrain.yaml", [f"output_dir={out}"])
-    ).final
+def base(micro_pretrained):
+    return micro_pretrained  # the session's micro pretrain (tests/conftest.py), read only
 
 
 def _ppo(capsys, base, out, *over, overwrite=False):
