@@ -38,7 +38,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 
@@ -46,6 +46,7 @@ from r1rl.errors import UserError
 
 Compression = Literal["none", "fp16", "bf16", "powersgd"]
 DeviceOption = Literal["auto", "cpu", "cuda"]
+T = TypeVar("T")
 
 
 def world_size() -> int:
@@ -94,6 +95,48 @@ def _sharding_requested() -> bool:
 def is_main() -> bool:
     """True in the process that writes the run directory (rank 0, or the only process)."""
     return rank() == 0
+
+
+# Main-only work (evals, merging and saving) makes the other ranks wait in a collective, hence a
+# timeout longer than torch's 30 minutes.
+PROCESS_GROUP_TIMEOUT = timedelta(hours=3)
+
+
+def _start_process_group(device: DeviceOption) -> None:
+    """Under a launcher, join the process group now (gloo on CPU, NCCL on GPU), through accelerate's
+    shared state, which the stage's ``Accelerator`` then takes over."""
+    from accelerate import PartialState
+
+    on = resolve_device(device)
+    PartialState(cpu=on.type == "cpu", timeout=PROCESS_GROUP_TIMEOUT)
+    atexit.register(_destroy_process_group)  # gloo threads left running abort the interpreter's exit
+    if on.type == "cuda":
+        torch.cuda.set_device(on)
+
+
+def main_decides(decide: Callable[[], T], device: DeviceOption = "auto") -> T:
+    """``decide()`` run by the main process alone, its result — or its :class:`UserError` — shared
+    with every process of a launcher.
+
+    What a run directory holds is read once: processes that each looked at it would disagree when
+    it changes between their looks (another job writing there, the main process moving it aside),
+    and a process that decided to skip would leave the others waiting for it forever.
+    """
+    if world_size() == 1:
+        return decide()
+    outcome: list[Any] = [None]
+    if is_main():
+        try:
+            outcome = [("ok", decide())]
+        except UserError as e:
+            outcome = [("error", str(e))]
+    if not torch.distributed.is_initialized():  # before the stage's Parallel exists
+        _start_process_group(device)
+    torch.distributed.broadcast_object_list(outcome, src=0)
+    kind, value = outcome[0]
+    if kind == "error":
+        raise UserError(value)
+    return value
 
 
 class Parallel:
@@ -145,9 +188,7 @@ class Parallel:
                     "start_powerSGD_iter": max(2, powersgd_start_iter),  # torch needs >1 with error feedback
                 }
             handlers.append(DistributedDataParallelKwargs(comm_hook=hook, comm_state_option=options))
-        # Main-only work (evals, merging and saving) makes the other ranks wait in a collective,
-        # hence a timeout longer than torch's 30 minutes.
-        handlers.append(InitProcessGroupKwargs(timeout=timedelta(hours=3)))
+        handlers.append(InitProcessGroupKwargs(timeout=PROCESS_GROUP_TIMEOUT))
         on_cpu = self.device.type == "cpu"
         self.accelerator = Accelerator(kwargs_handlers=handlers, cpu=on_cpu)
         atexit.register(_destroy_process_group)  # gloo threads left running abort the interpreter's exit

@@ -276,8 +276,11 @@ class Checkpointer:
         return None
 
     def load_latest(self) -> dict[str, Any] | None:
-        """The newest checkpoint's state; one written under another sharding is a one-line error."""
-        paths = self.paths()
+        """The newest checkpoint's state; one written under another sharding is a one-line error.
+        The main process names it, so every rank loads the same one."""
+        from r1rl.distributed import main_decides
+
+        paths = main_decides(self.paths)
         if not paths:
             return None
         if not self.backend.complete(paths[-1]):

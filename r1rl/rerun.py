@@ -109,8 +109,8 @@ def plan(
     (move the old run aside, then fresh); a refused re-run is a one-line :class:`UserError`.
 
     ``force``: start afresh whatever the config (a pipeline re-ran an earlier stage, so this one was
-    trained on a result that is gone). Pure: it reads the run directory and changes nothing (every
-    process of a launcher decides alike; the main one then acts, :func:`act`).
+    trained on a result that is gone). Pure: it reads the run directory and changes nothing
+    (:func:`act` then does).
     """
     check_writable(run_dir)
     config = run_dir / "config.yaml"
@@ -141,20 +141,13 @@ def plan(
     )
 
 
-def act(stage: str, run_dir: Path, decision: str, old_steps: int | None, is_main: bool) -> None:
-    """Carry out ``decision`` (main process) and say so in one line; the others wait for the result."""
-    if not is_main:
-        if decision == "overwrite":  # until the main process has moved the old config.yaml away
-            config = run_dir / "config.yaml"
-            inode = config.stat().st_ino if config.exists() else None
-            _wait(lambda: not config.exists() or config.stat().st_ino != inode)
-        elif decision == "extend":
-            _wait(lambda: (run_dir / f"final.step-{old_steps or 0:08d}").exists())
-        return
+def act(stage: str, run_dir: Path, decision: str) -> None:
+    """Carry out ``decision`` and say so in one line (on the main process, before the others hear of
+    it: :func:`r1rl.distributed.main_decides`)."""
     if decision == "overwrite":
         print(f"[{stage}] moved the run in {run_dir} to {move_aside(run_dir)}; starting afresh")
     elif decision == "extend":
-        kept = keep_final(run_dir, old_steps or 0)
+        kept = keep_final(run_dir, old_value(run_dir / "config.yaml", "steps") or 0)
         print(
             f"[{stage}] {run_dir} is finished; continuing it to the new steps (its final/ is kept as {kept})"
         )
@@ -162,14 +155,6 @@ def act(stage: str, run_dir: Path, decision: str, old_steps: int | None, is_main
         print(f"[{stage}] {run_dir} is finished; skipping")
     elif decision == "resume":
         print(f"[{stage}] {run_dir} has the same config; resuming it")
-
-
-def _wait(done: Any, timeout_s: float = 600.0) -> None:
-    import time
-
-    t0 = time.monotonic()
-    while not done() and time.monotonic() - t0 < timeout_s:
-        time.sleep(0.2)
 
 
 def keep_final(run_dir: Path, steps: int) -> Path | None:

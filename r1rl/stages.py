@@ -49,15 +49,19 @@ class Stage:
         :mod:`r1rl.rerun` decides against the run already there (``force``: afresh, whatever the
         config); returns the run and whether it ran."""
         from r1rl import rerun
-        from r1rl.distributed import is_main
+        from r1rl.distributed import main_decides
         from r1rl.rundir import RunDir
 
         rd = RunDir(cfg.output_dir)
-        finished = rd.is_finished() if self.trains else rd.eval_results.exists()
-        new = resolved_config(cfg).model_dump(mode="json")
-        decision = rerun.plan(self.name, rd.path, new, finished, overwrite, force)
-        old_steps = rerun.old_value(rd.config, "steps") if decision == "extend" else None
-        rerun.act(self.name, rd.path, decision, old_steps, is_main())
+
+        def decide() -> str:  # the main process's look at the run directory, and what it did there
+            finished = rd.is_finished() if self.trains else rd.eval_results.exists()
+            new = resolved_config(cfg).model_dump(mode="json")
+            decision = rerun.plan(self.name, rd.path, new, finished, overwrite, force)
+            rerun.act(self.name, rd.path, decision)
+            return decision
+
+        decision = main_decides(decide, cfg.device)
         if decision == "skip":  # nothing is retrained; a push asked for still happens
             return (push_if_asked(cfg, rd) if self.trains else rd), False
         rd = self.load(recipe)(cfg)

@@ -19,7 +19,7 @@ from r1rl.eval.heldout import evaluate_heldout
 
 from r1rl.config import DistillConfig
 from r1rl.distill import Traces, accept_tier, cached_traces, check_same_tokenizer, logit_hook, sample_traces
-from r1rl.distributed import Parallel
+from r1rl.distributed import Parallel, main_decides
 from r1rl.model import add_lora, load_merged, load_tokenizer, resolve_model_path
 from r1rl.rundir import RunDir, finish
 from r1rl.supervised import example_batches, train_supervised
@@ -37,7 +37,7 @@ from r1rl.training import setup
 
 def run(cfg: DistillConfig) -> RunDir:
     rd = RunDir(cfg.output_dir)
-    if rd.is_finished():
+    if main_decides(rd.is_finished, cfg.device):  # every process alike
         return rd
     student_path = resolve_model_path(cfg.model_path)
     teacher_path = resolve_model_path(cfg.teacher_path, "teacher_path")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from r1rl.eval.heldout import evaluate_heldout
 
 from r1rl.config import PPOConfig
-from r1rl.distributed import Parallel
+from r1rl.distributed import Parallel, main_decides
 from r1rl.errors import UserError
 from r1rl.model import load_tokenizer, resolve_model_path
 from r1rl.moe import check_routing_replay
@@ -28,7 +28,7 @@ from r1rl.training import setup
 
 def run(cfg: PPOConfig) -> RunDir:
     rd = RunDir(cfg.output_dir)
-    if rd.is_finished():
+    if main_decides(rd.is_finished, cfg.device):  # every process alike
         return rd
     model_path = resolve_model_path(cfg.model_path)
     task = task_of(cfg)  # 1. the task: its rows and the reward hierarchy, checked against its columns

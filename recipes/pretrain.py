@@ -8,7 +8,7 @@ The CLI's ``r1rl pretrain CONFIG.yaml`` runs :func:`run`. To change a piece, cop
 from __future__ import annotations
 
 from r1rl.config import PretrainConfig
-from r1rl.distributed import Parallel
+from r1rl.distributed import Parallel, main_decides
 from r1rl.model import count_parameters
 from r1rl.pretraining import batches, corpus, data_plan, model_for, pack, validation_loss
 from r1rl.rundir import RunDir, finish
@@ -20,7 +20,7 @@ from r1rl.training import setup
 
 def run(cfg: PretrainConfig) -> RunDir:
     rd = RunDir(cfg.output_dir)
-    if rd.is_finished():
+    if main_decides(rd.is_finished, cfg.device):  # every process alike
         return rd
     plan = data_plan(cfg)  # bad sources, filters or data fail here, before anything is written
     docs, val_docs = corpus(cfg, None, None) if plan is None else ([], [])

@@ -13,7 +13,7 @@ from __future__ import annotations
 from r1rl.eval.heldout import evaluate_heldout
 
 from r1rl.config import SFTConfig
-from r1rl.distributed import Parallel
+from r1rl.distributed import Parallel, main_decides
 from r1rl.model import add_lora, load_merged, load_tokenizer, resolve_model_path, torch_dtype
 from r1rl.rundir import RunDir, finish
 from r1rl.supervised import example_batches, train_supervised
@@ -23,7 +23,7 @@ from r1rl.training import setup
 
 def run(cfg: SFTConfig) -> RunDir:
     rd = RunDir(cfg.output_dir)
-    if rd.is_finished():
+    if main_decides(rd.is_finished, cfg.device):  # every process alike
         return rd
     base_path = resolve_model_path(cfg.model_path)
     task = task_of(cfg)  # the rows, and the rewards the held-out eval scores with
