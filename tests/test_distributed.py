@@ -16,7 +16,6 @@ resume bitwise after a SIGKILL.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import textwrap
@@ -55,10 +54,46 @@ def _env() -> dict[str, str]:
     return cpu_launch([])[1]
 
 
-def launch2(stage: str, recipe: Path, args: list[str], config_file: str | None = None) -> None:
+LAUNCH_TIMEOUT_S = 900  # a micro run takes under a minute; a hung launch fails instead of stalling CI
+
+
+def signal_tree(pid: int, sig: signal.Signals) -> None:
+    """``sig`` to a launcher and every process under it: its workers run in sessions of their own
+    (torch elastic starts them so), so a signal to the launcher's process group misses them."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for proc in procs:
+        try:
+            proc.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
+
+
+def run_launch(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``cmd`` to its end, within :data:`LAUNCH_TIMEOUT_S`; past it, the launcher and its workers are
+    killed and the test fails with what they printed."""
+    child = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = child.communicate(timeout=LAUNCH_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        signal_tree(child.pid, signal.SIGKILL)
+        out, err = child.communicate()
+        pytest.fail(f"launch still running after {LAUNCH_TIMEOUT_S} s: {cmd}\n{out[-2000:]}\n{err[-3000:]}")
+    return subprocess.CompletedProcess(cmd, child.returncode, out, err)
+
+
+def launch2(
+    stage: str, recipe: Path, args: list[str], config_file: str | None = None
+) -> subprocess.CompletedProcess:
     cmd = _launch_cmd(stage, recipe, args, config_file)
-    res = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
+    res = run_launch(cmd, _env())
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res
 
 
 def _metrics(run: Path) -> list[dict]:
@@ -97,11 +132,23 @@ def test_parallel_alone_is_a_no_op():
 
 COLLECTIVES = """
 import torch
-from r1rl.distributed import Parallel, cpu_launch
+from r1rl.distributed import Parallel, cpu_launch, main_decides, rank
+from r1rl.errors import UserError
 from r1rl.ppo.core import masked_whiten, normalize
 from r1rl.training import check_in_sync
 
-par = Parallel()
+# before any Parallel: what the main process decides is what every process does (a run directory
+# that changes between two processes' looks cannot split them), and its refusal is everyone's
+assert main_decides(lambda: f"decided on rank {rank()}") == "decided on rank 0"
+def refuse():
+    raise UserError(f"refused on rank {rank()}")
+try:
+    main_decides(refuse)
+    raise AssertionError("the main process's refusal was not shared")
+except UserError as e:
+    assert str(e) == "refused on rank 0"
+par = Parallel()  # takes over the process group main_decides started
+assert main_decides(lambda: rank() + 10) == 10
 assert par.enabled and par.world == 2
 torch.manual_seed(0)
 x, mask = torch.randn(4, 5), (torch.rand(4, 5) > 0.3).float()
@@ -157,8 +204,7 @@ if par.is_main:
 def test_collectives_with_two_processes(tmp_path):
     script = tmp_path / "collectives.py"
     script.write_text(textwrap.dedent(COLLECTIVES))
-    cmd, env = cpu_launch([str(script)])
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    res = run_launch(*cpu_launch([str(script)]))
     assert res.returncode == 0, res.stderr[-3000:]
     assert "COLLECTIVES-OK" in res.stdout
 
@@ -268,11 +314,12 @@ def _kill_after_checkpoint_2_and_resume(
     while not (out / "checkpoints" / "step-00000002").exists():
         assert child.poll() is None and time.monotonic() < deadline, "ended before checkpoint 2"
         time.sleep(0.01)
-    os.killpg(child.pid, signal.SIGKILL)  # the launcher and both workers
+    signal_tree(child.pid, signal.SIGKILL)  # the launcher and both workers, as when a node is lost
     child.wait()
     assert not (out / "final").exists()
     assert Checkpointer(out / "checkpoints").paths()[-1].name < "step-00000005"
-    launch2("ppo", MICRO / "ppo.yaml", args, config_file)
+    resumed = launch2("ppo", MICRO / "ppo.yaml", args, config_file)
+    assert f"[ppo] {out} has the same config; resuming it" in resumed.stdout
     a = load_file(straight / "final" / "model.safetensors")
     b = load_file(out / "final" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -293,13 +340,13 @@ def test_ppo_two_processes_stopped_by_sigterm_and_resumed(runs):
     while not (out / "metrics.jsonl").exists() or len((out / "metrics.jsonl").read_text().splitlines()) < 2:
         assert child.poll() is None and time.monotonic() < deadline, "ended before its second step"
         time.sleep(0.01)
-    os.killpg(child.pid, signal.SIGTERM)  # as Slurm does: every process of the job
+    signal_tree(child.pid, signal.SIGTERM)  # as Slurm does: every process of the job
     _, err = child.communicate(timeout=180)
     lines = [line for line in err.splitlines() if line.startswith("r1rl: stopped by SIGTERM")]
     assert len(lines) == 1, err[-3000:]  # from the main process only
     assert "exitcode  : 143" in err or child.returncode != 0  # the launcher reports its workers' 143
     assert not (out / "final").exists() and Checkpointer(out / "checkpoints").paths()
-    launch2("ppo", MICRO / "ppo.yaml", args)
+    assert f"[ppo] {out} has the same config; resuming it" in launch2("ppo", MICRO / "ppo.yaml", args).stdout
     a = load_file(tmp / "ppo2" / "final" / "model.safetensors")
     b = load_file(out / "final" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -328,10 +375,31 @@ def test_batch_that_does_not_split_is_a_one_line_error(monkeypatch):
 
 
 @pytest.mark.slow
+def test_rerun_decisions_under_two_processes(runs):
+    """Skip, refuse and overwrite under a launcher: the main process decides, says so once, and the
+    other process follows it (none waits for a decision another never took)."""
+    tmp = runs["tmp"]
+    run = tmp / "pre2-rerun"
+    args = [f"output_dir={run}", "steps=3"]
+    launch2("pretrain", MICRO / "pretrain.yaml", args)
+    skipped = launch2("pretrain", MICRO / "pretrain.yaml", args)
+    assert skipped.stdout.count(f"[pretrain] {run} is finished; skipping") == 1
+    changed = [f"output_dir={run}", "steps=2"]
+    refused = run_launch(_launch_cmd("pretrain", MICRO / "pretrain.yaml", changed), _env())
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("r1rl: error:")]
+    assert refused.returncode != 0 and len(errors) == 2 and errors[0] == errors[1], refused.stderr[-2000:]
+    assert "holds a run with another config (steps: 3 → 2)" in errors[0]
+    assert "exitcode  : 2" in refused.stderr  # a clean exit with the CLI's status, not an abort
+    redone = launch2("pretrain", MICRO / "pretrain.yaml", [*changed, "--overwrite"])
+    assert redone.stdout.count(f"moved the run in {run} to {run}.prev-1; starting afresh") == 1
+    assert (tmp / "pre2-rerun.prev-1" / "final").is_dir() and _metrics(run)[-1]["step"] == 2
+
+
+@pytest.mark.slow
 def test_uneven_split_under_a_launcher_is_one_line_and_writes_nothing(tmp_path):
     out = tmp_path / "pre"
     cmd = _launch_cmd("pretrain", MICRO / "pretrain.yaml", [f"output_dir={out}", "batch_size=7"])
-    res = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
+    res = run_launch(cmd, _env())
     assert res.returncode != 0
     errors = [line for line in res.stderr.splitlines() if line.startswith("r1rl: error:")]
     assert errors and all(e == errors[0] for e in errors), res.stderr[-2000:]
