@@ -37,8 +37,8 @@ class Generation:
     completion_mask: torch.Tensor  # (B, T) 1 up to and including EOS (or the stop sequence)
     texts: list[str]  # decoded completions, special tokens removed, cut before a stop sequence
     truncated: torch.Tensor  # (B,) bool: hit max_new_tokens without EOS or a stop sequence
-    # (B, T) the engine's log p(token) of each completion token, from the model's logits before
-    # temperature and top-p (what the training pass scores); 0 on padding; None when not asked for
+    # (B, T) the engine's log p(token) of each completion token under softmax(logits / temperature),
+    # before top-p (what the training pass scores); 0 on padding; None when not asked for
     logprobs: torch.Tensor | None = None
 
 
@@ -124,18 +124,22 @@ class LogprobRecorder(LogitsProcessor):
 
     ``generate`` runs the processors passed to it before its sampling warpers (temperature,
     top-p), so the scores are the model's logits in float32 (after any processor of the model's
-    own generation config, such as a repetition penalty). The token chosen at step t is the last
+    own generation config, such as a repetition penalty); they are divided by ``temperature``
+    here, as the training pass divides its logits. The token chosen at step t is the last
     column of ``input_ids`` at step t + 1, so one step of log-softmax, (B, V), is held at a time.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, temperature: float = 1.0) -> None:
+        self.temperature = (
+            temperature  # log-probs of softmax(scores / temperature), as the update scores them
+        )
         self.pending: torch.Tensor | None = None  # (B, V) log-softmax of the last step
         self.steps: list[torch.Tensor] = []  # T - 1 columns of (B, 1)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if self.pending is not None:
             self.steps.append(self.pending.gather(1, input_ids[:, -1:]))
-        self.pending = torch.log_softmax(scores.float(), dim=-1)
+        self.pending = torch.log_softmax(scores.float() / self.temperature, dim=-1)
         return scores
 
     def logprobs(self, completion_ids: torch.Tensor) -> torch.Tensor:
@@ -188,7 +192,7 @@ def generate(
     ids, attn = left_pad(prompt_ids, pad_id)
     device = next(model.parameters()).device
     stopper = StopOnStrings(tokenizer, stop, ids.shape[1], ids.shape[0]) if stop else None
-    recorder = LogprobRecorder() if return_logprobs else None
+    recorder = LogprobRecorder(temperature if do_sample else 1.0) if return_logprobs else None
     was_training = model.training
     model.eval()
     out = model.generate(
@@ -237,3 +241,49 @@ def finish_generation(
     if logprobs is not None:
         logprobs = logprobs * mask
     return Generation(prompt_ids, prompt_mask, comp, mask, texts, truncated, logprobs)
+
+
+def take_generation(g: Generation, rows: Sequence[int]) -> Generation:
+    """The rows ``rows`` of a generation, in that order."""
+    idx = torch.tensor(list(rows), dtype=torch.long)
+    pick = lambda t: t[idx] if t is not None else None  # noqa: E731
+    return Generation(
+        g.prompt_ids[idx], g.prompt_mask[idx], g.completion_ids[idx], g.completion_mask[idx],
+        [g.texts[i] for i in rows], g.truncated[idx], pick(g.logprobs),
+    )  # fmt: skip
+
+
+def concat_generations(parts: Sequence[Generation], pad_id: int) -> Generation:
+    """Generations one after another: prompts re-padded on the left, completions on the right.
+
+    >>> a = Generation(torch.tensor([[5]]), torch.tensor([[1]]), torch.tensor([[7, 2]]),
+    ...                torch.tensor([[1, 1]]), ["x"], torch.tensor([False]))
+    >>> b = Generation(torch.tensor([[4, 5]]), torch.tensor([[1, 1]]), torch.tensor([[8]]),
+    ...                torch.tensor([[1]]), ["y"], torch.tensor([True]))
+    >>> g = concat_generations([a, b], pad_id=0)
+    >>> g.prompt_ids.tolist(), g.completion_ids.tolist(), g.completion_mask.tolist()
+    ([[0, 5], [4, 5]], [[7, 2], [8, 0]], [[1, 1], [1, 0]])
+    """
+    if len(parts) == 1:
+        return parts[0]
+    P = max(g.prompt_ids.shape[1] for g in parts)
+    T = max(g.completion_ids.shape[1] for g in parts)
+
+    def left(t: torch.Tensor, width: int, value: int) -> torch.Tensor:
+        return torch.nn.functional.pad(t, (width - t.shape[1], 0), value=value)
+
+    def right(t: torch.Tensor, width: int, value: float) -> torch.Tensor:
+        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
+
+    logprobs = None
+    if all(g.logprobs is not None for g in parts):
+        logprobs = torch.cat([right(g.logprobs, T, 0.0) for g in parts])  # type: ignore[arg-type]
+    return Generation(
+        torch.cat([left(g.prompt_ids, P, pad_id) for g in parts]),
+        torch.cat([left(g.prompt_mask, P, 0) for g in parts]),
+        torch.cat([right(g.completion_ids, T, pad_id) for g in parts]),
+        torch.cat([right(g.completion_mask, T, 0) for g in parts]),
+        [t for g in parts for t in g.texts],
+        torch.cat([g.truncated for g in parts]),
+        logprobs,
+    )

@@ -226,9 +226,56 @@ def metric_figures(rows: list[dict[str, Any]], title: str = "") -> dict[str, Fig
     return figures
 
 
+# The RL run at a glance (``learning.png``): what it optimises beside what it is for, and why it moves.
+LEARNING_PANELS: tuple[tuple[str, str, bool], ...] = (
+    (r"reward/tier/(?P<line>[^/]+)/pass_rate|eval/(?P<eval>accuracy)",
+     "sampled pass rate (train) and greedy accuracy (held-out)", True),
+    (r"(?P<line>entropy|kl/per_token)", "entropy and KL to the reference, per token", False),
+    (r"rollout/(?P<line>zero_variance)|selection/(?P<sel>always_solved|never_solved)",
+     "groups without signal; prompts always / never solved", True),
+    (r"(?P<line>policy/update_norm|grad_norm|advantages/abs_mean)", "update size and advantage scale", False),
+    (r"selection/(?P<line>replay_size|replayed|skipped)", "curriculum and replay", False),
+)  # fmt: skip
+
+
+def learning_figure(rows: list[dict[str, Any]], title: str = "") -> Figure | None:
+    """The RL panels of :data:`LEARNING_PANELS` that have data (held-out accuracy drawn as ``eval
+    (greedy)``), or None when the rows have no tier pass rates (not an RL run)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r if k not in ("step", "stage")))
+    panels = []
+    for pattern, panel_title, rates in LEARNING_PANELS:
+        lines = []
+        for key in keys:
+            m = re.fullmatch(pattern, key)
+            if m:
+                name = next(v for v in m.groupdict().values() if v)
+                label = "eval (greedy)" if name == "accuracy" else name
+                line = _line(rows, key, label)
+                if line.values:
+                    lines.append(line)
+        if lines:
+            panels.append((panel_title, lines, rates))
+    if not panels or not any(k.startswith("reward/tier/") for k in keys):
+        return None
+    cols = min(3, len(panels))
+    fig = new_figure(5.6 * cols, 0.4 + 2.8 * -(-len(panels) // cols))
+    axes = list(fig.subplots(-(-len(panels) // cols), cols, squeeze=False).flat)
+    for ax, (panel_title, lines, rates) in zip(axes, panels):
+        draw_panel(ax, panel_title, lines, rates)
+    for ax in axes[len(panels) :]:
+        ax.remove()
+    fig.suptitle(f"{title} learning".strip(), fontsize=10)
+    return fig
+
+
 def plot_metrics(rows: list[dict[str, Any]], out_dir: Path, title: str = "") -> list[Path]:
-    """Write ``<group>.png`` for each group with something to show; returns the files written."""
-    return [save(fig, out_dir / f"{name}.png") for name, fig in metric_figures(rows, title).items()]
+    """Write ``<group>.png`` for each group with something to show, and ``learning.png`` for an RL
+    run; returns the files written."""
+    written = [save(fig, out_dir / f"{name}.png") for name, fig in metric_figures(rows, title).items()]
+    learning = learning_figure(rows, title)
+    if learning is not None:
+        written.append(save(learning, out_dir / "learning.png"))
+    return written
 
 
 def expert_load_figure(rows: list[dict[str, Any]], title: str = "") -> Figure:

@@ -185,6 +185,55 @@ class HierarchyResult:
         return out
 
 
+def take_result(res: HierarchyResult, rows: Sequence[int]) -> HierarchyResult:
+    """The samples ``rows`` of a result, in that order; counts are recounted over them, what the
+    reward functions logged is kept as it was (it describes the call)."""
+    pick = lambda xs: [xs[i] for i in rows]  # noqa: E731
+    scores = {t: pick(v) for t, v in res.scores.items()}
+    return HierarchyResult(
+        pick(res.rewards), scores, {t: pick(v) for t, v in res.passed.items()},
+        errors=_recount(res.errors, len(res.rewards), len(rows)),
+        timeouts=_recount(res.timeouts, len(res.rewards), len(rows)),
+        not_applicable={t: c for t, c in ((t, sum(s is None for s in v)) for t, v in scores.items()) if c},
+        weights=res.weights, running=res.running, logged=res.logged,
+    )  # fmt: skip
+
+
+def _recount(counts: dict[str, int], n: int, kept: int) -> dict[str, int]:
+    """Failure counts of a subset: which samples failed is not kept, so all of them when every sample
+    is kept, none of a subset (failures are counted once, on the call that saw them)."""
+    return dict(counts) if kept == n else {}
+
+
+def concat_results(parts: Sequence[HierarchyResult]) -> HierarchyResult:
+    """Results of several calls as one: samples one after another, failure counts summed.
+
+    >>> a = HierarchyResult([1.0], {"t": [1.0]}, {"t": [True]}, errors={"t": 1})
+    >>> b = HierarchyResult([0.0], {"t": [0.0]}, {"t": [False]}, errors={"t": 2})
+    >>> c = concat_results([a, b]); c.rewards, c.passed, c.errors
+    ([1.0, 0.0], {'t': [True, False]}, {'t': 3})
+    """
+    if len(parts) == 1:
+        return parts[0]
+
+    def summed(field_of: Callable[[HierarchyResult], dict[str, int]]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for p in parts:
+            for t, c in field_of(p).items():
+                out[t] = out.get(t, 0) + c
+        return out
+
+    tiers = list(parts[0].scores)
+    return HierarchyResult(
+        [r for p in parts for r in p.rewards],
+        {t: [s for p in parts for s in p.scores[t]] for t in tiers},
+        {t: [s for p in parts for s in p.passed[t]] for t in tiers},
+        errors=summed(lambda p: p.errors), timeouts=summed(lambda p: p.timeouts),
+        not_applicable=summed(lambda p: p.not_applicable),
+        weights=parts[-1].weights, running=parts[-1].running, logged=parts[-1].logged,
+    )  # fmt: skip
+
+
 class RewardHierarchy:
     """Tiers combined by ``mode``; call it like a reward function to get a :class:`HierarchyResult`.
 

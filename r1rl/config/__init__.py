@@ -21,6 +21,7 @@ from r1rl.config.sections import (
     PPOSettings,
     RolloutConfig,
     SamplingConfig,
+    SelectionConfig,
     TokenizerConfig,
     TrainSettings,
 )
@@ -47,7 +48,7 @@ __all__ = [
     "ComputeConfig", "DataConfig", "DistillConfig", "EvalConfig", "HubOptions", "LogConfig",
     "LogitDistillConfig", "LoraConfigModel", "MoEConfig", "ModelConfig", "OptimConfig", "PPOConfig",
     "PPOOptimConfig", "PPOSettings", "PipelineConfig", "PretrainConfig", "PretrainDataConfig",
-    "RewardsConfig", "RolloutConfig", "SFTConfig", "SamplingConfig", "StageBase", "Strict", "TaskConfig",
-    "TierConfig", "TokenizerConfig", "TrainSettings", "apply_overrides", "dump_config", "load_config",
-    "load_yaml", "validate",
+    "RewardsConfig", "RolloutConfig", "SFTConfig", "SamplingConfig", "SelectionConfig", "StageBase",
+    "Strict", "TaskConfig", "TierConfig", "TokenizerConfig", "TrainSettings", "apply_overrides",
+    "dump_config", "load_config", "load_yaml", "validate",
 ]  # fmt: skip

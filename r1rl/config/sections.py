@@ -124,6 +124,46 @@ class RolloutConfig(Strict):
         description="truncated importance sampling: weight token losses by min(π_old/π_engine, tis_cap) "
         "(Yao et al. 2025); null = off",
     )
+    dynamic_sampling: bool = Field(
+        False,
+        description="drop groups whose rewards all agree (no GRPO signal) and sample more prompts to "
+        "fill the batch (DAPO's dynamic sampling)",
+    )
+    sampling_rounds: int = Field(
+        3, ge=1, description="dynamic_sampling: generation rounds per step at most (1 = drop, never resample)"
+    )
+    max_samples: int | None = Field(
+        None,
+        ge=1,
+        description="end the run once this many completions were generated, dropped ones included "
+        "(null = run every step)",
+    )
+
+
+class SelectionConfig(Strict):
+    """Which training prompts a PPO step draws: a curriculum by pass rate, and replay of failures."""
+
+    curriculum: bool = Field(
+        False,
+        description="a prompt seen before is drawn again with probability max(floor, 4p(1-p)), p its "
+        "last pass rate: always- and never-solved prompts are sampled less",
+    )
+    curriculum_floor: float = Field(
+        0.1, ge=0, le=1, description="curriculum: the keep probability of a prompt always or never solved"
+    )
+    replay_fraction: float = Field(
+        0.0, ge=0, le=1, description="share of each batch taken from the buffer of failed prompts (0 = off)"
+    )
+    replay_threshold: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="a prompt whose group passes the top tier less often than this is replayed",
+    )
+    replay_capacity: int = Field(
+        256, ge=1, description="failed prompts the replay buffer holds (oldest drop out)"
+    )
+    replay_max_visits: int = Field(4, ge=1, description="times a prompt is replayed before it is given up")
 
 
 class AlgorithmConfig(Strict):
@@ -138,6 +178,12 @@ class AlgorithmConfig(Strict):
     whiten_advantages: bool = Field(True, description="gae: whiten advantages over the batch's tokens")
     normalize_rewards: bool = Field(False, description="whiten the sequence scores over the batch")
     reward_clip: float | None = Field(None, gt=0, description="clip sequence scores to ±reward_clip")
+    negative_scale: float = Field(
+        1.0,
+        ge=0,
+        description="multiplies negative advantages: 1 = the estimator's own, 0 = reinforce only what "
+        "beat its baseline (as RAFT/ReST train on accepted samples only)",
+    )
     importance_sampling_level: Literal["token", "sequence", "sequence_token"] = Field(
         "token", description="the ratio clipped: per token (PPO), per sequence (GSPO) or GSPO-token"
     )
@@ -211,6 +257,7 @@ class PPOSettings(Strict):
 
     steps: int = Field(60, ge=1, description="rollout/update iterations")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
     optim: PPOOptimConfig = Field(default_factory=PPOOptimConfig)
     compute: ComputeConfig = Field(default_factory=ComputeConfig)

@@ -366,6 +366,23 @@ def group_advantages(
     return adv.reshape(-1)
 
 
+def advantage_metrics(advantages: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """``advantages/{mean,std,abs_mean,positive}`` over real tokens: the signal the policy step sees
+    (``positive``: the share of tokens pushed up). (B, T) -> scalars.
+
+    >>> m = advantage_metrics(torch.tensor([[1.0, 1.0], [-1.0, 5.0]]), torch.tensor([[1, 1], [1, 0]]))
+    >>> [round(v, 3) for v in m.values()]  # mean, std, abs_mean, positive
+    [0.333, 1.155, 1.0, 0.667]
+    """
+    mean, var = masked_mean(advantages, mask), masked_var(advantages, mask)
+    return {
+        "advantages/mean": float(mean),
+        "advantages/std": float(var.sqrt()),
+        "advantages/abs_mean": float(masked_mean(advantages.abs(), mask)),
+        "advantages/positive": float(masked_mean((advantages > 0).float(), mask)),
+    }
+
+
 def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
     """G_t = Σ_{s≥t} γ^{s−t} r_s over real tokens. (B, T) -> (B, T), zero on padding."""
     out = torch.zeros_like(rewards)

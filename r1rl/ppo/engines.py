@@ -7,7 +7,7 @@ An engine is any object with this small interface (:class:`RolloutEngine`):
 - ``generate(prompt_ids, sampling, stop) -> Generation``: right-padded completions, their masks,
   texts and ``truncated`` flags by the rules of :mod:`r1rl.generation` (EOS, stop sequences), so
   rewards and masks do not depend on the engine; ``Generation.logprobs`` holds the engine's
-  log p(token) of each sampled token from the model's logits before temperature and top-p — the
+  log p(token) of each sampled token under softmax(logits / temperature), before top-p — the
   quantity the training pass computes — or None when it cannot give them.
 - ``sync_weights(model)``: called once before the first rollout and after every update. The
   in-process engines below run the training model's own weights, so for them it does nothing;

@@ -56,6 +56,7 @@ class ActorCritic(torch.nn.Module):
             torch.nn.init.zeros_(self.value_head.bias)
         self.peft.set_adapter("policy")
         self.autocast_dtype: torch.dtype | None = None  # e.g. torch.bfloat16: forward passes autocast
+        self.temperature = 1.0  # log-probs of softmax(logits / temperature): the policy the rollouts sample
 
     def autocast(self):
         """The autocast context every forward pass runs in (a no-op unless ``autocast_dtype``)."""
@@ -113,8 +114,9 @@ class ActorCritic(torch.nn.Module):
             if not reference:
                 self.use("policy")
             return completion_logprobs(
-                self.peft, input_ids, attention_mask, n_completion, with_entropy, output_router_logits
-            )
+                self.peft, input_ids, attention_mask, n_completion, with_entropy, output_router_logits,
+                self.temperature,
+            )  # fmt: skip
 
     def values(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_completion: int
@@ -166,6 +168,7 @@ class FullActorCritic(torch.nn.Module):
             torch.nn.init.normal_(self.value_head.weight, std=value_head_init_std)
             torch.nn.init.zeros_(self.value_head.bias)
         self.autocast_dtype: torch.dtype | None = None
+        self.temperature = 1.0
 
     autocast = ActorCritic.autocast
 
@@ -211,7 +214,13 @@ class FullActorCritic(torch.nn.Module):
         model = self.reference if reference else self.policy
         with self.autocast():
             return completion_logprobs(
-                model, input_ids, attention_mask, n_completion, with_entropy, output_router_logits
+                model,
+                input_ids,
+                attention_mask,
+                n_completion,
+                with_entropy,
+                output_router_logits,
+                self.temperature,
             )
 
     def values(
@@ -237,8 +246,10 @@ def completion_logprobs(
     n_completion: int,
     with_entropy: bool = False,
     output_router_logits: bool = False,
+    temperature: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor | None, object]:
-    """Log-probs (and entropies) of the last ``n_completion`` tokens. (B, S) -> (B, T), output."""
+    """Log-probs (and entropies) of the last ``n_completion`` tokens under softmax(logits / temperature),
+    the distribution sampling at that temperature draws from (as TRL and veRL score it). (B, S) -> (B, T)."""
     out = model(
         input_ids=input_ids,
         attention_mask=attention_mask,
@@ -247,6 +258,8 @@ def completion_logprobs(
         use_cache=False,
     )
     logits = out.logits[:, -n_completion - 1 : -1]  # (B, T, V): position t predicts token t+1
+    if temperature != 1.0:
+        logits = logits / temperature
     labels = input_ids[:, -n_completion:]
     logprobs = logprobs_from_logits(logits, labels)
     entropy = entropy_from_logits(logits) if with_entropy else None

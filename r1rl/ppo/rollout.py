@@ -17,7 +17,7 @@ Each phase is a named block (``phase("generate")`` …) that the loop times as `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -27,13 +27,13 @@ import torch
 from r1rl.config import AlgorithmConfig, PPOSettings
 from r1rl.distributed import Parallel
 from r1rl.errors import UserError
-from r1rl.generation import Generation
+from r1rl.generation import Generation, take_generation
 from r1rl.moe import RoutingReplay
 from r1rl.ppo import core
 from r1rl.ppo.engines import GenerateEngine, RolloutEngine, Sampling
 from r1rl.ppo.roles import ActorCritic, FullActorCritic
 from r1rl.registry import Registry
-from r1rl.rewards.hierarchy import RewardHierarchy
+from r1rl.rewards.hierarchy import HierarchyResult, RewardHierarchy, take_result
 from r1rl.tasks.base import Record, Task, prompts_of, reward_columns, text_of_prompt
 from r1rl.tasks.encoding import as_completion, encode_prompts
 
@@ -82,6 +82,42 @@ def on_policy(
     )
 
 
+@dataclass
+class Sampled:
+    """Groups generated and scored for one step (this rank's), before the log-prob passes.
+
+    ``G`` samples per record, contiguous: rows ``i·G … i·G + G − 1`` answer ``batch[i]``.
+    """
+
+    batch: list[Record]  # (k,) the records
+    prompts: list[Any]  # (B,) = (k·G,)
+    generation: Generation
+    result: HierarchyResult
+
+    @property
+    def group_size(self) -> int:
+        return len(self.prompts) // max(len(self.batch), 1)
+
+    def group_pass_rates(self, tier: str) -> list[float]:
+        """Each record's share of samples that passed ``tier``. (k,)."""
+        G, passed = self.group_size, self.result.passed[tier]
+        return [sum(passed[i * G : (i + 1) * G]) / G for i in range(len(self.batch))]
+
+    def group_varies(self) -> list[bool]:
+        """Whether each group's combined rewards differ (a group that agrees has no GRPO signal). (k,)."""
+        G, r = self.group_size, self.result.rewards
+        return [max(r[i * G : (i + 1) * G]) > min(r[i * G : (i + 1) * G]) for i in range(len(self.batch))]
+
+    def groups(self, keep: Sequence[int]) -> Sampled:
+        """Only the groups ``keep`` (record indices), in that order."""
+        G = self.group_size
+        rows = [i * G + j for i in keep for j in range(G)]
+        return Sampled(
+            [self.batch[i] for i in keep], [self.prompts[r] for r in rows],
+            take_generation(self.generation, rows), take_result(self.result, rows),
+        )  # fmt: skip
+
+
 def rollout(
     ac: ActorCritic | FullActorCritic,
     tokenizer: Any,
@@ -104,14 +140,34 @@ def rollout(
     span every rank. ``engine`` samples (default: ``generate`` on the policy).
     """
     par = par or Parallel()
-    n = cfg.rollout.samples_per_prompt
-    prompts = prompts_of(batch, n)
     engine = engine if engine is not None else GenerateEngine(ac.generation_model, tokenizer)
+    sampled = sample(ac, tokenizer, batch, hierarchy, cfg, par, task, phase, engine)
+    return finish(ac, sampled, cfg, kl_coef, replay, par, phase, engine.is_training_model)
+
+
+def sample(
+    ac: ActorCritic | FullActorCritic, tokenizer: Any, batch: list[Record], hierarchy: RewardHierarchy,
+    cfg: PPOSettings, par: Parallel, task: Task | None, phase: Phase, engine: RolloutEngine,
+) -> Sampled:  # fmt: skip
+    """Generate ``samples_per_prompt`` completions of every record and score them (phases
+    ``generate`` and ``reward``)."""
+    prompts = prompts_of(batch, cfg.rollout.samples_per_prompt)
     with phase("generate"):
         g = _generate(ac, engine, tokenizer, prompts, cfg, task, par.synced_generation)
     with phase("reward"):
         completions = [as_completion(p, t) for p, t in zip(prompts, g.texts)]
-        res = hierarchy(prompts, completions, **reward_columns(batch, n))
+        res = hierarchy(prompts, completions, **reward_columns(batch, cfg.rollout.samples_per_prompt))
+    return Sampled(list(batch), prompts, g, res)
+
+
+def finish(
+    ac: ActorCritic | FullActorCritic, sampled: Sampled, cfg: PPOSettings, kl_coef: float,
+    replay: RoutingReplay | None, par: Parallel, phase: Phase = untimed,
+    engine_is_training_model: bool = True,
+) -> Rollout:  # fmt: skip
+    """The log-prob passes and the advantages of scored groups (phases ``logprobs``, ``advantages``)."""
+    n = cfg.rollout.samples_per_prompt
+    g, res, prompts = sampled.generation, sampled.result, sampled.prompts
     dev = par.device  # everything from here on lives where the model does
     raw = torch.tensor(res.rewards, dtype=torch.float32, device=dev)  # (B,)
     input_ids = torch.cat([g.prompt_ids, g.completion_ids], 1).to(dev)  # (B, P + T)
@@ -119,7 +175,7 @@ def rollout(
     mask = g.completion_mask.float().to(dev)  # (B, T)
     engine_logprobs = g.logprobs.to(dev) if g.logprobs is not None else None  # (B, T)
     with phase("logprobs"):
-        skip_old = on_policy(cfg, len(prompts), par.world, kl_coef, engine.is_training_model)
+        skip_old = on_policy(cfg, len(prompts), par.world, kl_coef, engine_is_training_model)
         old, ref, values = _forward_passes(ac, input_ids, attention_mask, mask, skip_old, replay)
         mismatch = logprob_diff_metrics(engine_logprobs, old, mask, par)
     behaviour = old if old is not None else ref
@@ -135,12 +191,16 @@ def rollout(
             scores, kl = torch.nan_to_num(scores), torch.nan_to_num(kl)
         estimator = ESTIMATORS.get(a.advantage_estimator, "algorithm.advantage_estimator")
         advantages, returns = estimator(scores, kl, values, mask, beta, a, n, all_sum)
+        if a.negative_scale != 1.0:  # (B, T) the critic's returns are left as they are
+            advantages = torch.where(advantages < 0, advantages * a.negative_scale, advantages)
     metrics = {
         **res.metrics(),
         "kl": float(kl.sum(1).mean()),
+        "kl/per_token": float(kl.sum() / mask.sum().clamp_min(1)),
         "response/length": float(mask.sum(1).mean()),
         "response/truncated": float(g.truncated.float().mean()),
         "response/empty": float((mask.sum(1) <= 1).float().mean()),  # EOS only, or nothing
+        **core.advantage_metrics(advantages, mask),
         **mismatch,
     }
     samples = [

@@ -40,18 +40,19 @@ import torch
 from r1rl.config import PPOSettings
 from r1rl.distributed import Parallel
 from r1rl.errors import UserError
+from r1rl.generation import concat_generations
 from r1rl.loop import Checkpointer, Preempted, StepLogger, restore_rng, rng_state_of
 from r1rl.moe import RoutingReplay, routers
 from r1rl.ppo import core
 from r1rl.ppo.engines import RolloutEngine, build_engine
 from r1rl.ppo.roles import ActorCritic, FullActorCritic
-from r1rl.ppo.rollout import Rollout, rollout
+from r1rl.ppo.rollout import Phase, Rollout, Sampled, finish, sample
+from r1rl.ppo.selection import PromptSelector, SelectionSettings
 from r1rl.ppo.update import update
-from r1rl.rewards.hierarchy import RewardHierarchy
+from r1rl.rewards.hierarchy import RewardHierarchy, concat_results
 from r1rl.rundir import RunDir
 from r1rl.sharding import SHARDED_EVAL, shard_roles
 from r1rl.tasks.base import Task, rows
-from r1rl.tasks.sampler import EpochSampler
 from r1rl.training import check_in_sync, cosine_schedule
 
 log = logging.getLogger(__name__)
@@ -83,9 +84,16 @@ class PPOState:
             else core.FixedKLController(a.kl_coef)
         )
         self.generator = torch.Generator().manual_seed(seed)  # minibatch order
-        self.sampler = EpochSampler(n_rows, cfg.rollout.prompts_per_step, seed=seed + 1)  # prompt order
+        sel = cfg.selection
+        settings = SelectionSettings(
+            curriculum_floor=sel.curriculum_floor if sel.curriculum else None,
+            replay_fraction=sel.replay_fraction, replay_threshold=sel.replay_threshold,
+            replay_capacity=sel.replay_capacity, replay_max_visits=sel.replay_max_visits,
+        )  # fmt: skip
+        self.sampler = PromptSelector(n_rows, cfg.rollout.prompts_per_step, seed + 1, settings)  # prompts
         self.hierarchy = hierarchy
         self.skipped_steps, self.in_a_row = 0, 0
+        self.generated = 0  # completions generated so far, dynamic sampling's dropped ones included
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +104,7 @@ class PPOState:
             "generator": self.generator.get_state(),
             "sampler": self.sampler.state_dict(),
             "skipped_steps": self.skipped_steps,
+            "generated": self.generated,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -108,6 +117,7 @@ class PPOState:
         self.generator.set_state(state["generator"])
         self.sampler.load_state_dict(state["sampler"])
         self.skipped_steps = state.get("skipped_steps", 0)
+        self.generated = state.get("generated", 0)
 
     def count_skip(self, skipped: bool, done: int, cfg: PPOSettings, run: RunDir) -> None:
         """Count a skipped step; ``max_consecutive_skips`` in a row halt with :class:`NonFiniteError`."""
@@ -150,6 +160,7 @@ def train_ppo(
     """
     par = par or Parallel()
     _place(ac, par, periodic_eval=evaluate is not None and cfg.log.eval_every > 0)
+    ac.temperature = cfg.rollout.temperature  # the update scores the tempered policy it sampled from
     state = PPOState(ac, cfg, seed, len(pool), hierarchy)
     replay = RoutingReplay(ac.generation_model) if routers(ac.generation_model) else None  # or telemetry
 
@@ -171,36 +182,122 @@ def train_ppo(
     engine.sync_weights(ac.generation_model)
     for step in log.steps():
         hierarchy.set_step(step)  # scheduled tier weights (a reward curriculum)
-        batch = par.shard_list(rows(pool, state.sampler.next()))  # every rank draws the same global batch
-        ro = rollout(
-            ac, tokenizer, batch, hierarchy, cfg, state.kl_ctl.value, replay, par, task, log.phase, engine
-        )
+        sampled, selection = collect(ac, tokenizer, pool, hierarchy, cfg, state, par, task, log.phase, engine)
+        ro = finish(ac, sampled, cfg, state.kl_ctl.value, replay, par, log.phase, engine.is_training_model)
+        ro.metrics.update(selection)
         with log.phase("update"):
             stats = _update(ac, ro, cfg, state, step, replay, par)
             engine.sync_weights(ac.generation_model)
         done = step + 1
+        out_of_budget = state.generated >= (cfg.rollout.max_samples or float("inf"))
         state.count_skip(not ro.finite or stats["skipped_updates"] > 0, done, cfg, run)
-        every = cfg.log.eval_every
-        eval_due = evaluate is not None and every > 0 and (done % every == 0 or done == cfg.steps)
-        if log.due(done, force=eval_due):
+        last = done == cfg.steps or out_of_budget
+        eval_due = (
+            evaluate is not None and cfg.log.eval_every > 0 and (done % cfg.log.eval_every == 0 or last)
+        )
+        if log.due(done, force=eval_due or last):
             metrics = _metrics(ro, stats, state, log.step_seconds, par)
-            if eval_due and par.is_main:
-                with log.phase("eval"):
-                    metrics.update({f"eval/{k}": v for k, v in evaluate().items()})  # type: ignore[misc]
-            load = stats.get("moe/expert_load")
-            side = {"rollouts": {"samples": ro.samples}}
-            if load is not None:
-                side["expert_load"] = {"tokens_per_expert": load}
-            log.log(done, {k: v for k, v in metrics.items() if k != "moe/expert_load"}, side)
-            log.postfix(reward=metrics["reward/mean"], kl=metrics["kl"])
-        stop = log.stop_requested(par) and done < cfg.steps
+            _log_step(log, done, metrics, ro, evaluate if eval_due else None, par)
+        stop = log.stop_requested(par) and not last
         if ckpt.due(done, cfg.steps) or stop:
             path = _checkpoint(ckpt, done, ac, state, par)
             if stop:
                 raise Preempted(done, path)
+        if out_of_budget:
+            break
     if start < cfg.steps:  # a finished run keeps its last state, so a longer run can continue it exactly
-        _checkpoint(ckpt, cfg.steps, ac, state, par)
+        _checkpoint(ckpt, done, ac, state, par)
     check_in_sync(par, ac.trainable_state().values(), "trained adapters")
+
+
+def _log_step(
+    log: StepLogger, done: int, metrics: dict[str, Any], ro: Rollout,
+    evaluate: Callable[[], dict[str, float]] | None, par: Parallel,
+) -> None:  # fmt: skip
+    """One metrics row (with the held-out eval when ``evaluate`` is given), its samples and expert load."""
+    if evaluate is not None and par.is_main:
+        with log.phase("eval"):
+            metrics.update({f"eval/{k}": v for k, v in evaluate().items()})
+    load = metrics.pop("moe/expert_load", None)
+    side: dict[str, Any] = {"rollouts": {"samples": ro.samples}}
+    if load is not None:
+        side["expert_load"] = {"tokens_per_expert": load}
+    log.log(done, metrics, side)
+    log.postfix(reward=metrics["reward/mean"], kl=metrics["kl"])
+
+
+def collect(
+    ac: Any, tokenizer: Any, pool: Any, hierarchy: RewardHierarchy, cfg: PPOSettings, state: PPOState,
+    par: Parallel, task: Task | None, phase: Phase, engine: RolloutEngine,
+) -> tuple[Sampled, dict[str, float]]:  # fmt: skip
+    """This step's scored groups (this rank's share) and the selection's metrics.
+
+    Prompts come from the selector (curriculum, replay), which sees every group's top-tier pass
+    rate. With ``rollout.dynamic_sampling``, groups whose rewards all agree are dropped and up to
+    ``sampling_rounds`` rounds are generated until every rank has its share of varying groups; a
+    rank short of them after the last round trains on fewer, padded under a launcher to the
+    largest rank's count with its agreeing groups (zero GRPO advantage) so every rank steps
+    alike; a rank with no varying group at all keeps its last round's groups. Reward metrics
+    describe every completion generated, dropped ones included.
+    """
+    r = cfg.rollout
+    top = hierarchy.tiers[-1].name
+    quota = r.prompts_per_step // par.world
+    rounds = r.sampling_rounds if r.dynamic_sampling else 1
+    kept: list[Sampled] = []
+    spare: list[Sampled] = []  # agreeing groups, to pad a short rank under a launcher
+    results, generated, zero_variance, n_groups, n_kept = [], 0, 0, 0, 0
+    for _ in range(rounds):
+        indices = state.sampler.next()  # every rank draws the same global batch
+        sampled = sample(ac, tokenizer, par.shard_list(rows(pool, indices)), hierarchy, cfg, par, task,
+                         phase, engine)  # fmt: skip
+        results.append(sampled.result)
+        rates = [x for part in par.gather_objects(sampled.group_pass_rates(top)) for x in part]
+        state.sampler.observe(indices, rates)
+        varies = sampled.group_varies()
+        generated += len(sampled.prompts)
+        zero_variance += len(varies) - sum(varies)
+        n_groups += len(varies)
+        if not r.dynamic_sampling:
+            kept, n_kept = [sampled], len(varies)
+            break
+        take = [i for i, v in enumerate(varies) if v][: quota - n_kept]
+        kept.append(sampled.groups(take))
+        spare.append(sampled.groups([i for i, v in enumerate(varies) if not v]))
+        n_kept += len(take)
+        if par.all_true(n_kept >= quota):
+            break
+    if n_kept == 0:  # no group varied in any round: the last round's groups, as they are
+        kept, n_kept = [sampled], len(sampled.batch)
+    if r.dynamic_sampling and par.enabled:
+        most = int(max(par.gather_objects(n_kept)))
+        fill = most - n_kept
+        if fill > 0:
+            pad = [s.groups(range(min(fill, len(s.batch)))) for s in spare]
+            kept += [p for p in pad if p.batch][:fill]
+            n_kept = most
+    batch = _concat(kept, tokenizer)
+    state.generated += int(par.all_sum(torch.tensor(generated)))
+    metrics = {
+        **concat_results(results).metrics(),
+        "rollout/zero_variance": zero_variance / max(n_groups, 1),
+        "rollout/groups_kept": float(len(batch.batch)),
+        "rollout/rounds": float(len(results)),
+        "rollout/generated": float(state.generated),
+        **state.sampler.metrics(),
+    }
+    return batch, metrics
+
+
+def _concat(parts: list[Sampled], tokenizer: Any) -> Sampled:
+    parts = [p for p in parts if p.batch] or parts[:1]
+    if len(parts) == 1:
+        return parts[0]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return Sampled(
+        [b for p in parts for b in p.batch], [q for p in parts for q in p.prompts],
+        concat_generations([p.generation for p in parts], pad_id), concat_results([p.result for p in parts]),
+    )  # fmt: skip
 
 
 def _place(ac: Any, par: Parallel, periodic_eval: bool) -> None:
@@ -223,6 +320,7 @@ def _update(
     par: Parallel,
 ) -> dict[str, Any]:
     """The update (skipped when the rollout holds non-finite rewards or log-probs), the schedules, β."""
+    before = [p.detach().clone() for p in ac.adapter_parameters("policy")]
     if ro.finite:
         update_policy = step >= cfg.optim.critic_warmup_steps
         stats = update(
@@ -236,6 +334,10 @@ def _update(
         ro.metrics = _reduce_rollout_metrics(ro.metrics, par)
     for s in state.scheds.values():
         s.step()
+    after = ac.adapter_parameters("policy")  # how far the step moved the policy: ‖θ_after − θ_before‖₂
+    stats["policy/update_norm"] = float(
+        torch.sqrt(sum(((a.detach() - b) ** 2).sum() for a, b in zip(after, before)))
+    )
     return stats
 
 

@@ -129,7 +129,8 @@ def update(
     result = {k: sum(v) / len(v) for k, v in stats.items()}
     result["skipped_updates"] = sum(stats["skipped_updates"])
     if behaviour.kl_seq is not None:
-        ro.metrics["kl"] = par.all_mean({"kl": float(behaviour.kl_seq.mean())})["kl"]
+        per_token = float(behaviour.kl_seq.sum() / ro.mask.sum().clamp_min(1))
+        ro.metrics.update(par.all_mean({"kl": float(behaviour.kl_seq.mean()), "kl/per_token": per_token}))
         ro.metrics.update(behaviour.mismatch(par))
     if load is not None:
         result["moe/expert_load"] = par.all_sum(load).tolist()  # to expert_load.jsonl, not metrics.jsonl

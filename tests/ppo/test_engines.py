@@ -84,8 +84,11 @@ def test_generate_engine_samples_what_generate_samples_and_scores_it_as_training
     mask = g.completion_mask.float()
     assert 0 < mask.sum() < mask.numel()  # some rows ended early: padding is checked too
     assert torch.all(g.logprobs[mask == 0] == 0)
+    untempered = _training_logprobs(ac, g)
+    ac.temperature = 0.7  # the training pass scores the tempered policy the engine sampled from
     diff = (g.logprobs - _training_logprobs(ac, g)).abs() * mask
     assert diff.max() < 1e-5  # the KV cache against one full forward: float noise only
+    assert ((g.logprobs - untempered).abs() * mask).max() > 1e-2
     assert torch.all(g.logprobs[mask == 1] < 0)
 
 

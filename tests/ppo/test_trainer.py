@@ -14,7 +14,8 @@ from r1rl.config.sections import PPO_MOVED
 from r1rl.model import build_config, build_model
 from r1rl.ppo.core import group_advantages, kl_penalty
 from r1rl.ppo.roles import ActorCritic
-from r1rl.ppo.trainer import NonFiniteError, rollout, train_ppo, update
+from r1rl.ppo.rollout import rollout
+from r1rl.ppo.trainer import NonFiniteError, train_ppo, update
 from r1rl.rundir import RunDir
 
 sys.path.insert(0, str(Path(__file__).parent))
