@@ -169,8 +169,10 @@ class SelectionConfig(Strict):
 class AlgorithmConfig(Strict):
     """Advantages, the clipped objective and the KL to the reference."""
 
-    advantage_estimator: Literal["gae", "grpo", "rloo", "reinforce_pp"] = Field(
-        "gae", description="gae trains a critic; grpo, rloo and reinforce_pp are critic-free"
+    advantage_estimator: Literal["gae", "grpo", "rloo", "reinforce_pp", "remax"] = Field(
+        "gae",
+        description="gae trains a critic; grpo, rloo, reinforce_pp and remax (the greedy completion's "
+        "reward as the baseline) are critic-free",
     )
     grpo_scale_by_std: bool = Field(True, description="grpo: divide by the group std (false = Dr. GRPO)")
     gamma: float = Field(1.0, ge=0, le=1, description="γ, the discount")

@@ -336,7 +336,7 @@ def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl
     return rewards
 
 
-ESTIMATORS = ("gae", "grpo", "rloo", "reinforce_pp")
+ESTIMATORS = ("gae", "grpo", "rloo", "reinforce_pp", "remax")
 
 
 def group_advantages(

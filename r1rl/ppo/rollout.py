@@ -93,6 +93,7 @@ class Sampled:
     prompts: list[Any]  # (B,) = (k·G,)
     generation: Generation
     result: HierarchyResult
+    baseline: list[float] | None = None  # (B,) remax: the reward of the record's greedy completion
 
     @property
     def group_size(self) -> int:
@@ -112,9 +113,10 @@ class Sampled:
         """Only the groups ``keep`` (record indices), in that order."""
         G = self.group_size
         rows = [i * G + j for i in keep for j in range(G)]
+        baseline = [self.baseline[r] for r in rows] if self.baseline is not None else None
         return Sampled(
             [self.batch[i] for i in keep], [self.prompts[r] for r in rows],
-            take_generation(self.generation, rows), take_result(self.result, rows),
+            take_generation(self.generation, rows), take_result(self.result, rows), baseline,
         )  # fmt: skip
 
 
@@ -157,7 +159,17 @@ def sample(
     with phase("reward"):
         completions = [as_completion(p, t) for p, t in zip(prompts, g.texts)]
         res = hierarchy(prompts, completions, **reward_columns(batch, cfg.rollout.samples_per_prompt))
-    return Sampled(list(batch), prompts, g, res)
+    baseline = None
+    if cfg.algorithm.advantage_estimator == "remax":
+        with phase("generate"):
+            greedy = _generate(
+                ac, engine, tokenizer, prompts_of(batch), cfg, task, par.synced_generation, greedy=True
+            )
+        with phase("reward"), hierarchy.frozen():  # a baseline, not a sample: running statistics stay
+            texts = [as_completion(r["prompt"], t) for r, t in zip(batch, greedy.texts)]
+            scores = hierarchy(prompts_of(batch), texts, **reward_columns(batch)).rewards
+        baseline = [x for x in scores for _ in range(cfg.rollout.samples_per_prompt)]
+    return Sampled(list(batch), prompts, g, res, baseline)
 
 
 def finish(
@@ -178,6 +190,8 @@ def finish(
         skip_old = on_policy(cfg, len(prompts), par.world, kl_coef, engine_is_training_model)
         old, ref, values = _forward_passes(ac, input_ids, attention_mask, mask, skip_old, replay)
         mismatch = logprob_diff_metrics(engine_logprobs, old, mask, par)
+    if sampled.baseline is not None:  # remax: the greedy completion's reward is the baseline
+        values = torch.tensor(sampled.baseline, dtype=torch.float32, device=dev)[:, None] * mask
     behaviour = old if old is not None else ref
     finite = bool(torch.isfinite(raw).all() and torch.isfinite(behaviour * mask).all())
     finite = par.all_true(finite and bool(torch.isfinite(ref * mask).all()))
@@ -226,15 +240,15 @@ def finish(
 
 def _generate(
     ac: Any, engine: RolloutEngine, tokenizer: Any, prompts: list[Any], cfg: PPOSettings, task: Task | None,
-    synced: bool = False,
+    synced: bool = False, greedy: bool = False,
 ) -> Generation:  # fmt: skip
     prompt_ids = encode_prompts(tokenizer, prompts, getattr(task, "system_prompt", None))
     r = cfg.rollout
-    sampling = Sampling(r.max_new_tokens, do_sample=True, temperature=r.temperature, top_p=r.top_p)
+    sampling = Sampling(r.max_new_tokens, do_sample=not greedy, temperature=r.temperature, top_p=r.top_p)
     ac.use("policy")
     with ac.autocast():
         g = engine.generate(prompt_ids, sampling, stop=getattr(task, "stop", ()), synced=synced)
-    if r.tis_cap is not None and g.logprobs is None:
+    if r.tis_cap is not None and g.logprobs is None and not greedy:
         raise UserError(f"rollout.tis_cap needs the engine's log-probs; the {engine.name} engine gave none")
     return g
 
@@ -324,3 +338,15 @@ def _group(mode: str) -> Estimator:
 
 ESTIMATORS.add("grpo", _group("grpo"))
 ESTIMATORS.add("rloo", _group("rloo"))
+
+
+@ESTIMATORS.register("remax")
+def remax(scores, kl, values, mask, beta, cfg, group, all_sum):  # type: ignore[no-untyped-def]
+    """ReMax (Li et al. 2023): the sample's score minus its prompt's greedy completion's, on every token.
+
+    ``values`` holds that greedy score on every real token. A sample scores above zero only where it
+    beats what greedy decoding — what the held-out eval runs — answers for the same prompt."""
+    adjusted = scores - beta * kl.sum(1)
+    baseline = (values * mask).sum(1) / mask.sum(1).clamp_min(1)  # (B,)
+    advantages = (adjusted - baseline)[:, None] * mask
+    return advantages, advantages

@@ -91,6 +91,29 @@ def test_critic_free_estimators_run_without_a_critic(tokenizer, estimator):
     assert "value/loss" not in stats and stats["skipped_updates"] == 0
 
 
+def test_remax_baseline_is_the_greedy_completions_reward(tokenizer):
+    from r1rl.generation import generate
+    from r1rl.tasks.encoding import encode_prompts
+
+    torch.manual_seed(0)
+    ac = _ac(tokenizer, critic=False)
+    cfg = _settings(advantage_estimator="remax", kl_coef=0.0)
+    spread = RewardHierarchy(
+        [Tier("spread", lambda prompts, completions, **kw: [len(c) % 5 / 4 for c in completions])]
+    )
+    ro = rollout(ac, tokenizer, PROBLEMS, spread, cfg, kl_coef=0.0)
+    prompts = [r["prompt"] for r in PROBLEMS]
+    greedy = generate(ac.generation_model, tokenizer, encode_prompts(tokenizer, prompts), max_new_tokens=12,
+                      do_sample=False)  # fmt: skip
+    baseline = spread(prompts, greedy.texts).rewards
+    expected = ro.scores - torch.tensor(baseline).repeat_interleave(
+        4
+    )  # (B,) sample minus its prompt's greedy
+    seq = ro.advantages.sum(1) / ro.mask.sum(1)
+    assert torch.allclose(seq, expected, atol=1e-6) and torch.allclose(ro.advantages, seq[:, None] * ro.mask)
+    assert seq.abs().sum() > 0  # some sample differs from greedy decoding's reward
+
+
 def test_kl_as_loss_term_is_logged_and_not_in_the_reward(tokenizer):
     torch.manual_seed(0)
     ac = _ac(tokenizer)
