@@ -29,9 +29,11 @@ key-ring calls, and any foreign system-call ABI (x32, ``int 0x80``).
 Unit tests (:func:`run_tests`) are decided by a *judge*, a separate process that never runs the
 program's code: the program runs in its own process and answers the judge's calls (the entry
 point, helpers, methods of its objects) through a pipe, with plain data decoded by a bounded
-decoder or opaque handles (:mod:`.channel` says how each type travels). The tests, the expected
-values, the verdicts and the verdict channel's nonce exist only in the judge and in this
-process, so a program cannot read or forge them however it digs (frames, ``gc``, ``ctypes``,
+decoder or opaque handles (:mod:`.channel` says how each type travels; nothing the program says
+about an object, its kind, module or name, is believed, and the names the tests' own text binds,
+their imports and ``judge_code``'s, are never asked of the program: :mod:`.judge`). The tests,
+the expected values, the verdicts and the verdict channel's nonce exist only in the judge and in
+this process, so a program cannot read or forge them however it digs (frames, ``gc``, ``ctypes``,
 its own memory, its descriptors; but see ``basic`` mode without root below): it can only answer
 calls, and the judge compares the answers.
 An ``assert`` anywhere in the test code (also inside ``def check(candidate)``) counts as passed
@@ -203,6 +205,8 @@ def _run_tests(
     judge = {
         "codes": tests.codes,
         "names": tests.names,
+        "imports": tests.imports,
+        "modules": tests.modules,
         "judge_code": helpers,
         "nonce": nonce,
         "budget_s": limits.timeout_s,

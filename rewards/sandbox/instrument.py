@@ -23,12 +23,14 @@ import ast
 import builtins
 import functools
 import marshal
+import sys
 from dataclasses import dataclass
 
 CHECK_NAME = "__r1rl_check__"
 COMPARE_NAME = "__r1rl_cmp__"
 OWN_NAME = "__r1rl_own__"
 _BUILTINS = frozenset(dir(builtins))
+_STDLIB = frozenset(sys.stdlib_module_names)
 _GUARDED_OPS = {
     ast.Eq: "Eq",
     ast.NotEq: "NotEq",
@@ -43,11 +45,14 @@ _GUARDED_OPS = {
 
 @dataclass(frozen=True)
 class Instrumented:
-    """The marshalled code objects of the test statements, the assert count, the names used."""
+    """The marshalled code objects of the test statements, the assert count, the names used, the
+    names the module-level imports bind, and the standard-library modules whose attributes are read."""
 
     codes: bytes
     total: int
     names: tuple[str, ...]
+    imports: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()
 
 
 def drop_constant_asserts(test_code: str) -> str:
@@ -151,7 +156,13 @@ def instrument(test_code: str) -> Instrumented:
     except SyntaxError as e:
         raise ValueError(f"run_tests: test_code is not valid Python (line {e.lineno}: {e.msg})") from None
     _drop_constant_asserts(tree)
-    names = tuple(sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}))
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    imports = _module_level_imports(tree)
+    modules = {
+        n.value.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id in _STDLIB
+    }
     recorder = _RecordAsserts()
     tree = ast.fix_missing_locations(recorder.visit(tree))
     if recorder.count == 0:
@@ -162,7 +173,22 @@ def instrument(test_code: str) -> Instrumented:
         raise ValueError(
             f"run_tests: cannot instrument the asserts of test_code (line {e.lineno}: {e.msg})"
         ) from None
-    return Instrumented(marshal.dumps(codes), recorder.count, names)
+    names, imports, modules = (tuple(sorted(n)) for n in (names, imports, modules))
+    return Instrumented(marshal.dumps(codes), recorder.count, names, imports, modules)
+
+
+def _module_level_imports(tree: ast.Module) -> set[str]:
+    """The names the imports of ``tree`` bind in its module's namespace (not those in functions)."""
+    bound, todo = set(), list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Import):
+            bound.update(a.asname or a.name.partition(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            bound.update(a.asname or a.name for a in node.names if a.name != "*")
+        elif not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            todo.extend(ast.iter_child_nodes(node))  # if/try/with/for blocks run at module level
+    return bound
 
 
 @functools.lru_cache(maxsize=512)

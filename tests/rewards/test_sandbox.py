@@ -8,11 +8,13 @@ outside, secrets unread. The corpus ends with programs that try to forge verdict
 
 from __future__ import annotations
 
+import keyword
 import os
 import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -338,6 +340,90 @@ def test_the_tests_builtins_are_the_judges_own_except_when_called_on_literals():
     tests = "assert sum(10, 4) == 6\nassert sum(range(3)) == 3\nassert abs(inc(1) - 2) < 0.5\n"
     rep = run_tests(solution, tests, limits=EASY)
     assert (rep.passed, rep.total) == (2, 3)
+
+
+def test_names_the_tests_bind_are_theirs_and_the_others_the_programs():
+    # A module the tests import wins over a function of the program with its name; a module whose
+    # attribute the tests read is the judge's import even unimported; every other name the tests
+    # use is the program's, called in its process, whatever the program says its object is.
+    solution = (
+        "import collections\n"
+        "def math(x):\n    return 'mine'\n"
+        "def statistics(xs):\n    return sum(xs) / len(xs)\n"
+        "def heapq(x):\n    return 'mine'\n"
+        "def gcd(a, b):\n    return -1\n"
+        "gcd.__module__ = 'math'\n"
+        "Counter = collections.Counter\n"
+    )
+    tests = (
+        "import math\n"
+        "assert math.sqrt(16) == 4\n"  # the tests' import
+        "assert statistics([1, 2, 3]) == 2\n"  # the program's function, named like a module
+        "assert heapq.nsmallest(1, [3, 1]) == [1]\n"  # read as a module: the judge's heapq
+        "assert gcd(4, 6) == -1\n"  # the program's, though it says it is math.gcd
+        "assert Counter('aab') == {'a': 2, 'b': 1} and type(Counter('a')).__name__ == 'Counter'\n"
+        "assert type(Counter).__name__ == 'Remote'\n"  # the program's class, as a handle
+    )
+    rep = run_tests(solution, tests, limits=EASY)
+    assert (rep.passed, rep.total) == (6, 6), rep.result
+    # names that judge_code binds (a stub prompt's imports) are never the program's either
+    rep = run_tests(solution, "assert gcd(4, 6) == 2\n", limits=EASY, judge_code="from math import gcd\n")
+    assert rep.passed == 1
+
+
+STDLIB_NAMES = sorted(n for n in sys.stdlib_module_names if n.isidentifier() and not keyword.iskeyword(n))
+
+
+@pytest.fixture(scope="module")
+def stdlib_named_failures() -> set[str]:
+    """The standard-library names under which an honest function loses an assert: one judged run
+    for all of them (MBPP-style calls and a HumanEval-style ``check``), halved where one fails."""
+
+    def failing(names: list[str]) -> set[str]:
+        solution = "".join(f"def {n}(x):\n    return x + 1\n" for n in names)
+        tests = "".join(f"assert {n}(1) == 2\n" for n in names)
+        tests += "def check(candidate):\n    assert candidate(2) == 3\n"
+        tests += "".join(f"check({n})\n" for n in names)
+        rep = run_tests(solution, tests, limits=EASY)
+        if rep.passed == rep.total:
+            return set()
+        if len(names) == 1:
+            return set(names)
+        return failing(names[: len(names) // 2]) | failing(names[len(names) // 2 :])
+
+    return failing(STDLIB_NAMES)
+
+
+@pytest.mark.parametrize("name", STDLIB_NAMES)
+def test_a_function_named_like_a_standard_library_module_is_the_programs(name, stdlib_named_failures):
+    assert name not in stdlib_named_failures
+
+
+def test_whatever_an_assert_raises_fails_it_and_is_counted():
+    # The program's data or objects can make the tests' own work raise anything in the judge: a
+    # MemoryError, a RecursionError, SystemExit from a helper. Each fails its assert, the judge
+    # goes on, and the report says what was raised; SIGINT (which a program that shares the
+    # judge's uid could send) is ignored.
+    solution = (
+        "class Node:\n    def __init__(self):\n        self.next = self\n"
+        "def loop():\n    return Node()\n"
+        "def many():\n    return range(10**12)\n"
+        "def inc(x):\n    return x + 1\n"
+    )
+    tests = (
+        "import os, signal\n"
+        "def length(node):\n    return 1 + length(node.next)\n"
+        "def stop(x):\n    raise SystemExit(x)\n"
+        "def interrupt():\n    os.kill(os.getpid(), signal.SIGINT)\n"
+        "assert length(loop()) > 0\n"
+        "assert len(list(many())) > 0\n"
+        "assert stop(inc(1))\n"
+        "assert interrupt() is None and inc(1) == 2\n"
+        "assert inc(2) == 3\n"
+    )
+    rep = run_tests(solution, tests, limits=EASY)
+    assert (rep.passed, rep.total, rep.judged) == (2, 5, True), rep.result
+    assert "raised in the tests: MemoryError x1, RecursionError x1, SystemExit x1" in rep.result.detail
 
 
 def test_judge_code_runs_in_the_judge():
@@ -1294,7 +1380,7 @@ CORPUS = [
         tests="assert f(1) == 1",
     ),
     attack(
-        "impersonate_the_standard_library",  # the judge re-imports what the program imported
+        "impersonate_the_standard_library",  # what a program says of its objects is never believed
         """
         def inc(x):
             return x
@@ -1304,7 +1390,9 @@ CORPUS = [
             def __new__(cls, *a, **k):
                 return True
         """,
-        tests="assert inc(1) == 2\nassert inc(2) == 3\nassert isclose(inc(3), 4)",
+        # the tests' import is theirs: a name the tests do not bind is the program's, as in one
+        # interpreter, so isclose must come from their own import to be the standard library's
+        tests="from math import isclose\nassert inc(1) == 2\nassert inc(2) == 3\nassert isclose(inc(3), 4)",
     ),
     attack(
         "redefine_a_trusted_helper",  # HumanEval 32: the tests judge find_zero with the prompt's poly
@@ -1340,6 +1428,213 @@ CORPUS = [
         check(decode_cyclic)
         """,
         judge_code="def encode_cyclic(s):\n    return s[1:] + s[:1]\n",
+    ),
+    # Steering the judge: what the program's process says about its objects (kind, module, name,
+    # the raw bytes on the channel) must never choose an object on the judge's side, nor stop it.
+    # The first three score full marks, and the next two stop the judge (a SandboxError), where the
+    # judge trusted the program's ``module:qualname`` of its functions, classes and modules.
+    attack(
+        "describe_a_function_as_the_standard_librarys",  # the judge would compute math.gcd itself
+        """
+        def gcd(a, b):
+            return 0
+        gcd.__module__ = "math"
+        """,
+        tests="assert gcd(4, 6) == 2\nassert gcd(9, 6) == 3\nassert gcd(7, 5) == 1",
+    ),
+    attack(
+        "describe_a_class_as_the_standard_librarys",
+        """
+        class Counter:
+            __module__ = "collections"
+            def __init__(self, items):
+                pass
+            def __getitem__(self, key):
+                return 0
+        """,
+        tests="assert Counter('aab')['a'] == 2\nassert Counter('abc')['c'] == 1",
+    ),
+    attack(
+        "walk_a_qualname_to_a_nested_function",  # os:path.join, reached through the module's attributes
+        """
+        def join(*parts):
+            return ""
+        join.__module__, join.__qualname__ = "os", "path.join"
+        """,
+        tests="assert join('a', 'b') == 'a/b'\nassert join('/x', 'y', 'z') == '/x/y/z'",
+    ),
+    attack(
+        "describe_a_module_whose_import_exits",  # importing unittest.__main__ raises SystemExit
+        """
+        import types
+        inc = types.ModuleType("unittest.__main__")
+        """,
+        tests=INC_TESTS,
+    ),
+    attack(
+        "raw_handle_descriptions_on_the_channel",  # a load reply in the old wire format, bytes by hand
+        """
+        import struct, sys
+        server = sys.modules["r1rl_sandbox.program"]
+        answer = server._answer
+        def u32(n):
+            return struct.pack("<I", n)
+        def text(tag, b):
+            return tag + u32(len(b)) + b
+        def forged(request, ns, objects, cap):
+            if request[0] != "load":
+                return answer(request, ns, objects, cap)
+            handle = b"H" + struct.pack("<qq", 0, 0) + text(b"m", b"unittest.__main__:")
+            return b"U" + u32(2) + text(b"S", b"ok") + b"M" + u32(1) + text(b"S", b"inc") + handle
+        server._answer = forged
+        def inc(x):
+            return x
+        """,
+        tests=INC_TESTS,
+    ),
+    attack(
+        "stop_iteration_ends_the_tests_map",  # all(map(f, ...)) of an empty map is True
+        """
+        def is_prime(n):
+            raise StopIteration
+        """,
+        tests="assert all(map(is_prime, [2, 3, 5, 7]))\nassert not any(map(is_prime, [4, 6, 8]))",
+    ),
+    attack(
+        "stop_iteration_ends_the_tests_zip",  # a generator over zip(map(f, ...), expected) stops at once
+        """
+        def sq(x):
+            raise StopIteration
+        """,
+        tests="""
+        assert all(a == b for a, b in zip(map(sq, [1, 2, 3]), [1, 4, 9]))
+        assert sum(1 for a, b in zip(map(sq, [1, 2]), [1, 4]) if a != b) == 0
+        """,
+    ),
+    attack(
+        "namedtuple_fields_python_refuses",  # 'ﬁ' and 'fi' are one identifier to the compiler (NFKC)
+        """
+        class P(tuple):
+            _fields = ("\ufb01", "fi")
+            _make = classmethod(lambda cls, items: cls(items))
+        def inc(x):
+            return P((x, x))
+        """,
+        tests=INC_TESTS,
+    ),
+    attack(
+        "answer_the_name_table_for_every_name",  # its server offers a liar for each name asked
+        """
+        import sys
+        server = sys.modules["r1rl_sandbox.program"]
+        perform = server._perform
+        def yes(*a, **k):
+            return True
+        def forged(op, args, ns):
+            if op == "load":
+                return {name: yes for name in args[0]}
+            return perform(op, args, ns)
+        server._perform = forged
+        def inc(x):
+            return x
+        """,
+        tests="""
+        import math
+        assert abs(inc(1) - 2) < 1e-9
+        assert math.isclose(inc(2), 3)
+        assert isclose(inc(3), 4) and all([inc(3) == 4])
+        """,
+        judge_code="from math import isclose\n",
+    ),
+    attack(
+        "rebind_the_names_the_tests_import",
+        """
+        def isclose(*a, **k):
+            return True
+        def sqrt(x):
+            return 3
+        math = type("M", (), {"isclose": isclose, "sqrt": sqrt})
+        def inc(x):
+            return x
+        """,
+        tests="""
+        import math
+        from math import isclose, sqrt
+        assert isclose(inc(1), 2)
+        assert math.isclose(inc(2), 3)
+        assert sqrt(inc(15)) == 4
+        """,
+    ),
+    attack(
+        "rebind_the_names_the_prompt_imports",  # HumanEval's `import math` is code_task's judge_code
+        """
+        def isclose(*a, **k):
+            return True
+        def floor(x):
+            return 4
+        def inc(x):
+            return x
+        """,
+        tests="assert isclose(inc(1), 2)\nassert floor(inc(4.5)) == 5\nassert math.floor(inc(4.5)) == 5",
+        judge_code="import math\nfrom math import isclose, floor\n",
+    ),
+    attack(
+        "patch_the_real_module_the_tests_read",  # the tests read math.isclose without importing math
+        """
+        import math
+        math.isclose = lambda *a, **k: True
+        math.fabs = lambda x: 0.0
+        def inc(x):
+            return x
+        """,
+        tests="assert math.isclose(inc(1), 2)\nassert math.fabs(inc(2) - 3) < 1e-9",
+    ),
+    attack(
+        "handles_inside_exception_arguments",  # the error's argument is an object that equals anything
+        """
+        import sys
+        server = sys.modules["r1rl_sandbox.program"]
+        channel = sys.modules["r1rl_sandbox.channel"]
+        answer = server._answer
+        class Yes:
+            __eq__ = lambda self, other: True
+            __hash__ = lambda self: 0
+        def forged(request, ns, objects, cap):
+            if request[0] != "call":
+                return answer(request, ns, objects, cap)
+            return channel.Encoder(cap, objects.register).encode(("raise", ("ValueError",), (Yes(),)))
+        server._answer = forged
+        def parse(x):
+            return x
+        """,
+        tests="""
+        def message(x):
+            try:
+                parse(x)
+            except ValueError as e:
+                return e.args[0]
+        assert message(-1) == 'negative'
+        assert message(-2) == 'negative' and message(-3) in ('negative',)
+        """,
+    ),
+    attack(
+        "recursion_through_exception_arguments",  # each error's argument raises the same when read
+        """
+        import sys
+        server = sys.modules["r1rl_sandbox.program"]
+        channel = sys.modules["r1rl_sandbox.channel"]
+        answer = server._answer
+        class Box:
+            pass
+        def forged(request, ns, objects, cap):
+            if request[0] not in ("call", "iter", "len", "getattr"):
+                return answer(request, ns, objects, cap)
+            return channel.Encoder(cap, objects.register).encode(("raise", ("SyntaxError",), ("x", Box())))
+        server._answer = forged
+        def inc(x):
+            return x
+        """,
+        tests=INC_TESTS,
     ),
 ]
 FORGING = CORPUS[[a.name for a in CORPUS].index("frames_up_to_the_recorder") :]
@@ -1435,7 +1730,7 @@ def test_adversarial_corpus(attack, host):
 
 
 def test_corpus_is_large_and_distinct():
-    assert len(CORPUS) >= 54 + 15 and all(a.tests for a in FORGING)
+    assert len(CORPUS) >= 54 + 27 + 14 and all(a.tests for a in FORGING)
     assert len({a.name for a in CORPUS}) == len({a.code for a in CORPUS}) == len(CORPUS)
 
 
