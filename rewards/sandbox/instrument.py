@@ -15,6 +15,11 @@ with one exception: an assert that compares a builtin's name called on literals 
 (MBPP 126), so there the name is looked up with ``__r1rl_own__("sum")``: the program's function
 if it defines one. That is safe: the program sees only the literal arguments, as in any call of
 its functions, and the judge compares its answer with the literal.
+
+The names the test code binds itself are read here, from its text, never from the program: the
+names its module-level imports bind (``import math``, MBPP's ``test_imports``), which the judge
+never asks the program for, and the standard-library modules whose attributes it reads
+(``math.isclose``), which the judge imports itself.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Names: each name the tests use is bound before the test code runs, from trusted 
   helpers, e.g. a HumanEval prompt's functions and imports) defines, those that the test code's
   module-level imports bind (``import math``, MBPP's ``test_imports``: the import wins over a
   program's function of the same name), and the standard-library modules whose attributes the
-  tests read (``math.isclose(...)``), which the judge imports itself if the tests do not;
+  tests read (``math.isclose(...)``), which the judge imports itself (the tests need not);
 - builtins are the judge's (a program that defines ``abs`` must not answer the tests' ``abs(f(x)
   - y)``; for the one exception, ``assert sum(10, 15) == 6``, see :mod:`.instrument`);
 - every other name is the program's, looked up among its globals: data is copied, anything else
