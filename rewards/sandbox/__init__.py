@@ -46,15 +46,19 @@ Two isolation modes; ``"auto"`` probes them once per process, in this order:
     mount, PID, network and IPC namespaces (plus a user namespace when not root) through libc
     (``os.unshare`` is 3.12+). *init* is PID 1 of the new PID namespace: when it exits, the
     kernel kills every process left in it, and the program cannot address any process outside.
-    The network namespace has only a down loopback. Every mount is re-mounted read-only, fresh
-    size-limited tmpfs cover ``/tmp`` (the working directories live there) and ``/dev/shm``,
-    credentials under the caller's home (``~/.ssh``, ``~/.cache``, ``~/.aws``, ``~/.netrc`` ...)
-    are covered, a fresh ``/proc`` shows only the sandbox, and, as root, a home directory that
-    holds the interpreter (pyenv in ``/root``) is replaced by a tmpfs that shows just the
-    interpreter. For unit tests the program runs in a second, nested PID namespace with a
-    ``/proc`` of its own and a mount namespace where the judge's directory is an empty tmpfs: it
-    cannot see, signal or trace the judge (nor read its memory, which is not dumpable), and as
-    root the judge also has a uid other than the program's.
+    The network namespace has only a down loopback. The filesystem is built from an allow-list
+    (:func:`.modes.view`) on an empty tmpfs that becomes the root (``pivot_root``; the host's
+    root is detached): read-only, the interpreter's executable, standard library,
+    ``lib-dynload`` and ``libpython`` (its ``site-packages`` covered: the child runs ``-S``),
+    the shared-library directories (``/usr/lib``, ``/usr/lib64`` and the ``/lib`` links),
+    ``/etc/ld.so.cache`` and ``/dev/null``, ``zero``, ``full``, ``random``, ``urandom``; fresh
+    size-limited tmpfs at ``/tmp`` (the working directories live there) and ``/dev/shm``, and a
+    fresh ``/proc`` that shows only the sandbox. Nothing else of the host exists there: not the
+    caller's home, not the repository (the parent hands the child its code), not the data sets
+    or caches that hold the tests' answers. For unit tests the program runs in a second, nested
+    PID namespace with a ``/proc`` of its own and a mount namespace where the judge's directory
+    is an empty tmpfs: it cannot see, signal or trace the judge (nor read its memory, which is
+    not dumpable), and as root the judge also has a uid other than the program's.
 ``basic`` (no namespaces): limits, uids (as root), seccomp, the supervisor trampoline (the
     program's parent is *init*, not the caller) and *init* as a child subreaper that kills
     every descendant left when the program exits; the whole process group is SIGKILLed too.
@@ -73,8 +77,9 @@ What is *not* contained (be aware): ``basic`` mode without root, as above, and i
 keeps the caller's uid, so it can read and write the caller's files, leave files in ``/tmp``,
 signal the caller's other processes, and a daemon that kills *init* first can escape the
 clean-up; ``basic`` mode as root needs the interpreter to be readable by other users;
-``namespaces`` without root: the caller's files stay readable (writes are refused), apart from
-the covered credential paths; kernel bugs: this is not a VM.
+``basic`` mode hides no file: a program reads whatever its uid may read (every world-readable
+file, data sets with the tests' answers included), so score untrusted code in ``namespaces``
+mode; kernel bugs: this is not a VM.
 """
 
 from __future__ import annotations

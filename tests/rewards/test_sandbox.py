@@ -8,6 +8,7 @@ outside, secrets unread. The corpus ends with programs that try to forge verdict
 
 from __future__ import annotations
 
+import json
 import keyword
 import os
 import secrets
@@ -136,6 +137,31 @@ def test_output_is_capped():
 def test_cpu_limit_counts_as_timeout():
     r = run_program("while True:\n    pass", limits=Limits(timeout_s=20, cpu_s=1))
     assert r.status == "timeout" and "CPU-time limit" in r.detail and r.returncode in (-24, -9)
+
+
+@pytest.mark.skipif(MODE == "basic", reason="basic isolation has no mount namespace: it hides no file")
+def test_the_program_sees_the_interpreter_and_its_own_directories_only():
+    code = """
+    import os, sys, sqlite3, ssl, hashlib, decimal, ctypes, lzma, bz2, zlib, json, re, datetime
+    print(sorted(os.listdir('/')), sorted(os.listdir('/dev')), sorted(os.listdir('/tmp')), os.getcwd())
+    print(os.path.exists(sys.executable), open('/dev/null').read() == '', len(os.urandom(8)))
+    print([p for p in sys.path if not os.path.isdir(p)] == [p for p in sys.path if p.endswith('.zip')])
+    open('/tmp/sandbox/scratch', 'w').write('x')
+    for path in ('/', '/usr/lib', sys.prefix):
+        try:
+            open(os.path.join(path, 'new'), 'w')
+        except OSError as e:
+            print(type(e).__name__)
+    """
+    r = run_program(textwrap.dedent(code), limits=EASY)
+    assert r.ok, r
+    lines = r.stdout.splitlines()
+    top = {"dev", "etc", "proc", "tmp", "usr", Path(sys.base_prefix).resolve().parts[1]}
+    top |= {p[1:] for p in ("/lib", "/lib64", "/lib32") if os.path.exists(p)}
+    listing = eval(lines[0].split("] [")[0] + "]")
+    assert set(listing) == top, lines[0]
+    assert "['sandbox'] /tmp/sandbox" in lines[0] and "'null'" in lines[0] and "'sda'" not in lines[0]
+    assert lines[1:] == ["True True 8", "True", "OSError", "OSError", "OSError"], lines
 
 
 def test_isolation_is_reported():
@@ -840,6 +866,60 @@ CORPUS = [
         assert read('__HOME__/.ssh/id_rsa') == 'PRIVATE KEY'
         assert read('__HOME__/.cache/huggingface/token') == '__SECRET__'
         assert read('/etc/shadow')
+        """,
+        needs_mount_ns=True,
+    ),
+    # the answers: a data set on the host holds the reference solution; a program that finds it
+    # execs it and passes (each scored 3 of 3 where the program saw the host read-only)
+    attack(
+        "exec_the_answer_from_a_known_path",
+        """
+        import json
+        for t in json.load(open('__ANSWERS__')):
+            if 'def inc(' in t['code']:
+                exec(t['code'])
+        """,
+        tests=INC_TESTS,
+        needs_mount_ns=True,
+    ),
+    attack(
+        "walk_the_host_for_the_answer",
+        """
+        import json, os
+        def found():
+            roots = ['/var/tmp', '__HOME__', '/work', '/data', '/srv', '/opt', '/mnt', '/home', '/root']
+            for root in roots:
+                for d, _, files in os.walk(root):
+                    for name in files:
+                        if not name.endswith(('.json', '.jsonl')):
+                            continue
+                        try:
+                            text = open(os.path.join(d, name)).read()
+                        except (OSError, UnicodeDecodeError):
+                            continue
+                        if 'def inc(' in text:
+                            lines = text.splitlines()
+                            rows = [json.loads(x) for x in lines] if name.endswith('l') else json.loads(text)
+                            return [r['code'] for r in rows if 'def inc(' in r['code']][0]
+        exec(found() or '')
+        """,
+        tests=INC_TESTS,
+        needs_mount_ns=True,
+    ),
+    attack(
+        "read_the_repository_its_data_and_caches",
+        """
+        import os
+        def seen(path):
+            if os.path.isdir(path):
+                return len(os.listdir(path))
+            return os.path.exists(path) and len(open(path).read())
+        """,
+        tests="""
+        assert seen('__REPO__/tests/rewards/fixtures/stdio_tasks.json')
+        assert seen('__MODULE_DIR__/judge.py')
+        assert seen('__HOME__/.cache/huggingface/datasets/mbpp.jsonl')
+        assert seen('__ANSWERS__')
         """,
         needs_mount_ns=True,
     ),
@@ -1654,6 +1734,13 @@ def host():
         p.chmod(0o755)
     for p in (home / ".ssh/id_rsa", home / ".cache/huggingface/token"):
         p.chmod(0o644)
+    answer = {"task_id": 1, "code": "def inc(x):\n    return x + 1\n"}  # a data set's solution
+    answers = Path(f"/var/tmp/r1rl-sandbox-answers-{secrets.token_hex(6)}.json")
+    answers.write_text(json.dumps([answer]))
+    (home / ".cache/huggingface/datasets").mkdir()
+    (home / ".cache/huggingface/datasets/mbpp.jsonl").write_text(json.dumps(answer) + "\n")
+    for p in (answers, home / ".cache/huggingface/datasets", home / ".cache/huggingface/datasets/mbpp.jsonl"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
     canary = Path(f"/var/tmp/r1rl-sandbox-canary-{secrets.token_hex(6)}")
     canary.write_text("intact")
     canary.chmod(0o644)
@@ -1671,7 +1758,7 @@ def host():
         "__REPO__": str(REPO), "__MODULE_DIR__": str(REPO / "rewards" / "sandbox"),
         "__TEST_PID__": str(os.getpid()), "__PORT__": str(tcp.getsockname()[1]), "__ABSTRACT__": abstract,
         "__DAEMON_SECONDS__": f"{300 + secrets.randbelow(10**6) / 1000:.3f}",
-        "__TOKEN__": secrets.token_hex(8),
+        "__TOKEN__": secrets.token_hex(8), "__ANSWERS__": str(answers),
     }  # fmt: skip
     yield {"values": values, "tcp": tcp, "unix": unix, "canary": canary, "marker": marker}
     for k, v in saved.items():
@@ -1682,6 +1769,7 @@ def host():
     tcp.close()
     unix.close()
     canary.unlink(missing_ok=True)
+    answers.unlink(missing_ok=True)
     shutil.rmtree(home, ignore_errors=True)
 
 
@@ -1730,7 +1818,7 @@ def test_adversarial_corpus(attack, host):
 
 
 def test_corpus_is_large_and_distinct():
-    assert len(CORPUS) >= 54 + 27 + 14 and all(a.tests for a in FORGING)
+    assert len(CORPUS) >= 57 + 27 + 14 and all(a.tests for a in FORGING)
     assert len({a.name for a in CORPUS}) == len({a.code for a in CORPUS}) == len(CORPUS)
 
 
