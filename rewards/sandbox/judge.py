@@ -28,8 +28,10 @@ Names: each name the tests use is bound before the test code runs, from trusted 
 Handles: calls, attribute and item access, ``len``, iteration, ``str``, truth and
 ``isinstance`` against the program's classes run in the program's process; operators apply
 only between two handles (and comparisons only between two of one class), so test data never
-becomes an operand of the program's ``__eq__`` or ``__sub__``. In an assert, a comparison with a
-handle on one side only, or the truth of a handle, is False.
+becomes an operand of the program's ``__eq__`` or ``__sub__``. A comparison of a handle with
+anything else (the tests' data, a handle of another class), or ``in`` a handle, has no truthful
+answer here: it raises :class:`Undecidable`, which fails the whole assert, never a False that
+``not``, ``!=`` or ``is False`` could turn into a pass. In an assert, the truth of a handle is False.
 
 Partial credit: the program's process gets ``budget_s`` of the judge's waiting in all. When it
 dies, runs out of time or breaks the protocol, the assert being evaluated fails, the judge stops
@@ -85,6 +87,12 @@ class Gone(BaseException):
 
 class ResultRefused(BaseException):
     """The program answered with something that is not data (a function, too large, too deep)."""
+
+
+class Undecidable(BaseException):
+    """A comparison only the program could decide: a handle against the tests' data, handles of two
+    classes, membership in a handle. Never a bool (``not`` or ``is False`` would turn a made-up
+    False into a pass): it fails the whole assert, or stops the test statement it is in."""
 
 
 class Channel:
@@ -276,7 +284,9 @@ def _typed(value, kind: type, what: str):
 
 def _binary(name: str, reflected: bool = False, compare: bool = False):
     def method(self, other):
-        if not isinstance(other, Remote) or (compare and other._r1rl_type != self._r1rl_type):
+        if compare and not (isinstance(other, Remote) and other._r1rl_type == self._r1rl_type):
+            raise Undecidable(f"{name}: a program object against the tests' data or another class")
+        if not isinstance(other, Remote):
             return NotImplemented
         return _CH.ask("op", name, other, self) if reflected else _CH.ask("op", name, self, other)
 
@@ -300,11 +310,12 @@ for _name in ("neg", "pos", "abs", "invert"):
 
 
 def compare(op: str, a, b) -> bool:
-    """An assert's comparison: a handle compares only with a handle of the same class."""
+    """An assert's comparison: a handle compares only with a handle of the same class (the
+    program decides); with anything else, or as the container of ``in``, it is :class:`Undecidable`."""
     if isinstance(a, Remote) or isinstance(b, Remote):
         same = isinstance(a, Remote) and isinstance(b, Remote) and a._r1rl_type == b._r1rl_type
         if not same or op in ("In", "NotIn"):
-            return False
+            raise Undecidable(f"{op}: a program object against the tests' data or another class")
     return _OPS[op](a, b)
 
 
@@ -334,6 +345,8 @@ class Recorder:
                 gone = e
             except ResultRefused as e:
                 self.note(f"refused {e}")
+            except Undecidable as e:
+                self.note(f"undecidable {e}")
             except BaseException as e:
                 self.count(e)
         ok = ok and not _CH.gone  # the program went away during this assert
@@ -344,7 +357,7 @@ class Recorder:
             raise gone
 
     def count(self, e: BaseException) -> None:
-        if isinstance(e, (Gone, ResultRefused)):  # reported on their own
+        if isinstance(e, (Gone, ResultRefused, Undecidable)):  # reported on their own
             return
         if not isinstance(e, Exception) or isinstance(e, (RecursionError, MemoryError)):
             name = type(e).__name__

@@ -571,6 +571,19 @@ def forge(nonces, fds):
 """
 
 
+# Functions that return an object of the program's own, never the right answer.
+PLAIN_OBJECTS = """
+class X:
+    pass
+def add(a, b):
+    return X()
+def sq(x):
+    return X()
+def evens(n):
+    return X()
+"""
+
+
 # ``__NAME__`` placeholders are filled in from the ``host`` fixture. Programs that attack by
 # signal or syscall "succeed" (exit 0) only when their target died or the call went through.
 CORPUS = [
@@ -1716,6 +1729,25 @@ CORPUS = [
         """,
         tests=INC_TESTS,
     ),
+    # Negated comparisons: a program object against the tests' data has no truthful answer in the
+    # judge; each of these scored 1 of 1 while such a comparison was False, which `not`, `!=`,
+    # `is False`, a filter or a sum turn into a pass.
+    *(
+        attack(f"negated_comparison_{name}", PLAIN_OBJECTS, tests=tests)
+        for name, tests in (
+            ("not_ne", "assert not (add(2, 3) != 5)"),
+            ("ne_is_false", "assert (add(2, 3) != 5) is False"),
+            ("not_in", "assert not (3 in evens(6))"),
+            (
+                "filter_of_mismatches",
+                "cases = [(1, 1), (2, 4)]\nassert [x for x, y in cases if sq(x) != y] == []",
+            ),
+            ("sum_of_mismatches", "assert sum(sq(x) != x * x for x in range(10)) == 0"),
+            ("neither_less_nor_greater", "assert not (add(2, 3) < 5) and not (add(2, 3) > 5)"),
+            ("eq_outside_the_assert", "wrong = add(2, 3) == 6\nassert not wrong"),
+            ("list_eq_to_a_wrong_value", "assert not ([add(2, 3)] == [6])"),
+        )
+    ),
 ]
 FORGING = CORPUS[[a.name for a in CORPUS].index("frames_up_to_the_recorder") :]
 
@@ -1818,8 +1850,8 @@ def test_adversarial_corpus(attack, host):
 
 
 def test_corpus_is_large_and_distinct():
-    assert len(CORPUS) >= 57 + 27 + 14 and all(a.tests for a in FORGING)
-    assert len({a.name for a in CORPUS}) == len({a.code for a in CORPUS}) == len(CORPUS)
+    assert len(CORPUS) >= 57 + 27 + 14 + 8 and all(a.tests for a in FORGING)
+    assert len({a.name for a in CORPUS}) == len({(a.code, a.tests) for a in CORPUS}) == len(CORPUS)
 
 
 def test_fork_bomb_is_contained_while_it_runs():
