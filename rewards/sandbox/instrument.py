@@ -14,7 +14,9 @@ with one exception: an assert that compares a builtin's name called on literals 
 ``assert sum(10, 15) == 6``, tests a function of the program's that happens to have that name
 (MBPP 126), so there the name is looked up with ``__r1rl_own__("sum")``: the program's function
 if it defines one. That is safe: the program sees only the literal arguments, as in any call of
-its functions, and the judge compares its answer with the literal.
+its functions, and the judge compares its answer with the literal. The names that may be the
+entry point itself are read here too (``free``, ``candidates``, ``subjects``); the judge decides
+(:func:`.judge._entry_builtins`).
 
 The names the test code binds itself are read here, from its text, never from the program: the
 names its module-level imports bind (``import math``, MBPP's ``test_imports``), which the judge
@@ -58,6 +60,9 @@ class Instrumented:
     names: tuple[str, ...]
     imports: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()
+    free: tuple[str, ...] = ()  # names read, bound nowhere in the tests, not builtins nor modules
+    candidates: tuple[str, ...] = ()  # builtin names read and bound nowhere: one may be the entry point
+    subjects: tuple[str, ...] = ()  # builtin names handed to the tests' own function: ``check(round)``
 
 
 def drop_constant_asserts(test_code: str) -> str:
@@ -168,6 +173,11 @@ def instrument(test_code: str) -> Instrumented:
         for n in ast.walk(tree)
         if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id in _STDLIB
     }
+    bound = _bound_names(tree)
+    read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    free = read - _BUILTINS - bound - modules
+    candidates = {n for n in read & _BUILTINS - bound if not n.startswith("__")}
+    subjects = _subjects(tree) & candidates
     recorder = _RecordAsserts()
     tree = ast.fix_missing_locations(recorder.visit(tree))
     if recorder.count == 0:
@@ -178,8 +188,45 @@ def instrument(test_code: str) -> Instrumented:
         raise ValueError(
             f"run_tests: cannot instrument the asserts of test_code (line {e.lineno}: {e.msg})"
         ) from None
-    names, imports, modules = (tuple(sorted(n)) for n in (names, imports, modules))
-    return Instrumented(marshal.dumps(codes), recorder.count, names, imports, modules)
+    names, imports, modules, free, candidates, subjects = (
+        tuple(sorted(n)) for n in (names, imports, modules, free, candidates, subjects)
+    )
+    return Instrumented(
+        marshal.dumps(codes), recorder.count, names, imports, modules, free, candidates, subjects
+    )
+
+
+def _bound_names(tree: ast.AST) -> set[str]:
+    """Every name the test code binds anywhere: assignments, parameters, defs, imports, handlers."""
+    bound = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
+            bound.add(n.id)
+        elif isinstance(n, ast.arg):
+            bound.add(n.arg)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(n.name)
+        elif isinstance(n, ast.alias):
+            bound.add((n.asname or n.name).partition(".")[0])
+        elif isinstance(n, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and n.name:
+            bound.add(n.name)
+        elif isinstance(n, ast.MatchMapping) and n.rest:
+            bound.add(n.rest)
+    return bound
+
+
+def _subjects(tree: ast.Module) -> set[str]:
+    """Names a module-level call hands, bare, to a function the tests define (HumanEval's
+    ``check(candidate)`` harness line): the function under test."""
+    defs = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    found = set()
+    for stmt in tree.body:
+        call = stmt.value if isinstance(stmt, ast.Expr) else None
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in defs:
+            found.update(
+                a.id for a in [*call.args, *(k.value for k in call.keywords)] if isinstance(a, ast.Name)
+            )
+    return found
 
 
 def _module_level_imports(tree: ast.Module) -> set[str]:

@@ -14,7 +14,8 @@ Names: each name the tests use is bound before the test code runs, from trusted 
   program's function of the same name), and the standard-library modules whose attributes the
   tests read (``math.isclose(...)``), which the judge imports itself (the tests need not);
 - builtins are the judge's (a program that defines ``abs`` must not answer the tests' ``abs(f(x)
-  - y)``; for the one exception, ``assert sum(10, 15) == 6``, see :mod:`.instrument`);
+  - y)``; for the calls on literals, ``assert sum(10, 15) == 6``, see :mod:`.instrument`), except
+  an entry point named like a builtin, which is the program's (:func:`_entry_builtins`);
 - every other name is the program's, looked up among its globals: data is copied, anything else
   (a function, a class, a module, an object) is a :class:`Remote` handle. So a function named like
   a standard-library module (``def statistics(xs)``) is the program's, as it would be in one
@@ -431,7 +432,8 @@ def _run(job: dict, rec: Recorder) -> None:
 
 def _bind(job: dict, ns: dict, own: dict, rec: Recorder) -> None:
     """Bind the names the tests use in their namespace ``ns`` (see the module docstring); the
-    program's functions under a builtin's name go to ``own``, for the calls on literals only."""
+    program's functions under a builtin's name go to ``own``, for the calls on literals only,
+    except an entry point named like a builtin (:func:`_entry_builtins`), bound in both."""
     for module in job["modules"]:  # read from the test code's text, never from the program
         if module not in ns:
             try:
@@ -439,7 +441,15 @@ def _bind(job: dict, ns: dict, own: dict, rec: Recorder) -> None:
             except BaseException as e:  # as if the tests' own ``import`` had failed
                 rec.note(f"the tests' module {module} cannot be imported ({type(e).__name__})")
     tests_own = set(job["imports"])
-    wanted = [n for n in job["names"] if n not in ns and n not in tests_own]
+    entry = _entry_builtins(job, ns)
+    for name, sole in entry.items():  # until the program's own is found: never the builtin
+        why = (
+            f"the entry point {name} is not the program's"
+            if sole
+            else f"{name} may be the entry point or a helper"
+        )
+        ns[name] = own[name] = _Undecided(why)
+    wanted = [n for n in job["names"] if n not in ns and n not in tests_own] + [n for n in entry if entry[n]]
     if not wanted:
         return
     try:
@@ -458,6 +468,44 @@ def _bind(job: dict, ns: dict, own: dict, rec: Recorder) -> None:
                 own[name] = value
         else:
             ns[name] = value
+    for name, sole in entry.items():
+        if sole and name in found:
+            ns[name] = own[name] = found[name]
+
+
+def _entry_builtins(job: dict, ns: dict) -> dict[str, bool]:
+    """Builtin names that stand for the program's entry point (``ns``: the tests' own names so
+    far); True where the name is the program's, False where it cannot be told from a helper.
+
+    The entry point is named like a builtin when the tests hand that name to their own function
+    (``check(round)``), or when they name no other function the judge does not define: then, as
+    in one interpreter where the program's ``def`` shadows the builtin, the name is the program's.
+    A single such name is the program's function (a stand-in that fails its asserts when the
+    program defines none: the builtin must never answer for it); several cannot be told from the
+    helpers the tests also call (``r = pow(2, 0.5); assert abs(r - 1.4142) < 1e-4``), so each
+    fails the asserts that use it.
+    """
+    subjects = [n for n in job["subjects"] if n not in ns]
+    if subjects:
+        names = subjects
+    elif not any(n not in ns for n in job["free"]):
+        names = [n for n in job["candidates"] if n not in ns]
+    else:
+        return {}
+    sole = len(names) == 1 or bool(subjects)
+    return dict.fromkeys(names, sole)
+
+
+class _Undecided:
+    """Stands for a name the judge cannot bind truthfully: calling it fails the assert."""
+
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def __call__(self, *args, **kwargs):
+        raise Undecidable(self.why)
 
 
 _BUILTIN_NAMES = frozenset(vars(builtins))

@@ -368,6 +368,27 @@ def test_the_tests_builtins_are_the_judges_own_except_when_called_on_literals():
     assert (rep.passed, rep.total) == (2, 3)
 
 
+def test_an_entry_point_named_like_a_builtin_is_the_programs():
+    # As in one interpreter, where the program's def shadows the builtin for the tests run after it:
+    # when the tests name no other function of the program (or hand the name to check()), their
+    # calls of it are the program's, while the builtins they call as helpers stay the judge's.
+    cases = [
+        ("def pow(a, b):\n    return a ** b", "assert pow(2, 3) == 2**3\nassert pow(3, 2) == 9"),
+        ("def max(xs):\n    return xs[0] if len(xs) < 2 else xs[0] if xs[0] > max(xs[1:]) else max(xs[1:])",
+         "nums = [1, 5, 2]\nassert max(nums) == 5\nassert max([7]) == 7"),
+        ("def sum(a, b):\n    return a // b", "assert sum(12, 4) == 3\nassert sum(7, 7) == 1"),
+        ("def round(x):\n    return int(x + 0.5) if x >= 0 else -int(-x + 0.5)",
+         "def check(candidate):\n    assert candidate(2.6) == 3\n    assert abs(candidate(-1.7) + 2) < 1e-9\n"
+         "check(round)"),
+    ]  # fmt: skip
+    for solution, tests in cases:
+        rep = run_tests(solution, tests, limits=EASY)
+        assert (rep.passed, rep.total) == (2, 2), (solution, rep)
+    # the helpers stay the judge's: a program's abs does not answer the tests' abs(...)
+    rep = run_tests("def abs(x):\n    return 99\n" + cases[3][0], cases[3][1], limits=EASY)
+    assert (rep.passed, rep.total) == (2, 2), rep
+
+
 def test_names_the_tests_bind_are_theirs_and_the_others_the_programs():
     # A module the tests import wins over a function of the program with its name; a module whose
     # attribute the tests read is the judge's import even unimported; every other name the tests
@@ -1748,6 +1769,37 @@ CORPUS = [
             ("list_eq_to_a_wrong_value", "assert not ([add(2, 3)] == [6])"),
         )
     ),
+    # An entry point named like a builtin: the tests' calls of it are the program's (each scored 1 of
+    # 1 while the judge's builtin answered them), and when the tests cannot tell it from the
+    # builtins they call as helpers, neither is trusted.
+    attack("entry_point_pow", "def pow(a, b):\n    return 0", tests="assert pow(2, 3) == 2**3"),
+    attack("entry_point_max", "def max(xs):\n    return -1", tests="nums = [1, 5, 2]\nassert max(nums) == 5"),
+    attack(
+        "entry_point_sorted_with_a_key",
+        "def sorted(xs, key=None):\n    return []",
+        tests="assert sorted([3, 1, 2], key=lambda x: x) == [1, 2, 3]",
+    ),
+    attack(
+        "entry_point_round_through_check",
+        "def round(x):\n    return 0",
+        tests="""
+        def check(candidate):
+            assert candidate(2.6) == 3
+            assert abs(candidate(-1.7) + 2) < 1e-9
+        check(round)
+        """,
+    ),
+    attack("entry_point_left_undefined", "def helper():\n    pass", tests="assert pow(2, 3) == 8"),
+    attack(
+        "entry_point_or_helper_both_defined",
+        "def pow(a, b):\n    return 0\ndef abs(x):\n    return 0",
+        tests="r = pow(2, 0.5)\nassert abs(r - 1.4142) < 1e-4",
+    ),
+    attack(
+        "entry_point_or_helper_only_the_helper_defined",
+        "def abs(x):\n    return 0",
+        tests="r = pow(2, 0.5)\nassert abs(r - 1.4142) < 1e-4",
+    ),
 ]
 FORGING = CORPUS[[a.name for a in CORPUS].index("frames_up_to_the_recorder") :]
 
@@ -1850,7 +1902,7 @@ def test_adversarial_corpus(attack, host):
 
 
 def test_corpus_is_large_and_distinct():
-    assert len(CORPUS) >= 57 + 27 + 14 + 8 and all(a.tests for a in FORGING)
+    assert len(CORPUS) >= 57 + 27 + 14 + 8 + 7 and all(a.tests for a in FORGING)
     assert len({a.name for a in CORPUS}) == len({(a.code, a.tests) for a in CORPUS}) == len(CORPUS)
 
 
