@@ -38,6 +38,9 @@ COMPARE_NAME = "__r1rl_cmp__"
 OWN_NAME = "__r1rl_own__"
 _BUILTINS = frozenset(dir(builtins))
 _STDLIB = frozenset(sys.stdlib_module_names)
+_EXCEPTION_NAMES = frozenset(
+    n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException)
+)
 _GUARDED_OPS = {
     ast.Eq: "Eq",
     ast.NotEq: "NotEq",
@@ -61,7 +64,7 @@ class Instrumented:
     imports: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()
     free: tuple[str, ...] = ()  # names read, bound nowhere in the tests, not builtins nor modules
-    candidates: tuple[str, ...] = ()  # builtin names read and bound nowhere: one may be the entry point
+    candidates: tuple[str, ...] = ()  # builtin functions called, bound nowhere: maybe the entry point
     subjects: tuple[str, ...] = ()  # builtin names handed to the tests' own function: ``check(round)``
 
 
@@ -176,8 +179,9 @@ def instrument(test_code: str) -> Instrumented:
     bound = _bound_names(tree)
     read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     free = read - _BUILTINS - bound - modules
-    candidates = {n for n in read & _BUILTINS - bound if not n.startswith("__")}
-    subjects = _subjects(tree) & candidates
+    called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    subjects = _subjects(tree) & _BUILTINS - bound
+    candidates = {n for n in called & _BUILTINS - bound if n not in _EXCEPTION_NAMES} | subjects
     recorder = _RecordAsserts()
     tree = ast.fix_missing_locations(recorder.visit(tree))
     if recorder.count == 0:

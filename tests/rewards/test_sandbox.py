@@ -377,6 +377,8 @@ def test_an_entry_point_named_like_a_builtin_is_the_programs():
         ("def max(xs):\n    return xs[0] if len(xs) < 2 else xs[0] if xs[0] > max(xs[1:]) else max(xs[1:])",
          "nums = [1, 5, 2]\nassert max(nums) == 5\nassert max([7]) == 7"),
         ("def sum(a, b):\n    return a // b", "assert sum(12, 4) == 3\nassert sum(7, 7) == 1"),
+        ("def sum(a, b):\n    return a // b",  # an exception class the tests catch is no candidate
+         "try:\n    sum(1, 0)\nexcept ZeroDivisionError:\n    ok = True\nassert ok\nassert sum(7, 7) == 1"),
         ("def round(x):\n    return int(x + 0.5) if x >= 0 else -int(-x + 0.5)",
          "def check(candidate):\n    assert candidate(2.6) == 3\n    assert abs(candidate(-1.7) + 2) < 1e-9\n"
          "check(round)"),
@@ -385,7 +387,7 @@ def test_an_entry_point_named_like_a_builtin_is_the_programs():
         rep = run_tests(solution, tests, limits=EASY)
         assert (rep.passed, rep.total) == (2, 2), (solution, rep)
     # the helpers stay the judge's: a program's abs does not answer the tests' abs(...)
-    rep = run_tests("def abs(x):\n    return 99\n" + cases[3][0], cases[3][1], limits=EASY)
+    rep = run_tests("def abs(x):\n    return 99\n" + cases[-1][0], cases[-1][1], limits=EASY)
     assert (rep.passed, rep.total) == (2, 2), rep
 
 
