@@ -50,7 +50,8 @@ Two isolation modes; ``"auto"`` probes them once per process, in this order:
     (:func:`.modes.view`) on an empty tmpfs that becomes the root (``pivot_root``; the host's
     root is detached): read-only, the interpreter's executable, standard library,
     ``lib-dynload`` and ``libpython`` (its ``site-packages`` covered: the child runs ``-S``),
-    the shared-library directories (``/usr/lib``, ``/usr/lib64`` and the ``/lib`` links),
+    the shared libraries (``/usr/lib/x86_64-linux-gnu`` on a multiarch system, else
+    ``/usr/lib``; ``/usr/lib64``; the ``/lib`` links),
     ``/etc/ld.so.cache`` and ``/dev/null``, ``zero``, ``full``, ``random``, ``urandom``; fresh
     size-limited tmpfs at ``/tmp`` (the working directories live there) and ``/dev/shm``, and a
     fresh ``/proc`` that shows only the sandbox. Nothing else of the host exists there: not the

@@ -89,7 +89,8 @@ def view() -> dict:
     """The program's filesystem in namespaces mode: an allow-list, nothing else of the host.
 
     ``binds``: host paths shown read-only at the same place: the interpreter (its executable,
-    standard library, ``lib-dynload`` and ``libpython``), the shared-library directories and the
+    standard library, ``lib-dynload`` and ``libpython``), the shared-library directories (on a
+    multiarch system only their ``<multiarch>`` subdirectory, where the libraries are) and the
     loader's cache, a few ``/dev`` nodes. ``links``: symbolic links to recreate (``/lib`` ->
     ``usr/lib`` on merged-/usr systems, ``/dev/fd`` ...). ``masks``: directories inside a bound one
     covered by an empty tmpfs (the interpreter's ``site-packages``: the child runs ``-S``).
@@ -106,9 +107,12 @@ def view() -> dict:
         dirs.add(os.path.realpath(libdir))
     dirs.update(os.path.join(p, "lib") for p in prefixes if p not in ("/", "/usr", "/usr/local"))
     links = list(_DEV_LINKS)
+    multiarch = sysconfig.get_config_var("MULTIARCH")  # Debian's /usr/lib/x86_64-linux-gnu
     for d in _LIB_DIRS:
         if os.path.islink(d):
             links.append((d, os.readlink(d)))
+        elif multiarch and os.path.isdir(os.path.join(d, multiarch)):
+            dirs.add(os.path.join(d, multiarch))  # not the rest of /usr/lib (node_modules, jvm ...)
         elif os.path.isdir(d):
             dirs.add(d)
     dirs = sorted(d for d in dirs if os.path.isdir(d))
