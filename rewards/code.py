@@ -185,6 +185,25 @@ def _prompt_helpers(prompt: str, entry_point: str | None) -> str:
     return ast.unparse(ast.Module([*imports, *helpers], []))
 
 
+@functools.lru_cache(maxsize=1024)
+def _judge_code(prompt: str, entry_point: str | None, tests: str) -> str:
+    """The trusted code the judge runs before ``tests``: the stub prompt's helpers with its imports,
+    or else its imports of names the tests use (HumanEval's ``import math``), so that the program
+    cannot rebind them; ``""`` if there are none."""
+    helpers = _prompt_helpers(prompt, entry_point)
+    tree = _try_parse(prompt)
+    if helpers or tree is None:
+        return helpers
+    used = {n.id for n in ast.walk(ast.parse(tests)) if isinstance(n, ast.Name)}
+    imports = [
+        n
+        for n in tree.body
+        if isinstance(n, (ast.Import, ast.ImportFrom))
+        and any((a.asname or a.name.partition(".")[0]) in used for a in n.names)
+    ]
+    return ast.unparse(ast.Module(imports, [])) if imports else ""
+
+
 def _is_stub_body(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> bool:
     """A body of only a docstring, ``pass`` or ``...``: what the completion is to write."""
     return all(
@@ -427,7 +446,7 @@ def _job(prompt: Any, cols: dict[str, Any]) -> tuple | float | None:
         return reward_error("the test code does not parse")
     if n_asserts > 0:
         text = as_text(prompt)
-        helpers = _prompt_helpers(text, cols.get("entry_point")) if _is_stub(text) else ""
+        helpers = _judge_code(text, cols.get("entry_point"), tests) if _is_stub(text) else ""
         return ("tests", tests, helpers)
     if tests is None and cols.get("input_output") is not None:
         try:

@@ -29,9 +29,11 @@ key-ring calls, and any foreign system-call ABI (x32, ``int 0x80``).
 Unit tests (:func:`run_tests`) are decided by a *judge*, a separate process that never runs the
 program's code: the program runs in its own process and answers the judge's calls (the entry
 point, helpers, methods of its objects) through a pipe, with plain data decoded by a bounded
-decoder or opaque handles (:mod:`.channel` says how each type travels). The tests, the expected
-values, the verdicts and the verdict channel's nonce exist only in the judge and in this
-process, so a program cannot read or forge them however it digs (frames, ``gc``, ``ctypes``,
+decoder or opaque handles (:mod:`.channel` says how each type travels; nothing the program says
+about an object, its kind, module or name, is believed, and the names the tests' own text binds,
+their imports and ``judge_code``'s, are never asked of the program: :mod:`.judge`). The tests,
+the expected values, the verdicts and the verdict channel's nonce exist only in the judge and in
+this process, so a program cannot read or forge them however it digs (frames, ``gc``, ``ctypes``,
 its own memory, its descriptors; but see ``basic`` mode without root below): it can only answer
 calls, and the judge compares the answers.
 An ``assert`` anywhere in the test code (also inside ``def check(candidate)``) counts as passed
@@ -44,15 +46,20 @@ Two isolation modes; ``"auto"`` probes them once per process, in this order:
     mount, PID, network and IPC namespaces (plus a user namespace when not root) through libc
     (``os.unshare`` is 3.12+). *init* is PID 1 of the new PID namespace: when it exits, the
     kernel kills every process left in it, and the program cannot address any process outside.
-    The network namespace has only a down loopback. Every mount is re-mounted read-only, fresh
-    size-limited tmpfs cover ``/tmp`` (the working directories live there) and ``/dev/shm``,
-    credentials under the caller's home (``~/.ssh``, ``~/.cache``, ``~/.aws``, ``~/.netrc`` ...)
-    are covered, a fresh ``/proc`` shows only the sandbox, and, as root, a home directory that
-    holds the interpreter (pyenv in ``/root``) is replaced by a tmpfs that shows just the
-    interpreter. For unit tests the program runs in a second, nested PID namespace with a
-    ``/proc`` of its own and a mount namespace where the judge's directory is an empty tmpfs: it
-    cannot see, signal or trace the judge (nor read its memory, which is not dumpable), and as
-    root the judge also has a uid other than the program's.
+    The network namespace has only a down loopback. The filesystem is built from an allow-list
+    (:func:`.modes.view`) on an empty tmpfs that becomes the root (``pivot_root``; the host's
+    root is detached): read-only, the interpreter's executable, standard library,
+    ``lib-dynload`` and ``libpython`` (its ``site-packages`` covered: the child runs ``-S``),
+    the shared libraries (``/usr/lib/x86_64-linux-gnu`` on a multiarch system, else
+    ``/usr/lib``; ``/usr/lib64``; the ``/lib`` links),
+    ``/etc/ld.so.cache`` and ``/dev/null``, ``zero``, ``full``, ``random``, ``urandom``; fresh
+    size-limited tmpfs at ``/tmp`` (the working directories live there) and ``/dev/shm``, and a
+    fresh ``/proc`` that shows only the sandbox. Nothing else of the host exists there: not the
+    caller's home, not the repository (the parent hands the child its code), not the data sets
+    or caches that hold the tests' answers. For unit tests the program runs in a second, nested
+    PID namespace with a ``/proc`` of its own and a mount namespace where the judge's directory
+    is an empty tmpfs: it cannot see, signal or trace the judge (nor read its memory, which is
+    not dumpable), and as root the judge also has a uid other than the program's.
 ``basic`` (no namespaces): limits, uids (as root), seccomp, the supervisor trampoline (the
     program's parent is *init*, not the caller) and *init* as a child subreaper that kills
     every descendant left when the program exits; the whole process group is SIGKILLed too.
@@ -71,8 +78,9 @@ What is *not* contained (be aware): ``basic`` mode without root, as above, and i
 keeps the caller's uid, so it can read and write the caller's files, leave files in ``/tmp``,
 signal the caller's other processes, and a daemon that kills *init* first can escape the
 clean-up; ``basic`` mode as root needs the interpreter to be readable by other users;
-``namespaces`` without root: the caller's files stay readable (writes are refused), apart from
-the covered credential paths; kernel bugs: this is not a VM.
+``basic`` mode hides no file: a program reads whatever its uid may read (every world-readable
+file, data sets with the tests' answers included), so score untrusted code in ``namespaces``
+mode; kernel bugs: this is not a VM.
 """
 
 from __future__ import annotations
@@ -203,6 +211,11 @@ def _run_tests(
     judge = {
         "codes": tests.codes,
         "names": tests.names,
+        "imports": tests.imports,
+        "modules": tests.modules,
+        "free": tests.free,
+        "candidates": tests.candidates,
+        "subjects": tests.subjects,
         "judge_code": helpers,
         "nonce": nonce,
         "budget_s": limits.timeout_s,

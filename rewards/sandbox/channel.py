@@ -72,12 +72,13 @@ class EncodeError(Exception):
 class Handle:
     """Base of the judge's opaque references to objects that live in the program's process.
 
-    Holds the program's object number (``_r1rl_id``), the number of its type (``_r1rl_type``: two
-    handles with the same one are instances of one class there), the kind (``o`` object, ``f``
-    function, ``c`` class, ``m`` module) and the type's name, for messages only.
+    Holds two numbers the program chose: its object's (``_r1rl_id``), which only ever goes back to
+    the program to name that object, and its type's (``_r1rl_type``: the judge asks the program to
+    compare two handles only when they share one). Nothing else about the object travels: not its
+    kind, module or name, which the judge could only have taken on the program's word.
     """
 
-    __slots__ = ("_r1rl_id", "_r1rl_type", "_r1rl_kind", "_r1rl_name")
+    __slots__ = ("_r1rl_id", "_r1rl_type")
 
 
 # --- encoding -----------------------------------------------------------------------------------
@@ -99,7 +100,7 @@ _VALUE_METHODS = (
 
 
 class Encoder:
-    """Encodes a value; objects that are not data go through ``other(obj) -> (id, type id, kind, name)``.
+    """Encodes a value; objects that are not data go through ``other(obj) -> (id, type id)``.
 
     ``refuse_code``: functions, methods, classes and modules are refused rather than sent as
     handles (the result of a call must be data or an object, never code). The encoder stops as
@@ -179,9 +180,8 @@ class Encoder:
             raise EncodeError(f"a {_kind_word(x)} ({_name_of(x)}) is not data")
         if self.other is None:
             raise EncodeError(f"a {type(x).__name__} is not data")
-        ident, type_id, kind, name = self.other(x)
-        self._put(b"H" + _I64.pack(ident) + _I64.pack(type_id) + kind.encode())
-        self._bytes(b"", str.encode(name[:200], "utf-8", "surrogatepass"))
+        ident, type_id = self.other(x)
+        self._put(b"H" + _I64.pack(ident) + _I64.pack(type_id))
 
     def _int(self, x: int) -> None:
         n = (int.bit_length(x) + 8) // 8  # room for the sign bit
@@ -304,9 +304,10 @@ def _name_of(x) -> str:
 class Decoder:
     """Decodes one value from untrusted bytes into exact builtin values and handles.
 
-    ``handle(ident, type_id, kind, name)`` makes the judge's reference for an ``H`` item (the
-    program's end passes a resolver of its own numbers instead). Every failure is a
-    :class:`DecodeError`.
+    ``handle(ident, type_id)`` makes the judge's reference for an ``H`` item (the program's end
+    passes a resolver of its own numbers instead). Every failure is a :class:`DecodeError`, whatever
+    the bytes make the building of a value raise (a namedtuple's field names that Python refuses,
+    a value too large for memory ...).
     """
 
     def __init__(self, data: bytes, handle=None) -> None:
@@ -315,10 +316,10 @@ class Decoder:
     def decode(self):
         try:
             value = self._value(0)
-        except (DecodeError, RecursionError, MemoryError) as e:
-            raise DecodeError(str(e) or type(e).__name__) from None
-        except (TypeError, ValueError, OverflowError) as e:  # e.g. an unhashable set item
-            raise DecodeError(f"{type(e).__name__}: {e}") from None
+        except DecodeError:
+            raise
+        except Exception as e:  # e.g. an unhashable set item, RecursionError, MemoryError
+            raise DecodeError(f"{type(e).__name__}: {_message(e)}") from None
         if self.pos != len(self.data):
             raise DecodeError("trailing bytes after the value")
         return value
@@ -386,8 +387,7 @@ class Decoder:
             return self._namedtuple(depth)
         if tag == b"H" and self.handle is not None:
             ident, type_id = _I64.unpack(self._take(8))[0], _I64.unpack(self._take(8))[0]
-            kind = self._take(1).decode("ascii", "replace")
-            return self.handle(ident, type_id, kind, self._str())
+            return self.handle(ident, type_id)
         raise DecodeError(f"unknown tag {tag!r}")
 
     def _hashable(self, n: int, depth: int) -> list:
@@ -426,6 +426,13 @@ class Decoder:
         fields = tuple(self._str() for _ in range(self._count()))
         items = [self._value(depth + 1) for _ in range(self._count())]
         return _namedtuple_type(name, fields)._make(items)
+
+
+def _message(e: Exception) -> str:
+    try:
+        return str(e)[:200]
+    except Exception:
+        return ""
 
 
 _SIMPLE = {b"N": (None,), b"T": (True,), b"F": (False,)}

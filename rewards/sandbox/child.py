@@ -36,6 +36,9 @@ CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER = 0x00020000, 0x08000000, 0x10000000
 CLONE_NEWPID, CLONE_NEWNET, CLONE_NS_MASK = 0x20000000, 0x40000000, 0x7E020000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+MNT_DETACH = 2
+# Where the program's root is built (on the host: a path that exists; covered by the new root).
+NEW_ROOT = "/tmp"
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_SECCOMP = 1, 4, 22
 PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 36, 38
 SETUP_EXIT = 121
@@ -288,39 +291,53 @@ def _mounter(libc):
 
 
 def _mounts(cfg: dict, libc) -> None:
-    """Private, read-only view of the host; fresh /tmp, /dev/shm, /proc; credentials covered."""
+    """A new root built from an allow-list (:func:`.modes.view`): the interpreter, the shared
+    libraries and a few ``/dev`` nodes, read-only; fresh ``/tmp``, ``/dev/shm`` and ``/proc``.
+    Nothing else of the host is reachable: the old root is detached."""
     mount = _mounter(libc)
     mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing below may propagate to the host
-    for path in cfg["hide"]:
-        if os.path.isdir(path):
-            mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=16k,mode=0755")
+    view, new = cfg["view"], NEW_ROOT
+    # opened first: a source under NEW_ROOT would be hidden by the tmpfs mounted on it
+    sources = [os.open(p, os.O_PATH | os.O_CLOEXEC) for p in view["binds"]]
+    mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    for path, fd in zip(view["binds"], sources):
+        target = new + path
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            os.makedirs(target, exist_ok=True)
         else:
-            mount("/dev/null", path, None, MS_BIND)
-    for block, paths in cfg["reveal"]:  # e.g. /root: an empty tmpfs that shows only the interpreter
-        fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in paths]
-        mount("tmpfs", block, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-        for p, fd in zip(paths, fds):
-            os.makedirs(p, mode=0o755, exist_ok=True)
-            mount(f"/proc/self/fd/{fd}", p, None, MS_BIND | MS_REC)
-            os.close(fd)
-    _readonly(mount)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+        mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
+        os.close(fd)
+    for path in view["masks"]:
+        mount("tmpfs", new + path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0755")
+    for path, target in view["links"]:
+        os.makedirs(os.path.dirname(new + path), exist_ok=True)
+        os.symlink(target, new + path)
+    _readonly(mount, new)
+    for path in ("/tmp", "/dev/shm", "/proc"):
+        os.makedirs(new + path, exist_ok=True)
     for path in ("/tmp", "/dev/shm"):
-        if os.path.isdir(path):
-            mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={cfg['tmp_mb']}m,mode=1777")
-    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        mount("tmpfs", new + path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={cfg['tmp_mb']}m,mode=1777")
+    # while the host's /proc is still visible (a user namespace may mount proc only then)
+    mount("proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    mount(None, new, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    os.chdir(new)
+    call(libc.syscall(ctypes.c_long(view["pivot_root"]), b".", b"."), "pivot_root")
+    call(libc.umount2(b".", MNT_DETACH), "umount2(old root)")  # pivot_root(".", "."): see its man page
+    os.chdir("/")
 
 
-def _readonly(mount) -> None:
-    """Re-mount every mount read-only, one by one (lower, covered mounts are out of reach anyway)."""
+def _readonly(mount, under: str) -> None:
+    """Re-mount every mount under ``under`` read-only, one by one (with the bind mounts' submounts)."""
     with open("/proc/self/mountinfo") as f:
         points = [_unescape(line.split()[4]) for line in f]
     for mp in points:
-        try:  # MS_BIND: change this mount only, never the (shared) filesystem
-            flags = MS_REMOUNT | MS_BIND | MS_RDONLY | _mount_flags(os.statvfs(mp).f_flag)
-            mount(None, mp, None, flags)
-        except OSError:
-            if mp == "/":
-                raise
+        if mp == under or not mp.startswith(under + "/"):
+            continue
+        # MS_BIND: change this mount only, never the (shared) filesystem
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY | _mount_flags(os.statvfs(mp).f_flag)
+        mount(None, mp, None, flags)
 
 
 def _unescape(field: str) -> str:

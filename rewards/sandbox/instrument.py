@@ -14,7 +14,14 @@ with one exception: an assert that compares a builtin's name called on literals 
 ``assert sum(10, 15) == 6``, tests a function of the program's that happens to have that name
 (MBPP 126), so there the name is looked up with ``__r1rl_own__("sum")``: the program's function
 if it defines one. That is safe: the program sees only the literal arguments, as in any call of
-its functions, and the judge compares its answer with the literal.
+its functions, and the judge compares its answer with the literal. The names that may be the
+entry point itself are read here too (``free``, ``candidates``, ``subjects``); the judge decides
+(:func:`.judge._entry_builtins`).
+
+The names the test code binds itself are read here, from its text, never from the program: the
+names its module-level imports bind (``import math``, MBPP's ``test_imports``), which the judge
+never asks the program for, and the standard-library modules whose attributes it reads
+(``math.isclose``), which the judge imports itself.
 """
 
 from __future__ import annotations
@@ -23,12 +30,17 @@ import ast
 import builtins
 import functools
 import marshal
+import sys
 from dataclasses import dataclass
 
 CHECK_NAME = "__r1rl_check__"
 COMPARE_NAME = "__r1rl_cmp__"
 OWN_NAME = "__r1rl_own__"
 _BUILTINS = frozenset(dir(builtins))
+_STDLIB = frozenset(sys.stdlib_module_names)
+_EXCEPTION_NAMES = frozenset(
+    n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException)
+)
 _GUARDED_OPS = {
     ast.Eq: "Eq",
     ast.NotEq: "NotEq",
@@ -43,11 +55,17 @@ _GUARDED_OPS = {
 
 @dataclass(frozen=True)
 class Instrumented:
-    """The marshalled code objects of the test statements, the assert count, the names used."""
+    """The marshalled code objects of the test statements, the assert count, the names used, the
+    names the module-level imports bind, and the standard-library modules whose attributes are read."""
 
     codes: bytes
     total: int
     names: tuple[str, ...]
+    imports: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()
+    free: tuple[str, ...] = ()  # names read, bound nowhere in the tests, not builtins nor modules
+    candidates: tuple[str, ...] = ()  # builtin functions called, bound nowhere: maybe the entry point
+    subjects: tuple[str, ...] = ()  # builtin names handed to the tests' own function: ``check(round)``
 
 
 def drop_constant_asserts(test_code: str) -> str:
@@ -151,7 +169,19 @@ def instrument(test_code: str) -> Instrumented:
     except SyntaxError as e:
         raise ValueError(f"run_tests: test_code is not valid Python (line {e.lineno}: {e.msg})") from None
     _drop_constant_asserts(tree)
-    names = tuple(sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}))
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    imports = _module_level_imports(tree)
+    modules = {
+        n.value.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id in _STDLIB
+    }
+    bound = _bound_names(tree)
+    read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    free = read - _BUILTINS - bound - modules
+    called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    subjects = _subjects(tree) & _BUILTINS - bound
+    candidates = {n for n in called & _BUILTINS - bound if n not in _EXCEPTION_NAMES} | subjects
     recorder = _RecordAsserts()
     tree = ast.fix_missing_locations(recorder.visit(tree))
     if recorder.count == 0:
@@ -162,7 +192,59 @@ def instrument(test_code: str) -> Instrumented:
         raise ValueError(
             f"run_tests: cannot instrument the asserts of test_code (line {e.lineno}: {e.msg})"
         ) from None
-    return Instrumented(marshal.dumps(codes), recorder.count, names)
+    names, imports, modules, free, candidates, subjects = (
+        tuple(sorted(n)) for n in (names, imports, modules, free, candidates, subjects)
+    )
+    return Instrumented(
+        marshal.dumps(codes), recorder.count, names, imports, modules, free, candidates, subjects
+    )
+
+
+def _bound_names(tree: ast.AST) -> set[str]:
+    """Every name the test code binds anywhere: assignments, parameters, defs, imports, handlers."""
+    bound = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
+            bound.add(n.id)
+        elif isinstance(n, ast.arg):
+            bound.add(n.arg)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(n.name)
+        elif isinstance(n, ast.alias):
+            bound.add((n.asname or n.name).partition(".")[0])
+        elif isinstance(n, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and n.name:
+            bound.add(n.name)
+        elif isinstance(n, ast.MatchMapping) and n.rest:
+            bound.add(n.rest)
+    return bound
+
+
+def _subjects(tree: ast.Module) -> set[str]:
+    """Names a module-level call hands, bare, to a function the tests define (HumanEval's
+    ``check(candidate)`` harness line): the function under test."""
+    defs = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    found = set()
+    for stmt in tree.body:
+        call = stmt.value if isinstance(stmt, ast.Expr) else None
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in defs:
+            found.update(
+                a.id for a in [*call.args, *(k.value for k in call.keywords)] if isinstance(a, ast.Name)
+            )
+    return found
+
+
+def _module_level_imports(tree: ast.Module) -> set[str]:
+    """The names the imports of ``tree`` bind in its module's namespace (not those in functions)."""
+    bound, todo = set(), list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Import):
+            bound.update(a.asname or a.name.partition(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            bound.update(a.asname or a.name for a in node.names if a.name != "*")
+        elif not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            todo.extend(ast.iter_child_nodes(node))  # if/try/with/for blocks run at module level
+    return bound
 
 
 @functools.lru_cache(maxsize=512)

@@ -6,44 +6,59 @@ expected values and the verdict channel's nonce, and reaches the program only th
 :mod:`.channel`, as plain data or as opaque :class:`Remote` handles. So an ``==`` in an assert
 compares builtin values the judge built itself, and no object of the program can say "equal".
 
-Names: each name the tests use is looked up among the program's globals, and bound thus:
+Names: each name the tests use is bound before the test code runs, from trusted text first:
 
-- the program's own functions, classes and objects become :class:`Remote` handles, except under
-  the name of a builtin or of a standard-library module (a program that defines ``abs`` or
-  ``math`` must not answer the tests' ``abs(f(x) - y)``; for the one exception, ``assert
-  sum(10, 15) == 6``, see :mod:`.instrument`);
-- what the program imported from the standard library (``import math``, ``from collections
-  import Counter``) is the judge's own import of the same thing (a function or class only under
-  its own name, so that the program cannot make a name of its choice the judge's ``os.system``);
-  a module of any other origin is not bound;
-- data is copied, and so are the arguments of calls (a function that changes its argument in
-  place does not change the tests' object); the tests' own functions and objects cannot be
-  passed to the program (the call raises ``TypeError``);
-- names that ``judge_code`` (trusted helpers, e.g. a HumanEval prompt's) defines are its own.
+- the tests' own names are never asked of the program: those that ``judge_code`` (trusted
+  helpers, e.g. a HumanEval prompt's functions and imports) defines, those that the test code's
+  module-level imports bind (``import math``, MBPP's ``test_imports``: the import wins over a
+  program's function of the same name), and the standard-library modules whose attributes the
+  tests read (``math.isclose(...)``), which the judge imports itself (the tests need not);
+- builtins are the judge's (a program that defines ``abs`` must not answer the tests' ``abs(f(x)
+  - y)``; for the calls on literals, ``assert sum(10, 15) == 6``, see :mod:`.instrument`), except
+  an entry point named like a builtin, which is the program's (:func:`_entry_builtins`);
+- every other name is the program's, looked up among its globals: data is copied, anything else
+  (a function, a class, a module, an object) is a :class:`Remote` handle. So a function named like
+  a standard-library module (``def statistics(xs)``) is the program's, as it would be in one
+  interpreter. Nothing the program sends about an object (its kind, module or name, the bytes on
+  the channel) makes the judge bind or import an object of its own: every call through a name
+  the program supplied goes to the program;
+- arguments of calls are copied (a function that changes its argument in place does not change
+  the tests' object); the tests' own functions and objects cannot be passed to the program (the
+  call raises ``TypeError``).
 
 Handles: calls, attribute and item access, ``len``, iteration, ``str``, truth and
 ``isinstance`` against the program's classes run in the program's process; operators apply
 only between two handles (and comparisons only between two of one class), so test data never
-becomes an operand of the program's ``__eq__`` or ``__sub__``. In an assert, a comparison with a
-handle on one side only, or the truth of a handle, is False.
+becomes an operand of the program's ``__eq__`` or ``__sub__``. A comparison of a handle with
+anything else (the tests' data, a handle of another class), or ``in`` a handle, has no truthful
+answer here: it raises :class:`Undecidable`, which fails the whole assert, never a False that
+``not``, ``!=`` or ``is False`` could turn into a pass. In an assert, the truth of a handle is False.
 
 Partial credit: the program's process gets ``budget_s`` of the judge's waiting in all. When it
 dies, runs out of time or breaks the protocol, the assert being evaluated fails, the judge stops
 running the test code, and every assert not decided by then fails. Exceptions raised in the
 program come back as the first builtin exception class in their MRO, by name (never a class of
 the program), so ``except ValueError`` in a test still works (and ``except ParseError``, a class
-of the program, cannot match: catch its builtin base); a result that is not data raises
-:class:`ResultRefused` and the end of the program's process raises :class:`Gone` — both
-``BaseException``\\ s, so a test's ``except Exception`` cannot take them for an expected error.
+of the program, cannot match: catch its builtin base); ``StopIteration`` only as the end of a
+``next()``, elsewhere a ``RuntimeError`` (as PEP 479 does for generators: a call that raised it
+would otherwise end the tests' ``map`` or ``zip`` early, and ``all(map(f, cases))`` pass). A
+result that is not data raises :class:`ResultRefused` and the end of the program's process
+raises :class:`Gone` — both ``BaseException``\\ s, so a test's ``except Exception`` cannot take
+them for an expected error.
+
+Nothing the program causes on this side (decoding its bytes, comparing, hashing or printing its
+data, the tests' work on it) can stop the judge: whatever an assert raises, ``SystemExit``,
+``RecursionError`` and ``MemoryError`` included, fails that assert, and the exceptions that are
+not ordinary errors are counted by type in the report's notes.
 """
 
 from __future__ import annotations
 
+import _signal  # not signal, whose enum import costs every sandboxed process milliseconds
 import builtins
 import math
 import os
 import select
-import sys
 import time
 
 from . import channel
@@ -75,6 +90,12 @@ class ResultRefused(BaseException):
     """The program answered with something that is not data (a function, too large, too deep)."""
 
 
+class Undecidable(BaseException):
+    """A comparison only the program could decide: a handle against the tests' data, handles of two
+    classes, membership in a handle. Never a bool (``not`` or ``is False`` would turn a made-up
+    False into a pass): it fails the whole assert, or stops the test statement it is in."""
+
+
 class Channel:
     """The judge's end: one request, one reply, within the program's remaining time budget."""
 
@@ -101,7 +122,7 @@ class Channel:
             self.fail(f"protocol: {e}")
         finally:
             self.left -= time.monotonic() - start
-        return self._unpack(reply)
+        return self._unpack(reply, op)
 
     def quit(self) -> None:
         if not self.gone:
@@ -155,41 +176,45 @@ class Channel:
                 return
         self.fail("timeout")
 
-    def _unpack(self, reply):
+    def _unpack(self, reply, op: str):
         if type(reply) is tuple and len(reply) == 2 and reply[0] == "ok":
             return reply[1]
         if type(reply) is tuple and len(reply) == 2 and reply[0] == "refused" and type(reply[1]) is str:
             raise ResultRefused(reply[1])
         if type(reply) is tuple and len(reply) == 3 and reply[0] == "raise" and type(reply[2]) is tuple:
-            raise _exception(reply[1], reply[2])
+            raise _exception(reply[1], reply[2], op)
         self.fail("protocol: not a reply")
 
-    def _proxy(self, ident: int, type_id: int, kind: str, name: str) -> Remote:
+    def _proxy(self, ident: int, type_id: int) -> Remote:
         p = self.proxies.get(ident)
         if p is None:
             if len(self.proxies) >= 1 << 16:
                 raise channel.DecodeError("too many handles")
             p = self.proxies[ident] = Remote.__new__(Remote)
-            for slot, v in zip(channel.Handle.__slots__, (ident, type_id, kind, name)):
-                object.__setattr__(p, slot, v)
+            object.__setattr__(p, "_r1rl_id", ident)
+            object.__setattr__(p, "_r1rl_type", type_id)
         return p
 
-    def _handle_of(self, obj) -> tuple[int, int, str, str]:
+    def _handle_of(self, obj) -> tuple[int, int]:
         if isinstance(obj, Remote):
-            return obj._r1rl_id, obj._r1rl_type, obj._r1rl_kind, obj._r1rl_name
+            return obj._r1rl_id, obj._r1rl_type
         raise channel.EncodeError(f"a {type(obj).__name__} of the tests is not data")
 
 
-def _exception(names, args: tuple) -> Exception:
-    """The first builtin exception class among ``names`` that takes ``args``, to raise in the judge."""
+def _exception(names, args: tuple, op: str) -> Exception:
+    """The first builtin exception class among ``names`` that takes ``args``, to raise in the judge;
+    the end of an iteration only as the answer to ``next``."""
     if type(names) is tuple:
         for name in names:
             cls = _EXCEPTIONS.get(name) if type(name) is str else None
-            if cls is not None:
-                try:
-                    return cls(*args)
-                except Exception:
-                    continue
+            if cls is None:
+                continue
+            if issubclass(cls, (StopIteration, StopAsyncIteration)) and op != "next":
+                return RuntimeError(f"the program raised {name} outside next()")
+            try:
+                return cls(*args)
+            except Exception:
+                continue
     first = names[0] if type(names) is tuple and names and type(names[0]) is str else "an exception"
     return RuntimeError(f"the program raised {first}")
 
@@ -260,7 +285,9 @@ def _typed(value, kind: type, what: str):
 
 def _binary(name: str, reflected: bool = False, compare: bool = False):
     def method(self, other):
-        if not isinstance(other, Remote) or (compare and other._r1rl_type != self._r1rl_type):
+        if compare and not (isinstance(other, Remote) and other._r1rl_type == self._r1rl_type):
+            raise Undecidable(f"{name}: a program object against the tests' data or another class")
+        if not isinstance(other, Remote):
             return NotImplemented
         return _CH.ask("op", name, other, self) if reflected else _CH.ask("op", name, self, other)
 
@@ -284,11 +311,12 @@ for _name in ("neg", "pos", "abs", "invert"):
 
 
 def compare(op: str, a, b) -> bool:
-    """An assert's comparison: a handle compares only with a handle of the same class."""
+    """An assert's comparison: a handle compares only with a handle of the same class (the
+    program decides); with anything else, or as the container of ``in``, it is :class:`Undecidable`."""
     if isinstance(a, Remote) or isinstance(b, Remote):
         same = isinstance(a, Remote) and isinstance(b, Remote) and a._r1rl_type == b._r1rl_type
         if not same or op in ("In", "NotIn"):
-            return False
+            raise Undecidable(f"{op}: a program object against the tests' data or another class")
     return _OPS[op](a, b)
 
 
@@ -298,10 +326,16 @@ def truth(value) -> bool:
 
 
 class Recorder:
-    """Writes ``<nonce> i P|F`` once per assert and outcome; an assert passes if it never failed."""
+    """Writes ``<nonce> i P|F`` once per assert and outcome; an assert passes if it never failed.
+
+    Counts, by type, the exceptions that are not ordinary errors (``SystemExit``,
+    ``KeyboardInterrupt``, ``RecursionError``, ``MemoryError`` ...) that failed an assert or stopped
+    a test statement, for one note at the end.
+    """
 
     def __init__(self, fd: int, nonce: str) -> None:
         self.fd, self.nonce, self.reported, self.notes = fd, nonce, set(), set()
+        self.raised: dict[str, int] = {}
 
     def check(self, idx: int, fn) -> None:
         ok, gone = False, None
@@ -312,8 +346,10 @@ class Recorder:
                 gone = e
             except ResultRefused as e:
                 self.note(f"refused {e}")
-            except BaseException:
-                pass
+            except Undecidable as e:
+                self.note(f"undecidable {e}")
+            except BaseException as e:
+                self.count(e)
         ok = ok and not _CH.gone  # the program went away during this assert
         if (idx, ok) not in self.reported:
             self.reported.add((idx, ok))
@@ -321,12 +357,20 @@ class Recorder:
         if gone is not None:
             raise gone
 
+    def count(self, e: BaseException) -> None:
+        if isinstance(e, (Gone, ResultRefused, Undecidable)):  # reported on their own
+            return
+        if not isinstance(e, Exception) or isinstance(e, (RecursionError, MemoryError)):
+            name = type(e).__name__
+            self.raised[name] = self.raised.get(name, 0) + 1
+
     def note(self, text: str) -> None:
         if len(self.notes) < 5 and text not in self.notes:
             self.notes.add(text)
-            self.line(text.replace("\n", " ")[:300])
+            self.line(text[:300])
 
     def line(self, text: str) -> None:
+        text = " ".join(text.splitlines())  # every break the reader splits at, not only "\n"
         os.write(self.fd, f"{self.nonce} {text}\n".encode("utf-8", "replace"))
 
 
@@ -337,9 +381,13 @@ def run(job: dict, verdict_fd: int, requests_fd: int, replies_fd: int) -> int:
     """Bind the names, run every test statement, report; the exit status (3: the program went away).
 
     A failure of the judge's own machinery is reported as a ``crash`` line (the parent raises):
-    nothing the program sends can cause one, since every reply goes through :meth:`Channel.ask`.
+    nothing the program does can cause one. Its replies go through :meth:`Channel.ask` and
+    everything done with them runs under :meth:`Recorder.check` or a guard that counts what it
+    raised; a program that shares the judge's uid (``basic`` mode without root) could send it
+    SIGINT, which the judge ignores.
     """
     global _CH
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     _CH = Channel(requests_fd, replies_fd, job["budget_s"], job["max_result_bytes"])
     rec = Recorder(verdict_fd, job["nonce"])
     try:
@@ -361,15 +409,7 @@ def _run(job: dict, rec: Recorder) -> None:
             exec(marshal.loads(job["judge_code"]), ns)
         except BaseException as e:
             rec.note(f"judge_code raised {type(e).__name__}")
-    try:
-        wanted = [n for n in job["names"] if n not in ns]
-        found = _CH.ask("load", wanted)
-        if type(found) is not dict:
-            _CH.fail("protocol: not a name table")
-        for name in set(wanted) & set(found):
-            _bind(ns, own, name, found[name])
-    except (Gone, ResultRefused, Exception):
-        pass
+    _bind(job, ns, own, rec)
     ns.update(
         __r1rl_check__=rec.check,
         __r1rl_cmp__=compare,
@@ -380,45 +420,92 @@ def _run(job: dict, rec: Recorder) -> None:
             break
         try:
             exec(code, ns)
-        except BaseException:
-            pass
+        except BaseException as e:
+            rec.count(e)
     _CH.quit()
     if _CH.gone:
         rec.line(f"gone {_CH.gone}")
+    if rec.raised:
+        rec.line("raised in the tests: " + ", ".join(f"{k} x{v}" for k, v in sorted(rec.raised.items())))
     rec.line("end")
 
 
-def _bind(ns: dict, own: dict, name: str, value) -> None:
-    """Bind ``name`` in the tests' namespace ``ns`` (or, for a builtin's name, in ``own``)."""
-    if name.startswith("__") and name.endswith("__"):  # __builtins__, __name__ ...: the judge's
+def _bind(job: dict, ns: dict, own: dict, rec: Recorder) -> None:
+    """Bind the names the tests use in their namespace ``ns`` (see the module docstring); the
+    program's functions under a builtin's name go to ``own``, for the calls on literals only,
+    except an entry point named like a builtin (:func:`_entry_builtins`), bound in both."""
+    for module in job["modules"]:  # read from the test code's text, never from the program
+        if module not in ns:
+            try:
+                ns[module] = __import__(module)
+            except BaseException as e:  # as if the tests' own ``import`` had failed
+                rec.note(f"the tests' module {module} cannot be imported ({type(e).__name__})")
+    tests_own = set(job["imports"])
+    entry = _entry_builtins(job, ns)
+    for name, sole in entry.items():  # until the program's own is found: never the builtin
+        why = (
+            f"the entry point {name} is not the program's"
+            if sole
+            else f"{name} may be the entry point or a helper"
+        )
+        ns[name] = own[name] = _Undecided(why)
+    wanted = [n for n in job["names"] if n not in ns and n not in tests_own] + [n for n in entry if entry[n]]
+    if not wanted:
         return
-    reserved = name in _BUILTIN_NAMES or name in sys.stdlib_module_names
-    if not isinstance(value, Remote):
-        if not reserved:
+    try:
+        found = _CH.ask("load", wanted)
+        if type(found) is not dict:
+            _CH.fail("protocol: not a name table")
+    except BaseException as e:  # gone, or a result it refused: no name of the program is bound
+        rec.count(e)
+        return
+    for name in wanted:
+        value = found.get(name, _MISSING)
+        if value is _MISSING:
+            continue
+        if name in _BUILTIN_NAMES:
+            if isinstance(value, Remote):
+                own[name] = value
+        else:
             ns[name] = value
-        return
-    mine = _standard_library(value._r1rl_name, value._r1rl_kind, name)
-    if mine is not _MISSING:
-        ns[name] = mine
-    elif value._r1rl_kind != "m":
-        (own if reserved else ns)[name] = value
+    for name, sole in entry.items():
+        if sole and name in found:
+            ns[name] = own[name] = found[name]
+
+
+def _entry_builtins(job: dict, ns: dict) -> dict[str, bool]:
+    """Builtin names that stand for the program's entry point (``ns``: the tests' own names so
+    far); True where the name is the program's, False where it cannot be told from a helper.
+
+    The entry point is named like a builtin when the tests hand that name to their own function
+    (``check(round)``), or when they name no other function the judge does not define: then, as
+    in one interpreter where the program's ``def`` shadows the builtin, the name is the program's.
+    A single such name is the program's function (a stand-in that fails its asserts when the
+    program defines none: the builtin must never answer for it); several cannot be told from the
+    helpers the tests also call (``r = pow(2, 0.5); assert abs(r - 1.4142) < 1e-4``), so each
+    fails the asserts that use it.
+    """
+    subjects = [n for n in job["subjects"] if n not in ns]
+    if subjects:
+        names = subjects
+    elif not any(n not in ns for n in job["free"]):
+        names = [n for n in job["candidates"] if n not in ns]
+    else:
+        return {}
+    sole = len(names) == 1 or bool(subjects)
+    return dict.fromkeys(names, sole)
+
+
+class _Undecided:
+    """Stands for a name the judge cannot bind truthfully: calling it fails the assert."""
+
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def __call__(self, *args, **kwargs):
+        raise Undecidable(self.why)
 
 
 _BUILTIN_NAMES = frozenset(vars(builtins))
-
-
-def _standard_library(origin: str, kind: str, name: str):
-    """The judge's own object for the program's ``module:qualname``, if that is the standard
-    library's: any module, and a function or class bound under its own name."""
-    module, _, qualname = origin.partition(":")
-    if kind not in "fcm" or module.partition(".")[0] not in sys.stdlib_module_names:
-        return _MISSING
-    if kind != "m" and qualname.rpartition(".")[2] != name:
-        return _MISSING
-    try:
-        obj = __import__(module) and sys.modules[module]
-        for part in qualname.split(".") if qualname else ():
-            obj = getattr(obj, part)
-    except Exception:
-        return _MISSING
-    return obj

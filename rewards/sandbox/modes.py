@@ -1,12 +1,13 @@
 """What an isolation mode amounts to on this machine: the plan the parent hands to the child.
 
 Computed once per process (it depends on the kernel, the architecture, the interpreter's
-location and whether we are root), except the credential paths, looked up per run.
+location and whether we are root).
 """
 
 from __future__ import annotations
 
 import functools
+import glob
 import os
 import platform
 import secrets
@@ -16,23 +17,16 @@ from pathlib import Path
 
 from .process import SandboxError
 
-# Credentials a program could read from the caller's home (namespaces mode covers them).
-_HIDE_IN_HOME = (
-    ".ssh",
-    ".gnupg",
-    ".aws",
-    ".azure",
-    ".config",
-    ".cache",
-    ".docker",
-    ".kube",
-    ".huggingface",
-    ".netrc",
-    ".git-credentials",
-    ".pypirc",
-    ".npmrc",
-    ".password-store",
-    ".local/share/keyrings",
+# The system's shared-library directories (the interpreter's extension modules link against them).
+_LIB_DIRS = ("/lib", "/lib64", "/lib32", "/usr/lib", "/usr/lib64", "/usr/lib32")
+# Files the loader and a few honest programs read: the library cache, the device nodes.
+_FILES = ("/etc/ld.so.cache", "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}  # system-call numbers (glibc has no wrapper)
+_DEV_LINKS = (
+    ("/dev/fd", "/proc/self/fd"),
+    ("/dev/stdin", "/proc/self/fd/0"),
+    ("/dev/stdout", "/proc/self/fd/1"),
+    ("/dev/stderr", "/proc/self/fd/2"),
 )
 # seccomp: audit arch, system-call numbers (asm/unistd_64.h, asm-generic/unistd.h).
 SECCOMP = {
@@ -62,7 +56,7 @@ class Plan:
     namespaces: bool
     userns: bool  # namespaces without root: a user namespace too
     root: bool  # switch to per-run uids (one for the program, one for the judge)
-    reveal: list  # [(untraversable dir, [interpreter dirs under it])], root + namespaces
+    view: dict | None  # namespaces: the program's filesystem (see view())
     seccomp: dict | None
 
 
@@ -76,7 +70,7 @@ def plan(mode: str) -> Plan:
         namespaces=namespaces,
         userns=namespaces and not root,
         root=root,
-        reveal=_reveal_groups(interpreter_dirs()) if namespaces and root else [],
+        view=view() if namespaces else None,
         seccomp=SECCOMP.get(platform.machine()) if supported else None,
     )
 
@@ -86,39 +80,53 @@ def real_python() -> str:
     return os.path.realpath(sys.executable)
 
 
+def _inside(path: str, dirs) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs)
+
+
 @functools.cache
-def interpreter_dirs() -> list[str]:
-    """Directories the child interpreter reads modules from (outermost only)."""
-    dirs = sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.base_exec_prefix)})
-    return [d for d in dirs if not any(d != o and d.startswith(o.rstrip("/") + "/") for o in dirs)]
+def view() -> dict:
+    """The program's filesystem in namespaces mode: an allow-list, nothing else of the host.
 
+    ``binds``: host paths shown read-only at the same place: the interpreter (its executable,
+    standard library, ``lib-dynload`` and ``libpython``), the shared-library directories (on a
+    multiarch system only their ``<multiarch>`` subdirectory, where the libraries are) and the
+    loader's cache, a few ``/dev`` nodes. ``links``: symbolic links to recreate (``/lib`` ->
+    ``usr/lib`` on merged-/usr systems, ``/dev/fd`` ...). ``masks``: directories inside a bound one
+    covered by an empty tmpfs (the interpreter's ``site-packages``: the child runs ``-S``).
+    No r1rl file is shown: the parent hands the child its code (see :mod:`.process`).
+    """
+    import sysconfig
 
-def _reveal_groups(needed: list[str]) -> list[tuple[str, list[str]]]:
-    """Group interpreter dirs by their outermost ancestor that other users cannot traverse."""
-    groups: dict[str, list[str]] = {}
-    for path in needed:
-        parts = Path(path).parts
-        for i in range(2, len(parts)):
-            ancestor = os.path.join(*parts[:i])
-            if not os.stat(ancestor).st_mode & 0o001:
-                groups.setdefault(ancestor, []).append(path)
-                break
-    return sorted(groups.items())
-
-
-def hide_paths() -> list[str]:
-    """Credential paths under the caller's home (looked up per run: HOME may change)."""
-    needed = interpreter_dirs()
-    home = os.path.expanduser("~")
-    candidates = [os.path.join(home, p) for p in _HIDE_IN_HOME] if home not in ("", "/") else []
-    if os.geteuid() != 0 and os.environ.get("XDG_RUNTIME_DIR"):  # session bus, agent sockets
-        candidates.append(os.environ["XDG_RUNTIME_DIR"])
-    out = []
-    for c in candidates:
-        real = os.path.realpath(c)
-        if os.path.exists(real) and not any(n == real or n.startswith(real + "/") for n in needed):
-            out.append(real)
-    return out
+    python = real_python()
+    prefixes = {os.path.realpath(p) for p in (sys.base_prefix, sys.base_exec_prefix)}
+    stdlib = os.path.dirname(os.path.realpath(os.__file__))  # {base_prefix}/lib/python3.X
+    dirs = {stdlib, os.path.join(stdlib, "lib-dynload")}
+    libdir = sysconfig.get_config_var("LIBDIR")  # libpython, when the interpreter links it
+    if libdir:
+        dirs.add(os.path.realpath(libdir))
+    dirs.update(os.path.join(p, "lib") for p in prefixes if p not in ("/", "/usr", "/usr/local"))
+    links = list(_DEV_LINKS)
+    multiarch = sysconfig.get_config_var("MULTIARCH")  # Debian's /usr/lib/x86_64-linux-gnu
+    for d in _LIB_DIRS:
+        if os.path.islink(d):
+            links.append((d, os.readlink(d)))
+        elif multiarch and os.path.isdir(os.path.join(d, multiarch)):
+            dirs.add(os.path.join(d, multiarch))  # not the rest of /usr/lib (node_modules, jvm ...)
+        elif os.path.isdir(d):
+            dirs.add(d)
+    dirs = sorted(d for d in dirs if os.path.isdir(d))
+    dirs = [d for d in dirs if not _inside(d, [o for o in dirs if o != d])]  # outermost only
+    files = [f for f in (python, *_FILES) if os.path.exists(f) and not _inside(f, dirs)]
+    masks = [
+        m
+        for m in glob.glob(os.path.join(stdlib, "*-packages")) + glob.glob("/usr/*lib/python3*/*-packages")
+        if os.path.isdir(m) and not os.path.islink(m) and _inside(m, dirs)
+    ]
+    if platform.machine() not in _PIVOT_ROOT:
+        raise SandboxError(f"namespaces mode: no pivot_root system-call number for {platform.machine()}")
+    pivot_root = _PIVOT_ROOT[platform.machine()]
+    return {"binds": dirs + files, "links": links, "masks": sorted(masks), "pivot_root": pivot_root}
 
 
 @functools.cache

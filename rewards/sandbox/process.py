@@ -168,8 +168,7 @@ def execute(job: dict, stdin: str, limits: Limits, mode: str, judge: dict | None
             "userns": plan.userns,
             "roles": roles,
             "status_fd": new_file(),
-            "reveal": plan.reveal,
-            "hide": modes.hide_paths() if plan.namespaces else [],
+            "view": plan.view,
             "tmp_mb": limits.tmp_mb,
             "seccomp": plan.seccomp,
             "allow_unix": plan.namespaces,
@@ -243,8 +242,8 @@ def _spawn(
     """Start the supervisor, enforce the wall clock, kill the whole tree; (timed out, wall, rc)."""
     from . import modes
 
-    # the real interpreter, not a venv's symlink: the venv may live under a path the sandbox hides
-    # (its private /tmp), and with -I -S the venv adds nothing anyway
+    # the real interpreter, not a venv's symlink: the sandbox shows the interpreter's installation
+    # only (modes.view), and with -I -S the venv adds nothing anyway
     argv = [modes.real_python(), "-I", "-S", "-c", BOOT, str(boot_fd), f"{TAG}:{os.getpid()}"]
     start = time.monotonic()
     proc = subprocess.Popen(

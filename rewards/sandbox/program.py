@@ -39,7 +39,7 @@ class Objects:
         self.types: dict[int, int] = {}
         self.type_refs: list = []
 
-    def register(self, obj) -> tuple[int, int, str, str]:
+    def register(self, obj) -> tuple[int, int]:
         n = self.numbers.get(id(obj))
         if n is None:
             n = self.numbers[id(obj)] = len(self.by_number)
@@ -49,36 +49,12 @@ class Objects:
         if tn is None:
             tn = self.types[id(t)] = len(self.type_refs)
             self.type_refs.append(t)
-        return n, tn, _kind(obj), _describe(obj)
+        return n, tn
 
-    def resolve(self, n: int, type_id: int, kind: str, name: str):
+    def resolve(self, n: int, type_id: int):
         if not 0 <= n < len(self.by_number):
             raise channel.DecodeError(f"no object number {n}")
         return self.by_number[n]
-
-
-def _kind(obj) -> str:
-    import types
-
-    if isinstance(obj, type):
-        return "c"
-    if isinstance(obj, types.ModuleType):
-        return "m"
-    return "f" if callable(obj) else "o"
-
-
-def _describe(obj) -> str:
-    """``module:qualname`` for functions, classes and modules (the judge re-imports the standard
-    library's own), else the type's name (for messages)."""
-    import types
-
-    if isinstance(obj, types.ModuleType):
-        return f"{obj.__name__}:"
-    if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)):
-        module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
-        if type(module) is str and type(qualname) is str:
-            return f"{module}:{qualname}"
-    return type(obj).__name__
 
 
 def exit_builtins() -> None:

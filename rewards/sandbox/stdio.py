@@ -8,18 +8,35 @@ Three ways to compare, after the checkers competitive judges use (testlib's ``wc
 - ``exact``: the output equals the expected text, byte for byte;
 - ``whitespace``: the same sequence of whitespace-separated tokens (line breaks, runs of spaces
   and trailing newlines do not matter);
-- ``float``: the same tokens, where two tokens that both read as numbers may differ by ``tol``,
-  absolute or relative (``math.isclose``).
+- ``float``: the same tokens, except that two tokens that are both decimal numbers compare as
+  numbers: exactly when the expected one is an integer, else within ``tol``, absolute or
+  relative (as ``math.isclose``).
+
+A number is a token of :data:`DECIMAL`'s grammar, ASCII digits with an optional sign, point and
+exponent, read exactly (``decimal``), never by Python's ``float()``, which would also take
+``nan``, ``inf``, ``1_000`` and non-ASCII digits, and would round ``1000000007`` and a 400-digit
+answer (to ``inf``) into agreement with a wrong one. So a tolerance never makes a wrong integer
+right (``1000000000`` for ``1000000007``, ``3.0000001`` for ``3``), and a token that is not a finite
+decimal (``inf``, ``nan``) matches only itself, never a finite expected value.
 """
 
 from __future__ import annotations
 
+import decimal
 import json
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
 MATCHES = ("exact", "whitespace", "float")
+# [+-] digits [. digits] [e [+-] digits], or [+-] . digits [e ...]: written so that no two parts
+# can match the same digits (no backtracking blow-up on a long token).
+DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+INTEGER = re.compile(r"[+-]?[0-9]+")
+# Differences and bounds computed to 50 digits, with no exponent limit and no trap: an exponent
+# past any double's gives an exact comparison, not an overflow.
+_CONTEXT = decimal.Context(prec=50, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN, traps=[])
 
 
 def compare_output(actual: str, expected: str, match: str = "whitespace", tol: float = 1e-6) -> bool:
@@ -29,21 +46,31 @@ def compare_output(actual: str, expected: str, match: str = "whitespace", tol: f
     (True, False)
     >>> compare_output("0.3333333", "0.333333333", "float"), compare_output("0.33", "0.333", "float")
     (True, False)
+    >>> compare_output("3.0000001 2.0", "3 2", "float"), compare_output("inf", "1e400", "float")
+    (False, False)
     """
     if match == "exact":
         return actual == expected
     got, want = actual.split(), expected.split()
     if match == "whitespace" or len(got) != len(want):
         return got == want
-    return all(a == b or _close(a, b, tol) for a, b in zip(got, want))
+    bound = _CONTEXT.create_decimal(repr(float(tol)))
+    return all(a == b or _same_number(a, b, bound) for a, b in zip(got, want))
 
 
-def _close(a: str, b: str, tol: float) -> bool:
-    try:
-        x, y = float(a), float(b)
-    except ValueError:
+def _same_number(token: str, expected: str, tol: decimal.Decimal) -> bool:
+    """Whether two tokens of the :data:`DECIMAL` grammar are the same number: exactly if
+    ``expected`` is an integer, else within ``tol`` (absolute or relative to the larger)."""
+    if not (DECIMAL.fullmatch(token) and DECIMAL.fullmatch(expected)):
         return False
-    return math.isclose(x, y, rel_tol=tol, abs_tol=tol)
+    try:
+        x, y = decimal.Decimal(token), decimal.Decimal(expected)
+    except decimal.InvalidOperation:  # an exponent beyond decimal's range (over 10**18)
+        return False
+    if INTEGER.fullmatch(expected):
+        return x == y
+    diff = _CONTEXT.abs(_CONTEXT.subtract(x, y))
+    return diff <= tol or diff <= _CONTEXT.multiply(tol, _CONTEXT.max_mag(x, y).copy_abs())
 
 
 def check_match(where: str, match: str, tol: float) -> None:

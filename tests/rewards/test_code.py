@@ -208,3 +208,12 @@ def test_prompt_helpers_run_in_the_judge():
     memo = "    return SEEN.get(x, 0)\n\nSEEN = {}\n\ndef double(x):\n    SEEN[2 * x] = x\n    return 2 * x\n"
     wrong = "    return x\n"
     assert code_task([HELPER_PROMPT] * 3, [honest, memo, wrong], **cols) == [1.0, 0.0, 0.0]
+
+
+def test_the_prompts_imports_are_the_tests_own():
+    """A name that a stub prompt imports and the tests use (HumanEval's ``import math``) is bound in
+    the judge, so a completion that rebinds it changes nothing the tests see."""
+    prompt = 'from math import floor\n\n\ndef shift(x: float) -> float:\n    """x plus one."""\n'
+    cols = {"test": ["def check(candidate):\n    assert floor(candidate(2.5)) == 3\n"] * 2}
+    honest, rebinds = "    return x + 1\n", "    return x\n\n\ndef floor(x):\n    return 3\n"
+    assert code_task([prompt] * 2, [honest, rebinds], entry_point=["shift"] * 2, **cols) == [1.0, 0.0]

@@ -8,11 +8,15 @@ outside, secrets unread. The corpus ends with programs that try to forge verdict
 
 from __future__ import annotations
 
+import json
+import keyword
 import os
 import secrets
 import shutil
 import socket
 import subprocess
+import sys
+import sysconfig
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -134,6 +138,35 @@ def test_output_is_capped():
 def test_cpu_limit_counts_as_timeout():
     r = run_program("while True:\n    pass", limits=Limits(timeout_s=20, cpu_s=1))
     assert r.status == "timeout" and "CPU-time limit" in r.detail and r.returncode in (-24, -9)
+
+
+@pytest.mark.skipif(MODE == "basic", reason="basic isolation has no mount namespace: it hides no file")
+def test_the_program_sees_the_interpreter_and_its_own_directories_only():
+    code = """
+    import os, sys, sqlite3, ssl, hashlib, decimal, ctypes, lzma, bz2, zlib, json, re, datetime
+    print(sorted(os.listdir('/')), sorted(os.listdir('/dev')), sorted(os.listdir('/tmp')), os.getcwd())
+    print(os.path.exists(sys.executable), open('/dev/null').read() == '', len(os.urandom(8)))
+    print([p for p in sys.path if not os.path.isdir(p)] == [p for p in sys.path if p.endswith('.zip')])
+    open('/tmp/sandbox/scratch', 'w').write('x')
+    print(sorted(os.listdir('/usr/lib')), os.path.exists('/usr/share'))
+    for path in ('/', '/usr/lib', sys.prefix):
+        try:
+            open(os.path.join(path, 'new'), 'w')
+        except OSError as e:
+            print(type(e).__name__)
+    """
+    r = run_program(textwrap.dedent(code), limits=EASY)
+    assert r.ok, r
+    lines = r.stdout.splitlines()
+    top = {"dev", "etc", "proc", "tmp", "usr", Path(sys.base_prefix).resolve().parts[1]}
+    top |= {p[1:] for p in ("/lib", "/lib64", "/lib32") if os.path.exists(p)}
+    listing = eval(lines[0].split("] [")[0] + "]")
+    assert set(listing) == top, lines[0]
+    assert "['sandbox'] /tmp/sandbox" in lines[0] and "'null'" in lines[0] and "'sda'" not in lines[0]
+    multiarch = sysconfig.get_config_var("MULTIARCH")
+    only_multiarch = multiarch and os.path.isdir(f"/usr/lib/{multiarch}")  # not node_modules, jvm ...
+    usr_lib = [multiarch] if only_multiarch else sorted(os.listdir("/usr/lib"))
+    assert lines[1:] == ["True True 8", "True", f"{usr_lib} False", "OSError", "OSError", "OSError"], lines
 
 
 def test_isolation_is_reported():
@@ -340,6 +373,113 @@ def test_the_tests_builtins_are_the_judges_own_except_when_called_on_literals():
     assert (rep.passed, rep.total) == (2, 3)
 
 
+def test_an_entry_point_named_like_a_builtin_is_the_programs():
+    # As in one interpreter, where the program's def shadows the builtin for the tests run after it:
+    # when the tests name no other function of the program (or hand the name to check()), their
+    # calls of it are the program's, while the builtins they call as helpers stay the judge's.
+    cases = [
+        ("def pow(a, b):\n    return a ** b", "assert pow(2, 3) == 2**3\nassert pow(3, 2) == 9"),
+        ("def max(xs):\n    return xs[0] if len(xs) < 2 else xs[0] if xs[0] > max(xs[1:]) else max(xs[1:])",
+         "nums = [1, 5, 2]\nassert max(nums) == 5\nassert max([7]) == 7"),
+        ("def sum(a, b):\n    return a // b", "assert sum(12, 4) == 3\nassert sum(7, 7) == 1"),
+        ("def sum(a, b):\n    return a // b",  # an exception class the tests catch is no candidate
+         "try:\n    sum(1, 0)\nexcept ZeroDivisionError:\n    ok = True\nassert ok\nassert sum(7, 7) == 1"),
+        ("def round(x):\n    return int(x + 0.5) if x >= 0 else -int(-x + 0.5)",
+         "def check(candidate):\n    assert candidate(2.6) == 3\n    assert abs(candidate(-1.7) + 2) < 1e-9\n"
+         "check(round)"),
+    ]  # fmt: skip
+    for solution, tests in cases:
+        rep = run_tests(solution, tests, limits=EASY)
+        assert (rep.passed, rep.total) == (2, 2), (solution, rep)
+    # the helpers stay the judge's: a program's abs does not answer the tests' abs(...)
+    rep = run_tests("def abs(x):\n    return 99\n" + cases[-1][0], cases[-1][1], limits=EASY)
+    assert (rep.passed, rep.total) == (2, 2), rep
+
+
+def test_names_the_tests_bind_are_theirs_and_the_others_the_programs():
+    # A module the tests import wins over a function of the program with its name; a module whose
+    # attribute the tests read is the judge's import even unimported; every other name the tests
+    # use is the program's, called in its process, whatever the program says its object is.
+    solution = (
+        "import collections\n"
+        "def math(x):\n    return 'mine'\n"
+        "def statistics(xs):\n    return sum(xs) / len(xs)\n"
+        "def heapq(x):\n    return 'mine'\n"
+        "def gcd(a, b):\n    return -1\n"
+        "gcd.__module__ = 'math'\n"
+        "Counter = collections.Counter\n"
+    )
+    tests = (
+        "import math\n"
+        "assert math.sqrt(16) == 4\n"  # the tests' import
+        "assert statistics([1, 2, 3]) == 2\n"  # the program's function, named like a module
+        "assert heapq.nsmallest(1, [3, 1]) == [1]\n"  # read as a module: the judge's heapq
+        "assert gcd(4, 6) == -1\n"  # the program's, though it says it is math.gcd
+        "assert Counter('aab') == {'a': 2, 'b': 1} and type(Counter('a')).__name__ == 'Counter'\n"
+        "assert type(Counter).__name__ == 'Remote'\n"  # the program's class, as a handle
+    )
+    rep = run_tests(solution, tests, limits=EASY)
+    assert (rep.passed, rep.total) == (6, 6), rep.result
+    # names that judge_code binds (a stub prompt's imports) are never the program's either
+    rep = run_tests(solution, "assert gcd(4, 6) == 2\n", limits=EASY, judge_code="from math import gcd\n")
+    assert rep.passed == 1
+
+
+STDLIB_NAMES = sorted(n for n in sys.stdlib_module_names if n.isidentifier() and not keyword.iskeyword(n))
+
+
+@pytest.fixture(scope="module")
+def stdlib_named_failures() -> set[str]:
+    """The standard-library names under which an honest function loses an assert: one judged run
+    for all of them (MBPP-style calls and a HumanEval-style ``check``), halved where one fails."""
+
+    def failing(names: list[str]) -> set[str]:
+        solution = "".join(f"def {n}(x):\n    return x + 1\n" for n in names)
+        tests = "".join(f"assert {n}(1) == 2\n" for n in names)
+        tests += "def check(candidate):\n    assert candidate(2) == 3\n"
+        tests += "".join(f"check({n})\n" for n in names)
+        rep = run_tests(solution, tests, limits=EASY)
+        if rep.passed == rep.total:
+            return set()
+        if len(names) == 1:
+            return set(names)
+        return failing(names[: len(names) // 2]) | failing(names[len(names) // 2 :])
+
+    return failing(STDLIB_NAMES)
+
+
+@pytest.mark.parametrize("name", STDLIB_NAMES)
+def test_a_function_named_like_a_standard_library_module_is_the_programs(name, stdlib_named_failures):
+    assert name not in stdlib_named_failures
+
+
+def test_whatever_an_assert_raises_fails_it_and_is_counted():
+    # The program's data or objects can make the tests' own work raise anything in the judge: a
+    # MemoryError, a RecursionError, SystemExit from a helper. Each fails its assert, the judge
+    # goes on, and the report says what was raised; SIGINT (which a program that shares the
+    # judge's uid could send) is ignored.
+    solution = (
+        "class Node:\n    def __init__(self):\n        self.next = self\n"
+        "def loop():\n    return Node()\n"
+        "def many():\n    return range(10**12)\n"
+        "def inc(x):\n    return x + 1\n"
+    )
+    tests = (
+        "import os, signal\n"
+        "def length(node):\n    return 1 + length(node.next)\n"
+        "def stop(x):\n    raise SystemExit(x)\n"
+        "def interrupt():\n    os.kill(os.getpid(), signal.SIGINT)\n"
+        "assert length(loop()) > 0\n"
+        "assert len(list(many())) > 0\n"
+        "assert stop(inc(1))\n"
+        "assert interrupt() is None and inc(1) == 2\n"
+        "assert inc(2) == 3\n"
+    )
+    rep = run_tests(solution, tests, limits=EASY)
+    assert (rep.passed, rep.total, rep.judged) == (2, 5, True), rep.result
+    assert "raised in the tests: MemoryError x1, RecursionError x1, SystemExit x1" in rep.result.detail
+
+
 def test_judge_code_runs_in_the_judge():
     helper = "def double(x):\n    return 2 * x\n"
     tests = "assert half(double(3)) == 3\nassert half(8) == 4\n"
@@ -456,6 +596,19 @@ def forge(nonces, fds):
             except OSError:
                 pass
     os._exit(0)
+"""
+
+
+# Functions that return an object of the program's own, never the right answer.
+PLAIN_OBJECTS = """
+class X:
+    pass
+def add(a, b):
+    return X()
+def sq(x):
+    return X()
+def evens(n):
+    return X()
 """
 
 
@@ -754,6 +907,60 @@ CORPUS = [
         assert read('__HOME__/.ssh/id_rsa') == 'PRIVATE KEY'
         assert read('__HOME__/.cache/huggingface/token') == '__SECRET__'
         assert read('/etc/shadow')
+        """,
+        needs_mount_ns=True,
+    ),
+    # the answers: a data set on the host holds the reference solution; a program that finds it
+    # execs it and passes (each scored 3 of 3 where the program saw the host read-only)
+    attack(
+        "exec_the_answer_from_a_known_path",
+        """
+        import json
+        for t in json.load(open('__ANSWERS__')):
+            if 'def inc(' in t['code']:
+                exec(t['code'])
+        """,
+        tests=INC_TESTS,
+        needs_mount_ns=True,
+    ),
+    attack(
+        "walk_the_host_for_the_answer",
+        """
+        import json, os
+        def found():
+            roots = ['/var/tmp', '__HOME__', '/work', '/data', '/srv', '/opt', '/mnt', '/home', '/root']
+            for root in roots:
+                for d, _, files in os.walk(root):
+                    for name in files:
+                        if not name.endswith(('.json', '.jsonl')):
+                            continue
+                        try:
+                            text = open(os.path.join(d, name)).read()
+                        except (OSError, UnicodeDecodeError):
+                            continue
+                        if 'def inc(' in text:
+                            lines = text.splitlines()
+                            rows = [json.loads(x) for x in lines] if name.endswith('l') else json.loads(text)
+                            return [r['code'] for r in rows if 'def inc(' in r['code']][0]
+        exec(found() or '')
+        """,
+        tests=INC_TESTS,
+        needs_mount_ns=True,
+    ),
+    attack(
+        "read_the_repository_its_data_and_caches",
+        """
+        import os
+        def seen(path):
+            if os.path.isdir(path):
+                return len(os.listdir(path))
+            return os.path.exists(path) and len(open(path).read())
+        """,
+        tests="""
+        assert seen('__REPO__/tests/rewards/fixtures/stdio_tasks.json')
+        assert seen('__MODULE_DIR__/judge.py')
+        assert seen('__HOME__/.cache/huggingface/datasets/mbpp.jsonl')
+        assert seen('__ANSWERS__')
         """,
         needs_mount_ns=True,
     ),
@@ -1294,7 +1501,7 @@ CORPUS = [
         tests="assert f(1) == 1",
     ),
     attack(
-        "impersonate_the_standard_library",  # the judge re-imports what the program imported
+        "impersonate_the_standard_library",  # what a program says of its objects is never believed
         """
         def inc(x):
             return x
@@ -1304,7 +1511,9 @@ CORPUS = [
             def __new__(cls, *a, **k):
                 return True
         """,
-        tests="assert inc(1) == 2\nassert inc(2) == 3\nassert isclose(inc(3), 4)",
+        # the tests' import is theirs: a name the tests do not bind is the program's, as in one
+        # interpreter, so isclose must come from their own import to be the standard library's
+        tests="from math import isclose\nassert inc(1) == 2\nassert inc(2) == 3\nassert isclose(inc(3), 4)",
     ),
     attack(
         "redefine_a_trusted_helper",  # HumanEval 32: the tests judge find_zero with the prompt's poly
@@ -1341,6 +1550,263 @@ CORPUS = [
         """,
         judge_code="def encode_cyclic(s):\n    return s[1:] + s[:1]\n",
     ),
+    # Steering the judge: what the program's process says about its objects (kind, module, name,
+    # the raw bytes on the channel) must never choose an object on the judge's side, nor stop it.
+    # The first three score full marks, and the next two stop the judge (a SandboxError), where the
+    # judge trusted the program's ``module:qualname`` of its functions, classes and modules.
+    attack(
+        "describe_a_function_as_the_standard_librarys",  # the judge would compute math.gcd itself
+        """
+        def gcd(a, b):
+            return 0
+        gcd.__module__ = "math"
+        """,
+        tests="assert gcd(4, 6) == 2\nassert gcd(9, 6) == 3\nassert gcd(7, 5) == 1",
+    ),
+    attack(
+        "describe_a_class_as_the_standard_librarys",
+        """
+        class Counter:
+            __module__ = "collections"
+            def __init__(self, items):
+                pass
+            def __getitem__(self, key):
+                return 0
+        """,
+        tests="assert Counter('aab')['a'] == 2\nassert Counter('abc')['c'] == 1",
+    ),
+    attack(
+        "walk_a_qualname_to_a_nested_function",  # os:path.join, reached through the module's attributes
+        """
+        def join(*parts):
+            return ""
+        join.__module__, join.__qualname__ = "os", "path.join"
+        """,
+        tests="assert join('a', 'b') == 'a/b'\nassert join('/x', 'y', 'z') == '/x/y/z'",
+    ),
+    attack(
+        "describe_a_module_whose_import_exits",  # importing unittest.__main__ raises SystemExit
+        """
+        import types
+        inc = types.ModuleType("unittest.__main__")
+        """,
+        tests=INC_TESTS,
+    ),
+    attack(
+        "raw_handle_descriptions_on_the_channel",  # a load reply in the old wire format, bytes by hand
+        """
+        import struct, sys
+        server = sys.modules["r1rl_sandbox.program"]
+        answer = server._answer
+        def u32(n):
+            return struct.pack("<I", n)
+        def text(tag, b):
+            return tag + u32(len(b)) + b
+        def forged(request, ns, objects, cap):
+            if request[0] != "load":
+                return answer(request, ns, objects, cap)
+            handle = b"H" + struct.pack("<qq", 0, 0) + text(b"m", b"unittest.__main__:")
+            return b"U" + u32(2) + text(b"S", b"ok") + b"M" + u32(1) + text(b"S", b"inc") + handle
+        server._answer = forged
+        def inc(x):
+            return x
+        """,
+        tests=INC_TESTS,
+    ),
+    attack(
+        "stop_iteration_ends_the_tests_map",  # all(map(f, ...)) of an empty map is True
+        """
+        def is_prime(n):
+            raise StopIteration
+        """,
+        tests="assert all(map(is_prime, [2, 3, 5, 7]))\nassert not any(map(is_prime, [4, 6, 8]))",
+    ),
+    attack(
+        "stop_iteration_ends_the_tests_zip",  # a generator over zip(map(f, ...), expected) stops at once
+        """
+        def sq(x):
+            raise StopIteration
+        """,
+        tests="""
+        assert all(a == b for a, b in zip(map(sq, [1, 2, 3]), [1, 4, 9]))
+        assert sum(1 for a, b in zip(map(sq, [1, 2]), [1, 4]) if a != b) == 0
+        """,
+    ),
+    attack(
+        "namedtuple_fields_python_refuses",  # 'ﬁ' and 'fi' are one identifier to the compiler (NFKC)
+        """
+        class P(tuple):
+            _fields = ("\ufb01", "fi")
+            _make = classmethod(lambda cls, items: cls(items))
+        def inc(x):
+            return P((x, x))
+        """,
+        tests=INC_TESTS,
+    ),
+    attack(
+        "answer_the_name_table_for_every_name",  # its server offers a liar for each name asked
+        """
+        import sys
+        server = sys.modules["r1rl_sandbox.program"]
+        perform = server._perform
+        def yes(*a, **k):
+            return True
+        def forged(op, args, ns):
+            if op == "load":
+                return {name: yes for name in args[0]}
+            return perform(op, args, ns)
+        server._perform = forged
+        def inc(x):
+            return x
+        """,
+        tests="""
+        import math
+        assert abs(inc(1) - 2) < 1e-9
+        assert math.isclose(inc(2), 3)
+        assert isclose(inc(3), 4) and all([inc(3) == 4])
+        """,
+        judge_code="from math import isclose\n",
+    ),
+    attack(
+        "rebind_the_names_the_tests_import",
+        """
+        def isclose(*a, **k):
+            return True
+        def sqrt(x):
+            return 3
+        math = type("M", (), {"isclose": isclose, "sqrt": sqrt})
+        def inc(x):
+            return x
+        """,
+        tests="""
+        import math
+        from math import isclose, sqrt
+        assert isclose(inc(1), 2)
+        assert math.isclose(inc(2), 3)
+        assert sqrt(inc(15)) == 4
+        """,
+    ),
+    attack(
+        "rebind_the_names_the_prompt_imports",  # HumanEval's `import math` is code_task's judge_code
+        """
+        def isclose(*a, **k):
+            return True
+        def floor(x):
+            return 4
+        def inc(x):
+            return x
+        """,
+        tests="assert isclose(inc(1), 2)\nassert floor(inc(4.5)) == 5\nassert math.floor(inc(4.5)) == 5",
+        judge_code="import math\nfrom math import isclose, floor\n",
+    ),
+    attack(
+        "patch_the_real_module_the_tests_read",  # the tests read math.isclose without importing math
+        """
+        import math
+        math.isclose = lambda *a, **k: True
+        math.fabs = lambda x: 0.0
+        def inc(x):
+            return x
+        """,
+        tests="assert math.isclose(inc(1), 2)\nassert math.fabs(inc(2) - 3) < 1e-9",
+    ),
+    attack(
+        "handles_inside_exception_arguments",  # the error's argument is an object that equals anything
+        """
+        import sys
+        server = sys.modules["r1rl_sandbox.program"]
+        channel = sys.modules["r1rl_sandbox.channel"]
+        answer = server._answer
+        class Yes:
+            __eq__ = lambda self, other: True
+            __hash__ = lambda self: 0
+        def forged(request, ns, objects, cap):
+            if request[0] != "call":
+                return answer(request, ns, objects, cap)
+            return channel.Encoder(cap, objects.register).encode(("raise", ("ValueError",), (Yes(),)))
+        server._answer = forged
+        def parse(x):
+            return x
+        """,
+        tests="""
+        def message(x):
+            try:
+                parse(x)
+            except ValueError as e:
+                return e.args[0]
+        assert message(-1) == 'negative'
+        assert message(-2) == 'negative' and message(-3) in ('negative',)
+        """,
+    ),
+    attack(
+        "recursion_through_exception_arguments",  # each error's argument raises the same when read
+        """
+        import sys
+        server = sys.modules["r1rl_sandbox.program"]
+        channel = sys.modules["r1rl_sandbox.channel"]
+        answer = server._answer
+        class Box:
+            pass
+        def forged(request, ns, objects, cap):
+            if request[0] not in ("call", "iter", "len", "getattr"):
+                return answer(request, ns, objects, cap)
+            return channel.Encoder(cap, objects.register).encode(("raise", ("SyntaxError",), ("x", Box())))
+        server._answer = forged
+        def inc(x):
+            return x
+        """,
+        tests=INC_TESTS,
+    ),
+    # Negated comparisons: a program object against the tests' data has no truthful answer in the
+    # judge; each of these scored 1 of 1 while such a comparison was False, which `not`, `!=`,
+    # `is False`, a filter or a sum turn into a pass.
+    *(
+        attack(f"negated_comparison_{name}", PLAIN_OBJECTS, tests=tests)
+        for name, tests in (
+            ("not_ne", "assert not (add(2, 3) != 5)"),
+            ("ne_is_false", "assert (add(2, 3) != 5) is False"),
+            ("not_in", "assert not (3 in evens(6))"),
+            (
+                "filter_of_mismatches",
+                "cases = [(1, 1), (2, 4)]\nassert [x for x, y in cases if sq(x) != y] == []",
+            ),
+            ("sum_of_mismatches", "assert sum(sq(x) != x * x for x in range(10)) == 0"),
+            ("neither_less_nor_greater", "assert not (add(2, 3) < 5) and not (add(2, 3) > 5)"),
+            ("eq_outside_the_assert", "wrong = add(2, 3) == 6\nassert not wrong"),
+            ("list_eq_to_a_wrong_value", "assert not ([add(2, 3)] == [6])"),
+        )
+    ),
+    # An entry point named like a builtin: the tests' calls of it are the program's (each scored 1 of
+    # 1 while the judge's builtin answered them), and when the tests cannot tell it from the
+    # builtins they call as helpers, neither is trusted.
+    attack("entry_point_pow", "def pow(a, b):\n    return 0", tests="assert pow(2, 3) == 2**3"),
+    attack("entry_point_max", "def max(xs):\n    return -1", tests="nums = [1, 5, 2]\nassert max(nums) == 5"),
+    attack(
+        "entry_point_sorted_with_a_key",
+        "def sorted(xs, key=None):\n    return []",
+        tests="assert sorted([3, 1, 2], key=lambda x: x) == [1, 2, 3]",
+    ),
+    attack(
+        "entry_point_round_through_check",
+        "def round(x):\n    return 0",
+        tests="""
+        def check(candidate):
+            assert candidate(2.6) == 3
+            assert abs(candidate(-1.7) + 2) < 1e-9
+        check(round)
+        """,
+    ),
+    attack("entry_point_left_undefined", "def helper():\n    pass", tests="assert pow(2, 3) == 8"),
+    attack(
+        "entry_point_or_helper_both_defined",
+        "def pow(a, b):\n    return 0\ndef abs(x):\n    return 0",
+        tests="r = pow(2, 0.5)\nassert abs(r - 1.4142) < 1e-4",
+    ),
+    attack(
+        "entry_point_or_helper_only_the_helper_defined",
+        "def abs(x):\n    return 0",
+        tests="r = pow(2, 0.5)\nassert abs(r - 1.4142) < 1e-4",
+    ),
 ]
 FORGING = CORPUS[[a.name for a in CORPUS].index("frames_up_to_the_recorder") :]
 
@@ -1359,6 +1825,13 @@ def host():
         p.chmod(0o755)
     for p in (home / ".ssh/id_rsa", home / ".cache/huggingface/token"):
         p.chmod(0o644)
+    answer = {"task_id": 1, "code": "def inc(x):\n    return x + 1\n"}  # a data set's solution
+    answers = Path(f"/var/tmp/r1rl-sandbox-answers-{secrets.token_hex(6)}.json")
+    answers.write_text(json.dumps([answer]))
+    (home / ".cache/huggingface/datasets").mkdir()
+    (home / ".cache/huggingface/datasets/mbpp.jsonl").write_text(json.dumps(answer) + "\n")
+    for p in (answers, home / ".cache/huggingface/datasets", home / ".cache/huggingface/datasets/mbpp.jsonl"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
     canary = Path(f"/var/tmp/r1rl-sandbox-canary-{secrets.token_hex(6)}")
     canary.write_text("intact")
     canary.chmod(0o644)
@@ -1376,7 +1849,7 @@ def host():
         "__REPO__": str(REPO), "__MODULE_DIR__": str(REPO / "rewards" / "sandbox"),
         "__TEST_PID__": str(os.getpid()), "__PORT__": str(tcp.getsockname()[1]), "__ABSTRACT__": abstract,
         "__DAEMON_SECONDS__": f"{300 + secrets.randbelow(10**6) / 1000:.3f}",
-        "__TOKEN__": secrets.token_hex(8),
+        "__TOKEN__": secrets.token_hex(8), "__ANSWERS__": str(answers),
     }  # fmt: skip
     yield {"values": values, "tcp": tcp, "unix": unix, "canary": canary, "marker": marker}
     for k, v in saved.items():
@@ -1387,6 +1860,7 @@ def host():
     tcp.close()
     unix.close()
     canary.unlink(missing_ok=True)
+    answers.unlink(missing_ok=True)
     shutil.rmtree(home, ignore_errors=True)
 
 
@@ -1435,8 +1909,8 @@ def test_adversarial_corpus(attack, host):
 
 
 def test_corpus_is_large_and_distinct():
-    assert len(CORPUS) >= 54 + 15 and all(a.tests for a in FORGING)
-    assert len({a.name for a in CORPUS}) == len({a.code for a in CORPUS}) == len(CORPUS)
+    assert len(CORPUS) >= 57 + 27 + 14 + 8 + 7 and all(a.tests for a in FORGING)
+    assert len({a.name for a in CORPUS}) == len({(a.code, a.tests) for a in CORPUS}) == len(CORPUS)
 
 
 def test_fork_bomb_is_contained_while_it_runs():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,16 +26,92 @@ EASY = Limits(timeout_s=30, memory_mb=256)
         ("1 2 3", "1 2", "whitespace", False),
         ("0.1", "0.10", "whitespace", False),
         ("0.1000001", "0.1", "float", True),
-        ("1000000.5", "1000000", "float", True),  # relative error 5e-7
+        ("1000000.5", "1000000.0", "float", True),  # relative error 5e-7
+        ("1000000.5", "1000000", "float", False),  # an integer is compared exactly
         ("0.11", "0.1", "float", False),
-        ("yes 2.0000001", "yes 2", "float", True),
+        ("yes 2.0000001", "yes 2.0", "float", True),
+        ("yes 2.0000001", "yes 2", "float", False),
+        ("2.0 +2 02 2e0", "2 2 2 2", "float", True),  # the same integer, exactly
+        ("0.0000005", "0.0", "float", True),  # absolute error 5e-7
+        ("-.5e-1 1.E2", "-0.05 100.0", "float", True),
         ("no 2", "yes 2", "float", False),
         ("nan inf", "nan inf", "float", True),  # equal tokens
+        ("inf", "1e400", "float", False),  # not a finite decimal: never a finite value
+        ("NaN", "0.0", "float", False),
+        ("1_000 \u0661\u0662\u0663", "1000 123", "float", False),  # not in the grammar
+        ("1e99999999999999999999", "1e99999999999999999998", "float", False),  # past decimal's range
         ("1 2", "1", "float", False),
     ],
 )
 def test_compare_output(actual, expected, match, same):
     assert compare_output(actual, expected, match) is same
+
+
+@dataclass(frozen=True)
+class IOAttack:
+    """A wrong stdin/stdout program whose output today's ``float()`` comparison took for the answer."""
+
+    name: str
+    code: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+# Each program is wrong on every case; with float() reading the tokens each scored full marks.
+IO_ATTACKS = [
+    IOAttack(  # forgets the +7: 1000000000 is within 1e-6 of 1000000007, relatively
+        "big_integer_within_the_relative_tolerance",
+        "print(int(input()))",
+        ("1000000000", "987654321"),
+        ("1000000007", "987654328"),
+    ),
+    IOAttack(  # a count answered with a fraction added: no integer is close to another
+        "integer_answer_with_a_fraction",
+        "print(len(input().split()) + 1e-7)",
+        ("a b c", "x"),
+        ("3", "1"),
+    ),
+    IOAttack(  # 2**n for n past 1023: float() reads both as inf, and inf is close to inf
+        "any_huge_number_for_a_huge_answer",
+        "input()\nprint('9' * 500)",
+        ("1500", "2000"),
+        (str(2**1500), str(2**2000)),
+    ),
+    IOAttack(  # "inf" (or "Infinity") for an answer beyond a double
+        "infinity_for_an_answer_beyond_doubles",
+        "n = int(input())\nprint('inf' if n % 2 else 'Infinity')",
+        ("1", "2"),
+        ("1.5e309", "2.5e400"),
+    ),
+    IOAttack(  # off by one past 2**53, where two integers are one double
+        "off_by_one_past_double_precision",
+        "print(int(input()) + 1)",
+        ("123456789012345678", "9007199254740993"),
+        ("123456789012345678", "9007199254740993"),
+    ),
+    IOAttack(  # 10**21 spelled 1e21 for 10**21 - 1
+        "rounded_exponent_for_a_large_integer",
+        "print('1e' + str(len(input())))",
+        ("x" * 21, "y" * 25),
+        ("9" * 21, "9" * 25),
+    ),
+]
+
+
+@pytest.mark.parametrize("attack", IO_ATTACKS, ids=[a.name for a in IO_ATTACKS])
+def test_number_tokens_that_are_wrong_never_pass(attack):
+    rep = run_io_tests(attack.code, list(attack.inputs), list(attack.outputs), match="float", limits=EASY)
+    assert all(r.ok for r in rep.results), rep.results
+    assert (rep.passed, rep.total) == (0, len(attack.inputs)), [r.stdout for r in rep.results]
+
+
+def test_long_number_tokens_compare_in_linear_time():
+    digits = "1" * 60_000
+    start = time.monotonic()
+    assert not compare_output(digits + "x " * 2000, digits + "0 " * 2000, "float")
+    assert compare_output(f"{digits}.5 " * 4, f"{digits}.5000001 " * 4, "float")
+    assert not compare_output(digits, digits[:-1] + "2", "float")
+    assert time.monotonic() - start < 1.0
 
 
 def test_parse_input_output_reads_apps_columns():
