@@ -1,8 +1,8 @@
 """The sandbox's own processes: supervisor, *init*, and the setup of each process that runs code.
 
-Child code: this module (with :mod:`.channel`, :mod:`.program` and :mod:`.judge`) runs inside the
-sandbox, in ``python -I -S``, so it imports only the standard library and its siblings. The
-parent compiles the four modules once and hands the code objects over (see
+Child code: this module (with :mod:`.channel`, :mod:`.program`, :mod:`.judge` and :mod:`.mounts`)
+runs inside the sandbox, in ``python -I -S``, so it imports only the standard library and its
+siblings. The parent compiles the five modules once and hands the code objects over (see
 :mod:`.process`), so a run pays no compilation. The trees, per kind of job::
 
     program:  supervisor ── init ── worker (runs the program)
@@ -32,13 +32,10 @@ import struct
 import sys
 import time
 
+from .mounts import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, build_root, call, mounter
+
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER = 0x00020000, 0x08000000, 0x10000000
 CLONE_NEWPID, CLONE_NEWNET, CLONE_NS_MASK = 0x20000000, 0x40000000, 0x7E020000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
-MNT_DETACH = 2
-# Where the program's root is built (on the host: a path that exists; covered by the new root).
-NEW_ROOT = "/tmp"
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_SECCOMP = 1, 4, 22
 PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 36, 38
 SETUP_EXIT = 121
@@ -75,12 +72,6 @@ def fail(cfg: dict, where: str, e: BaseException) -> None:
     os._exit(SETUP_EXIT)
 
 
-def call(result: int, what: str) -> None:
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
 def prctl(libc, option: int, arg: int) -> None:
     ul = ctypes.c_ulong  # prctl is variadic: pass full-width arguments
     call(libc.prctl(option, ul(arg), ul(0), ul(0), ul(0)), f"prctl({option})")
@@ -109,7 +100,7 @@ def _init(cfg: dict, libc, job: dict) -> None:
         prctl(libc, PR_SET_PDEATHSIG, SIGKILL)
         if cfg["namespaces"]:
             os.setsid()  # out of the supervisor's group: the program cannot signal it with kill(0)
-            _mounts(cfg, libc)
+            build_root(cfg, libc)
         else:
             prctl(libc, PR_SET_CHILD_SUBREAPER, 1)
         for spec in cfg["roles"].values():
@@ -183,7 +174,7 @@ def _init2(cfg: dict, libc, job: dict, req_r: int, rep_w: int) -> int:
         prctl(libc, PR_SET_PDEATHSIG, SIGKILL)
         os.setsid()  # kill(0) from the program reaches this group only, never the judge's
         call(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
-        mount = _mounter(libc)
+        mount = mounter(libc)
         mount(None, "/", None, MS_REC | MS_PRIVATE)
         mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         # the judge's working directory: an empty, read-only tmpfs from here on
@@ -276,90 +267,6 @@ def _kill_descendants() -> None:
                 pass
         except ChildProcessError:
             pass
-
-
-# --- mounts -------------------------------------------------------------------------------------
-
-
-def _mounter(libc):
-    def mount(src, target, fstype, flags, data=None):
-        enc = lambda s: None if s is None else s.encode()
-        rc = libc.mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data))
-        call(rc, f"mount {target}")
-
-    return mount
-
-
-def _mounts(cfg: dict, libc) -> None:
-    """A new root built from an allow-list (:func:`.modes.view`): the interpreter, the shared
-    libraries and a few ``/dev`` nodes, read-only; fresh ``/tmp``, ``/dev/shm`` and ``/proc``.
-    Nothing else of the host is reachable: the old root is detached."""
-    mount = _mounter(libc)
-    mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing below may propagate to the host
-    view, new = cfg["view"], NEW_ROOT
-    # opened first: a source under NEW_ROOT would be hidden by the tmpfs mounted on it
-    sources = [os.open(p, os.O_PATH | os.O_CLOEXEC) for p in view["binds"]]
-    mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-    for path, fd in zip(view["binds"], sources):
-        target = new + path
-        if os.path.isdir(f"/proc/self/fd/{fd}"):
-            os.makedirs(target, exist_ok=True)
-        else:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
-        mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
-        os.close(fd)
-    for path in view["masks"]:
-        mount("tmpfs", new + path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0755")
-    for path, target in view["links"]:
-        os.makedirs(os.path.dirname(new + path), exist_ok=True)
-        os.symlink(target, new + path)
-    _readonly(mount, new)
-    for path in ("/tmp", "/dev/shm", "/proc"):
-        os.makedirs(new + path, exist_ok=True)
-    for path in ("/tmp", "/dev/shm"):
-        mount("tmpfs", new + path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={cfg['tmp_mb']}m,mode=1777")
-    # while the host's /proc is still visible (a user namespace may mount proc only then)
-    mount("proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    mount(None, new, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
-    os.chdir(new)
-    call(libc.syscall(ctypes.c_long(view["pivot_root"]), b".", b"."), "pivot_root")
-    call(libc.umount2(b".", MNT_DETACH), "umount2(old root)")  # pivot_root(".", "."): see its man page
-    os.chdir("/")
-
-
-def _readonly(mount, under: str) -> None:
-    """Re-mount every mount under ``under`` read-only, one by one (with the bind mounts' submounts)."""
-    with open("/proc/self/mountinfo") as f:
-        points = [_unescape(line.split()[4]) for line in f]
-    for mp in points:
-        if mp == under or not mp.startswith(under + "/"):
-            continue
-        # MS_BIND: change this mount only, never the (shared) filesystem
-        flags = MS_REMOUNT | MS_BIND | MS_RDONLY | _mount_flags(os.statvfs(mp).f_flag)
-        mount(None, mp, None, flags)
-
-
-def _unescape(field: str) -> str:
-    """Undo the octal escapes (``\\040`` ...) of /proc/self/mountinfo."""
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
-def _mount_flags(st_flags: int) -> int:
-    """Keep a mount's nosuid/nodev/noexec/atime flags (a user namespace may not clear them)."""
-    flags = 0
-    for st, ms in ((2, 2), (4, 4), (8, 8), (1024, 1024), (2048, 2048), (4096, 1 << 21)):
-        if st_flags & st:
-            flags |= ms
-    return flags
 
 
 # --- the processes that run code ------------------------------------------------------------------
