@@ -19,8 +19,9 @@ Tiers:
   says);
 - task: the fraction of the tests' asserts that pass, decided by the sandbox's judge
   (:mod:`r1rl.rewards.sandbox`), or of the ``input_output`` cases whose output matches (compared
-  outside the sandbox). A program that crashes or times out scores the asserts it passed before
-  that (its fault); a sandbox that cannot run is a reward error
+  outside the sandbox). A program that crashes or times out scores the asserts it passed in the
+  test statements done before that (its fault: an assert in a loop the crash cut short fails,
+  HumanEval's whole ``check`` included); a sandbox that cannot run is a reward error
   (:func:`~r1rl.rewards.protocol.reward_error`); no tests means not applicable. The helper
   functions of a stub prompt (HumanEval 32's ``poly``) run in the judge, so a completion that
   redefines them changes nothing the tests see.

@@ -37,8 +37,10 @@ this process, so a program cannot read or forge them however it digs (frames, ``
 its own memory, its descriptors; but see ``basic`` mode without root below): it can only answer
 calls, and the judge compares the answers.
 An ``assert`` anywhere in the test code (also inside ``def check(candidate)``) counts as passed
-only when it ran and never failed; if the program's process dies, runs out of time or breaks
-the protocol, the judge stops and every assert not decided by then fails.
+only when it ran, never failed, and every top-level test statement it ran in completed (an
+assert in a loop whose later round was cut short outside it, by the program or the tests' own
+error, was never decided on that round: it fails); if the program's process dies, runs out of
+time or breaks the protocol, the judge stops and every assert not decided by then fails.
 
 Two isolation modes; ``"auto"`` probes them once per process, in this order:
 
@@ -222,23 +224,33 @@ def _run_tests(
         "max_result_bytes": limits.max_result_bytes,
     }
     run = process.execute({"kind": "tests", "code": solution}, "", limits, mode, judge=judge)
-    passed, gone, ended, notes = _read_verdicts(run.verdicts, nonce, tests.total)
+    passed, gone, ended, notes = _read_verdicts(run.verdicts, nonce, tests)
     result = process.classify_tests(run, limits, gone, ended)
     if notes:
         result = replace(result, detail="; ".join([result.detail, *notes]))
     return UnitTestReport(passed, tests.total, result, judged=ended)
 
 
-def _read_verdicts(raw: bytes, nonce: str, total: int) -> tuple[int, str | None, bool, list[str]]:
-    """(asserts with a ``P`` line and no ``F`` line, why the program was gone, end seen, notes)."""
-    passed, failed, gone, ended, notes = set(), set(), None, False, []
+def _read_verdicts(raw: bytes, nonce: str, tests: Instrumented) -> tuple[int, str | None, bool, list[str]]:
+    """(asserts with a ``P`` line and no ``F`` line, why the program was gone, end seen, notes).
+
+    A test statement with a ``begin`` line and no ``done`` line was under way when the judge was
+    killed (its wall clock) or died: every assert it could have run fails, those written in it
+    and those in a function, though a pass of theirs came before (an assert in a loop is decided
+    only when the loop is done).
+    """
+    passed, failed, gone, ended, notes, under_way = set(), set(), None, False, [], set()
     for line in raw.decode("utf-8", "replace").splitlines():
         head, _, rest = line.partition(" ")
         if head != nonce:
             continue
         word, _, text = rest.partition(" ")
-        if word.isdigit() and int(word) < total and text in ("P", "F"):
+        if word.isdigit() and int(word) < tests.total and text in ("P", "F"):
             (passed if text == "P" else failed).add(int(word))
+        elif word == "begin" and text.isdigit() and int(text) < len(tests.held):
+            under_way.add(int(text))
+        elif word == "done" and text.isdigit():
+            under_way.discard(int(text))
         elif word == "gone":
             gone = text
         elif word == "end":
@@ -247,6 +259,8 @@ def _read_verdicts(raw: bytes, nonce: str, total: int) -> tuple[int, str | None,
             raise SandboxError(f"the judge failed: {text}")
         else:
             notes.append(rest)
+    for k in under_way:
+        failed.update(tests.held[k], tests.in_functions)
     return len(passed - failed), gone, ended, notes
 
 

@@ -7,7 +7,10 @@ a call that records it, so a failing or crashing assert does not hide the others
 
 where ``t'`` is ``t`` with each comparison ``a <op> b`` rewritten to ``__r1rl_cmp__("<Op>", a,
 b)`` (:func:`.judge.compare`). The top-level statements are compiled one by one, here, and only
-the judge receives the code objects.
+the judge receives the code objects. A pass counts only when the top-level statement it ran in
+completed (:class:`.judge.Recorder`); for a statement under way when the judge was killed, the
+parent fails the asserts it could have run: those written in it outside a function, and every
+assert in a function (``Instrumented.held``, ``Instrumented.in_functions``).
 
 The tests' builtins are the judge's own (a program's ``abs`` must not answer ``abs(f(x) - y)``),
 with one exception: an assert that compares a builtin's name called on literals with a literal,
@@ -66,6 +69,8 @@ class Instrumented:
     free: tuple[str, ...] = ()  # names read, bound nowhere in the tests, not builtins nor modules
     candidates: tuple[str, ...] = ()  # builtin functions called, bound nowhere: maybe the entry point
     subjects: tuple[str, ...] = ()  # builtin names handed to the tests' own function: ``check(round)``
+    held: tuple[tuple[int, ...], ...] = ()  # per top-level statement, its asserts outside functions
+    in_functions: tuple[int, ...] = ()  # the asserts in a function body: any statement may run them
 
 
 def drop_constant_asserts(test_code: str) -> str:
@@ -118,13 +123,26 @@ class _GuardCompares(ast.NodeTransformer):
 
 
 class _RecordAsserts(ast.NodeTransformer):
-    """``assert t`` -> ``__r1rl_check__(i, lambda: t')``."""
+    """``assert t`` -> ``__r1rl_check__(i, lambda: t')``; notes which asserts are in a function body
+    (``in_functions``) and which the statement being visited holds outside one (``held``)."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self.count, self.depth = 0, 0
+        self.held: list[int] = []
+        self.in_functions: list[int] = []
+
+    def visit_FunctionDef(self, node: ast.AST) -> ast.AST:
+        self.depth += 1
+        try:
+            return self.generic_visit(node)
+        finally:
+            self.depth -= 1
+
+    visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_Assert(self, node: ast.Assert) -> ast.AST:
         idx, self.count = self.count, self.count + 1
+        (self.in_functions if self.depth else self.held).append(idx)
         _own_call(node.test)
         test = _GuardCompares().visit(node.test)
         args = ast.arguments(posonlyargs=[], args=[], kwonlyargs=[], kw_defaults=[], defaults=[])
@@ -182,8 +200,12 @@ def instrument(test_code: str) -> Instrumented:
     called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
     subjects = _subjects(tree) & _BUILTINS - bound
     candidates = {n for n in called & _BUILTINS - bound if n not in _EXCEPTION_NAMES} | subjects
-    recorder = _RecordAsserts()
-    tree = ast.fix_missing_locations(recorder.visit(tree))
+    recorder, held = _RecordAsserts(), []
+    for i, stmt in enumerate(tree.body):
+        recorder.held = []
+        tree.body[i] = recorder.visit(stmt)
+        held.append(tuple(recorder.held))
+    tree = ast.fix_missing_locations(tree)
     if recorder.count == 0:
         raise ValueError("run_tests: test_code has no assert statements to score")
     try:
@@ -196,7 +218,16 @@ def instrument(test_code: str) -> Instrumented:
         tuple(sorted(n)) for n in (names, imports, modules, free, candidates, subjects)
     )
     return Instrumented(
-        marshal.dumps(codes), recorder.count, names, imports, modules, free, candidates, subjects
+        marshal.dumps(codes),
+        recorder.count,
+        names,
+        imports,
+        modules,
+        free,
+        candidates,
+        subjects,
+        tuple(held),
+        tuple(recorder.in_functions),
     )
 
 

@@ -36,15 +36,17 @@ answer here: it raises :class:`Undecidable`, which fails the whole assert, never
 
 Partial credit: the program's process gets ``budget_s`` of the judge's waiting in all. When it
 dies, runs out of time or breaks the protocol, the assert being evaluated fails, the judge stops
-running the test code, and every assert not decided by then fails. Exceptions raised in the
-program come back as the first builtin exception class in their MRO, by name (never a class of
-the program), so ``except ValueError`` in a test still works (and ``except ParseError``, a class
-of the program, cannot match: catch its builtin base); ``StopIteration`` only as the end of a
-``next()``, elsewhere a ``RuntimeError`` (as PEP 479 does for generators: a call that raised it
-would otherwise end the tests' ``map`` or ``zip`` early, and ``all(map(f, cases))`` pass). A
-result that is not data raises :class:`ResultRefused` and the end of the program's process
-raises :class:`Gone` — both ``BaseException``\\ s, so a test's ``except Exception`` cannot take
-them for an expected error.
+running the test code, and every assert not decided by then fails. A pass counts only when the
+top-level test statement it ran in completed: one cut short (see :class:`Recorder`) fails every
+assert it ran, since an assert in its loop was never decided on the rounds it did not reach.
+Exceptions raised in the program come back as the first builtin exception class in their MRO, by
+name (never a class of the program), so ``except ValueError`` in a test still works (and
+``except ParseError``, a class of the program, cannot match: catch its builtin base);
+``StopIteration`` only as the end of a ``next()``, elsewhere a ``RuntimeError`` (as PEP 479 does
+for generators: a call that raised it would otherwise end the tests' ``map`` or ``zip`` early,
+and ``all(map(f, cases))`` pass). A result that is not data raises :class:`ResultRefused` and
+the end of the program's process raises :class:`Gone` — both ``BaseException``\\ s, so a test's
+``except Exception`` cannot take them for an expected error.
 
 Nothing the program causes on this side (decoding its bytes, comparing, hashing or printing its
 data, the tests' work on it) can stop the judge: whatever an assert raises, ``SystemExit``,
@@ -82,18 +84,32 @@ _MISSING = object()
 JUDGE_PROGRAM_DIED = 4  # the judge's exit status when the program's process exited under it
 
 
-class Gone(BaseException):
+_stops = 0  # how many _Stop exceptions were made; Recorder.run_statement compares it
+
+
+class _Stop(BaseException):
+    """A stop of the judge's own: fails the assert it happens in, or else every assert the test
+    statement under way has run, even where the tests' own ``except:`` swallows it."""
+
+    def __init__(self, *args) -> None:
+        global _stops
+        super().__init__(*args)
+        _stops += 1
+
+
+class Gone(_Stop):
     """The program's process is gone (died, out of time, or broke the protocol)."""
 
 
-class ResultRefused(BaseException):
+class ResultRefused(_Stop):
     """The program answered with something that is not data (a function, too large, too deep)."""
 
 
-class Undecidable(BaseException):
+class Undecidable(_Stop):
     """A comparison only the program could decide: a handle against the tests' data, handles of two
     classes, membership in a handle. Never a bool (``not`` or ``is False`` would turn a made-up
-    False into a pass): it fails the whole assert, or stops the test statement it is in."""
+    False into a pass): it fails the whole assert, or stops the test statement it is in (failing
+    every assert that statement ran)."""
 
 
 class Channel:
@@ -326,9 +342,16 @@ def truth(value) -> bool:
 
 
 class Recorder:
-    """Writes ``<nonce> i P|F`` once per assert and outcome; an assert passes if it never failed.
+    """Writes ``<nonce> i P|F`` once per assert and outcome; an assert passes if it never failed and
+    every top-level test statement it ran in completed.
 
-    Counts, by type, the exceptions that are not ordinary errors (``SystemExit``,
+    Each statement is written ``begin k`` ... ``done k``. One that raises (the program's error,
+    its end, a refused result or an undecidable comparison outside an assert, the tests' own
+    error) or meets a stop of the judge's that the tests swallow was cut short: an assert in a
+    loop that passed on its first rounds was never decided on the rest, so every assert it ran
+    fails (as in one interpreter, where the exception ends the test). A statement the judge never
+    got through (killed on its wall clock) has no ``done``: the parent fails the asserts it could
+    have run. Counts, by type, the exceptions that are not ordinary errors (``SystemExit``,
     ``KeyboardInterrupt``, ``RecursionError``, ``MemoryError`` ...) that failed an assert or stopped
     a test statement, for one note at the end.
     """
@@ -336,9 +359,25 @@ class Recorder:
     def __init__(self, fd: int, nonce: str) -> None:
         self.fd, self.nonce, self.reported, self.notes = fd, nonce, set(), set()
         self.raised: dict[str, int] = {}
+        self.passing: set[int] = set()  # asserts passed in the statement under way
+
+    def run_statement(self, k: int, code, ns: dict) -> None:
+        """Run top-level statement ``k``; fail every assert it ran unless it completed."""
+        self.passing, stops, completed = set(), _stops, False
+        self.line(f"begin {k}")
+        try:
+            exec(code, ns)
+            completed = True
+        except BaseException as e:
+            self.count(e)
+        if not completed or _stops != stops or _CH.gone:
+            for idx in sorted(self.passing):
+                self.verdict(idx, False)
+        self.line(f"done {k}")
 
     def check(self, idx: int, fn) -> None:
-        ok, gone = False, None
+        global _stops
+        ok, gone, stops = False, None, _stops
         if not _CH.gone:
             try:
                 ok = truth(fn())
@@ -350,12 +389,18 @@ class Recorder:
                 self.note(f"undecidable {e}")
             except BaseException as e:
                 self.count(e)
-        ok = ok and not _CH.gone  # the program went away during this assert
+        # A stop within the assert fails it, even where the tests' own code caught it, and no more.
+        ok, _stops = ok and _stops == stops and not _CH.gone, stops
+        self.verdict(idx, ok)
+        if gone is not None:
+            raise gone
+
+    def verdict(self, idx: int, ok: bool) -> None:
+        if ok:
+            self.passing.add(idx)
         if (idx, ok) not in self.reported:
             self.reported.add((idx, ok))
             self.line(f"{idx} {'P' if ok else 'F'}")
-        if gone is not None:
-            raise gone
 
     def count(self, e: BaseException) -> None:
         if isinstance(e, (Gone, ResultRefused, Undecidable)):  # reported on their own
@@ -415,13 +460,10 @@ def _run(job: dict, rec: Recorder) -> None:
         __r1rl_cmp__=compare,
         __r1rl_own__=lambda n: own.get(n, getattr(builtins, n)),
     )
-    for code in marshal.loads(job["codes"]):
+    for k, code in enumerate(marshal.loads(job["codes"])):
         if _CH.gone:
             break
-        try:
-            exec(code, ns)
-        except BaseException as e:
-            rec.count(e)
+        rec.run_statement(k, code, ns)
     _CH.quit()
     if _CH.gone:
         rec.line(f"gone {_CH.gone}")

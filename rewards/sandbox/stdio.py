@@ -9,15 +9,20 @@ Three ways to compare, after the checkers competitive judges use (testlib's ``wc
 - ``whitespace``: the same sequence of whitespace-separated tokens (line breaks, runs of spaces
   and trailing newlines do not matter);
 - ``float``: the same tokens, except that two tokens that are both decimal numbers compare as
-  numbers: exactly when the expected one is an integer, else within ``tol``, absolute or
-  relative (as ``math.isclose``).
+  numbers: exactly when the expected one is written as an integer (``7``, ``+7``), else within
+  ``tol``, absolute or relative (as ``math.isclose``), and never when they differ by 1 or more.
 
 A number is a token of :data:`DECIMAL`'s grammar, ASCII digits with an optional sign, point and
 exponent, read exactly (``decimal``), never by Python's ``float()``, which would also take
 ``nan``, ``inf``, ``1_000`` and non-ASCII digits, and would round ``1000000007`` and a 400-digit
 answer (to ``inf``) into agreement with a wrong one. So a tolerance never makes a wrong integer
-right (``1000000000`` for ``1000000007``, ``3.0000001`` for ``3``), and a token that is not a finite
-decimal (``inf``, ``nan``) matches only itself, never a finite expected value.
+right, however the expected one is spelled: an integer token is compared exactly (``3.0000001``
+is not ``3``), and no tolerance, relative or absolute, spans a difference of 1 or more (1e-6 of
+``1000000007.0`` would be 1000, but ``1000000000`` is not that answer, nor ``12345670`` the answer
+``12345678.5``). A tolerance covers the rounding of a real answer: ``0.333333`` for
+``0.3333333333``, ``1.9999999999`` or ``2.0000001`` for ``2.0``, ``2.5`` for ``2.50000``. (So a real
+answer past 2**53, where doubles lie more than 1 apart, must be printed to within 1.) A token that
+is not a finite decimal (``inf``, ``nan``) matches only itself, never a finite expected value.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ def compare_output(actual: str, expected: str, match: str = "whitespace", tol: f
     (True, False)
     >>> compare_output("3.0000001 2.0", "3 2", "float"), compare_output("inf", "1e400", "float")
     (False, False)
+    >>> compare_output("1000000000", "1000000007.0", "float"), compare_output("2.5", "2.50000", "float")
+    (False, True)
     """
     if match == "exact":
         return actual == expected
@@ -60,7 +67,8 @@ def compare_output(actual: str, expected: str, match: str = "whitespace", tol: f
 
 def _same_number(token: str, expected: str, tol: decimal.Decimal) -> bool:
     """Whether two tokens of the :data:`DECIMAL` grammar are the same number: exactly if
-    ``expected`` is an integer, else within ``tol`` (absolute or relative to the larger)."""
+    ``expected`` is written as an integer, else within ``tol`` (absolute or relative to the
+    larger), and never 1 or more apart (no tolerance bridges two integers)."""
     if not (DECIMAL.fullmatch(token) and DECIMAL.fullmatch(expected)):
         return False
     try:
@@ -70,6 +78,8 @@ def _same_number(token: str, expected: str, tol: decimal.Decimal) -> bool:
     if INTEGER.fullmatch(expected):
         return x == y
     diff = _CONTEXT.abs(_CONTEXT.subtract(x, y))
+    if diff >= 1:  # relative to 1e9, 1e-6 would take 1000000000 for 1000000007.0
+        return False
     return diff <= tol or diff <= _CONTEXT.multiply(tol, _CONTEXT.max_mag(x, y).copy_abs())
 
 

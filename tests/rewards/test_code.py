@@ -210,6 +210,56 @@ def test_prompt_helpers_run_in_the_judge():
     assert code_task([HELPER_PROMPT] * 3, [honest, memo, wrong], **cols) == [1.0, 0.0, 0.0]
 
 
+FIND_ZERO_PROMPT = (  # HumanEval 32, shortened
+    "import math\n\n\n"
+    "def poly(xs: list, x: float):\n"
+    "    return sum([coeff * math.pow(x, i) for i, coeff in enumerate(xs)])\n\n\n"
+    "def find_zero(xs: list):\n"
+    '    """A zero of the polynomial with coefficients xs (an even number of them)."""\n'
+)
+FIND_ZERO_TEST = (  # HumanEval 32's: the call is a statement of its own in the loop, before the assert
+    "def check(candidate):\n"
+    "    import random\n"
+    "    rng = random.Random(42)\n"
+    "    import copy\n"
+    "    for _ in range(100):\n"
+    "        ncoeff = 2 * rng.randint(1, 4)\n"
+    "        coeffs = []\n"
+    "        for _ in range(ncoeff):\n"
+    "            coeff = rng.randint(-10, 10)\n"
+    "            if coeff == 0:\n"
+    "                coeff = 1\n"
+    "            coeffs.append(coeff)\n"
+    "        solution = candidate(copy.deepcopy(coeffs))\n"
+    "        assert math.fabs(poly(coeffs, solution)) < 1e-4\n"
+)
+BISECT = (
+    "    begin, end = -1.0, 1.0\n"
+    "    while poly(xs, begin) * poly(xs, end) > 0:\n"
+    "        begin *= 2.0\n"
+    "        end *= 2.0\n"
+    "    while end - begin > 1e-10:\n"
+    "        center = (begin + end) / 2.0\n"
+    "        if poly(xs, center) * poly(xs, begin) > 0:\n"
+    "            begin = center\n"
+    "        else:\n"
+    "            end = center\n"
+    "    return begin\n"
+)
+
+
+def test_an_assert_in_the_tests_loop_passes_only_if_every_round_ran():
+    """HumanEval 32: a completion right on its first call that raises on the next ones scored 1.0
+    while the first round's pass stood; a round cut short before its assert fails it."""
+    first_only = (
+        "    if CALLS:\n        raise ValueError('no zero')\n    CALLS.append(1)\n"
+        + BISECT
+        + "\n\nCALLS = []\n"
+    )
+    cols = {"test": [FIND_ZERO_TEST] * 2, "entry_point": ["find_zero"] * 2}
+    assert code_task([FIND_ZERO_PROMPT] * 2, [BISECT, first_only], **cols) == [1.0, 0.0]
+
+
 def test_the_prompts_imports_are_the_tests_own():
     """A name that a stub prompt imports and the tests use (HumanEval's ``import math``) is bound in
     the judge, so a completion that rebinds it changes nothing the tests see."""

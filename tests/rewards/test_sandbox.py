@@ -255,6 +255,47 @@ def test_run_tests_keeps_credit_earned_before_a_hang():
     assert rep.result.status == "timeout" and (rep.passed, rep.total) == (2, 3) and not rep.judged
 
 
+def test_an_assert_in_a_loop_counts_only_when_its_statement_completes():
+    # An assert passes when every round of its loop passed, the program's errors that the tests
+    # expect included; a round cut short before its assert, by the program or by the tests' own
+    # error (as in one interpreter, where it would end the test), fails it. Other statements keep
+    # their verdicts.
+    solution = (
+        "def double(x):\n    if x < 0:\n        raise ValueError(x)\n    return 2 * x if x < 3 else 0\n"
+    )
+    honest = (
+        "for x in [1, 2]:\n    r = double(x)\n    assert r == 2 * x\n"
+        "for x in [-1, 1]:\n    try:\n        r = double(x)\n    except ValueError:\n        r = 2 * x\n"
+        "    assert r == 2 * x\n"
+        "def check(candidate):\n    for x in [1, 2]:\n        r = candidate(x)\n        assert r == 2 * x\n"
+        "check(double)\n"
+    )
+    rep = run_tests(solution, honest, limits=EASY)
+    assert (rep.passed, rep.total) == (3, 3), rep.result
+    tests = (
+        "assert double(1) == 2\n"
+        "for x in [1, 2, -1]:\n    r = double(x)\n    assert r == 2 * x\n"  # the program raises on -1
+        "for x in [1, 2]:\n    assert double(x) == 2 * x\n    1 / (x - 2)\n"  # the tests raise on 2
+        "for x in [1, 2, 3]:\n    assert double(x) == 2 * x\n"  # fails on 3
+        "assert double(2) == 4\n"
+    )
+    rep = run_tests(solution, tests, limits=EASY)
+    assert (rep.passed, rep.total, rep.judged) == (2, 5, True), rep.result
+
+
+def test_a_pass_in_a_loop_the_judge_never_got_through_does_not_count():
+    # The tests' own work on the program's answer (the sum of a range of 10**18) runs the judge past
+    # its wall clock in the loop's second round: the first round's pass does not count, whether the
+    # assert is written in the statement under way or in a function it calls; the asserts of the
+    # statements done before keep their verdicts.
+    solution = "def upto(x):\n    return [1] if x == 1 else range(10**18)\n"
+    loop = "for x in [1, 2, 3]:\n    assert sum(upto(x)) == x * (x + 1) // 2\n"
+    in_check = "def check(f):\n" + textwrap.indent(loop.replace("upto", "f"), "    ") + "check(upto)\n"
+    for tests, passed in ((loop, 0), (in_check, 0), ("assert upto(1) == [1]\n" + loop, 1)):
+        rep = run_tests(solution, tests, limits=TIGHT)
+        assert (rep.passed, rep.judged, rep.result.status) == (passed, False, "timeout"), (tests, rep)
+
+
 def test_values_travel_as_documented():
     solution = (
         "from collections import Counter, OrderedDict, defaultdict, deque, namedtuple\n"
@@ -584,6 +625,7 @@ def attack(
 
 
 INC_TESTS = "assert inc(1) == 2\nassert inc(2) == 3\nassert inc(3) == 4"
+CUT_LOOP = "for x in [1, 2, 3, 4, 5]:\n    r = double(x)\n    assert r == 2 * x"
 # Forging attacks that find nonces call this: a pass for every assert, under every nonce, to
 # every descriptor, then an exit before the real verdicts.
 FORGE = """
@@ -1807,6 +1849,53 @@ CORPUS = [
         "def abs(x):\n    return 0",
         tests="r = pow(2, 0.5)\nassert abs(r - 1.4142) < 1e-4",
     ),
+    # Cut short outside the assert: an assert in a loop passes on the first round, then a later
+    # round ends before its assert (the program raises, exits, runs out of time, answers with a
+    # function, or its object is compared outside the assert; the tests' own `except:` swallows
+    # its end or the undecidable comparison). Each scored 1 of 1 while the first round's pass stood
+    # for the rounds never decided; the last has HumanEval 32's shape (`solution = candidate(...)`
+    # before the assert, in check's loop).
+    *(
+        attack(f"cut_short_in_a_loop_{name}", code, tests=tests)
+        for name, code, tests in (
+            ("raises", "def double(x):\n    if x > 1:\n        raise ValueError(x)\n    return 2", CUT_LOOP),
+            (
+                "exits",
+                "import os\ndef double(x):\n    if x > 1:\n        os._exit(0)\n    return 2",
+                CUT_LOOP,
+            ),
+            (
+                "sleeps",
+                "import time\ndef double(x):\n    if x > 1:\n        time.sleep(60)\n    return 2",
+                CUT_LOOP,
+            ),
+            ("answers_a_function", "def double(x):\n    return 2 if x == 1 else len", CUT_LOOP),
+            (
+                "object_compared_outside_the_assert",
+                "class X:\n    pass\ndef double(x):\n    return 2 if x == 1 else X()",
+                "for x in [1, 2, 3]:\n    ok = double(x) == 2 * x\n    assert ok",
+            ),
+            (
+                "end_swallowed_by_the_tests",
+                "import os\ndef double(x):\n    if x > 1:\n        os._exit(0)\n    return 2",
+                "for x in [1, 2, 3]:\n    try:\n        r = double(x)\n    except:\n        continue\n"
+                "    assert r == 2 * x",
+            ),
+            (
+                "undecidable_swallowed_by_the_tests",
+                "class X:\n    pass\ndef double(x):\n    return 2 if x == 1 else X()",
+                "for x in [1, 2, 3]:\n    try:\n        ok = double(x) == 2 * x\n    except:\n"
+                "        continue\n    assert ok",
+            ),
+            (
+                "in_a_check_function",
+                "CALLS = []\ndef double(x):\n    if CALLS:\n        raise ValueError(x)\n"
+                "    CALLS.append(x)\n    return 2 * x",
+                "def check(candidate):\n    for x in range(1, 6):\n        r = candidate(x)\n"
+                "        assert r == 2 * x\ncheck(double)",
+            ),
+        )
+    ),
 ]
 FORGING = CORPUS[[a.name for a in CORPUS].index("frames_up_to_the_recorder") :]
 
@@ -1909,7 +1998,7 @@ def test_adversarial_corpus(attack, host):
 
 
 def test_corpus_is_large_and_distinct():
-    assert len(CORPUS) >= 57 + 27 + 14 + 8 + 7 and all(a.tests for a in FORGING)
+    assert len(CORPUS) >= 57 + 27 + 14 + 8 + 7 + 8 and all(a.tests for a in FORGING)
     assert len({a.name for a in CORPUS}) == len({(a.code, a.tests) for a in CORPUS}) == len(CORPUS)
 
 

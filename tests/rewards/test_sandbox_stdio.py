@@ -41,6 +41,16 @@ EASY = Limits(timeout_s=30, memory_mb=256)
         ("1_000 \u0661\u0662\u0663", "1000 123", "float", False),  # not in the grammar
         ("1e99999999999999999999", "1e99999999999999999998", "float", False),  # past decimal's range
         ("1 2", "1", "float", False),
+        # no tolerance spans a difference of 1 or more, however the expected number is spelled
+        ("1000000000", "1000000007.0", "float", False),  # 1e-6 of it would be 1000
+        ("1000000007 1000000007.0", "1000000007.0 +1000000007.000", "float", True),
+        ("12345670", "12345678.5", "float", False),  # relative error 6.9e-7
+        ("1000001.0", "1000000.0", "float", False),  # relative error 1e-6, a whole unit
+        ("1000000.9", "1000000.0", "float", True),  # relative error 9e-7, within the unit
+        ("7 7.000 +7.0 7e0", "7.0 +7 7 7.000", "float", True),
+        ("0.333333", "0.3333333333", "float", True),
+        ("2.5", "2.50000", "float", True),
+        ("1.9999999999 123456789.12345679", "2.000000 123456789.123456789", "float", True),
     ],
 )
 def test_compare_output(actual, expected, match, same):
@@ -94,6 +104,20 @@ IO_ATTACKS = [
         "print('1e' + str(len(input())))",
         ("x" * 21, "y" * 25),
         ("9" * 21, "9" * 25),
+    ),
+    # These two also passed once the tokens were read exactly, while a relative tolerance could
+    # span whole units of a large expected number not written as an integer.
+    IOAttack(  # forgets the +7 of an answer the reference printed as a real
+        "big_integer_against_an_answer_written_as_a_real",
+        "print(int(input()))",
+        ("1000000000", "987654321"),
+        ("1000000007.0", "987654328.000"),
+    ),
+    IOAttack(  # a large real answer whose last integer digit is dropped
+        "large_real_answer_off_in_its_integer_digits",
+        "print(int(float(input())) // 10 * 10)",
+        ("12345678.5", "98765432.25"),
+        ("12345678.5", "98765432.25"),
     ),
 ]
 
