@@ -1,8 +1,8 @@
 """The sandbox's own processes: supervisor, *init*, and the setup of each process that runs code.
 
-Child code: this module (with :mod:`.channel`, :mod:`.program`, :mod:`.judge` and :mod:`.mounts`)
-runs inside the sandbox, in ``python -I -S``, so it imports only the standard library and its
-siblings. The parent compiles the five modules once and hands the code objects over (see
+Child code: this module (with :mod:`.channel`, :mod:`.program`, :mod:`.verdicts`, :mod:`.judge`
+and :mod:`.mounts`) runs inside the sandbox, in ``python -I -S``, so it imports only the standard
+library and its siblings. The parent compiles the six modules once and hands the code objects over (see
 :mod:`.process`), so a run pays no compilation. The trees, per kind of job::
 
     program:  supervisor ── init ── worker (runs the program)

@@ -8,7 +8,7 @@ a call that records it, so a failing or crashing assert does not hide the others
 where ``t'`` is ``t`` with each comparison ``a <op> b`` rewritten to ``__r1rl_cmp__("<Op>", a,
 b)`` (:func:`.judge.compare`). The top-level statements are compiled one by one, here, and only
 the judge receives the code objects. A pass counts only when the top-level statement it ran in
-completed (:class:`.judge.Recorder`); for a statement under way when the judge was killed, the
+completed (:class:`.verdicts.Recorder`); for a statement under way when the judge was killed, the
 parent fails the asserts it could have run: those written in it outside a function, and every
 assert in a function (``Instrumented.held``, ``Instrumented.in_functions``).
 

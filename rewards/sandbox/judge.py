@@ -6,33 +6,21 @@ expected values and the verdict channel's nonce, and reaches the program only th
 :mod:`.channel`, as plain data or as opaque :class:`Remote` handles. So an ``==`` in an assert
 compares builtin values the judge built itself, and no object of the program can say "equal".
 
-Names: each name the tests use is bound before the test code runs, from trusted text first:
-
-- the tests' own names are never asked of the program: those that ``judge_code`` (trusted
-  helpers, e.g. a HumanEval prompt's functions and imports) defines, those that the test code's
-  module-level imports bind (``import math``, MBPP's ``test_imports``: the import wins over a
-  program's function of the same name), and the standard-library modules whose attributes the
-  tests read (``math.isclose(...)``), which the judge imports itself (the tests need not);
-- builtins are the judge's (a program that defines ``abs`` must not answer the tests' ``abs(f(x)
-  - y)``; for the calls on literals, ``assert sum(10, 15) == 6``, see :mod:`.instrument`), except
-  an entry point named like a builtin, which is the program's (:func:`_entry_builtins`);
-- every other name is the program's, looked up among its globals: data is copied, anything else
-  (a function, a class, a module, an object) is a :class:`Remote` handle. So a function named like
-  a standard-library module (``def statistics(xs)``) is the program's, as it would be in one
-  interpreter. Nothing the program sends about an object (its kind, module or name, the bytes on
-  the channel) makes the judge bind or import an object of its own: every call through a name
-  the program supplied goes to the program;
-- arguments of calls are copied (a function that changes its argument in place does not change
-  the tests' object); the tests' own functions and objects cannot be passed to the program (the
-  call raises ``TypeError``).
+Names (:func:`_bind`): each name the tests use is bound from trusted text first — what
+``judge_code`` defines, what the test code's module-level imports bind (the import wins over a
+program's function of the same name), the standard-library modules whose attributes the tests
+read; builtins are the judge's, except an entry point named like a builtin
+(:func:`_entry_builtins`); every other name is the program's: data is copied, anything else is a
+:class:`Remote` handle. Nothing the program sends about an object makes the judge bind or import
+an object of its own. Arguments of calls are copied; the tests' own functions and objects cannot
+be passed to the program. The trust boundary and the naming rules are written out in
+``docs/rewards.md``.
 
 Handles: calls, attribute and item access, ``len``, iteration, ``str``, truth and
 ``isinstance`` against the program's classes run in the program's process; operators apply
-only between two handles (and comparisons only between two of one class), so test data never
-becomes an operand of the program's ``__eq__`` or ``__sub__``. A comparison of a handle with
-anything else (the tests' data, a handle of another class), or ``in`` a handle, has no truthful
-answer here: it raises :class:`Undecidable`, which fails the whole assert, never a False that
-``not``, ``!=`` or ``is False`` could turn into a pass. In an assert, the truth of a handle is False.
+only between two handles, comparisons only between two of one class. Any other comparison of a
+handle, or ``in`` a handle, raises :class:`Undecidable` and fails the whole assert. In an
+assert, the truth of a handle is False.
 
 Partial credit: the program's process gets ``budget_s`` of the judge's waiting in all. When it
 dies, runs out of time or breaks the protocol, the assert being evaluated fails, the judge stops
@@ -64,6 +52,7 @@ import select
 import time
 
 from . import channel
+from .verdicts import Gone, Recorder, ResultRefused, Undecidable
 
 _OPS = {
     "Eq": lambda a, b: a == b,
@@ -82,34 +71,6 @@ _MISSING = object()
 
 
 JUDGE_PROGRAM_DIED = 4  # the judge's exit status when the program's process exited under it
-
-
-_stops = 0  # how many _Stop exceptions were made; Recorder.run_statement compares it
-
-
-class _Stop(BaseException):
-    """A stop of the judge's own: fails the assert it happens in, or else every assert the test
-    statement under way has run, even where the tests' own ``except:`` swallows it."""
-
-    def __init__(self, *args) -> None:
-        global _stops
-        super().__init__(*args)
-        _stops += 1
-
-
-class Gone(_Stop):
-    """The program's process is gone (died, out of time, or broke the protocol)."""
-
-
-class ResultRefused(_Stop):
-    """The program answered with something that is not data (a function, too large, too deep)."""
-
-
-class Undecidable(_Stop):
-    """A comparison only the program could decide: a handle against the tests' data, handles of two
-    classes, membership in a handle. Never a bool (``not`` or ``is False`` would turn a made-up
-    False into a pass): it fails the whole assert, or stops the test statement it is in (failing
-    every assert that statement ran)."""
 
 
 class Channel:
@@ -341,84 +302,6 @@ def truth(value) -> bool:
     return False if isinstance(value, Remote) else bool(value)
 
 
-class Recorder:
-    """Writes ``<nonce> i P|F`` once per assert and outcome; an assert passes if it never failed and
-    every top-level test statement it ran in completed.
-
-    Each statement is written ``begin k`` ... ``done k``. One that raises (the program's error,
-    its end, a refused result or an undecidable comparison outside an assert, the tests' own
-    error) or meets a stop of the judge's that the tests swallow was cut short: an assert in a
-    loop that passed on its first rounds was never decided on the rest, so every assert it ran
-    fails (as in one interpreter, where the exception ends the test). A statement the judge never
-    got through (killed on its wall clock) has no ``done``: the parent fails the asserts it could
-    have run. Counts, by type, the exceptions that are not ordinary errors (``SystemExit``,
-    ``KeyboardInterrupt``, ``RecursionError``, ``MemoryError`` ...) that failed an assert or stopped
-    a test statement, for one note at the end.
-    """
-
-    def __init__(self, fd: int, nonce: str) -> None:
-        self.fd, self.nonce, self.reported, self.notes = fd, nonce, set(), set()
-        self.raised: dict[str, int] = {}
-        self.passing: set[int] = set()  # asserts passed in the statement under way
-
-    def run_statement(self, k: int, code, ns: dict) -> None:
-        """Run top-level statement ``k``; fail every assert it ran unless it completed."""
-        self.passing, stops, completed = set(), _stops, False
-        self.line(f"begin {k}")
-        try:
-            exec(code, ns)
-            completed = True
-        except BaseException as e:
-            self.count(e)
-        if not completed or _stops != stops or _CH.gone:
-            for idx in sorted(self.passing):
-                self.verdict(idx, False)
-        self.line(f"done {k}")
-
-    def check(self, idx: int, fn) -> None:
-        global _stops
-        ok, gone, stops = False, None, _stops
-        if not _CH.gone:
-            try:
-                ok = truth(fn())
-            except Gone as e:
-                gone = e
-            except ResultRefused as e:
-                self.note(f"refused {e}")
-            except Undecidable as e:
-                self.note(f"undecidable {e}")
-            except BaseException as e:
-                self.count(e)
-        # A stop within the assert fails it, even where the tests' own code caught it, and no more.
-        ok, _stops = ok and _stops == stops and not _CH.gone, stops
-        self.verdict(idx, ok)
-        if gone is not None:
-            raise gone
-
-    def verdict(self, idx: int, ok: bool) -> None:
-        if ok:
-            self.passing.add(idx)
-        if (idx, ok) not in self.reported:
-            self.reported.add((idx, ok))
-            self.line(f"{idx} {'P' if ok else 'F'}")
-
-    def count(self, e: BaseException) -> None:
-        if isinstance(e, (Gone, ResultRefused, Undecidable)):  # reported on their own
-            return
-        if not isinstance(e, Exception) or isinstance(e, (RecursionError, MemoryError)):
-            name = type(e).__name__
-            self.raised[name] = self.raised.get(name, 0) + 1
-
-    def note(self, text: str) -> None:
-        if len(self.notes) < 5 and text not in self.notes:
-            self.notes.add(text)
-            self.line(text[:300])
-
-    def line(self, text: str) -> None:
-        text = " ".join(text.splitlines())  # every break the reader splits at, not only "\n"
-        os.write(self.fd, f"{self.nonce} {text}\n".encode("utf-8", "replace"))
-
-
 # --- the judge's run ------------------------------------------------------------------------------
 
 
@@ -434,7 +317,7 @@ def run(job: dict, verdict_fd: int, requests_fd: int, replies_fd: int) -> int:
     global _CH
     _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     _CH = Channel(requests_fd, replies_fd, job["budget_s"], job["max_result_bytes"])
-    rec = Recorder(verdict_fd, job["nonce"])
+    rec = Recorder(verdict_fd, job["nonce"], _CH, truth)
     try:
         _run(job, rec)
     except BaseException as e:

@@ -34,7 +34,7 @@ TAG = "r1rl-sandbox"  # in every sandbox process's command line, to find strays
 JUDGE_ALLOWANCE_S = 1.0
 MAX_VERDICT_BYTES = 1 << 20
 _NS_DIRS = {"program": "/tmp/sandbox", "judge": "/tmp/judge"}  # inside the private /tmp
-_CHILD_MODULES = ("channel", "program", "judge", "mounts", "child")  # in import order
+_CHILD_MODULES = ("channel", "program", "verdicts", "judge", "mounts", "child")  # in import order
 _PACKAGE = "r1rl_sandbox"  # the child's name for them
 # Run as ``python -I -S -c BOOT <fd> <tag>``: load the parent-compiled modules and start.
 BOOT = f"""import marshal, os, sys, types
