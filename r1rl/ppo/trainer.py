@@ -252,8 +252,9 @@ def collect(
         sampled = sample(ac, tokenizer, par.shard_list(rows(pool, indices)), hierarchy, cfg, par, task,
                          phase, engine)  # fmt: skip
         results.append(sampled.result)
-        rates = [x for part in par.gather_objects(sampled.group_pass_rates(top)) for x in part]
-        state.sampler.observe(indices, rates)
+        if state.sampler.active:  # a collective under a launcher: only when the selector reads it
+            rates = [x for part in par.gather_objects(sampled.group_pass_rates(top)) for x in part]
+            state.sampler.observe(indices, rates)
         varies = sampled.group_varies()
         generated += len(sampled.prompts)
         zero_variance += len(varies) - sum(varies)
@@ -320,7 +321,8 @@ def _update(
     par: Parallel,
 ) -> dict[str, Any]:
     """The update (skipped when the rollout holds non-finite rewards or log-probs), the schedules, β."""
-    before = [p.detach().clone() for p in ac.adapter_parameters("policy")]
+    # the size of the step, ‖θ_after − θ_before‖₂; not under FSDP2, where a rank holds only shards
+    before = None if par.sharded else [p.detach().clone() for p in ac.adapter_parameters("policy")]
     if ro.finite:
         update_policy = step >= cfg.optim.critic_warmup_steps
         stats = update(
@@ -334,10 +336,11 @@ def _update(
         ro.metrics = _reduce_rollout_metrics(ro.metrics, par)
     for s in state.scheds.values():
         s.step()
-    after = ac.adapter_parameters("policy")  # how far the step moved the policy: ‖θ_after − θ_before‖₂
-    stats["policy/update_norm"] = float(
-        torch.sqrt(sum(((a.detach() - b) ** 2).sum() for a, b in zip(after, before)))
-    )
+    if before is not None:
+        after = ac.adapter_parameters("policy")
+        stats["policy/update_norm"] = float(
+            torch.sqrt(sum(((a.detach() - b) ** 2).sum() for a, b in zip(after, before)))
+        )
     return stats
 
 
