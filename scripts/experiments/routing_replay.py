@@ -41,6 +41,8 @@ from typing import Any
 
 CONFIGS = Path(__file__).parents[2] / "recipes" / "configs" / "tiny"
 COMMON = [
+    "task.answer_only_fraction=0.7",  # the tiny recipe's SFT data when the write-up was measured
+    "optim.warmup_steps=0",
     "algorithm.advantage_estimator=grpo",
     "algorithm.loss_agg_mode=seq-mean-token-mean",
     "checkpoint.every=0",
@@ -96,7 +98,7 @@ def base_models(a: argparse.Namespace) -> str:
     pre += [f"model.overrides={shape}", "checkpoint.every=0", *a.overrides]
     STAGES["pretrain"](load_config(PretrainConfig, CONFIGS / "pretrain.yaml", pre))
     sft = [f"output_dir={runs / 'sft'}", f"model_path={runs / 'pretrain' / 'final'}"]
-    sft += [f"steps={a.sft_steps}", *a.overrides]
+    sft += [f"steps={a.sft_steps}", "task.answer_only_fraction=0.7", *a.overrides]
     STAGES["sft"](load_config(SFTConfig, CONFIGS / "sft.yaml", sft))
     return str(runs / "sft" / "final")
 
