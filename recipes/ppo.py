@@ -55,7 +55,7 @@ def run(cfg: PPOConfig) -> RunDir:
         with hierarchy.frozen():  # held-out scoring must not move running reward statistics
             metrics, _ = evaluate_heldout(
                 ac.generation_model, tokenizer, task, hierarchy, n=cfg.log.eval_examples,
-                max_new_tokens=cfg.rollout.max_new_tokens, progress=False,
+                max_new_tokens=cfg.log.eval_max_new_tokens or cfg.rollout.max_new_tokens, progress=False,
             )  # fmt: skip
         return metrics
 

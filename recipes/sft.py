@@ -41,8 +41,10 @@ def run(cfg: SFTConfig) -> RunDir:
     model.peft_config["default"].base_model_name_or_path = base_path
 
     def periodic_eval() -> dict[str, float]:
-        n = cfg.log.eval_examples
-        return evaluate_heldout(model, tokenizer, task, hierarchy, n=n, progress=False)[0]
+        n, length = cfg.log.eval_examples, cfg.log.eval_max_new_tokens or 48
+        return evaluate_heldout(
+            model, tokenizer, task, hierarchy, n=n, max_new_tokens=length, progress=False
+        )[0]
 
     get_batch = example_batches(examples, cfg.batch_size, cfg.seed, tokenizer.pad_token_id)
     train_supervised(model, get_batch, cfg, rd, "sft", evaluate=periodic_eval, par=par)

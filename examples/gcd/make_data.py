@@ -32,7 +32,7 @@ def worked(a: int, b: int) -> str:
     return f"<think>{';'.join(steps)}</think><answer>{a}</answer>"
 
 
-def rows(train: int = 16000, test: int = 500, seed: int = 0, high: int = 199) -> tuple[list[dict], list[dict]]:
+def rows(train: int = 16000, test: int = 500, seed: int = 0, high: int = 199) -> tuple[list, list]:
     pairs = [(a, b) for a in range(11, high + 1) for b in range(10, a)]
     random.Random(seed).shuffle(pairs)
     if train + test > len(pairs):

@@ -59,7 +59,8 @@ def consistent_steps(prompts: list[str], completions: list[str], **columns) -> l
 def correct_gcd(prompts: list[str], completions: list[str], answer: list[str], **columns) -> list[float]:
     """1.0 when the answer is the row's.
 
-    >>> correct_gcd(["gcd(84,36)="] * 2, ["<think>x</think><answer>12</answer>", "<answer>6</answer>"], ["12"] * 2)
+    >>> correct_gcd(["gcd(84,36)="] * 2, ["<think>x</think><answer>12</answer>", "<answer>6</answer>"],
+    ...     ["12"] * 2)
     [1.0, 0.0]
     """
     out = []

@@ -80,6 +80,12 @@ class LogConfig(Strict):
     every: int = Field(10, ge=1, description="steps between logged rows (the last step is always logged)")
     eval_every: int = Field(0, ge=0, description="greedy held-out eval every N steps (0 = off)")
     eval_examples: int = Field(100, ge=1, description="held-out rows per periodic eval")
+    eval_max_new_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="longest completion in the periodic eval (null: PPO's rollout.max_new_tokens, "
+        "distill's sampling.max_new_tokens, SFT 48)",
+    )
 
 
 class CommConfig(Strict):

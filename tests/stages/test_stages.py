@@ -207,3 +207,26 @@ def test_a_bf16_base_trains_fp32_adapters(runs, tmp_path):
     STAGES["ppo"](cfg)
     assert load_merged(str(tmp_path / "ppo" / "final")).dtype == torch.bfloat16  # the base's dtype
     assert torch_dtype("auto") is None
+
+
+@pytest.mark.parametrize("length,expected", [(None, 48), (5, 5)])
+def test_sft_periodic_eval_generates_log_eval_max_new_tokens(
+    micro_pretrained, tmp_path, monkeypatch, length, expected
+):
+    """The periodic eval's completion length is an option: long answers are not cut at 48 tokens."""
+    import importlib
+
+    sft = importlib.import_module("r1rl.recipes.sft")
+    seen = []
+    real = sft.evaluate_heldout
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["max_new_tokens"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sft, "evaluate_heldout", spy)
+    over = {"steps": 2, "log.eval_every": 2, "log.eval_examples": 4}
+    if length is not None:
+        over["log.eval_max_new_tokens"] = length
+    STAGES["sft"](_cfg(SFTConfig, "sft", tmp_path, model_path=micro_pretrained, **over))
+    assert seen == [expected]
