@@ -10,13 +10,13 @@ model's accuracy, when ``--start`` gives it, is drawn at step 0.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from r1rl.rundir import RunDir
 
 
 def curve(run: Path) -> list[tuple[int, float]]:
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    return [(r["step"], 100 * r["eval/accuracy"]) for r in rows if "eval/accuracy" in r]
+    return [(r["step"], 100 * r["eval/accuracy"]) for r in RunDir(run).read_metrics() if "eval/accuracy" in r]
 
 
 def main() -> None:
