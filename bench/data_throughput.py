@@ -71,7 +71,7 @@ def main() -> None:
         deduplicate,
         tokenize_corpus,
     )
-    from r1rl.tokenizer import train_tokenizer
+    from r1rl.models.tokenizer import train_tokenizer
 
     torch.set_num_threads(a.threads)
     docs = corpus(a.docs, a.chars)

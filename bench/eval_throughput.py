@@ -31,8 +31,8 @@ def best_time(fn: Any, repeats: int) -> tuple[float, Any]:
 
 
 def build(preset: str, docs: list[dict], model_path: str | None) -> tuple[Any, Any]:
-    from r1rl.model import build_config, build_model, load_merged, load_tokenizer
-    from r1rl.tokenizer import train_tokenizer
+    from r1rl.models.factory import build_config, build_model, load_merged, load_tokenizer
+    from r1rl.models.tokenizer import train_tokenizer
 
     if model_path:
         return load_merged(model_path).eval(), load_tokenizer(model_path)
@@ -62,7 +62,9 @@ def lm_eval_requests(docs: list[dict], tmp: Path, limit: int) -> list[Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="tiny", help="r1rl.model.PRESETS size for a from-scratch model")
+    ap.add_argument(
+        "--preset", default="tiny", help="r1rl.models.factory.PRESETS size for a from-scratch model"
+    )
     ap.add_argument("--model", default=None, help="a saved model (final/) instead of a from-scratch one")
     ap.add_argument("--limit", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=32)

@@ -65,7 +65,9 @@ def _blocked_env(work: Path) -> dict[str, str]:
 def _r1rl(env: dict[str, str], *args: str) -> float:
     """Run ``r1rl ARGS`` and return its wall time; a failure ends the check with its stderr."""
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "r1rl.cli", *args], env=env, capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "r1rl.run.cli", *args], env=env, capture_output=True, text=True
+    )
     if res.returncode != 0:
         sys.exit(f"r1rl {' '.join(args[:2])} failed:\n{res.stderr[-4000:]}")
     return time.perf_counter() - t0
@@ -101,7 +103,7 @@ def micro_pipeline(table: Table, env: dict[str, str], work: Path, device: str) -
 
 def base_model(pretrained: Path, work: Path, preset: str) -> Path:
     """A randomly initialised ``preset`` model with the micro pipeline's tokenizer, saved as a checkpoint."""
-    from r1rl.model import build_config, build_model, load_tokenizer
+    from r1rl.models.factory import build_config, build_model, load_tokenizer
 
     tok = load_tokenizer(str(pretrained))
     cfg = build_config(preset, len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)

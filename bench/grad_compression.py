@@ -31,7 +31,7 @@ def worker(out: str, overrides: list[str]) -> None:
     import torch.distributed as dist
 
     from r1rl.config import PretrainConfig, load_config
-    from r1rl.stages import STAGES
+    from r1rl.run.stages import STAGES
 
     sent = {"bytes": 0, "calls": 0}
     real_all_reduce = dist.all_reduce
@@ -73,7 +73,7 @@ def run_mode(mode: str, steps: int, tmp: Path, start_iter: int) -> dict:
     if kind == "powersgd":
         overrides += [f"comm.powersgd_rank={rank or 4}", f"comm.powersgd_start_iter={start_iter}"]
     out = tmp / f"{mode.replace(':', '-')}.json"
-    from r1rl.distributed import cpu_launch
+    from r1rl.parallel.distributed import cpu_launch
 
     cmd, env = cpu_launch([__file__, "--worker", str(out), *overrides])
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)

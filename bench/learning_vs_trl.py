@@ -50,15 +50,15 @@ def heldout_accuracy(model, tokenizer, n: int = 500) -> float:
 
 
 def arm_sft(sft: str, seed: int, out: Path, a: argparse.Namespace) -> dict:
-    from r1rl.model import load_merged, load_tokenizer
+    from r1rl.models.factory import load_merged, load_tokenizer
 
     return {"accuracy": heldout_accuracy(load_merged(sft), load_tokenizer(sft))}
 
 
 def arm_r1rl(sft: str, seed: int, out: Path, a: argparse.Namespace) -> dict:
     from r1rl.config import PPOConfig, load_config
-    from r1rl.model import load_merged, load_tokenizer
-    from r1rl.stages import STAGES
+    from r1rl.models.factory import load_merged, load_tokenizer
+    from r1rl.run.stages import STAGES
 
     overrides = [*TASK_OVERRIDES, f"model_path={sft}", f"seed={seed}", "threads=1", f"output_dir={out}",
                  "checkpoint.every=0", *a.r1rl]  # fmt: skip
@@ -74,7 +74,7 @@ def arm_trl(sft: str, seed: int, out: Path, a: argparse.Namespace) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     from r1rl.config import LoraConfigModel, PPOConfig, load_config
-    from r1rl.model import load_merged, load_tokenizer, lora_config
+    from r1rl.models.factory import load_merged, load_tokenizer, lora_config
 
     cfg = load_config(PPOConfig, RECIPE, [*TASK_OVERRIDES, f"model_path={sft}", f"seed={seed}", *a.r1rl])
     r = cfg.rollout
@@ -110,7 +110,7 @@ ARMS = {"sft": arm_sft, "r1rl": arm_r1rl, "trl": arm_trl}
 def one(a: argparse.Namespace) -> None:
     import torch
 
-    from r1rl.training import setup
+    from r1rl.train.common import setup
 
     setup(a.seed, 1)
     torch.manual_seed(a.seed)

@@ -33,8 +33,8 @@ def one(mode: str, preset: str, batch: int, seq: int, device: str = "cpu", dtype
     import transformers  # noqa: F401  (counted in the baseline)
 
     from r1rl.config import LoraConfigModel
-    from r1rl.model import build_config, build_model, count_parameters
-    from r1rl.ppo.roles import ActorCritic, position_ids_from
+    from r1rl.models.factory import build_config, build_model, count_parameters
+    from r1rl.train.ppo.roles import ActorCritic, position_ids_from
 
     torch.set_num_threads(2)
     torch.set_default_device(device)

@@ -35,9 +35,9 @@ def _cpu_s() -> float:
 
 
 def _model_and_tokenizer(model_path: str | None):
-    from r1rl.model import build_config, build_model, load_merged, load_tokenizer, resolve_model_path
+    from r1rl.models.factory import build_config, build_model, load_merged, load_tokenizer, resolve_model_path
+    from r1rl.models.tokenizer import train_tokenizer
     from r1rl.tasks.arithmetic import ArithmeticTask
-    from r1rl.tokenizer import train_tokenizer
 
     if model_path:
         path = resolve_model_path(model_path)
@@ -53,10 +53,10 @@ def run_r1rl(estimator: str, steps: int, model_path: str | None) -> dict:
     from r1rl.rewards.hierarchy import RewardHierarchy
 
     from r1rl.config import LoraConfigModel, PPOSettings, RewardsConfig
-    from r1rl.ppo.roles import ActorCritic
-    from r1rl.ppo.trainer import train_ppo
     from r1rl.rundir import RunDir
     from r1rl.tasks.arithmetic import ArithmeticTask
+    from r1rl.train.ppo.roles import ActorCritic
+    from r1rl.train.ppo.trainer import train_ppo
 
     torch.manual_seed(0)
     model, tok = _model_and_tokenizer(model_path)
@@ -88,7 +88,7 @@ def run_trl(steps: int, model_path: str | None) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     from r1rl.config import LoraConfigModel, RewardsConfig
-    from r1rl.model import lora_config
+    from r1rl.models.factory import lora_config
     from r1rl.tasks.arithmetic import ArithmeticTask
 
     torch.manual_seed(0)

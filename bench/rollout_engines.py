@@ -24,10 +24,10 @@ import torch
 
 def build(preset: str, model_path: str | None, lora: bool) -> tuple[Any, Any]:
     from r1rl.config import LoraConfigModel
-    from r1rl.model import build_config, build_model, load_merged, load_tokenizer
-    from r1rl.ppo.roles import ActorCritic
+    from r1rl.models.factory import build_config, build_model, load_merged, load_tokenizer
+    from r1rl.models.tokenizer import train_tokenizer
     from r1rl.tasks.arithmetic import ArithmeticTask
-    from r1rl.tokenizer import train_tokenizer
+    from r1rl.train.ppo.roles import ActorCritic
 
     if model_path:
         base, tok = load_merged(model_path), load_tokenizer(model_path)
@@ -56,9 +56,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from r1rl.ppo.engines import ENGINES, Sampling
     from r1rl.tasks.arithmetic import ArithmeticTask
     from r1rl.tasks.encoding import encode_prompts
+    from r1rl.train.ppo.engines import ENGINES, Sampling
 
     model, tok = build(args.preset, args.model, lora=not args.no_lora)
     records = [p.record for p in ArithmeticTask().problems("train", args.prompts, seed=1)]

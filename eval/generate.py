@@ -39,7 +39,7 @@ from r1rl.eval.loglik import resolve_max_length, tok_encode
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, StoppingCriteriaList
 
-from r1rl.generation import StopOnStrings, truncate_at_stop  # noqa: F401  (truncate_at_stop re-exported)
+from r1rl.models.generation import StopOnStrings, truncate_at_stop  # noqa: F401  (truncate_at_stop re-exported)
 
 DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's HFLM default
 

@@ -72,7 +72,7 @@ def evaluate(
 
     Args:
         model: a causal LM (any ``transformers`` model, PEFT-wrapped or not) or a path to one
-            (loaded with :func:`r1rl.model.load_merged`; adapters are merged).
+            (loaded with :func:`r1rl.models.factory.load_merged`; adapters are merged).
         tokenizer: its tokenizer; loaded from ``model`` when that is a path and this is ``None``.
         tasks: registered task names (:func:`r1rl.eval.registry.list_tasks`) or :class:`Task` objects.
         limit: evaluate the first ``limit`` documents (a float in (0, 1) is a fraction, as lm-eval).
@@ -145,7 +145,7 @@ def _check_options(num_fewshot: int | None, batch_size: int, max_gen_toks: int |
 def _model_and_tokenizer(model: Any, tokenizer: Any) -> tuple[Any, Any]:
     """An in-memory model and its tokenizer: a path is loaded (adapters merged)."""
     if isinstance(model, (str, Path)):
-        from r1rl.model import load_merged, load_tokenizer
+        from r1rl.models.factory import load_merged, load_tokenizer
 
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(str(model))
         model = load_merged(str(model))

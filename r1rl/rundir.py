@@ -19,8 +19,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from r1rl.config import dump_config
-from r1rl.distributed import is_main
 from r1rl.errors import UserError
+from r1rl.parallel.distributed import is_main
 
 STEP_LOGS = ("rollouts.jsonl", "expert_load.jsonl")  # per-step side logs besides metrics.jsonl
 
@@ -56,7 +56,7 @@ class RunDir:
         atomic_write_text(self.config, dump_config(cfg))
         report_to = getattr(cfg, "report_to", None)
         if report_to:
-            from r1rl.trackers import Trackers
+            from r1rl.report.trackers import Trackers
 
             self.trackers = Trackers(report_to, self.path, self.path.name, cfg.model_dump())
         return self
@@ -168,7 +168,7 @@ def write_samples_table(run: RunDir, last: int = 10) -> Path | None:
 
 def render_plots(run: RunDir, title: str) -> list[Path]:
     """Render ``plots/*.png`` from the run's ``metrics.jsonl``."""
-    from r1rl.plots import plot_expert_load, plot_metrics  # matplotlib is imported only when plotting
+    from r1rl.report.plots import plot_expert_load, plot_metrics  # matplotlib is imported only when plotting
 
     written = plot_metrics(run.read_metrics(), run.plots, title)
     if rows := read_jsonl(run.expert_load):
@@ -185,7 +185,7 @@ def finish(run: RunDir, stage: str, model: Any, tokenizer: Any, par: Any) -> Run
     """
     state = None
     if getattr(par, "sharded", False) and model is not None:
-        from r1rl.sharding import full_state_dict
+        from r1rl.parallel.sharding import full_state_dict
 
         state = full_state_dict(model, trainable_only=hasattr(model, "peft_config"))
     if par.is_main:

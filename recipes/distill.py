@@ -3,11 +3,11 @@
 What DeepSeek-R1 did after RL (DeepSeek-AI 2025, §2.4): the teacher (the PPO stage's ``final/``,
 or any model) samples ``sampling.samples_per_prompt`` completions for each training prompt of the
 task; the reward hierarchy keeps those that pass every tier (or ``sampling.accept_tier`` and the
-tiers below it) and duplicates are dropped (:mod:`r1rl.distill.sampling`); the student — any model
+tiers below it) and duplicates are dropped (:mod:`r1rl.train.distill.sampling`); the student — any model
 with the teacher's tokenizer: the pretrained base, or a smaller preset pretrained on the same
 corpus — is trained on the kept traces by the SFT loop, a LoRA adapter unless ``full_finetune``.
 With ``logits.loss`` set, the student also matches the teacher's next-token distributions on those
-traces (:mod:`r1rl.distill.losses`). The counts go to ``metrics.jsonl`` at step 0 and the traces to
+traces (:mod:`r1rl.algorithms.distill`). The counts go to ``metrics.jsonl`` at step 0 and the traces to
 ``traces.jsonl``; ``final/`` is the student's adapter (base: the student's absolute path) or model.
 
 The CLI's ``r1rl distill CONFIG.yaml`` runs :func:`run`; ``r1rl cp distill my_distill.py`` copies it to edit.
@@ -18,11 +18,9 @@ from __future__ import annotations
 from r1rl.eval.heldout import evaluate_heldout
 
 from r1rl.config import DistillConfig
-from r1rl.distill import Traces, accept_tier, cached_traces, check_same_tokenizer, logit_hook, sample_traces
-from r1rl.distributed import Parallel, main_decides
-from r1rl.model import add_lora, load_merged, load_tokenizer, resolve_model_path
+from r1rl.models.factory import add_lora, load_merged, load_tokenizer, resolve_model_path
+from r1rl.parallel.distributed import Parallel, main_decides
 from r1rl.rundir import RunDir, finish
-from r1rl.supervised import example_batches, train_supervised
 from r1rl.tasks.base import first
 from r1rl.tasks.prepare import (
     drop_long_prompts,
@@ -32,7 +30,16 @@ from r1rl.tasks.prepare import (
     task_of,
     write_task_info,
 )
-from r1rl.training import setup
+from r1rl.train.common import setup
+from r1rl.train.distill import (
+    Traces,
+    accept_tier,
+    cached_traces,
+    check_same_tokenizer,
+    logit_hook,
+    sample_traces,
+)
+from r1rl.train.supervised import example_batches, train_supervised
 
 
 def run(cfg: DistillConfig) -> RunDir:
@@ -85,6 +92,6 @@ def run(cfg: DistillConfig) -> RunDir:
 
 
 if __name__ == "__main__":
-    from r1rl.cli import recipe_main
+    from r1rl.run.cli import recipe_main
 
     raise SystemExit(recipe_main(run, DistillConfig))

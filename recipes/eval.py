@@ -21,12 +21,12 @@ from r1rl.eval.heldout import add_heldout, evaluate_heldout
 from r1rl.eval.registry import get_task
 
 from r1rl.config import EvalConfig
-from r1rl.distributed import is_main, resolve_device
-from r1rl.model import load_merged, load_tokenizer, resolve_model_path
-from r1rl.plots import plot_eval_results
+from r1rl.models.factory import load_merged, load_tokenizer, resolve_model_path
+from r1rl.parallel.distributed import is_main, resolve_device
+from r1rl.report.plots import plot_eval_results
 from r1rl.rundir import RunDir
 from r1rl.tasks.prepare import hierarchy_of, resolved_rewards, task_of, write_task_info
-from r1rl.training import setup
+from r1rl.train.common import setup
 
 
 def run(cfg: EvalConfig) -> RunDir:
@@ -67,6 +67,6 @@ def run(cfg: EvalConfig) -> RunDir:
 
 
 if __name__ == "__main__":
-    from r1rl.cli import recipe_main
+    from r1rl.run.cli import recipe_main
 
     raise SystemExit(recipe_main(run, EvalConfig))

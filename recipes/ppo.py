@@ -14,16 +14,16 @@ from __future__ import annotations
 from r1rl.eval.heldout import evaluate_heldout
 
 from r1rl.config import PPOConfig
-from r1rl.distributed import Parallel, main_decides
 from r1rl.errors import UserError
-from r1rl.model import load_tokenizer, resolve_model_path
-from r1rl.moe import check_routing_replay
-from r1rl.ppo.engines import build_engine
-from r1rl.ppo.roles import build_roles, final_policy
-from r1rl.ppo.trainer import train_ppo
+from r1rl.models.factory import load_tokenizer, resolve_model_path
+from r1rl.models.moe import check_routing_replay
+from r1rl.parallel.distributed import Parallel, main_decides
 from r1rl.rundir import RunDir, finish
 from r1rl.tasks.prepare import drop_long_prompts, hierarchy_of, resolved_rewards, task_of, write_task_info
-from r1rl.training import setup
+from r1rl.train.common import setup
+from r1rl.train.ppo.engines import build_engine
+from r1rl.train.ppo.roles import build_roles, final_policy
+from r1rl.train.ppo.trainer import train_ppo
 
 
 def run(cfg: PPOConfig) -> RunDir:
@@ -66,6 +66,6 @@ def run(cfg: PPOConfig) -> RunDir:
 
 
 if __name__ == "__main__":
-    from r1rl.cli import recipe_main
+    from r1rl.run.cli import recipe_main
 
     raise SystemExit(recipe_main(run, PPOConfig))

@@ -8,14 +8,14 @@ The CLI's ``r1rl pretrain CONFIG.yaml`` runs :func:`run`. To change a piece, cop
 from __future__ import annotations
 
 from r1rl.config import PretrainConfig
-from r1rl.distributed import Parallel, main_decides
-from r1rl.model import count_parameters
-from r1rl.pretraining import batches, corpus, data_plan, model_for, pack, validation_loss
+from r1rl.models.factory import count_parameters
+from r1rl.models.tokenizer import train_tokenizer
+from r1rl.parallel.distributed import Parallel, main_decides
 from r1rl.rundir import RunDir, finish
-from r1rl.supervised import train_supervised
 from r1rl.tasks.prepare import task_of, write_task_info
-from r1rl.tokenizer import train_tokenizer
-from r1rl.training import setup
+from r1rl.train.common import setup
+from r1rl.train.pretrain import batches, corpus, data_plan, model_for, pack, validation_loss
+from r1rl.train.supervised import train_supervised
 
 
 def run(cfg: PretrainConfig) -> RunDir:
@@ -46,6 +46,6 @@ def run(cfg: PretrainConfig) -> RunDir:
 
 
 if __name__ == "__main__":
-    from r1rl.cli import recipe_main
+    from r1rl.run.cli import recipe_main
 
     raise SystemExit(recipe_main(run, PretrainConfig))

@@ -2,7 +2,7 @@
 
 Text rows train on the completion and EOS; chat rows on every assistant turn. ``final/`` is a PEFT
 adapter whose ``base_model_name_or_path`` is the absolute path of the model it adapts. r1rl runs
-its own loop (:func:`r1rl.supervised.train_supervised`, shared with pretraining: one checkpoint
+its own loop (:func:`r1rl.train.supervised.train_supervised`, shared with pretraining: one checkpoint
 and resume path, one metric schema, the MoE telemetry) rather than TRL's ``SFTTrainer``.
 
 The CLI's ``r1rl sft CONFIG.yaml`` runs :func:`run`; ``r1rl cp sft my_sft.py`` copies it to edit.
@@ -13,12 +13,12 @@ from __future__ import annotations
 from r1rl.eval.heldout import evaluate_heldout
 
 from r1rl.config import SFTConfig
-from r1rl.distributed import Parallel, main_decides
-from r1rl.model import add_lora, load_merged, load_tokenizer, resolve_model_path, torch_dtype
+from r1rl.models.factory import add_lora, load_merged, load_tokenizer, resolve_model_path, torch_dtype
+from r1rl.parallel.distributed import Parallel, main_decides
 from r1rl.rundir import RunDir, finish
-from r1rl.supervised import example_batches, train_supervised
 from r1rl.tasks.prepare import hierarchy_of, resolved_rewards, sft_examples, task_of, write_task_info
-from r1rl.training import setup
+from r1rl.train.common import setup
+from r1rl.train.supervised import example_batches, train_supervised
 
 
 def run(cfg: SFTConfig) -> RunDir:
@@ -52,6 +52,6 @@ def run(cfg: SFTConfig) -> RunDir:
 
 
 if __name__ == "__main__":
-    from r1rl.cli import recipe_main
+    from r1rl.run.cli import recipe_main
 
     raise SystemExit(recipe_main(run, SFTConfig))

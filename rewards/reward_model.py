@@ -174,7 +174,7 @@ def load_reward_model(spec: Any, device: str = "cpu", key: str = "reward") -> Re
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    from r1rl.model import resolve_model_path
+    from r1rl.models.factory import resolve_model_path
 
     path = resolve_model_path(spec.path, key=f"{key}.path")
     if Path(path).is_dir() and not (Path(path) / "config.json").exists():

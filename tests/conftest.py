@@ -24,7 +24,7 @@ def pytest_collection_modifyitems(config, items):
 def micro_pretrained(tmp_path_factory):
     """``final/`` of the micro pretrain recipe, trained once per session; treat it as read-only."""
     from r1rl.config import PretrainConfig, load_config
-    from r1rl.stages import STAGES
+    from r1rl.run.stages import STAGES
 
     out = tmp_path_factory.mktemp("micro") / "pretrain"
     cfg = load_config(PretrainConfig, MICRO / "pretrain.yaml", [f"output_dir={out}"])

@@ -7,7 +7,7 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
-from r1rl.architectures import ARCHITECTURES, FFN_WIDTHS, main, miniature_kwargs, published
+from r1rl.models.architectures import ARCHITECTURES, FFN_WIDTHS, main, miniature_kwargs, published
 
 SWITCHES = ("norm_topk_prob", "tie_word_embeddings", "rope_theta", "rms_norm_eps", "router_aux_loss_coef")
 

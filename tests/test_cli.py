@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from r1rl.cli import main
+from r1rl.run.cli import main
 
 MICRO = Path(__file__).parents[1] / "recipes" / "configs" / "micro"
 
@@ -60,7 +60,9 @@ def test_unknown_reward_exit_2(capsys, tmp_path):
 @pytest.mark.parametrize("cmd", ["pretrain", "run"])
 def test_console_script_exit_status(cmd, tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "r1rl.cli", cmd, str(tmp_path / "nope.yaml")], capture_output=True, text=True
+        [sys.executable, "-m", "r1rl.run.cli", cmd, str(tmp_path / "nope.yaml")],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
@@ -110,7 +112,7 @@ def test_bad_data_is_one_line_and_writes_nothing(capsys, tmp_path, stage, case):
 
 def _model_dir(tmp_path, name="m"):
     """A real (micro) model folder saved with save_pretrained, for the damaged-input cases."""
-    from r1rl.model import build_config, build_model
+    from r1rl.models.factory import build_config, build_model
 
     path = tmp_path / name
     build_model(build_config("micro", 64, pad_token_id=0, eos_token_id=1), seed=0).save_pretrained(path)
@@ -183,6 +185,6 @@ def test_an_output_dir_that_cannot_be_created_is_one_line(capsys):
 
 def test_a_reader_that_goes_away_is_no_traceback():
     """``r1rl config ppo | head``: the pipe closes before the YAML is written; r1rl stops quietly."""
-    cmd = f"{sys.executable} -m r1rl.cli config ppo | true"
+    cmd = f"{sys.executable} -m r1rl.run.cli config ppo | true"
     res = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True)
     assert res.stderr == "" and res.returncode in (0, 141)  # 0 when it all fit in the pipe first

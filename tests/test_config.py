@@ -71,7 +71,7 @@ def test_overrides_validate_like_file_keys(tmp_path):
 
 
 def test_pipeline_sections_validated_before_any_stage(tmp_path):
-    from r1rl.pipeline import stage_configs
+    from r1rl.run.pipeline import stage_configs
 
     cfg = validate(PipelineConfig, {"output_dir": str(tmp_path), "ppo": {"algorithm": {"kl_coeff": 0.1}}})
     with pytest.raises(
@@ -87,7 +87,7 @@ def test_stage_recipes_match_the_pipeline(size, stage):
     """recipes/configs/<size>/<stage>.yaml runs the same stage as the pipeline recipe's section."""
     import yaml
 
-    from r1rl.pipeline import stage_configs
+    from r1rl.run.pipeline import stage_configs
 
     root = Path(__file__).parents[1] / "recipes" / "configs" / size
     pipeline = stage_configs(load_config(PipelineConfig, root / "pipeline.yaml"))
@@ -103,7 +103,7 @@ def test_the_readme_distill_section_is_the_tiny_distill_recipe():
     import yaml
 
     from r1rl.config import DistillConfig
-    from r1rl.pipeline import stage_configs
+    from r1rl.run.pipeline import stage_configs
 
     root = Path(__file__).parents[1]
     block = re.search(
@@ -162,7 +162,7 @@ def test_gspo_options_that_do_not_fit_are_refused(algorithm, message):
 
 
 def test_clip_defaults_follow_the_importance_sampling_level():
-    from r1rl.ppo.objectives import clip_range
+    from r1rl.train.ppo.objectives import clip_range
 
     def algo(**kw):
         return validate(PPOConfig, {"output_dir": "x", "model_path": "m", "algorithm": kw}).algorithm

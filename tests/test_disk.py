@@ -23,7 +23,7 @@ def _limited(max_bytes: int):
 
 
 def _cli(args: list[str], max_bytes: int | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "r1rl.cli", *args]
+    cmd = [sys.executable, "-m", "r1rl.run.cli", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                           preexec_fn=_limited(max_bytes) if max_bytes else None)  # fmt: skip
 
@@ -48,7 +48,7 @@ import resource, signal, sys
 from pathlib import Path
 import torch
 from r1rl.errors import UserError
-from r1rl.loop import Checkpointer
+from r1rl.train.loop import Checkpointer
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 ckpt = Checkpointer(Path(sys.argv[1]), keep=3)
 ckpt.save(1, {"step": 1, "w": torch.ones(10)})

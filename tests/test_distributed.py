@@ -4,7 +4,7 @@ The global batch is the same in both runs, so the optimizer steps must agree: pr
 router's load-balancing loss, taken over the global batch) and SFT to 1e-4 of the update, PPO
 (greedy rollouts, so both runs see the same completions) to 3e-2. Only the main
 process writes the run directory; every run ends with a check that all ranks hold bit-identical
-trained weights (``r1rl.training.check_in_sync``), and a 2-process PPO run killed after its second
+trained weights (``r1rl.train.common.check_in_sync``), and a 2-process PPO run killed after its second
 checkpoint resumes to the same weights as the straight run.
 
 The same runs under FSDP2 (``recipes/accelerate/fsdp2_cpu.yaml``: the frozen base sharded per
@@ -27,11 +27,11 @@ import torch
 from safetensors.torch import load_file
 
 from r1rl.config import PPOConfig, PretrainConfig, SFTConfig, load_config
-from r1rl.distributed import Parallel, cpu_launch
 from r1rl.errors import UserError
-from r1rl.loop import Checkpointer, rng_state_of
-from r1rl.stages import STAGES
-from r1rl.training import check_in_sync
+from r1rl.parallel.distributed import Parallel, cpu_launch
+from r1rl.run.stages import STAGES
+from r1rl.train.common import check_in_sync
+from r1rl.train.loop import Checkpointer, rng_state_of
 
 MICRO = Path(__file__).parents[1] / "recipes" / "configs" / "micro"
 RECIPES_ACCELERATE = Path(__file__).parents[1] / "recipes" / "accelerate"
@@ -47,7 +47,7 @@ FSDP2_CPU = str(RECIPES_ACCELERATE / "fsdp2_cpu.yaml")
 
 
 def _launch_cmd(stage: str, recipe: Path, args: list[str], config_file: str | None = None) -> list[str]:
-    return cpu_launch(["-m", "r1rl.cli", stage, str(recipe), *args], config_file=config_file)[0]
+    return cpu_launch(["-m", "r1rl.run.cli", stage, str(recipe), *args], config_file=config_file)[0]
 
 
 def _env() -> dict[str, str]:
@@ -132,10 +132,10 @@ def test_parallel_alone_is_a_no_op():
 
 COLLECTIVES = """
 import torch
-from r1rl.distributed import Parallel, cpu_launch, main_decides, rank
+from r1rl.parallel.distributed import Parallel, cpu_launch, main_decides, rank
 from r1rl.errors import UserError
-from r1rl.ppo.core import masked_whiten, normalize
-from r1rl.training import check_in_sync
+from r1rl.algorithms.ppo import masked_whiten, normalize
+from r1rl.train.common import check_in_sync
 
 # before any Parallel: what the main process decides is what every process does (a run directory
 # that changes between two processes' looks cannot split them), and its refusal is everyone's
@@ -162,7 +162,7 @@ shared = normalize(scores[mine], all_sum=par.all_sum)
 torch.testing.assert_close(shared, normalize(scores)[mine], atol=1e-6, rtol=0)
 # the Switch load-balancing loss over both ranks' rows: its mean over ranks is the whole batch's
 from transformers.models.qwen3_moe.modeling_qwen3_moe import load_balancing_loss_func
-from r1rl.moe import switch_loss_global
+from r1rl.algorithms.router import switch_loss_global
 logits, m = torch.randn(2, 4, 3, 6), (torch.rand(4, 3) > 0.2).long()  # L=2 layers, B=4, S=3, E=6
 whole = load_balancing_loss_func(tuple(logits.reshape(2, 12, 6)), 6, 2, m)
 share = switch_loss_global(tuple(logits[:, mine].reshape(2, 6, 6)), 2, m[mine], par.all_sum, par.world)
@@ -250,7 +250,7 @@ def _full_model(path: Path) -> dict[str, torch.Tensor]:
 def test_pretrain_two_processes_match_one(runs):
     from transformers import AutoConfig
 
-    from r1rl.model import build_model
+    from r1rl.models.factory import build_model
 
     tmp = runs["tmp"]
     a, b = _full_model(tmp / "pre1" / "final"), _full_model(tmp / "pre2" / "final")
@@ -281,7 +281,7 @@ def test_sft_two_processes_match_one(runs):
 @pytest.mark.slow
 def test_ppo_two_processes_match_one(runs):
     tmp = runs["tmp"]
-    from r1rl.model import load_merged
+    from r1rl.models.factory import load_merged
 
     a, b = _full_model(tmp / "ppo1" / "final"), _full_model(tmp / "ppo2" / "final")
     base = load_merged(str(tmp / "sft1" / "final")).state_dict()  # the SFT model PPO started from
@@ -426,7 +426,7 @@ def fsdp_runs(runs):
 def test_fsdp2_pretrain_and_sft_match_one_process(fsdp_runs):
     from transformers import AutoConfig
 
-    from r1rl.model import build_model
+    from r1rl.models.factory import build_model
 
     tmp = fsdp_runs
     a, b = _full_model(tmp / "pre1" / "final"), _full_model(tmp / "pre-fsdp" / "final")
@@ -446,7 +446,7 @@ def test_fsdp2_pretrain_and_sft_match_one_process(fsdp_runs):
 
 @pytest.mark.slow
 def test_fsdp2_ppo_matches_one_process_with_sharded_checkpoints(fsdp_runs):
-    from r1rl.model import load_merged
+    from r1rl.models.factory import load_merged
 
     tmp = fsdp_runs
     a, b = _full_model(tmp / "ppo1" / "final"), _full_model(tmp / "ppo-fsdp" / "final")
@@ -475,7 +475,7 @@ def test_fsdp2_ppo_killed_and_resumed_bitwise(fsdp_runs, runs):
     ],
 )
 def test_deepspeed_and_fsdp1_launches_are_refused_in_one_line(monkeypatch, env, message):
-    from r1rl.distributed import _sharding_requested
+    from r1rl.parallel.distributed import _sharding_requested
 
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -485,7 +485,7 @@ def test_deepspeed_and_fsdp1_launches_are_refused_in_one_line(monkeypatch, env, 
 
 
 def test_fsdp2_launch_is_accepted(monkeypatch):
-    from r1rl.distributed import _sharding_requested
+    from r1rl.parallel.distributed import _sharding_requested
 
     monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from r1rl.cli import main
 from r1rl.config import EvalConfig, PipelineConfig, PPOConfig, PretrainConfig, SFTConfig, load_config
 from r1rl.errors import UserError
+from r1rl.run.cli import main
 
 MICRO = Path(__file__).parents[1] / "recipes" / "configs" / "micro"
 TYPES = [PretrainConfig, SFTConfig, PPOConfig, EvalConfig, PipelineConfig]

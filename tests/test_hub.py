@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from r1rl.errors import UserError
-from r1rl.hub import describe_run, main_push, push_run
-from r1rl.hub.upload import _retrying
+from r1rl.report.hub import describe_run, main_push, push_run
+from r1rl.report.hub.upload import _retrying
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_hub import FakeHub  # noqa: E402
@@ -39,8 +39,8 @@ FAST = [  # the micro pipeline cut to a few seconds: only the run-directory layo
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    from r1rl import pipeline
     from r1rl.config import PipelineConfig, load_config
+    from r1rl.run import pipeline
 
     out = tmp_path_factory.mktemp("hub") / "run"
     pipeline.run(load_config(PipelineConfig, MICRO, [f"output_dir={out}", *FAST]))
@@ -167,7 +167,7 @@ def test_merged_push_is_a_plain_transformers_model(run, tmp_path, capsys):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from r1rl.model import load_merged
+    from r1rl.models.factory import load_merged
 
     before = snapshot(run)
     out = Path(push_run(run / "sft", "acme/micro-sft-merged", what="merged", dry_run=tmp_path / "dry"))
@@ -383,9 +383,9 @@ def test_cli(run, hub, tmp_path, capsys):
 
 
 def test_push_to_hub_in_a_recipe_pushes_when_the_run_ends(run, hub):
-    from r1rl import pipeline
     from r1rl.config import PipelineConfig, PPOConfig, load_config, validate
-    from r1rl.stages import STAGES
+    from r1rl.run import pipeline
+    from r1rl.run.stages import STAGES
 
     with pytest.raises(UserError, match="needs hub_repo_id"):
         validate(PPOConfig, {"output_dir": "x", "model_path": "m", "push_to_hub": True})

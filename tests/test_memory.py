@@ -1,5 +1,5 @@
 """The memory estimator's FSDP2, HSDP and ``base_dtype`` arithmetic, worked out by hand, and the tables in
-recipes/accelerate/README.md, which must be what ``python -m r1rl.memory`` prints today."""
+recipes/accelerate/README.md, which must be what ``python -m r1rl.models.memory`` prints today."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from r1rl.config import LoraConfigModel
-from r1rl.memory import ParamCounts, architecture, count_parameters, estimate, main, weights
+from r1rl.models.memory import ParamCounts, architecture, count_parameters, estimate, main, weights
 
 README = Path(__file__).parents[1] / "recipes" / "accelerate" / "README.md"
 
@@ -74,7 +74,7 @@ def test_bad_setups_are_refused():
 def test_layer_counts_split_the_model_at_its_decoder_layers():
     """What lies outside the decoder layers is exactly the embeddings, the final norm, the LM head and
     (for the adapters) the critic's value head."""
-    from r1rl.model import build_model
+    from r1rl.models.factory import build_model
 
     config = architecture("micro")
     counts = count_parameters(config, LoraConfigModel(r=4, alpha=8))
@@ -88,7 +88,7 @@ def test_layer_counts_split_the_model_at_its_decoder_layers():
 
 
 def _readme_tables() -> list[tuple[str, str]]:
-    """``(arguments, table)`` for every ``python -m r1rl.memory ...`` line followed by a table."""
+    """``(arguments, table)`` for every ``python -m r1rl.models.memory ...`` line followed by a table."""
     text = README.read_text()
     found = re.findall(r"`python -m r1rl\.memory([^`]*)`[^\n]*\n\n((?:\|[^\n]*\n)+)", text)
     return [(args.strip(), table.strip()) for args, table in found]
@@ -100,4 +100,6 @@ def test_readme_memory_tables_are_what_the_estimator_prints(capsys):
     for args, table in tables:
         main(shlex.split(args))
         printed = capsys.readouterr().out.strip()
-        assert printed == table, f"recipes/accelerate/README.md drifted: rerun python -m r1rl.memory {args}"
+        assert printed == table, (
+            f"recipes/accelerate/README.md drifted: rerun python -m r1rl.models.memory {args}"
+        )

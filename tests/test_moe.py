@@ -5,17 +5,16 @@ import math
 import pytest
 import torch
 
-from r1rl.model import build_config, build_model
-from r1rl.moe import (
-    RoutingReplay,
+from r1rl.algorithms.router import (
     expert_load,
     load_metrics,
     router_entropy,
     router_z_loss,
-    routers,
     switch_loss_global,
     variance_balance_loss,
 )
+from r1rl.models.factory import build_config, build_model
+from r1rl.models.moe import RoutingReplay, routers
 
 
 def test_variance_loss_hand_computed_and_zero_when_uniform():

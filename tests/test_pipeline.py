@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from r1rl.cli import main
+from r1rl.run.cli import main
 
 MICRO = Path(__file__).parents[1] / "recipes" / "configs" / "micro" / "pipeline.yaml"
 ALWAYS = Path(__file__).parent / "stages" / "always.py"  # a reward file: always_one passes everything
@@ -23,7 +23,7 @@ def _distill_section():
 
 def test_a_distill_section_adds_the_stage_after_ppo(tmp_path):
     from r1rl.config import PipelineConfig, load_config
-    from r1rl.pipeline import stage_configs
+    from r1rl.run.pipeline import stage_configs
 
     out = tmp_path / "run"
     plain = stage_configs(load_config(PipelineConfig, MICRO, [f"output_dir={out}"]))

@@ -14,8 +14,8 @@ import pytest
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
-from r1rl.dashboard import dashboard_figure, write_dashboard
-from r1rl.plots import eval_results_figure, expert_load_figure, metric_figures
+from r1rl.report.dashboard import dashboard_figure, write_dashboard
+from r1rl.report.plots import eval_results_figure, expert_load_figure, metric_figures
 
 TIERS = ("syntax", "logic", "task")
 RATE_PANELS = {"reward mean and tier pass rates", "held-out accuracy and tier pass rates"}

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from r1rl.config import LoraConfigModel, PPOConfig, SFTConfig, load_config
-from r1rl.memory import ARCHITECTURES, architecture, count_parameters, estimate, table
+from r1rl.models.memory import ARCHITECTURES, architecture, count_parameters, estimate, table
 
 RECIPES = Path(__file__).parents[1] / "recipes"
 ACCELERATE = sorted((RECIPES / "accelerate").glob("*.yaml"))
@@ -166,7 +166,7 @@ def test_readme_two_machine_commands_launch_those_files(readme):
             )
     assert set(launches) == {0, 1} and launches[0] == launches[1], launches
     config_file, (script, stage, config) = launches[0]
-    assert (root / config_file) in MULTINODE and (args.module, script) == (True, "r1rl.cli")
+    assert (root / config_file) in MULTINODE and (args.module, script) == (True, "r1rl.run.cli")
     load_config({"sft": SFTConfig, "ppo": PPOConfig}[stage], root / config, [])
 
 
@@ -191,8 +191,8 @@ def test_real_checkpoint_recipes_validate(model):
 
 def test_parameter_counts_are_exact_on_a_real_model():
     """meta-device counts equal the counts of the model r1rl actually builds (policy + critic)."""
-    from r1rl.model import build_model
-    from r1rl.ppo.roles import ActorCritic
+    from r1rl.models.factory import build_model
+    from r1rl.train.ppo.roles import ActorCritic
 
     config = architecture("micro")
     lora = LoraConfigModel(r=4, alpha=8)
@@ -240,7 +240,7 @@ def test_table_lists_every_setup():
 
 
 def test_estimator_cli(capsys):
-    from r1rl.memory import main
+    from r1rl.models.memory import main
 
     main(["--models", "micro", "--setups", "ddp:2", "--seq-len", "64"])
     assert "ddp × 2" in capsys.readouterr().out

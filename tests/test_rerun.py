@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from r1rl.cli import main
+from r1rl.run.cli import main
 
 MICRO = Path(__file__).parents[1] / "recipes" / "configs" / "micro"
 

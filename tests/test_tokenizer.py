@@ -1,6 +1,6 @@
 from transformers import AutoTokenizer
 
-from r1rl.tokenizer import EOS, train_tokenizer
+from r1rl.models.tokenizer import EOS, train_tokenizer
 
 TEXTS = ["12+34=46 46-5=41", "7*8=56", "<think>1+2=3</think><answer>3</answer>"] * 50
 

@@ -36,7 +36,7 @@ class ModelConfig(Strict):
     @field_validator("preset")
     @classmethod
     def _known_preset(cls, preset: str) -> str:
-        from r1rl.presets import PRESETS
+        from r1rl.models.presets import PRESETS
 
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}{did_you_mean(preset, PRESETS)}")

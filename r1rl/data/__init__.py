@@ -6,7 +6,7 @@ The pieces compose in this order (each is usable alone)::
     tokenize_corpus ─▶ pack_stream / pack_documents (optionally one document per attention span)
 
 The pretrain stage runs :func:`prepare_corpus` for ``data.sources``, ``data.filters``,
-``data.dedup`` and ``data.val_fraction`` (:mod:`r1rl.pretraining`).
+``data.dedup`` and ``data.val_fraction`` (:mod:`r1rl.train.pretrain`).
 """
 
 from __future__ import annotations

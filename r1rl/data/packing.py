@@ -90,7 +90,7 @@ def pack_stream(
 ) -> PackedBatch:
     """Concatenate documents, each followed by EOS, and cut into rows of ``seq_len``. -> R rows.
 
-    ``drop_last=True`` drops the final partial row (as ``r1rl.pretraining.pack`` does);
+    ``drop_last=True`` drops the final partial row (as ``r1rl.train.pretrain.pack`` does);
     ``drop_last=False`` pads it with ``pad_id`` so no token is lost.
 
         >>> b = pack_stream([[5, 6], [7]], seq_len=3, eos_id=0, pad_id=9, drop_last=False)

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from r1rl.config import RewardsConfig, TierConfig
-from r1rl.distributed import Parallel
 from r1rl.errors import UserError
+from r1rl.parallel.distributed import Parallel
 from r1rl.rewards.hierarchy import RewardHierarchy
 from r1rl.tasks import Task, build_task
 from r1rl.tasks.base import Record, columns_of, first

@@ -87,7 +87,7 @@ def check_plan(a: argparse.Namespace, arms: list[str]) -> list[tuple[str, int, A
 
 
 def run(cfg: Any) -> list[dict[str, Any]]:
-    from r1rl.stages import STAGES
+    from r1rl.run.stages import STAGES
 
     rd = STAGES["ppo"](cfg)
     return rd.read_metrics()

@@ -27,15 +27,15 @@ import torch
 from r1rl.rewards.arithmetic import arithmetic_task
 from r1rl.rewards.hierarchy import RewardHierarchy
 
+from r1rl.algorithms import ppo
 from r1rl.config import LoraConfigModel, PPOSettings, RewardsConfig
-from r1rl.generation import generate
-from r1rl.model import load_merged, load_tokenizer
-from r1rl.ppo import core
-from r1rl.ppo.roles import ActorCritic
-from r1rl.ppo.rollout import rollout
-from r1rl.ppo.update import update
+from r1rl.models.factory import load_merged, load_tokenizer
+from r1rl.models.generation import generate
 from r1rl.tasks.arithmetic import ArithmeticTask
 from r1rl.tasks.encoding import encode_prompts
+from r1rl.train.ppo.roles import ActorCritic
+from r1rl.train.ppo.rollout import rollout
+from r1rl.train.ppo.update import update
 
 TASK = ArithmeticTask(answer_only_fraction=0.0)
 HIERARCHY = RewardHierarchy.from_config(RewardsConfig(tiers=TASK.rewards))
@@ -103,7 +103,7 @@ def _rl_grad(ac: ActorCritic, tok, batch: list[dict], cfg: PPOSettings) -> torch
     for q in params:
         q.grad = None
     logprobs, _, _ = ac.policy_logprobs(ro.input_ids, ro.attention_mask, ro.n_completion)
-    core.agg_loss(-ro.advantages * logprobs, ro.mask).backward()
+    ppo.agg_loss(-ro.advantages * logprobs, ro.mask).backward()
     return _flat_grad(params)
 
 

@@ -90,7 +90,7 @@ def run_summary(rows: Rows, spike: float) -> dict[str, float]:
 def base_models(a: argparse.Namespace) -> str:
     """Pretrain and SFT the many-expert model once; the SFT model's final/ directory."""
     from r1rl.config import PretrainConfig, SFTConfig, load_config
-    from r1rl.stages import STAGES
+    from r1rl.run.stages import STAGES
 
     runs = Path(a.runs)
     shape = f"{{num_experts: {a.experts}, moe_intermediate_size: {a.expert_size}}}"
@@ -115,7 +115,7 @@ def ppo_config(arm: str, seed: int, sft: str, a: argparse.Namespace) -> Any:
 
 
 def collect(a: argparse.Namespace, sft: str) -> dict[str, list[Rows]]:
-    from r1rl.stages import STAGES
+    from r1rl.run.stages import STAGES
 
     results: dict[str, list[Rows]] = {arm: [] for arm in ARMS}
     for seed in range(a.seeds):  # seeds outermost: a cut-short sweep still compares every arm

@@ -1,7 +1,7 @@
 import pytest
 
 from r1rl.data.sources import ArithmeticSource
-from r1rl.tokenizer import train_tokenizer
+from r1rl.models.tokenizer import train_tokenizer
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from r1rl.data.packing import (
     tokenize_corpus,
 )
 from r1rl.errors import UserError
-from r1rl.model import build_config, build_model
+from r1rl.models.factory import build_config, build_model
 
 EOS, PAD = 0, 99
 DOCS = [[1, 2, 3], [4], [5, 6, 7, 8, 9], [10, 11]]  # + EOS each: lengths 4, 2, 6, 3 = 15 tokens

@@ -5,7 +5,7 @@ import math
 import torch
 
 from r1rl.data.scoring import CausalLMScorer
-from r1rl.model import build_config, build_model
+from r1rl.models.factory import build_config, build_model
 
 
 def test_causal_lm_perplexity_matches_unbatched_loss(tokenizer):

@@ -188,7 +188,7 @@ def test_split_is_stable_and_by_content():
 def test_arithmetic_source_reproduces_the_pretrain_corpus():
     """The stage can swap its build_corpus for this source without changing a single document."""
     from r1rl.config import PretrainConfig
-    from r1rl.pretraining import build_corpus
+    from r1rl.train.pretrain import build_corpus
 
     cfg = PretrainConfig(output_dir="unused", seed=3, data={"num_problems": 300, "formatted_fraction": 0.5})
     src = ArithmeticSource(

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from r1rl.eval.data import default_data_dir
 
-from r1rl.model import build_config, build_model
-from r1rl.tokenizer import train_tokenizer
+from r1rl.models.factory import build_config, build_model
+from r1rl.models.tokenizer import train_tokenizer
 
 SENTENCES = [
     "the film is a charming and often affecting journey .",

@@ -10,8 +10,8 @@ import scipy.stats as st
 from r1rl.eval.compare import compare, mcnemar_exact, paired_bootstrap
 from r1rl.eval.metrics import accuracy
 
-from r1rl.cli import main
 from r1rl.errors import UserError
+from r1rl.run.cli import main
 
 
 def _run(path, accs, task="sst2", docs=None):

@@ -4,10 +4,10 @@ whose policy differs from the reference."""
 import torch
 
 from r1rl.config import LoraConfigModel
-from r1rl.model import build_config, build_model
-from r1rl.ppo.roles import ActorCritic
+from r1rl.models.factory import build_config, build_model
+from r1rl.models.tokenizer import train_tokenizer
 from r1rl.tasks.arithmetic import ArithmeticTask
-from r1rl.tokenizer import train_tokenizer
+from r1rl.train.ppo.roles import ActorCritic
 
 TASK = ArithmeticTask(min_operands=2, max_operands=2, digits=1)
 

@@ -10,11 +10,13 @@ import pytest
 import torch
 from r1rl.rewards.hierarchy import RewardHierarchy, Tier
 
+from r1rl.algorithms.ppo import policy_loss, truncated_is_weights
 from r1rl.config import PPOConfig, PPOSettings, validate
 from r1rl.errors import UserError
-from r1rl.generation import StopOnStrings, generate, stop_lengths
-from r1rl.ppo.core import policy_loss, truncated_is_weights
-from r1rl.ppo.engines import (
+from r1rl.models.generation import StopOnStrings, generate, stop_lengths
+from r1rl.rundir import RunDir
+from r1rl.tasks.encoding import encode_prompts
+from r1rl.train.ppo.engines import (
     ENGINES,
     ContinuousBatchingEngine,
     GenerateEngine,
@@ -22,11 +24,9 @@ from r1rl.ppo.engines import (
     build_engine,
     resolve_engine,
 )
-from r1rl.ppo.rollout import on_policy, rollout
-from r1rl.ppo.trainer import train_ppo
-from r1rl.ppo.update import update
-from r1rl.rundir import RunDir
-from r1rl.tasks.encoding import encode_prompts
+from r1rl.train.ppo.rollout import on_policy, rollout
+from r1rl.train.ppo.trainer import train_ppo
+from r1rl.train.ppo.update import update
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ppo_micro import TASK, micro_ac, micro_tokenizer  # noqa: E402

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from r1rl.config import EvalConfig, PPOConfig, PretrainConfig, SFTConfig, load_config
-from r1rl.ppo import rollout
-from r1rl.stages import STAGES
+from r1rl.run.stages import STAGES
+from r1rl.train.ppo import rollout
 
 MICRO = Path(__file__).parents[2] / "recipes" / "configs" / "micro"
 LETTERS = "abcdefghij"

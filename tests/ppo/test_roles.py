@@ -4,10 +4,10 @@ import copy
 
 import torch
 
+from r1rl.algorithms.ppo import logprobs_from_logits
 from r1rl.config import LoraConfigModel
-from r1rl.model import build_config, build_model
-from r1rl.ppo.core import logprobs_from_logits
-from r1rl.ppo.roles import ActorCritic, position_ids_from
+from r1rl.models.factory import build_config, build_model
+from r1rl.train.ppo.roles import ActorCritic, position_ids_from
 
 
 def _setup():

@@ -9,12 +9,12 @@ import torch
 from r1rl.rewards.hierarchy import RewardHierarchy, Tier
 
 from r1rl.config import PPOSettings, RewardsConfig
-from r1rl.generation import concat_generations, take_generation
-from r1rl.ppo.rollout import sample
-from r1rl.ppo.selection import PromptSelector, SelectionSettings, keep_probability
-from r1rl.ppo.trainer import PPOState, collect, train_ppo
+from r1rl.models.generation import concat_generations, take_generation
 from r1rl.rundir import RunDir
 from r1rl.tasks.sampler import EpochSampler
+from r1rl.train.ppo.rollout import sample
+from r1rl.train.ppo.selection import PromptSelector, SelectionSettings, keep_probability
+from r1rl.train.ppo.trainer import PPOState, collect, train_ppo
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ppo_micro import TASK, micro_ac, micro_tokenizer  # noqa: E402
@@ -92,9 +92,9 @@ def test_concat_generations_then_take_is_the_original_rows():
     ac = micro_ac(tok, critic=False)
     cfg = PPOSettings(rollout={"prompts_per_step": 2, "samples_per_prompt": 2, "max_new_tokens": 8})
     hierarchy = RewardHierarchy.from_config(RewardsConfig(tiers=TASK.rewards))
-    from r1rl.distributed import Parallel
-    from r1rl.ppo.engines import GenerateEngine
-    from r1rl.ppo.rollout import untimed
+    from r1rl.parallel.distributed import Parallel
+    from r1rl.train.ppo.engines import GenerateEngine
+    from r1rl.train.ppo.rollout import untimed
 
     recs = [p.record for p in TASK.problems("train", 3, seed=5)]
     engine = GenerateEngine(ac.generation_model, tok)
@@ -144,9 +144,9 @@ def test_dynamic_sampling_trains_on_varying_groups_and_counts_every_completion(t
         assert any(r["rollout/rounds"] > 1 for r in rows)
     # the kept groups are exactly the varying ones: a fresh collect on the same state shows it
     state = PPOState(ac, cfg, 0, len(pool), hierarchy)
-    from r1rl.distributed import Parallel
-    from r1rl.ppo.engines import GenerateEngine
-    from r1rl.ppo.rollout import untimed
+    from r1rl.parallel.distributed import Parallel
+    from r1rl.train.ppo.engines import GenerateEngine
+    from r1rl.train.ppo.rollout import untimed
 
     engine = GenerateEngine(ac.generation_model, tok)
     seen = 0

@@ -9,14 +9,14 @@ import pytest
 import torch
 from r1rl.rewards.hierarchy import RewardHierarchy, Tier
 
+from r1rl.algorithms.ppo import group_advantages, kl_penalty
 from r1rl.config import LoraConfigModel, PPOSettings, RewardsConfig
 from r1rl.config.sections import PPO_MOVED
-from r1rl.model import build_config, build_model
-from r1rl.ppo.core import group_advantages, kl_penalty
-from r1rl.ppo.roles import ActorCritic
-from r1rl.ppo.rollout import rollout
-from r1rl.ppo.trainer import NonFiniteError, train_ppo, update
+from r1rl.models.factory import build_config, build_model
 from r1rl.rundir import RunDir
+from r1rl.train.ppo.roles import ActorCritic
+from r1rl.train.ppo.rollout import rollout
+from r1rl.train.ppo.trainer import NonFiniteError, train_ppo, update
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ppo_micro import TASK, micro_ac, micro_tokenizer  # noqa: E402
@@ -92,7 +92,7 @@ def test_critic_free_estimators_run_without_a_critic(tokenizer, estimator):
 
 
 def test_remax_baseline_is_the_greedy_completions_reward(tokenizer):
-    from r1rl.generation import generate
+    from r1rl.models.generation import generate
     from r1rl.tasks.encoding import encode_prompts
 
     torch.manual_seed(0)
@@ -178,7 +178,7 @@ def test_bf16_autocast_rollout_and_update(tokenizer):
 
 
 def test_full_parameter_mode_trains_policy_and_critic_not_the_reference(tokenizer, tmp_path):
-    from r1rl.ppo.roles import FullActorCritic
+    from r1rl.train.ppo.roles import FullActorCritic
 
     torch.manual_seed(0)
     cfg = build_config(

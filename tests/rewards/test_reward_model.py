@@ -27,11 +27,11 @@ from transformers import (
 from r1rl.config import PPOConfig, RewardsConfig, load_config, validate
 from r1rl.config.rewards import RewardModelSpec
 from r1rl.errors import UserError
-from r1rl.plots import TIER_COUNTS
-from r1rl.ppo.trainer import COUNT_METRICS
-from r1rl.stages import STAGES
+from r1rl.models.tokenizer import train_tokenizer
+from r1rl.report.plots import TIER_COUNTS
+from r1rl.run.stages import STAGES
 from r1rl.tasks.arithmetic import ArithmeticTask
-from r1rl.tokenizer import train_tokenizer
+from r1rl.train.ppo.trainer import COUNT_METRICS
 
 MICRO = Path(__file__).parents[2] / "recipes" / "configs" / "micro"
 WINDOW = 64  # the tiny model's positions

@@ -8,9 +8,9 @@ from r1rl.rewards.arithmetic import arithmetic_logic, arithmetic_syntax, arithme
 from r1rl.rewards.hierarchy import RewardHierarchy
 
 from r1rl.config import RewardsConfig, TierConfig
-from r1rl.model import build_config, build_model
+from r1rl.models.factory import build_config, build_model
+from r1rl.models.tokenizer import train_tokenizer
 from r1rl.tasks.arithmetic import ArithmeticTask
-from r1rl.tokenizer import train_tokenizer
 
 trl = pytest.importorskip("trl")
 datasets = pytest.importorskip("datasets")

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from r1rl.config import EvalConfig, PPOConfig, PretrainConfig, SFTConfig, load_config
-from r1rl.stages import STAGES
+from r1rl.run.stages import STAGES
 
 MICRO = Path(__file__).parents[2] / "recipes" / "configs" / "micro"
 PPO_OVERRIDES = {"checkpoint.every": 2, "log.eval_every": 2, "log.eval_examples": 8}

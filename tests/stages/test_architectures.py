@@ -1,7 +1,7 @@
 """The real-checkpoint recipes, LoRA SFT then PPO, on scaled-down copies of their architectures.
 
 ``recipes/configs/olmoe-1b-7b/`` and ``recipes/configs/qwen3-30b-a3b/`` run as written on a 2-layer
-OLMoE and a 2-layer Qwen3-MoE from :mod:`r1rl.architectures`; the overrides below change sizes
+OLMoE and a 2-layer Qwen3-MoE from :mod:`r1rl.models.architectures`; the overrides below change sizes
 only (and the data source: the recipes read the Hub, the tests the local copies of GSM8K and MBPP).
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from r1rl.eval.data import default_data_dir
 
-from r1rl.architectures import default_texts, save_miniature
 from r1rl.config import PPOConfig, SFTConfig, load_config
-from r1rl.stages import STAGES
+from r1rl.models.architectures import default_texts, save_miniature
+from r1rl.run.stages import STAGES
 
 CONFIGS = Path(__file__).parents[2] / "recipes" / "configs"
 RECIPES = {"olmoe-1b-7b": "olmoe", "qwen3-30b-a3b": "qwen3_moe"}  # recipe folder -> model type

@@ -12,12 +12,19 @@ import torch
 from safetensors.torch import load_file
 
 from r1rl.config import DistillConfig, SamplingConfig
-from r1rl.distill import LogitDistillation, accepted_through, dedup, generalized_jsd, sample_traces, soft_kl
 from r1rl.errors import UserError
-from r1rl.model import load_merged, load_tokenizer
-from r1rl.stages import STAGES
+from r1rl.models.factory import load_merged, load_tokenizer
+from r1rl.run.stages import STAGES
 from r1rl.tasks.arithmetic import ArithmeticTask
 from r1rl.tasks.prepare import hierarchy_of
+from r1rl.train.distill import (
+    LogitDistillation,
+    accepted_through,
+    dedup,
+    generalized_jsd,
+    sample_traces,
+    soft_kl,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from micro import micro_config  # noqa: E402  (the shared micro runs: the fixture `runs`, conftest.py)
@@ -71,7 +78,7 @@ def test_counts(distilled):
 def test_the_student_pushes_like_any_stage(distilled, runs, tmp_path):
     """A dry-run push of the distill run: the adapter and tokenizer, and a card naming the teacher and
     the tiers that accepted its samples."""
-    from r1rl.hub import describe_run, push_run
+    from r1rl.report.hub import describe_run, push_run
 
     assert [s.stage for s in describe_run(distilled.path).lineage] == ["pretrain", "distill"]
     out = Path(push_run(distilled.path, "acme/micro-student", dry_run=tmp_path / "dry"))

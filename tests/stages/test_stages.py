@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 
 from r1rl.config import PPOConfig, PretrainConfig, SFTConfig
 from r1rl.errors import UserError
-from r1rl.stages import STAGES
-from r1rl.supervised import collate
+from r1rl.run.stages import STAGES
+from r1rl.train.supervised import collate
 
 sys.path.insert(0, str(Path(__file__).parent))
 from micro import micro_config as _cfg  # noqa: E402  (the shared micro runs: the fixture `runs`, conftest.py)
@@ -193,8 +193,8 @@ def test_pretrain_with_data_pipeline_sources_filters_dedup_and_validation(tmp_pa
 def test_a_bf16_base_trains_fp32_adapters(runs, tmp_path):
     """``base_dtype: bfloat16`` (what the GPU recipes use) on the CPU: the frozen base is held in
     bf16, the adapters, their gradients and optimizer state stay fp32, and both stages finish."""
-    from r1rl.model import load_merged, torch_dtype
-    from r1rl.ppo.roles import build_roles
+    from r1rl.models.factory import load_merged, torch_dtype
+    from r1rl.train.ppo.roles import build_roles
 
     pre = runs["pretrain"].final
     sft = STAGES["sft"](_cfg(SFTConfig, "sft", tmp_path, model_path=pre, base_dtype="bfloat16", steps=2))

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from r1rl import pipeline
 from r1rl.config import EvalConfig, PipelineConfig, PPOConfig, PretrainConfig, SFTConfig, load_config
-from r1rl.stages import STAGES
+from r1rl.run import pipeline
+from r1rl.run.stages import STAGES
 from r1rl.tasks.arithmetic import ArithmeticTask
 
 MICRO = Path(__file__).parents[2] / "recipes" / "configs" / "micro"
@@ -168,7 +168,7 @@ def _checkpoint(kind, path, tokenizer):
 
 @pytest.mark.parametrize("kind", ["qwen3_moe", "olmoe"])
 def test_pipeline_from_a_saved_checkpoint_with_expert_telemetry(kind, tmp_path):
-    from r1rl.tokenizer import train_tokenizer
+    from r1rl.models.tokenizer import train_tokenizer
 
     docs = ArithmeticTask(**MICRO_TASK).corpus(500, seed=0)
     start = _checkpoint(kind, tmp_path / "start", train_tokenizer(docs, vocab_size=300))
@@ -194,7 +194,7 @@ def test_routing_replay_is_refused_for_a_sigmoid_router():
     from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
 
     from r1rl.errors import UserError
-    from r1rl.moe import check_routing_replay
+    from r1rl.models.moe import check_routing_replay
 
     config = DeepseekV3Config(vocab_size=64, hidden_size=32, intermediate_size=32, moe_intermediate_size=16,
                               num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,

@@ -1,0 +1,130 @@
+"""Routing replay: record the experts each token was routed to in the rollout, force them in the update.
+
+Router losses and expert-load telemetry are pure math, in :mod:`r1rl.algorithms.router`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from r1rl.algorithms.router import flat_mask
+from r1rl.errors import UserError
+
+
+def routers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The top-k router modules of a transformers MoE, in layer order."""
+    return [m for m in model.modules() if type(m).__name__.endswith("TopKRouter")]
+
+
+def check_routing_replay(model: torch.nn.Module) -> None:
+    """Refuse (one line) ``routing_replay: true`` on a model whose routers it cannot replay.
+
+    Replay recomputes the gate weights of the recorded experts as a softmax over the router
+    logits (renormalised over the k chosen), which is what the ``*TopKRouter`` modules of
+    Qwen3-MoE, Mixtral and OLMoE compute; a router with sigmoid scores, expert groups or a bias
+    correction (DeepSeek-V3's) would get different weights, so it is refused rather than
+    replayed wrongly or switched off in silence.
+    """
+    if routers(model):
+        return
+    gates = sorted({type(m).__name__ for n, m in model.named_modules() if n.endswith("mlp.gate")})
+    what = f"routes with {', '.join(gates)}" if gates else "has no MoE routers"
+    raise UserError(
+        f"ppo.routing_replay: true needs softmax top-k routers (as in Qwen3-MoE, Mixtral, OLMoE); "
+        f"this {type(_unwrapped(model)).__name__} {what}; set routing_replay: false"
+    )
+
+
+def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+class RoutingReplay:
+    """Record the experts each token was routed to, and force the same choice later.
+
+    PPO's ratio π/π_old compares two forward passes; in an MoE a small weight change can flip a
+    token's top-k experts between them, so the ratio then measures a *different network* and
+    becomes noisy (Zheng et al. 2025, "Group Sequence Policy Optimization"; veRL's routing
+    replay). With replay, the update's forward pass uses the experts recorded when the old
+    log-probs were computed. The gate weights of the recorded experts are recomputed from the
+    current router logits (softmax, then renormalised over the chosen k), so the router still
+    receives gradients.
+
+    Usage: ``with replay.record(): forward(all rows)``, then for each update pass
+    ``with replay.replay(rows): forward(those rows)``. Recorded indices: ``L × (B, S, k)``.
+    Under gradient checkpointing the backward pass recomputes each layer's forward, these hooks
+    included, so it must run inside the same ``replay(rows)`` context; outside it the recomputed
+    routing differs and ``torch.utils.checkpoint`` raises a ``CheckpointError``.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.routers = routers(model)
+        if not self.routers:
+            raise ValueError("routing replay needs a model with top-k routers (a transformers MoE)")
+        self.recorded: list[torch.Tensor] = []
+        self._rows: torch.Tensor | None = None
+        self.agreement: list[float] = []
+        self._mode: str | None = None
+        self._shape: tuple[int, int] | None = None
+        self._mask: torch.Tensor | None = None
+        self._handles = [r.register_forward_hook(self._hook(i)) for i, r in enumerate(self.routers)]
+
+    def _hook(self, layer: int):
+        def hook(module, inputs, output):
+            logits, scores, indices = output
+            if self._mode == "record":
+                B, S = self._shape
+                if layer == 0:
+                    self.recorded = []
+                self.recorded.append(indices.detach().reshape(B, S, -1).clone())
+                return None
+            if self._mode not in ("replay", "compare"):
+                return None
+            recorded = self.recorded[layer][self._rows].reshape(-1, indices.shape[-1])  # (N, k)
+            same = (indices.sort(-1).values == recorded.sort(-1).values).all(-1).float()  # (N,)
+            w = flat_mask(self._mask, same.shape[0], same.device)
+            self.agreement.append(float((same * w).sum() / w.sum().clamp_min(1)))
+            if self._mode == "compare":
+                return None
+            probs = torch.softmax(logits, dim=-1, dtype=torch.float)
+            top = probs.gather(-1, recorded)
+            if getattr(module, "norm_topk_prob", True):
+                top = top / top.sum(-1, keepdim=True)
+            return logits, top.to(scores.dtype), recorded
+
+        return hook
+
+    @contextmanager
+    def record(self, batch_shape: tuple[int, int]) -> Iterator[None]:
+        """Record routing for a forward pass over a ``(B, S)`` batch."""
+        self._mode, self._shape = "record", batch_shape
+        try:
+            yield
+        finally:
+            self._mode = None
+
+    @contextmanager
+    def replay(
+        self, rows: torch.Tensor, mask: torch.Tensor | None = None, force: bool = True
+    ) -> Iterator[None]:
+        """Force the recorded routing of ``rows`` (indices into the recorded batch).
+
+        With ``force=False`` routing is left alone and only compared. Either way ``agreement``
+        collects, per layer, the fraction of real tokens (``mask``, (b, S)) whose top-k set
+        equals the recorded one before replay is applied (1.0 = no routing drift).
+        """
+        if len(self.recorded) != len(self.routers):
+            raise RuntimeError("nothing recorded to replay: run a forward pass inside record() first")
+        self._mode, self._rows, self._mask = ("replay" if force else "compare"), rows, mask
+        self.agreement = []
+        try:
+            yield
+        finally:
+            self._mode, self._rows, self._mask = None, None, None
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()

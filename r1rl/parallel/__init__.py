@@ -1,0 +1,1 @@
+"""Parallelism: data parallel under accelerate or torchrun, and FSDP2 sharding."""

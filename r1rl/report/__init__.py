@@ -1,0 +1,1 @@
+"""What a run shows: plots, the pipeline dashboard, experiment trackers, Hub pushes."""

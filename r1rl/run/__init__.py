@@ -1,0 +1,1 @@
+"""Running stages: the CLI, the stage table, the pipeline, re-run decisions."""

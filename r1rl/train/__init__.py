@@ -1,0 +1,1 @@
+"""Training loops: one loop skeleton, the supervised loop, PPO, distill sampling."""

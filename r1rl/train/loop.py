@@ -1,0 +1,400 @@
+"""The skeleton every training loop stands on: a :class:`Checkpointer` and a :class:`StepLogger`.
+
+A loop (pretraining, SFT, PPO, the experiments) reads::
+
+    ckpt = Checkpointer(run.checkpoints, every=cfg.checkpoint.every, keep=cfg.checkpoint.keep)
+    start, state = ckpt.resume()                  # newest checkpoint, or (0, None)
+    log = StepLogger(run, "ppo", total=cfg.steps, start=start, every=cfg.log.every)
+    for step in log.steps():                      # a progress bar on the main process
+        with log.phase("generate"):               # timed: logged as perf/generate_s
+            ...
+        done = step + 1
+        if log.due(done):
+            log.log(done, metrics, side={"rollouts": samples})   # metrics.jsonl + rollouts.jsonl
+        if ckpt.due(done, cfg.steps):
+            ckpt.save(done, state_of_everything())
+
+- **Atomic, durable checkpoints.** A checkpoint is written into a temporary folder, its files
+  and the folder fsynced, then renamed to ``step-NNNNNNNN``; a crash leaves the previous
+  checkpoint loadable. The newest ``keep`` are kept. The state itself goes through a backend:
+  :class:`TorchBackend` (one ``torch.save`` file, written by the main process) or, under FSDP2,
+  :class:`ShardedBackend` (torch distributed checkpoint: every rank writes its own shards).
+- **Exact resume.** The state is whatever the loop hands over (weights, optimizers, schedulers,
+  samplers, controllers); :func:`rng_state_of` adds every process's RNG state, so a resumed run
+  continues each random stream. The logger drops rows logged after the resumed step.
+- **One cadence.** ``log.due`` is the logging schedule (every ``every`` steps, the last step, or
+  when forced, e.g. by an eval); phase timers add up within a step, so a row's ``perf/<phase>_s``
+  and its ``perf/step_s`` describe the same (last) step. On a GPU, ``perf/gpu_peak_mem_gb`` is
+  the peak memory torch has allocated on it since the process started.
+- **Preemption.** While the steps run, SIGTERM (what Slurm and Kubernetes send before killing)
+  only sets a flag; at the next step boundary every process agrees on it (``log.stop_requested``,
+  one collective), the loop writes a checkpoint there and raises :class:`Preempted`, and the CLI
+  exits with status 143. The same command resumes. A step must fit in the grace period: one
+  ``perf/step_s`` plus a checkpoint write.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+from r1rl.errors import Preempted, UserError
+from r1rl.rundir import RunDir
+
+__all__ = ["Checkpointer", "Preempted", "ShardedBackend", "StepLogger", "restore_rng", "rng_state_of"]
+
+CKPT_PREFIX = "step-"
+_STOP = threading.Event()  # set by SIGTERM while a loop runs
+
+
+class CheckpointBackend(Protocol):
+    """How one checkpoint's state is written into, and read back from, its folder."""
+
+    def save(self, state: dict[str, Any], directory: Path) -> None: ...
+
+    def load(self, directory: Path) -> dict[str, Any]: ...
+
+    def complete(self, directory: Path) -> bool: ...
+
+
+class TorchBackend:
+    """The whole state in one ``state.pt`` (``torch.save``), fsynced before the folder is renamed."""
+
+    FILE = "state.pt"
+
+    def save(self, state: dict[str, Any], directory: Path) -> None:
+        self.write(state, directory / self.FILE)
+
+    @staticmethod
+    def write(state: Any, path: Path) -> None:
+        """``torch.save`` into ``path``, fsynced; a failed write raises its ``OSError``."""
+        try:
+            with path.open("wb") as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except RuntimeError as e:  # torch's zip writer wraps the OSError of a failed write
+            cause = e.__context__ if isinstance(e.__context__, OSError) else OSError(errno.EIO, str(e))
+            raise cause from None
+
+    def load(self, directory: Path) -> dict[str, Any]:
+        return torch.load(directory / self.FILE, weights_only=False)
+
+    @classmethod
+    def complete(cls, directory: Path) -> bool:
+        return (directory / cls.FILE).exists()
+
+
+@dataclass(frozen=True)
+class _Shard:
+    """Where a sharded tensor of the state went: its key in the distributed checkpoint."""
+
+    key: str
+
+
+def _split(state: Any, prefix: str, shards: dict[str, Any]) -> Any:
+    """``state`` with every DTensor replaced by a :class:`_Shard` marker, the DTensors into ``shards``."""
+    from torch.distributed.tensor import DTensor
+
+    if isinstance(state, DTensor):
+        shards[prefix] = state
+        return _Shard(prefix)
+    if isinstance(state, dict):
+        return {k: _split(v, f"{prefix}/{k}", shards) for k, v in state.items()}
+    return state
+
+
+def _join(state: Any, shards: dict[str, Any]) -> Any:
+    if isinstance(state, _Shard):
+        return shards[state.key]
+    if isinstance(state, dict):
+        return {k: _join(v, shards) for k, v in state.items()}
+    return state
+
+
+class ShardedBackend:
+    """A torch distributed checkpoint: each rank writes its shards of the sharded tensors (FSDP2's
+    weights and optimizer moments) and the main process the rest (``extra.pt``: schedules, RNG
+    streams, counters). A collective: every rank saves and loads.
+
+    Loading fills ``template()`` — the loop's current state, of the same layout — in place, so a
+    checkpoint resumes under the same sharding; a shard the run does not have is a one-line error.
+    """
+
+    FILE = "extra.pt"
+    collective = True
+
+    def __init__(self, template: Callable[[], dict[str, Any]], par: Any) -> None:
+        self.template, self.par = template, par
+
+    def save(self, state: dict[str, Any], directory: Path) -> None:
+        import torch.distributed.checkpoint as dcp
+
+        shards: dict[str, Any] = {}
+        rest = _split(state, "", shards)
+        dcp.save(shards, checkpoint_id=directory)
+        if self.par.is_main:
+            TorchBackend.write(rest, directory / self.FILE)
+
+    def load(self, directory: Path) -> dict[str, Any]:
+        import torch.distributed.checkpoint as dcp
+
+        rest = torch.load(directory / self.FILE, weights_only=False)
+        shards: dict[str, Any] = {}
+        _split(self.template(), "", shards)
+        missing = sorted(_shard_keys(rest) - set(shards))
+        if missing:
+            raise UserError(f"checkpoint {directory} holds shards this run does not have: {missing[:3]}")
+        dcp.load(shards, checkpoint_id=directory)
+        return _join(rest, shards)
+
+    @classmethod
+    def complete(cls, directory: Path) -> bool:
+        return (directory / cls.FILE).exists() and (directory / ".metadata").exists()
+
+
+def _shard_keys(state: Any) -> set[str]:
+    if isinstance(state, _Shard):
+        return {state.key}
+    if isinstance(state, dict):
+        return set().union(*(_shard_keys(v) for v in state.values()))
+    return set()
+
+
+def _fsync_file(path: Path) -> None:
+    with path.open("rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Checkpointer:
+    """Numbered, atomic checkpoints under ``directory``: only ``is_main`` writes, except with a
+    collective backend (:class:`ShardedBackend`), where every rank writes its shards and the main
+    process publishes the folder."""
+
+    def __init__(
+        self,
+        directory: Path,
+        every: int = 0,
+        keep: int = 2,
+        backend: CheckpointBackend | None = None,
+        is_main: bool = True,
+    ) -> None:
+        self.directory, self.every, self.keep = Path(directory), every, keep
+        self.backend = backend or TorchBackend()
+        self.is_main = is_main
+
+    def due(self, done: int, total: int) -> bool:
+        """A checkpoint is written every ``every`` steps, never at the end (``final/`` is)."""
+        return self.every > 0 and done % self.every == 0 and done < total
+
+    def paths(self) -> list[Path]:
+        """Complete checkpoints, oldest first."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(
+            p
+            for p in self.directory.iterdir()
+            if p.name.startswith(CKPT_PREFIX) and any(b.complete(p) for b in (TorchBackend, ShardedBackend))
+        )
+
+    def save(self, step: int, state: dict[str, Any]) -> Path | None:
+        """Write ``state`` as checkpoint ``step`` (temp folder, fsync, rename); keep the newest ``keep``.
+
+        With a collective backend every rank calls this and writes its part; the main process
+        renames. Returns the checkpoint's path (``None`` on the ranks that write nothing).
+        """
+        collective = getattr(self.backend, "collective", False)
+        if not (self.is_main or collective):
+            return None
+        final = self.directory / f"{CKPT_PREFIX}{step:08d}"
+        tmp = self.directory / f".tmp-{CKPT_PREFIX}{step:08d}"
+        error = None
+        try:
+            if self.is_main:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir()
+            if collective:
+                self.backend.par.barrier()  # type: ignore[attr-defined]
+            self.backend.save(state, tmp)
+        except OSError as e:  # a full or failing disk: the previous checkpoint is untouched
+            error = e
+        if collective:
+            error = error or self._agree(error)
+        if error is None and self.is_main:
+            error = self._publish(tmp, final)
+        if error is not None:
+            if self.is_main:
+                shutil.rmtree(tmp, ignore_errors=True)
+            previous = self.paths()
+            kept = f"the newest intact one is {previous[-1]}" if previous else "no earlier one exists"
+            raise UserError(f"cannot write checkpoint {final} ({error.strerror or error}); {kept}")
+        if self.is_main:
+            for old in self.paths()[: -self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        if collective:
+            self.backend.par.barrier()  # type: ignore[attr-defined]
+        return final if self.is_main else None
+
+    def _agree(self, error: OSError | None) -> OSError | None:
+        """Every rank learns whether any rank's write failed (one collective)."""
+        ok = self.backend.par.all_true(error is None)  # type: ignore[attr-defined]
+        return None if ok else OSError(errno.EIO, "another process could not write its shards")
+
+    def _publish(self, tmp: Path, final: Path) -> OSError | None:
+        """fsync every file of ``tmp`` and the folder, then rename it to ``final``."""
+        try:
+            for f in tmp.iterdir():
+                _fsync_file(f)
+            _fsync_dir(tmp)
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            _fsync_dir(self.directory)
+        except OSError as e:
+            return e
+        return None
+
+    def load_latest(self) -> dict[str, Any] | None:
+        """The newest checkpoint's state; one written under another sharding is a one-line error.
+        The main process names it, so every rank loads the same one."""
+        from r1rl.parallel.distributed import main_decides
+
+        paths = main_decides(self.paths)
+        if not paths:
+            return None
+        if not self.backend.complete(paths[-1]):
+            saved, now = (
+                ("sharded (FSDP2)", "unsharded")
+                if ShardedBackend.complete(paths[-1])
+                else ("unsharded", "FSDP2")
+            )
+            raise UserError(
+                f"checkpoint {paths[-1]} holds {saved} state and this run is {now}; resume it under the "
+                "launch that wrote it, or start afresh with --overwrite"
+            )
+        return self.backend.load(paths[-1])
+
+    def resume(self) -> tuple[int, dict[str, Any] | None]:
+        """``(step, state)`` of the newest checkpoint, or ``(0, None)`` for a fresh run."""
+        state = self.load_latest()
+        return (int(state["step"]), state) if state is not None else (0, None)
+
+
+def rng_state_of(par: Any) -> dict[str, Any]:
+    """Checkpoint entries for the RNG: the main process's, plus every rank's under a launcher.
+
+    A collective under a launcher: every rank must call it.
+    """
+    from r1rl.train.common import rng_state
+
+    state = rng_state()
+    if not par.enabled:
+        return {"rng": state}
+    return {"rng": state, "rng_ranks": par.gather_objects(state)}
+
+
+def restore_rng(par: Any, state: dict[str, Any]) -> None:
+    """Undo :func:`rng_state_of` (from another process count, rank 0 takes the main stream)."""
+    from r1rl.train.common import set_rng_state
+
+    ranks = state.get("rng_ranks")
+    if ranks is not None and len(ranks) == par.world:
+        set_rng_state(ranks[par.rank])
+    elif par.is_main:
+        set_rng_state(state["rng"])
+
+
+def _install_sigterm() -> Any:
+    """Make SIGTERM set the stop flag (only the main thread may install handlers); the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, lambda signum, frame: _STOP.set())
+
+
+class StepLogger:
+    """Logging cadence, ``metrics.jsonl`` rows (and trackers), side logs, progress bar, phase timers."""
+
+    def __init__(
+        self, run: RunDir, stage: str, total: int, start: int = 0, every: int = 1, is_main: bool = True
+    ) -> None:
+        self.run, self.stage, self.total, self.start, self.every = run, stage, total, start, every
+        self.is_main = is_main
+        self.phases: dict[str, float] = {}
+        self._step_t0 = time.perf_counter()
+        self.bar: Any = None
+        if start and is_main:
+            run.truncate_metrics(start)  # a resumed run re-logs what came after its checkpoint
+
+    def steps(self) -> Iterator[int]:
+        """The remaining steps behind a progress bar (main process); meanwhile SIGTERM only sets a flag."""
+        self.bar = tqdm(
+            range(self.start, self.total), desc=self.stage, initial=self.start, total=self.total,
+            dynamic_ncols=True, disable=not self.is_main,
+        )  # fmt: skip
+        _STOP.clear()
+        previous = _install_sigterm()
+        try:
+            for step in self.bar:
+                self._step_t0, self.phases = time.perf_counter(), {}  # a row shows its own step's phases
+                yield step
+        finally:
+            self.bar.close()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def stop_requested(self, par: Any) -> bool:
+        """Whether any process got SIGTERM (a collective under a launcher: every rank calls it each step)."""
+        return not par.all_true(not _STOP.is_set())
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time a block; its seconds within the step are logged as ``perf/<name>_s``."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - t0
+
+    @property
+    def step_seconds(self) -> float:
+        return time.perf_counter() - self._step_t0
+
+    def due(self, done: int, force: bool = False) -> bool:
+        return force or done % self.every == 0 or done == self.total
+
+    def log(self, done: int, metrics: dict[str, Any], side: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write one row (with the phase timers) and each ``side`` entry to ``<name>.jsonl``."""
+        row = {**metrics, **{f"perf/{k}_s": v for k, v in self.phases.items()}}
+        row.setdefault("perf/step_s", self.step_seconds)
+        if torch.cuda.is_available() and torch.cuda.is_initialized():  # this process's peak so far
+            row.setdefault("perf/gpu_peak_mem_gb", torch.cuda.max_memory_allocated() / 2**30)
+        if self.is_main:
+            self.run.log(done, self.stage, row)
+            for name, value in (side or {}).items():
+                self.run.append_line(self.run.path / f"{name}.jsonl", json.dumps({"step": done, **value}))
+        return row
+
+    def postfix(self, **values: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()})

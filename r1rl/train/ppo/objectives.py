@@ -1,0 +1,61 @@
+"""The policy objectives, by ``algorithm.importance_sampling_level`` (TRL's option name).
+
+- ``token``: PPO's clipped surrogate of the token ratio π/π_old (Schulman et al. 2017), with
+  DAPO's asymmetric clip and dual-clip; ε defaults to 0.2. Any ``loss_agg_mode``.
+- ``sequence``: GSPO (Zheng et al. 2025, eq. 5): the length-normalised sequence ratio, clipped
+  per sequence; needs one advantage per sequence (``grpo`` or ``rloo``).
+- ``sequence_token``: GSPO-token (eq. 13): the sequence ratio's value, the token's gradient, so
+  per-token advantages (``gae``, ``reinforce_pp``) work.
+
+Both sequence levels clip at GSPO's ε = 3e-4 / 4e-4 by default and reduce with
+``seq-mean-token-mean`` — (1/G) Σᵢ (1/|oᵢ|) Σₜ — which the config enforces.
+
+Every objective takes ``is_weights``: (B, T) detached per-token weights of its terms (truncated
+importance sampling of the rollout engine's mismatch, ``rollout.tis_cap``), or None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from r1rl.algorithms import ppo
+from r1rl.registry import Registry
+
+Objective = Callable[..., tuple[torch.Tensor, dict[str, float]]]
+POLICY_LOSSES: Registry[Objective] = Registry("importance sampling level")
+DEFAULT_CLIP = {"token": (0.2, None), "sequence": (3e-4, 4e-4), "sequence_token": (3e-4, 4e-4)}
+
+
+def clip_range(cfg: Any) -> tuple[float, float]:
+    """``(ε_low, ε_high)`` of an algorithm config: as given, or the level's default."""
+    low, high = DEFAULT_CLIP[cfg.importance_sampling_level]
+    low = cfg.clip_eps if cfg.clip_eps is not None else low
+    high = cfg.clip_eps_high if cfg.clip_eps_high is not None else (high if cfg.clip_eps is None else None)
+    return low, low if high is None else high
+
+
+@POLICY_LOSSES.register("token")
+def token_objective(logprobs, old, advantages, mask, cfg, is_weights=None):  # type: ignore[no-untyped-def]
+    low, high = clip_range(cfg)
+    return ppo.policy_loss(logprobs, old, advantages, mask, clip_eps_low=low, clip_eps_high=high,
+                            dual_clip=cfg.dual_clip, agg_mode=cfg.loss_agg_mode,
+                            is_weights=is_weights)  # fmt: skip
+
+
+@POLICY_LOSSES.register("sequence")
+def sequence_objective(logprobs, old, advantages, mask, cfg, is_weights=None):  # type: ignore[no-untyped-def]
+    low, high = clip_range(cfg)
+    return ppo.gspo_policy_loss(
+        logprobs, old, advantages, mask, low, high, token_level=False, is_weights=is_weights
+    )
+
+
+@POLICY_LOSSES.register("sequence_token")
+def sequence_token_objective(logprobs, old, advantages, mask, cfg, is_weights=None):  # type: ignore[no-untyped-def]
+    low, high = clip_range(cfg)
+    return ppo.gspo_policy_loss(
+        logprobs, old, advantages, mask, low, high, token_level=True, is_weights=is_weights
+    )

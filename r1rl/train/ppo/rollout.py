@@ -1,0 +1,352 @@
+"""A PPO rollout: generate, score, the behaviour / reference log-probs and values, advantages.
+
+Notation: ``B`` sequences per step (prompts × samples), ``P`` prompt tokens, ``T`` completion tokens.
+
+Each phase is a named block (``phase("generate")`` …) that the loop times as ``perf/<phase>_s``:
+
+- **generate**: the rollout engine (:mod:`r1rl.train.ppo.engines`) samples ``samples_per_prompt``
+  completions per prompt from the policy (the task's stop sequences end one; a chat prompt gets
+  its completion back as an assistant message);
+- **reward**: the hierarchy scores them, every column of the rows as keyword arguments;
+- **logprobs**: π_old (unless the step is on-policy, :func:`on_policy`), π_ref (the base with
+  adapters off) and the critic's values, with the left-padded layout and position ids of
+  generation; the engine's own log-probs are compared with π_old (``rollout/logprob_diff``);
+- **advantages**: scores clipped / normalised if asked, the per-token KL, then the estimator
+  (:data:`ESTIMATORS`); statistics over the batch span every rank under a launcher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from r1rl.algorithms import ppo
+from r1rl.config import AlgorithmConfig, PPOSettings
+from r1rl.errors import UserError
+from r1rl.models.generation import Generation, take_generation
+from r1rl.models.moe import RoutingReplay
+from r1rl.parallel.distributed import Parallel
+from r1rl.registry import Registry
+from r1rl.rewards.hierarchy import HierarchyResult, RewardHierarchy, take_result
+from r1rl.tasks.base import Record, Task, prompts_of, reward_columns, text_of_prompt
+from r1rl.tasks.encoding import as_completion, encode_prompts
+from r1rl.train.ppo.engines import GenerateEngine, RolloutEngine, Sampling
+from r1rl.train.ppo.roles import ActorCritic, FullActorCritic
+
+Phase = Callable[[str], AbstractContextManager[None]]
+
+
+@contextmanager
+def untimed(name: str) -> Iterator[None]:
+    yield
+
+
+@dataclass
+class Rollout:
+    input_ids: torch.Tensor  # (B, P + T)
+    attention_mask: torch.Tensor  # (B, P + T)
+    mask: torch.Tensor  # (B, T) completion tokens through EOS
+    scores: torch.Tensor  # (B,) combined reward, after optional clipping/normalisation
+    old_logprobs: torch.Tensor | None  # (B, T); None when on-policy (the update's own pass is π_old)
+    ref_logprobs: torch.Tensor  # (B, T)
+    values: torch.Tensor  # (B, T) zeros without a critic
+    advantages: torch.Tensor  # (B, T)
+    returns: torch.Tensor  # (B, T)
+    metrics: dict[str, float]
+    samples: list[dict[str, Any]]
+    finite: bool = True  # every reward and log-prob is finite
+    engine_logprobs: torch.Tensor | None = None  # (B, T) the engine's log-probs of its samples, if given
+
+    @property
+    def n_completion(self) -> int:
+        return self.mask.shape[1]
+
+
+def on_policy(
+    cfg: PPOSettings, n_sequences: int, world: int, kl_coef: float, engine_is_training_model: bool = True
+) -> bool:
+    """One optimizer step on the whole batch with the KL outside the reward, sampled by the training
+    model itself: the update's own forward pass *is* the behaviour policy's, so the separate
+    old-log-prob pass can be skipped. With another engine (``is_training_model`` false) the pass
+    always runs: π_old is the training model's, recorded before the update, and the engine's
+    log-probs are compared with it and, with ``rollout.tis_cap``, weigh the mismatch."""
+    return (
+        engine_is_training_model
+        and cfg.optim.ppo_epochs == 1
+        and cfg.optim.minibatch_size >= n_sequences * world
+        and (cfg.algorithm.kl_in == "loss" or kl_coef == 0)
+    )
+
+
+@dataclass
+class Sampled:
+    """Groups generated and scored for one step (this rank's), before the log-prob passes.
+
+    ``G`` samples per record, contiguous: rows ``i·G … i·G + G − 1`` answer ``batch[i]``.
+    """
+
+    batch: list[Record]  # (k,) the records
+    prompts: list[Any]  # (B,) = (k·G,)
+    generation: Generation
+    result: HierarchyResult
+    baseline: list[float] | None = None  # (B,) remax: the reward of the record's greedy completion
+
+    @property
+    def group_size(self) -> int:
+        return len(self.prompts) // max(len(self.batch), 1)
+
+    def group_pass_rates(self, tier: str) -> list[float]:
+        """Each record's share of samples that passed ``tier``. (k,)."""
+        G, passed = self.group_size, self.result.passed[tier]
+        return [sum(passed[i * G : (i + 1) * G]) / G for i in range(len(self.batch))]
+
+    def group_varies(self) -> list[bool]:
+        """Whether each group's combined rewards differ (a group that agrees has no GRPO signal). (k,)."""
+        G, r = self.group_size, self.result.rewards
+        return [max(r[i * G : (i + 1) * G]) > min(r[i * G : (i + 1) * G]) for i in range(len(self.batch))]
+
+    def groups(self, keep: Sequence[int]) -> Sampled:
+        """Only the groups ``keep`` (record indices), in that order."""
+        G = self.group_size
+        rows = [i * G + j for i in keep for j in range(G)]
+        baseline = [self.baseline[r] for r in rows] if self.baseline is not None else None
+        return Sampled(
+            [self.batch[i] for i in keep], [self.prompts[r] for r in rows],
+            take_generation(self.generation, rows), take_result(self.result, rows), baseline,
+        )  # fmt: skip
+
+
+def rollout(
+    ac: ActorCritic | FullActorCritic,
+    tokenizer: Any,
+    batch: list[Record],
+    hierarchy: RewardHierarchy,
+    cfg: PPOSettings,
+    kl_coef: float,
+    replay: RoutingReplay | None = None,
+    par: Parallel | None = None,
+    task: Task | None = None,
+    phase: Phase = untimed,
+    engine: RolloutEngine | None = None,
+) -> Rollout:
+    """Generate, score, and compute everything the update needs (no gradients).
+
+    ``batch``: this step's records (each sampled ``samples_per_prompt`` times); ``task`` gives
+    the stop sequences and system prompt. With ``replay``, the routing of the old-log-prob
+    pass (the behaviour policy's weights) is recorded for the update to replay or compare
+    against. Under a launcher (``par``), ``batch`` is this rank's share and batch statistics
+    span every rank. ``engine`` samples (default: ``generate`` on the policy).
+    """
+    par = par or Parallel()
+    engine = engine if engine is not None else GenerateEngine(ac.generation_model, tokenizer)
+    sampled = sample(ac, tokenizer, batch, hierarchy, cfg, par, task, phase, engine)
+    return finish(ac, sampled, cfg, kl_coef, replay, par, phase, engine.is_training_model)
+
+
+def sample(
+    ac: ActorCritic | FullActorCritic, tokenizer: Any, batch: list[Record], hierarchy: RewardHierarchy,
+    cfg: PPOSettings, par: Parallel, task: Task | None, phase: Phase, engine: RolloutEngine,
+) -> Sampled:  # fmt: skip
+    """Generate ``samples_per_prompt`` completions of every record and score them (phases
+    ``generate`` and ``reward``)."""
+    prompts = prompts_of(batch, cfg.rollout.samples_per_prompt)
+    with phase("generate"):
+        g = _generate(ac, engine, tokenizer, prompts, cfg, task, par.synced_generation)
+    with phase("reward"):
+        completions = [as_completion(p, t) for p, t in zip(prompts, g.texts)]
+        res = hierarchy(prompts, completions, **reward_columns(batch, cfg.rollout.samples_per_prompt))
+    baseline = None
+    if cfg.algorithm.advantage_estimator == "remax":
+        with phase("generate"):
+            greedy = _generate(
+                ac, engine, tokenizer, prompts_of(batch), cfg, task, par.synced_generation, greedy=True
+            )
+        with phase("reward"), hierarchy.frozen():  # a baseline, not a sample: running statistics stay
+            texts = [as_completion(r["prompt"], t) for r, t in zip(batch, greedy.texts)]
+            scores = hierarchy(prompts_of(batch), texts, **reward_columns(batch)).rewards
+        baseline = [x for x in scores for _ in range(cfg.rollout.samples_per_prompt)]
+    return Sampled(list(batch), prompts, g, res, baseline)
+
+
+def finish(
+    ac: ActorCritic | FullActorCritic, sampled: Sampled, cfg: PPOSettings, kl_coef: float,
+    replay: RoutingReplay | None, par: Parallel, phase: Phase = untimed,
+    engine_is_training_model: bool = True,
+) -> Rollout:  # fmt: skip
+    """The log-prob passes and the advantages of scored groups (phases ``logprobs``, ``advantages``)."""
+    n = cfg.rollout.samples_per_prompt
+    g, res, prompts = sampled.generation, sampled.result, sampled.prompts
+    dev = par.device  # everything from here on lives where the model does
+    raw = torch.tensor(res.rewards, dtype=torch.float32, device=dev)  # (B,)
+    input_ids = torch.cat([g.prompt_ids, g.completion_ids], 1).to(dev)  # (B, P + T)
+    attention_mask = torch.cat([g.prompt_mask, g.completion_mask], 1).to(dev)
+    mask = g.completion_mask.float().to(dev)  # (B, T)
+    engine_logprobs = g.logprobs.to(dev) if g.logprobs is not None else None  # (B, T)
+    with phase("logprobs"):
+        skip_old = on_policy(cfg, len(prompts), par.world, kl_coef, engine_is_training_model)
+        old, ref, values = _forward_passes(ac, input_ids, attention_mask, mask, skip_old, replay)
+        mismatch = logprob_diff_metrics(engine_logprobs, old, mask, par)
+    if sampled.baseline is not None:  # remax: the greedy completion's reward is the baseline
+        values = torch.tensor(sampled.baseline, dtype=torch.float32, device=dev)[:, None] * mask
+    behaviour = old if old is not None else ref
+    finite = bool(torch.isfinite(raw).all() and torch.isfinite(behaviour * mask).all())
+    finite = par.all_true(finite and bool(torch.isfinite(ref * mask).all()))
+    with phase("advantages"):
+        all_sum = par.all_sum if par.enabled else None
+        scores = _shape_scores(raw, cfg.algorithm, par.world, all_sum)
+        a = cfg.algorithm
+        kl = ppo.kl_penalty(behaviour, ref, a.kl_estimator) * mask  # (B, T); 0 when on-policy
+        beta = kl_coef if a.kl_in == "reward" else 0.0
+        if not finite:  # the step will be skipped; keep the tensors finite for logging
+            scores, kl = torch.nan_to_num(scores), torch.nan_to_num(kl)
+        estimator = ESTIMATORS.get(a.advantage_estimator, "algorithm.advantage_estimator")
+        advantages, returns = estimator(scores, kl, values, mask, beta, a, n, all_sum)
+        if a.negative_scale != 1.0:  # (B, T) the critic's returns are left as they are
+            advantages = torch.where(advantages < 0, advantages * a.negative_scale, advantages)
+    metrics = {
+        **res.metrics(),
+        "kl": float(kl.sum(1).mean()),
+        "kl/per_token": float(kl.sum() / mask.sum().clamp_min(1)),
+        "response/length": float(mask.sum(1).mean()),
+        "response/truncated": float(g.truncated.float().mean()),
+        "response/empty": float((mask.sum(1) <= 1).float().mean()),  # EOS only, or nothing
+        **ppo.advantage_metrics(advantages, mask),
+        **mismatch,
+    }
+    samples = [
+        {"prompt": text_of_prompt(p), "completion": c, "reward": r}
+        for p, c, r in zip(prompts[:4], g.texts[:4], res.rewards[:4])
+    ]
+    return Rollout(
+        input_ids,
+        attention_mask,
+        mask,
+        scores,
+        old,
+        ref,
+        values,
+        advantages,
+        returns,
+        metrics,
+        samples,
+        finite,
+        engine_logprobs=engine_logprobs,
+    )
+
+
+def _generate(
+    ac: Any, engine: RolloutEngine, tokenizer: Any, prompts: list[Any], cfg: PPOSettings, task: Task | None,
+    synced: bool = False, greedy: bool = False,
+) -> Generation:  # fmt: skip
+    prompt_ids = encode_prompts(tokenizer, prompts, getattr(task, "system_prompt", None))
+    r = cfg.rollout
+    sampling = Sampling(r.max_new_tokens, do_sample=not greedy, temperature=r.temperature, top_p=r.top_p)
+    ac.use("policy")
+    with ac.autocast():
+        g = engine.generate(prompt_ids, sampling, stop=getattr(task, "stop", ()), synced=synced)
+    if r.tis_cap is not None and g.logprobs is None and not greedy:
+        raise UserError(f"rollout.tis_cap needs the engine's log-probs; the {engine.name} engine gave none")
+    return g
+
+
+def logprob_diff_metrics(
+    engine_logprobs: torch.Tensor | None, old: torch.Tensor | None, mask: torch.Tensor, par: Parallel
+) -> dict[str, float]:
+    """``rollout/logprob_diff`` (mean |log π_engine − log π_old| over real tokens) and its max, over
+    every rank; nothing without the engine's log-probs, or before π_old exists (on-policy, the
+    update measures it on its own pass)."""
+    if engine_logprobs is None or old is None:
+        return {}
+    all_sum = par.all_sum if par.enabled else None
+    mean, largest = ppo.logprob_mismatch(engine_logprobs, old, mask, all_sum)
+    if par.enabled:
+        largest = max(par.gather_objects(largest))
+    return {"rollout/logprob_diff": mean, "rollout/logprob_diff_max": largest}
+
+
+@torch.no_grad()
+def _forward_passes(
+    ac: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor, skip_old: bool,
+    replay: RoutingReplay | None,
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """π_old (``None`` when skipped), π_ref and the values, each (B, T)."""
+    T = mask.shape[1]
+    old = None
+    if not skip_old:
+        with replay.record(tuple(input_ids.shape)) if replay is not None else nullcontext():
+            old, _, _ = ac.policy_logprobs(input_ids, attention_mask, T)
+    ref, _, _ = ac.policy_logprobs(input_ids, attention_mask, T, reference=True)
+    values = ac.values(input_ids, attention_mask, T) * mask if ac.has_critic else torch.zeros_like(mask)
+    ac.use("policy")
+    return old, ref, values
+
+
+def _shape_scores(
+    raw: torch.Tensor, cfg: AlgorithmConfig, world: int, all_sum: ppo.AllSum | None
+) -> torch.Tensor:
+    """The sequence scores the advantages see: clipped to ±``reward_clip``, whitened if asked."""
+    scores = raw.clone()
+    if cfg.reward_clip is not None:
+        scores = scores.clamp(-cfg.reward_clip, cfg.reward_clip)
+    if cfg.normalize_rewards and scores.numel() * world > 1:
+        scores = ppo.normalize(scores, all_sum=all_sum)
+    return scores
+
+
+# ---------------------------------------------------------------------------- advantage estimators
+#
+# (B,) scores, (B, T) KL / values / mask, β, the algorithm options, the group size, the collective
+#   -> advantages and returns, both (B, T). Whitening spans every rank's tokens under a launcher;
+#   GRPO/RLOO groups never straddle ranks (a rank's share is whole prompts).
+
+Estimator = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+ESTIMATORS: Registry[Estimator] = Registry("advantage estimator")
+
+
+@ESTIMATORS.register("gae")
+def gae_advantages(scores, kl, values, mask, beta, cfg, group, all_sum):  # type: ignore[no-untyped-def]
+    """GAE over the score-on-the-last-token rewards with the per-token KL penalty (Schulman et al. 2015)."""
+    rewards = ppo.token_rewards(scores, kl, mask, beta)  # (B, T)
+    advantages, returns = ppo.gae(rewards, values, mask, cfg.gamma, cfg.gae_lambda)
+    if cfg.whiten_advantages:
+        advantages = ppo.masked_whiten(advantages, mask, all_sum=all_sum)
+    return advantages, returns
+
+
+@ESTIMATORS.register("reinforce_pp")
+def reinforce_pp(scores, kl, values, mask, beta, cfg, group, all_sum):  # type: ignore[no-untyped-def]
+    """REINFORCE++: whitened discounted returns of the token rewards (Hu 2025)."""
+    advantages = ppo.reinforce_pp_advantages(scores, kl, mask, beta, cfg.gamma, all_sum=all_sum)
+    return advantages, advantages
+
+
+def _group(mode: str) -> Estimator:
+    def estimator(scores, kl, values, mask, beta, cfg, group, all_sum):  # type: ignore[no-untyped-def]
+        """One advantage per sequence (its group's baseline removed), on every token of it."""
+        adjusted = scores - beta * kl.sum(1)
+        seq = ppo.group_advantages(adjusted, group, mode, scale_by_std=cfg.grpo_scale_by_std)  # (B,)
+        advantages = seq[:, None] * mask
+        return advantages, advantages
+
+    estimator.__qualname__ = f"group_advantages[{mode}]"
+    return estimator
+
+
+ESTIMATORS.add("grpo", _group("grpo"))
+ESTIMATORS.add("rloo", _group("rloo"))
+
+
+@ESTIMATORS.register("remax")
+def remax(scores, kl, values, mask, beta, cfg, group, all_sum):  # type: ignore[no-untyped-def]
+    """ReMax (Li et al. 2023): the sample's score minus its prompt's greedy completion's, on every token.
+
+    ``values`` holds that greedy score on every real token. A sample scores above zero only where it
+    beats what greedy decoding — what the held-out eval runs — answers for the same prompt."""
+    adjusted = scores - beta * kl.sum(1)
+    baseline = (values * mask).sum(1) / mask.sum(1).clamp_min(1)  # (B,)
+    advantages = (adjusted - baseline)[:, None] * mask
+    return advantages, advantages
