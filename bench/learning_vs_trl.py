@@ -34,7 +34,7 @@ TASK_OVERRIDES = ["task.answer_only_fraction=0"]  # the fully worked task the SF
 def _task_and_hierarchy(seed: int = 0):
     """The recipe's task (fully worked) and reward hierarchy, built as the PPO stage builds them."""
     from r1rl.config import PPOConfig, load_config
-    from r1rl.tasks.prepare import hierarchy_of, task_of
+    from r1rl.train.prepare import hierarchy_of, task_of
 
     cfg = load_config(PPOConfig, RECIPE, [*TASK_OVERRIDES, "model_path=unused", f"seed={seed}"])
     task = task_of(cfg)

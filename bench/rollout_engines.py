@@ -56,8 +56,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
+    from r1rl.models.encoding import encode_prompts
     from r1rl.tasks.arithmetic import ArithmeticTask
-    from r1rl.tasks.encoding import encode_prompts
     from r1rl.train.ppo.engines import ENGINES, Sampling
 
     model, tok = build(args.preset, args.model, lora=not args.no_lora)

@@ -1,8 +1,9 @@
 """Benchmarks and evaluation (imported as ``r1rl.eval``).
 
 - :func:`evaluate` / :func:`write_results`: the harness — GLUE-style log-likelihood tasks and
-  generation tasks (GSM8K, HumanEval, MBPP, SciTLDR, CUAD) from flat YAML in ``eval/tasks``,
-  prompts as lm-evaluation-harness's where it has the task;
+  generation tasks (HumanEval, SciTLDR) from flat YAML in ``eval/tasks``, and the specs the
+  training tasks register from their own files (GSM8K, MBPP, CUAD in ``r1rl/tasks/``), prompts as
+  lm-evaluation-harness's where it has the task;
 - :func:`evaluate_heldout`: greedy held-out accuracy and tier pass rates of a training task.
 """
 

@@ -13,9 +13,9 @@ from typing import Any
 from r1rl.rewards.hierarchy import RewardHierarchy
 from tqdm.auto import tqdm
 
+from r1rl.models.encoding import as_completion, encode_prompts
 from r1rl.models.generation import generate
-from r1rl.tasks.base import Task, first, prompts_of, reward_columns, text_of_prompt
-from r1rl.tasks.encoding import as_completion, encode_prompts
+from r1rl.records import Task, first, prompts_of, reward_columns, text_of_prompt
 
 
 def evaluate_heldout(

@@ -1,7 +1,11 @@
 """Benchmark tasks from flat YAML: where the data is, how a document becomes a prompt, how it is scored.
 
-One file per task under ``eval/tasks/`` (the built-in GLUE and domain tasks), or any file passed
-to :func:`load_task_file`. Keys follow lm-evaluation-harness's task YAML where they mean the same
+One file per eval-only task under ``eval/tasks/`` (GLUE, HumanEval, SciTLDR), any file passed to
+:func:`load_task_file`, or a spec a training task registers from its own file (:func:`register_spec`;
+GSM8K, MBPP and CUAD live in ``r1rl/tasks/``). Tasks installed through the ``r1rl.tasks``
+entry-point group are found on first use, the built-in ones as any third-party plug-in.
+
+Keys follow lm-evaluation-harness's task YAML where they mean the same
 thing (``task``, ``doc_to_text``, ``doc_to_target``, ``doc_to_choice``, ``metric_list``,
 ``target_delimiter``, ``fewshot_delimiter``, ``fewshot_split``, ``test_split``, ``num_fewshot``,
 ``generation_kwargs``, ``repeats``); templates are Jinja rendered in lm-eval's environment
@@ -42,6 +46,7 @@ from __future__ import annotations
 
 import random
 from functools import cache
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +67,9 @@ from r1rl.eval.spec import (  # noqa: F401  (re-exported: the YAML schema and te
     template_renderer,
 )
 
-from r1rl.config import load_yaml, validate
 from r1rl.errors import UserError, did_you_mean
 from r1rl.registry import Registry
+from r1rl.strict import load_yaml, validate
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 
@@ -319,12 +324,26 @@ TASKS: Registry[Task] = Registry("eval task")
 
 @cache
 def _load_builtin() -> None:
-    """Register every ``eval/tasks/*.yaml`` once, on first use (reading YAML costs time at import)."""
+    """Register every ``eval/tasks/*.yaml`` and the installed task plug-ins once, on first use
+    (reading YAML costs time at import). A plug-in is a module that registers its specs on import."""
     for path in sorted(TASKS_DIR.glob("*.yaml")):
         task = load_task_file(path)
         if task.name in TASKS:
             raise ValueError(f"{path}: task {task.name!r} is already defined")
         TASKS.add(task.name, task)
+    for entry in entry_points(group="r1rl.tasks"):
+        try:
+            entry.load()
+        except ImportError as e:  # a broken installed plug-in is bad input, not a crash
+            raise UserError(f"task plug-in {entry.name!r} ({entry.value}) does not import: {e}") from None
+
+
+def register_spec(spec: dict[str, Any]) -> Task:
+    """Add the task a spec mapping (the keys of a task YAML) describes; a duplicate name raises."""
+    task = Task(validate(TaskSpec, spec, source=f"task {spec.get('task')!r}"))
+    if task.name in TASKS:
+        raise ValueError(f"task {task.name!r} is already registered")
+    return TASKS.add(task.name, task)
 
 
 def register_task(task: Task | TaskSpec | str | Path) -> Task:

@@ -19,8 +19,8 @@ from pydantic import Field
 from r1rl.eval.metrics import get_metric, split_at_k
 from r1rl.eval.scorers import SCORERS, get_scorer
 
-from r1rl.config import Strict
 from r1rl.errors import UserError, did_you_mean
+from r1rl.strict import Strict
 
 # lm-eval's template environment (lm_eval/utils.py): undefined fields are errors, newlines are kept.
 _ENV = jinja2.Environment(

@@ -21,6 +21,11 @@ __version__ = "0.1.0"
 # Modules that moved when the package was grouped by role, old name -> new name. A recipe copied
 # with ``r1rl cp`` before then still imports; each old name warns once and is the new module.
 MOVED = {
+    "r1rl.config.base": "r1rl.strict",
+    "r1rl.rewards.arithmetic": "r1rl.tasks.arithmetic",
+    "r1rl.tasks.dataset": "r1rl.tasks.data",
+    "r1rl.tasks.encoding": "r1rl.models.encoding",
+    "r1rl.tasks.prepare": "r1rl.train.prepare",
     "r1rl.architectures": "r1rl.models.architectures",
     "r1rl.cli": "r1rl.run.cli",
     "r1rl.dashboard": "r1rl.report.dashboard",

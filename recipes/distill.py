@@ -20,16 +20,8 @@ from r1rl.eval.heldout import evaluate_heldout
 from r1rl.config import DistillConfig
 from r1rl.models.factory import add_lora, load_merged, load_tokenizer, resolve_model_path
 from r1rl.parallel.distributed import Parallel, main_decides
+from r1rl.records import first
 from r1rl.rundir import RunDir, finish
-from r1rl.tasks.base import first
-from r1rl.tasks.prepare import (
-    drop_long_prompts,
-    encode_examples,
-    hierarchy_of,
-    resolved_rewards,
-    task_of,
-    write_task_info,
-)
 from r1rl.train.common import setup
 from r1rl.train.distill import (
     Traces,
@@ -38,6 +30,14 @@ from r1rl.train.distill import (
     check_same_tokenizer,
     logit_hook,
     sample_traces,
+)
+from r1rl.train.prepare import (
+    drop_long_prompts,
+    encode_examples,
+    hierarchy_of,
+    resolved_rewards,
+    task_of,
+    write_task_info,
 )
 from r1rl.train.supervised import example_batches, train_supervised
 

@@ -25,8 +25,8 @@ from r1rl.models.factory import load_merged, load_tokenizer, resolve_model_path
 from r1rl.parallel.distributed import is_main, resolve_device
 from r1rl.report.plots import plot_eval_results
 from r1rl.rundir import RunDir
-from r1rl.tasks.prepare import hierarchy_of, resolved_rewards, task_of, write_task_info
 from r1rl.train.common import setup
+from r1rl.train.prepare import hierarchy_of, resolved_rewards, task_of, write_task_info
 
 
 def run(cfg: EvalConfig) -> RunDir:

@@ -19,11 +19,11 @@ from r1rl.models.factory import load_tokenizer, resolve_model_path
 from r1rl.models.moe import check_routing_replay
 from r1rl.parallel.distributed import Parallel, main_decides
 from r1rl.rundir import RunDir, finish
-from r1rl.tasks.prepare import drop_long_prompts, hierarchy_of, resolved_rewards, task_of, write_task_info
 from r1rl.train.common import setup
 from r1rl.train.ppo.engines import build_engine
 from r1rl.train.ppo.roles import build_roles, final_policy
 from r1rl.train.ppo.trainer import train_ppo
+from r1rl.train.prepare import drop_long_prompts, hierarchy_of, resolved_rewards, task_of, write_task_info
 
 
 def run(cfg: PPOConfig) -> RunDir:

@@ -12,8 +12,8 @@ from r1rl.models.factory import count_parameters
 from r1rl.models.tokenizer import train_tokenizer
 from r1rl.parallel.distributed import Parallel, main_decides
 from r1rl.rundir import RunDir, finish
-from r1rl.tasks.prepare import task_of, write_task_info
 from r1rl.train.common import setup
+from r1rl.train.prepare import task_of, write_task_info
 from r1rl.train.pretrain import batches, corpus, data_plan, model_for, pack, validation_loss
 from r1rl.train.supervised import train_supervised
 

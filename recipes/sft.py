@@ -16,8 +16,8 @@ from r1rl.config import SFTConfig
 from r1rl.models.factory import add_lora, load_merged, load_tokenizer, resolve_model_path, torch_dtype
 from r1rl.parallel.distributed import Parallel, main_decides
 from r1rl.rundir import RunDir, finish
-from r1rl.tasks.prepare import hierarchy_of, resolved_rewards, sft_examples, task_of, write_task_info
 from r1rl.train.common import setup
+from r1rl.train.prepare import hierarchy_of, resolved_rewards, sft_examples, task_of, write_task_info
 from r1rl.train.supervised import example_batches, train_supervised
 
 

@@ -237,8 +237,8 @@ def concat_results(parts: Sequence[HierarchyResult]) -> HierarchyResult:
 class RewardHierarchy:
     """Tiers combined by ``mode``; call it like a reward function to get a :class:`HierarchyResult`.
 
-    >>> from r1rl.rewards.arithmetic import arithmetic_syntax, arithmetic_task
-    >>> h = RewardHierarchy([Tier("syntax", arithmetic_syntax), Tier("task", arithmetic_task)])
+    >>> from r1rl.rewards.math import math_syntax, math_task
+    >>> h = RewardHierarchy([Tier("syntax", math_syntax), Tier("task", math_task)])
     >>> completions = ["<think>1+2=3</think><answer>3</answer>", "<answer>3</answer>"]
     >>> h(["1+2="] * 2, completions, answer=[3, 3]).rewards
     [1.0, 0.0]

@@ -48,7 +48,7 @@ import torch
 from r1rl.rewards.protocol import as_text, one_line, reward_error
 
 from r1rl.errors import UserError
-from r1rl.tasks.base import is_conversation
+from r1rl.records import is_conversation
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,6 @@ Unknown keys are errors with a did-you-mean (a key that moved names its new plac
 names the key and is raised as a :class:`~r1rl.errors.UserError` before any work starts.
 """
 
-from r1rl.config.base import Strict, apply_overrides, dump_config, load_config, load_yaml, validate
 from r1rl.config.rewards import RewardsConfig, TierConfig
 from r1rl.config.sections import (
     AlgorithmConfig,
@@ -35,16 +34,11 @@ from r1rl.config.stages import (
     SFTConfig,
     StageBase,
 )
-from r1rl.config.tasks import (
-    ArithmeticTaskConfig,
-    BenchmarkTaskConfig,
-    DataConfig,
-    PretrainDataConfig,
-    TaskConfig,
-)
+from r1rl.config.tasks import DataConfig, PretrainDataConfig, TaskConfig
+from r1rl.strict import Strict, apply_overrides, dump_config, load_config, load_yaml, validate
 
 __all__ = [
-    "AlgorithmConfig", "ArithmeticTaskConfig", "BenchmarkTaskConfig", "CheckpointConfig", "CommConfig",
+    "AlgorithmConfig", "CheckpointConfig", "CommConfig",
     "ComputeConfig", "DataConfig", "DistillConfig", "EvalConfig", "HubOptions", "LogConfig",
     "LogitDistillConfig", "LoraConfigModel", "MoEConfig", "ModelConfig", "OptimConfig", "PPOConfig",
     "PPOOptimConfig", "PPOSettings", "PipelineConfig", "PretrainConfig", "PretrainDataConfig",

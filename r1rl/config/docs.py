@@ -182,20 +182,15 @@ DISTILL_SKIP = ("output_dir", "seed", "threads", "task", "data.", "steps", "batc
 
 
 def _readme_tables() -> dict[str, tuple[type[BaseModel], tuple[str, ...]]]:
-    from r1rl.config import (
-        ArithmeticTaskConfig,
-        BenchmarkTaskConfig,
-        DataConfig,
-        DistillConfig,
-        PPOSettings,
-        TrainSettings,
-    )
+    from r1rl.config import DataConfig, DistillConfig, PPOSettings, TrainSettings
     from r1rl.config.rewards import RewardModelSpec
+    from r1rl.tasks import TASKS
+    from r1rl.tasks.benchmark import BenchmarkOptions
 
     return {
         "data": (DataConfig, ()),
-        "arithmetic": (ArithmeticTaskConfig, ("name",)),
-        "benchmark": (BenchmarkTaskConfig, ("name",)),
+        **{name: (task.options, ("name",)) for name, task in TASKS.items()},
+        "benchmark": (BenchmarkOptions, ("name",)),  # what gsm8k, mbpp and cuad share
         "reward_model": (RewardModelSpec, ("type",)),
         "train": (TrainSettings, ()),
         "ppo": (PPOSettings, ()),

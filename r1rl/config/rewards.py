@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
-from r1rl.config.base import Strict
+from r1rl.strict import Strict
 
 
 class RewardModelSpec(Strict):

@@ -6,7 +6,6 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from r1rl.config.base import Strict
 from r1rl.config.rewards import RewardsConfig
 from r1rl.config.sections import (
     PPO_MOVED,
@@ -20,7 +19,8 @@ from r1rl.config.sections import (
     TokenizerConfig,
     TrainSettings,
 )
-from r1rl.config.tasks import ArithmeticTaskConfig, DataConfig, PretrainDataConfig, TaskConfig
+from r1rl.config.tasks import DataConfig, PretrainDataConfig, TaskConfig, default_task
+from r1rl.strict import Strict
 
 Tracker = Literal[
     "tensorboard", "wandb", "trackio", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "swanlab"
@@ -61,7 +61,7 @@ class StageBase(HubOptions):
         default_factory=list, description="mirror metrics to these trackers (through accelerate)"
     )
     task: TaskConfig = Field(
-        default_factory=ArithmeticTaskConfig, description="the built-in task by name, with its options"
+        default_factory=default_task, description="the built-in task by name, with its options"
     )
     data: DataConfig | None = Field(None, description="your own dataset; its rows replace the task's")
 
@@ -187,7 +187,7 @@ class PipelineConfig(HubOptions):
     model_path: str | None = Field(
         None, description="start from this model (a local directory or a Hub id) instead of pretraining"
     )
-    task: TaskConfig = Field(default_factory=ArithmeticTaskConfig, description="every stage's task")
+    task: TaskConfig = Field(default_factory=default_task, description="every stage's task")
     data: DataConfig | None = Field(None, description="every stage's dataset (its rows replace the task's)")
     rewards: RewardsConfig | None = Field(None, description="every stage's reward hierarchy")
     pretrain: dict[str, Any] = Field(default_factory=dict, description="the pretrain stage's keys")

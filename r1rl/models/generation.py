@@ -1,6 +1,6 @@
 """Batched generation with HF ``generate`` (KV cache, EOS or stop sequences), returning padded tensors.
 
-Prompts arrive as token ids (:func:`r1rl.tasks.encoding.encode_prompts`) and are left-padded here.
+Prompts arrive as token ids (:func:`r1rl.models.encoding.encode_prompts`) and are left-padded here.
 A row ends at the first of the model's EOS ids (every id of its generation config, such as
 ``<|im_end|>``, and the tokenizer's EOS) or once its generated text contains a stop sequence;
 the completion mask covers the tokens up to and including that point, and the decoded text is
@@ -185,7 +185,7 @@ def generate(
     With ``return_logprobs`` the log-probs of the generated tokens are recorded as they are
     sampled (:class:`LogprobRecorder`); the tokens are the same either way.
     """
-    from r1rl.tasks.encoding import eos_token_ids
+    from r1rl.models.encoding import eos_token_ids
 
     eos_ids = list(eos_ids) if eos_ids is not None else eos_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]

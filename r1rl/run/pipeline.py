@@ -97,7 +97,7 @@ def run(cfg: PipelineConfig, source: str = "pipeline", overwrite: bool = False) 
     """Every stage and its eval; a stage that runs (or resumes) makes every later stage and eval run
     afresh too (their old runs moved aside), since they were trained on what it replaces.
     ``overwrite`` lets a stage whose config changed start afresh instead of refusing."""
-    from r1rl.tasks.prepare import task_of  # late import: tasks pull in torch/transformers
+    from r1rl.train.prepare import task_of  # late import: tasks pull in torch/transformers
 
     configs = stage_configs(cfg, source)
     root = start_pipeline(cfg)

@@ -99,7 +99,7 @@ def resolved_config(cfg: Any) -> Any:
     """The config as its stage writes it to ``config.yaml``: the reward tiers filled in from the task."""
     if getattr(cfg, "rewards", None) is None or not hasattr(cfg, "task"):
         return cfg
-    from r1rl.tasks.prepare import resolved_rewards, task_of
+    from r1rl.train.prepare import resolved_rewards, task_of
 
     return cfg.model_copy(update={"rewards": resolved_rewards(cfg.rewards, task_of(cfg))})
 

@@ -1,53 +1,48 @@
 """Tasks: the records every stage trains and evaluates on, with the rewards that train on them.
 
-:func:`build_task` turns a stage's ``task:`` (a built-in task by name) and ``data:`` (your own
-dataset, whose rows then replace the task's, trained by the task's rewards unless the recipe
-names others) into a :class:`~r1rl.tasks.base.Task`. See :mod:`r1rl.tasks.base` for the protocol.
+A task is one file in this folder that registers itself with :func:`~r1rl.tasks.base.register_task`
+(its options, records, reward suite and scorer together; see ``docs/tasks.md``). Adding a task is
+adding a file here and its import below; an installed package adds one through the ``r1rl.tasks``
+entry-point group. :func:`build_task` turns a stage's ``task:`` (a task by name) and ``data:`` (your
+own dataset, whose rows then replace the task's, trained by the task's rewards unless the recipe
+names others) into a :class:`~r1rl.records.Task`.
 """
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
 from typing import Any
 
-from r1rl.registry import Registry
-from r1rl.tasks.base import Record, Split, Task, reward_columns
+from r1rl.errors import UserError
+from r1rl.tasks import arithmetic, cuad, gsm8k, mbpp  # noqa: F401  (importing a task registers it)
+from r1rl.tasks.base import TASKS, Record, Split, Task, TaskType, register_task, reward_columns
+from r1rl.tasks.data import DatasetTask, data_name
 
-__all__ = ["TASKS", "Record", "Split", "Task", "build_task", "reward_columns", "task_name"]
+__all__ = [
+    "DEFAULT_TASK", "TASKS", "Record", "Split", "Task", "TaskType", "build_task", "register_task",
+    "reward_columns", "task_name",
+]  # fmt: skip
 
-TASKS: Registry[Task] = Registry("task")
+DEFAULT_TASK = "arithmetic"  # the task of a recipe that names none
 
-
-@TASKS.register("arithmetic")
-def _arithmetic(cfg: Any, seed: int) -> Task:
-    from r1rl.tasks.arithmetic import ArithmeticTask
-
-    return ArithmeticTask(**cfg.model_dump(exclude={"name"}), seed=seed)
-
-
-def _benchmark(cfg: Any, seed: int) -> Task:
-    from r1rl.tasks.benchmark import build_benchmark_task
-
-    return build_benchmark_task(cfg)
-
-
-for _name in ("gsm8k", "mbpp", "cuad"):
-    TASKS.register(_name)(_benchmark)
+for _entry in entry_points(group="r1rl.tasks"):  # installed task plug-ins (the built-in ones are above)
+    if not _entry.value.startswith("r1rl."):
+        try:
+            _entry.load()
+        except ImportError as e:
+            raise UserError(f"task plug-in {_entry.name!r} ({_entry.value}) does not import: {e}") from None
 
 
 def task_name(task: Any, data: Any = None) -> str:
     """The name a stage's task goes by (in results, summaries and cards), without loading any row."""
     if data is not None and data.path is not None:
-        from pathlib import Path
-
-        return data.name or Path(str(data.path)).stem.replace(".", "_") or "data"
+        return data_name(data)
     return str(task.name)
 
 
 def build_task(task: Any, data: Any = None, seed: int = 0) -> Task:
-    """The task a stage runs: ``task`` (a task config) or, when ``data.path`` is set, that dataset."""
-    named = TASKS.get(task.name, "task.name")(task, seed)
+    """The task a stage runs: ``task`` (a task's options) or, when ``data.path`` is set, that dataset."""
+    named = TASKS.get(task.name, "task.name").build(task, seed)
     if data is not None and data.path is not None:
-        from r1rl.tasks.dataset import DatasetTask
-
         return DatasetTask(data, rewards=named.rewards, seed=seed)
     return named

@@ -1,108 +1,46 @@
-"""What a task is: records for training and held-out evaluation, the rewards that train on them.
+"""The task registry: a task type is one file under ``r1rl/tasks/`` that registers itself::
 
-A task is any object with these members (:class:`Task`, a ``Protocol``: compose, don't subclass)::
+    @register_task("arithmetic", options=ArithmeticTaskConfig)
+    def arithmetic(options: ArithmeticTaskConfig, seed: int) -> Task: ...
 
-    task.name               "arithmetic", "gsm8k", "my_prompts", ...
-    task.records("train")   the rows trained on; task.records("test"): the held-out rows
-    task.rewards            the default reward tiers (a list of TierConfig mappings, lowest first)
-    task.stop               stop sequences that end a completion (cut off before scoring)
-    task.notes              facts a model card must state (e.g. "contaminated: trained on test")
-    task.corpus(n, seed)    pretraining documents
-
-A *record* is a dict with a ``"prompt"`` — text, or a list of chat messages
-(``{"role", "content"}``) — an optional ``"completion"`` (the SFT target, text or messages) and
-any other columns. Every other column reaches every reward function as a keyword argument, one
-value per completion, exactly as TRL passes dataset columns (:func:`reward_columns`). The task's
-top tier is also its scorer: held-out accuracy is that tier's pass rate, so "the reward" and "the
-benchmark" cannot disagree (nanochat's ``Task.reward`` = ``Task.evaluate``). Stages, trainers and
-the eval stage only use these members; none of them knows which task it runs.
+``options`` is the strict model of a recipe's ``task:`` section (its ``name`` field is the literal
+task name); the configs' task union, the CLI and the eval harness read :data:`TASKS`. What a task
+object holds is the :class:`~r1rl.records.Task` protocol (see ``docs/tasks.md``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from r1rl.errors import UserError
+from r1rl.records import NOT_COLUMNS, Record, Split, Task, columns_of, first, reward_columns  # noqa: F401
+from r1rl.registry import Registry
+from r1rl.strict import Strict
 
-Split = Literal["train", "test"]
-Record = dict[str, Any]
-NOT_COLUMNS = ("prompt", "completion")  # what a record holds besides its columns
+Builder = Callable[[Any, int], Task]  # (the task's options, seed) -> the task
 
 
-@runtime_checkable
-class Task(Protocol):
+@dataclass(frozen=True)
+class TaskType:
+    """A registered task: the model of its ``task:`` options and the builder of the task."""
+
     name: str
-    rewards: list[dict[str, Any]]
-    stop: tuple[str, ...]
-    notes: tuple[str, ...]
+    options: type[Strict]
+    build: Builder
 
-    def records(self, split: Split) -> Sequence[Record]: ...
-
-    def corpus(self, n: int, seed: int) -> list[str]: ...
-
-
-def is_conversation(value: Any) -> bool:
-    """A list of chat messages (dicts with ``role`` and ``content``).
-
-    >>> is_conversation([{"role": "user", "content": "hi"}]), is_conversation("hi")
-    (True, False)
-    """
-    return (
-        isinstance(value, (list, tuple))
-        and len(value) > 0
-        and all(isinstance(m, dict) and "role" in m and "content" in m for m in value)
-    )
+    @property
+    def fn(self) -> Builder:  # what the registry names in a duplicate-name error
+        return self.build
 
 
-def check_prompt(value: Any, where: str) -> None:
-    """A prompt is text or a list of chat messages; anything else is a one-line :class:`UserError`."""
-    if isinstance(value, str) or is_conversation(value):
-        return
-    got = type(value).__name__ if not isinstance(value, list) else "a list that is not chat messages"
-    raise UserError(
-        f"{where}: the prompt is {got}; expected text or a list of {{'role', 'content'}} messages"
-    )
+TASKS: Registry[TaskType] = Registry("task")
 
 
-def columns_of(records: Sequence[Record]) -> list[str]:
-    """The reward columns of ``records``: every key of the first record but the prompt and completion."""
-    if not len(records):
-        return []
-    return [k for k in records[0] if k not in NOT_COLUMNS]
+def register_task(name: str, options: type[Strict]) -> Callable[[Builder], TaskType]:
+    """Register ``build(options, seed) -> Task`` as task ``name``, configured by ``options``."""
 
+    def add(build: Builder) -> TaskType:
+        return TASKS.add(name, TaskType(name, options, build))
 
-def reward_columns(batch: Sequence[Record], repeat: int = 1) -> dict[str, list[Any]]:
-    """TRL's reward keyword arguments: each column as a list with one value per completion.
-
-    ``repeat`` completions per record (samples per prompt), in record order.
-
-    >>> reward_columns([{"prompt": "1+1=", "answer": 2}, {"prompt": "2+2=", "answer": 4}], repeat=2)
-    {'answer': [2, 2, 4, 4]}
-    """
-    keys = columns_of(batch)
-    return {k: [r[k] for r in batch for _ in range(repeat)] for k in keys}
-
-
-def prompts_of(batch: Sequence[Record], repeat: int = 1) -> list[Any]:
-    return [r["prompt"] for r in batch for _ in range(repeat)]
-
-
-def text_of_prompt(prompt: Any) -> str:
-    """A prompt as one string, for tables and logs: text as is, a conversation as its last message."""
-    if isinstance(prompt, str):
-        return prompt
-    return str(prompt[-1]["content"]) if is_conversation(prompt) else str(prompt)
-
-
-def first(records: Sequence[Record], n: int | None) -> Sequence[Record]:
-    """The first ``n`` records (all with ``None``); works on lists and ``datasets.Dataset``."""
-    if n is None or n >= len(records):
-        return records
-    if hasattr(records, "select"):
-        return records.select(range(n))  # a datasets.Dataset keeps its cache files
-    return records[:n]
-
-
-def rows(records: Sequence[Record], indices: Iterable[int]) -> list[Record]:
-    return [dict(records[int(i)]) for i in indices]
+    return add

@@ -1,32 +1,55 @@
-"""Built-in tasks on benchmark data: GSM8K (math tiers), MBPP (code tiers), CUAD (extraction tiers).
+"""What the benchmark tasks (``gsm8k.py``, ``mbpp.py``, ``cuad.py``) share.
 
-Each is the eval harness's task of the same name (``eval/tasks/<name>.yaml``) seen from training:
-its loader (local files under ``../shared/data`` or the Hub), its prompt format (``doc_to_text``),
-its SFT target (``target_delimiter`` + ``doc_to_target``), its stop sequences and its scorer
-columns, so a model trained here is scored on the same strings the benchmark uses. The reward
-tiers are the built-in suite whose task tier *is* the benchmark's scorer.
-
-Training and held-out splits, one builder per task:
-
-- ``gsm8k``: from the Hub, ``train`` and ``test``. Offline only the test split exists, so a
-  seeded ``1 - eval_fraction`` of it trains and the rest is held out; the task then carries the
-  note "contaminated: trained on test", which the model card repeats.
-- ``mbpp``: the sanitized set's ``train`` problems (task ids 601–974) train, its ``test``
-  problems (11–510) are held out; each row's asserts run in the sandbox.
-- ``cuad``: one file of contract fields, split by contract (``source_file``): a seeded
-  ``eval_fraction`` of the contracts is held out, so no contract is on both sides.
+Each is a task of the eval harness seen from training: its file holds the harness spec (the
+loader — local files under ``../shared/data`` or the Hub —, the prompt format ``doc_to_text``, the
+SFT target ``target_delimiter`` + ``doc_to_target``, the stop sequences, the scorer and its
+columns) and registers it with :mod:`r1rl.eval.registry`, so a model trained here is scored on the
+same strings the benchmark uses. The reward tiers are a generic suite of :mod:`r1rl.rewards`
+whose task tier *is* the benchmark's scorer.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
-from r1rl.registry import Registry
-from r1rl.tasks.base import NOT_COLUMNS, Split
+from pydantic import Field
+
+from r1rl.eval import registry as harness
+from r1rl.records import NOT_COLUMNS, Split
+from r1rl.strict import Strict
 
 CONTAMINATED = "contaminated: trained on test"
+Docs = list[dict[str, Any]]
+Loader = Callable[[], tuple[Docs, Docs, tuple[str, ...]]]  # () -> (train, held-out, notes)
+
+
+class BenchmarkOptions(Strict):
+    """A built-in task on a benchmark's data: its loader and prompt format are the eval harness's."""
+
+    name: str = Field(description="the task (each benchmark task's file fixes it)")
+    source: Literal["local", "hub"] = Field(
+        "local", description="local files under data_dir, or the Hugging Face Hub (needs the network)"
+    )
+    data_dir: str | None = Field(
+        None, description="local data root (default $R1RL_DATA_DIR or ../shared/data)"
+    )
+    eval_fraction: float = Field(
+        0.2, gt=0, lt=1,
+        description="held-out share where the data has no training split (GSM8K offline; CUAD, by contract)",
+    )  # fmt: skip
+    split_seed: int = Field(
+        0, ge=0, description="seed of that split; fixed, so every stage sees the same one"
+    )
+    max_prompt_length: int | None = Field(
+        None, ge=1, description="drop rows whose prompt is longer than this many tokens (counted)"
+    )
+    max_length: int | None = Field(
+        None, ge=2, description="SFT: truncate prompt + completion to this many tokens"
+    )
+    limit: int | None = Field(None, ge=1, description="train on the first N rows")
+    eval_limit: int | None = Field(None, ge=1, description="evaluate on the first N held-out rows")
 
 
 class BenchmarkTask:
@@ -38,20 +61,18 @@ class BenchmarkTask:
     def __init__(
         self,
         name: str,
-        load: Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]], tuple[str, ...]]],
+        load: Loader,
         rewards: list[dict[str, Any]],
-        cfg: Any,
+        options: BenchmarkOptions,
     ) -> None:
-        from r1rl.eval.registry import get_task
-
-        self.harness = get_task(name)
+        self.harness = harness.get_task(name)
         self.name = name
         self.rewards = rewards
         self.stop = tuple(s for s in self.harness.generation.until or [] if s)
         self.system_prompt, self.num_proc = None, None
-        self.max_prompt_length, self.max_length = cfg.max_prompt_length, cfg.max_length
+        self.max_prompt_length, self.max_length = options.max_prompt_length, options.max_length
         self._load = load
-        self._limits = (cfg.limit, cfg.eval_limit)
+        self._limits = (options.limit, options.eval_limit)
         self._docs: dict[str, list[dict[str, Any]]] | None = None
         self._notes: tuple[str, ...] | None = None
 
@@ -81,25 +102,17 @@ class BenchmarkTask:
         return [r["prompt"] + r["completion"] for r in self.records("train")[:n]]
 
 
-BUILDERS: Registry[BenchmarkTask] = Registry("task")
+def docs(options: BenchmarkOptions, split: str) -> Docs:
+    """The harness task's documents of ``split``, from the options' source and data root."""
+    return harness.get_task(options.name).load(split, options.data_dir, options.source)
 
 
-def build_benchmark_task(cfg: Any) -> BenchmarkTask:
-    """The built-in task ``cfg.name`` (a :class:`r1rl.config.BenchmarkTaskConfig`)."""
-    return BUILDERS.get(cfg.name, "task.name")(cfg)
-
-
-def _docs(cfg: Any, split: str) -> list[dict[str, Any]]:
-    from r1rl.eval.registry import get_task
-
-    return get_task(cfg.name).load(split, cfg.data_dir, cfg.source)
-
-
-def _suite(prefix: str) -> list[dict[str, Any]]:
+def suite(prefix: str) -> list[dict[str, Any]]:
+    """The reward tiers ``<prefix>_syntax``, ``<prefix>_logic``, ``<prefix>_task`` of :mod:`r1rl.rewards`."""
     return [{"name": tier, "reward": f"{prefix}_{tier}"} for tier in ("syntax", "logic", "task")]
 
 
-def _seeded_split(
+def seeded_split(
     docs: list[dict[str, Any]], fraction: float, seed: int, key: Callable[[int, dict[str, Any]], Any]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(train, heldout)``: a seeded ``fraction`` of the groups ``key(row, doc)`` makes is held out whole."""
@@ -108,29 +121,3 @@ def _seeded_split(
     random.Random(seed).shuffle(groups)
     held = set(groups[: max(1, round(len(groups) * fraction))])
     return [d for d, k in zip(docs, keys) if k not in held], [d for d, k in zip(docs, keys) if k in held]
-
-
-@BUILDERS.register("gsm8k")
-def gsm8k(cfg: Any) -> BenchmarkTask:
-    def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]], tuple[str, ...]]:
-        if cfg.source == "hub":
-            return _docs(cfg, "train"), _docs(cfg, "test"), ()
-        train, held = _seeded_split(_docs(cfg, "test"), cfg.eval_fraction, cfg.split_seed, key=lambda i, d: i)
-        return train, held, (CONTAMINATED,)
-
-    return BenchmarkTask("gsm8k", load, _suite("math"), cfg)
-
-
-@BUILDERS.register("mbpp")
-def mbpp(cfg: Any) -> BenchmarkTask:
-    return BenchmarkTask("mbpp", lambda: (_docs(cfg, "train"), _docs(cfg, "test"), ()), _suite("code"), cfg)
-
-
-@BUILDERS.register("cuad")
-def cuad(cfg: Any) -> BenchmarkTask:
-    def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]], tuple[str, ...]]:
-        by_contract = lambda i, d: d["source_file"]  # noqa: E731
-        train, held = _seeded_split(_docs(cfg, "test"), cfg.eval_fraction, cfg.split_seed, key=by_contract)
-        return train, held, ()
-
-    return BenchmarkTask("cuad", load, _suite("extraction"), cfg)

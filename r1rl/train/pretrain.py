@@ -27,7 +27,7 @@ from r1rl.config import PretrainConfig
 from r1rl.errors import UserError
 from r1rl.models.factory import build_config, build_model
 from r1rl.models.tokenizer import END_OF_TURN
-from r1rl.tasks.prepare import task_of
+from r1rl.train.prepare import task_of
 
 
 def build_corpus(cfg: PretrainConfig) -> list[str]:

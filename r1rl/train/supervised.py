@@ -170,7 +170,7 @@ class SupervisedStep:
 
 def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> Batch:
     """Right-padded batch of ``(input_ids, labels)``; labels are ``-100`` on untrained and padding tokens."""
-    from r1rl.tasks.encoding import IGNORE
+    from r1rl.models.encoding import IGNORE
 
     width = max(len(ids) for ids, _ in examples)
     ids = torch.full((len(examples), width), pad_id)

@@ -29,10 +29,10 @@ from r1rl.rewards.hierarchy import RewardHierarchy
 
 from r1rl.algorithms import ppo
 from r1rl.config import LoraConfigModel, PPOSettings, RewardsConfig
+from r1rl.models.encoding import encode_prompts
 from r1rl.models.factory import load_merged, load_tokenizer
 from r1rl.models.generation import generate
 from r1rl.tasks.arithmetic import ArithmeticTask
-from r1rl.tasks.encoding import encode_prompts
 from r1rl.train.ppo.roles import ActorCritic
 from r1rl.train.ppo.rollout import rollout
 from r1rl.train.ppo.update import update

@@ -13,9 +13,9 @@ from r1rl.rewards.hierarchy import RewardHierarchy, Tier
 from r1rl.algorithms.ppo import policy_loss, truncated_is_weights
 from r1rl.config import PPOConfig, PPOSettings, validate
 from r1rl.errors import UserError
+from r1rl.models.encoding import encode_prompts
 from r1rl.models.generation import StopOnStrings, generate, stop_lengths
 from r1rl.rundir import RunDir
-from r1rl.tasks.encoding import encode_prompts
 from r1rl.train.ppo.engines import (
     ENGINES,
     ContinuousBatchingEngine,

@@ -92,8 +92,8 @@ def test_critic_free_estimators_run_without_a_critic(tokenizer, estimator):
 
 
 def test_remax_baseline_is_the_greedy_completions_reward(tokenizer):
+    from r1rl.models.encoding import encode_prompts
     from r1rl.models.generation import generate
-    from r1rl.tasks.encoding import encode_prompts
 
     torch.manual_seed(0)
     ac = _ac(tokenizer, critic=False)

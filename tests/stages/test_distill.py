@@ -16,7 +16,6 @@ from r1rl.errors import UserError
 from r1rl.models.factory import load_merged, load_tokenizer
 from r1rl.run.stages import STAGES
 from r1rl.tasks.arithmetic import ArithmeticTask
-from r1rl.tasks.prepare import hierarchy_of
 from r1rl.train.distill import (
     LogitDistillation,
     accepted_through,
@@ -25,6 +24,7 @@ from r1rl.train.distill import (
     sample_traces,
     soft_kl,
 )
+from r1rl.train.prepare import hierarchy_of
 
 sys.path.insert(0, str(Path(__file__).parent))
 from micro import micro_config  # noqa: E402  (the shared micro runs: the fixture `runs`, conftest.py)

@@ -6,8 +6,8 @@ import pytest
 
 from r1rl.config import DataConfig, SFTConfig, validate
 from r1rl.errors import UserError
-from r1rl.tasks.dataset import DatasetTask, load_splits
-from r1rl.tasks.prepare import hierarchy_of, task_of
+from r1rl.tasks.data import DatasetTask, load_splits
+from r1rl.train.prepare import hierarchy_of, task_of
 
 ROWS = [
     {"question": f"{i}+{i}=", "solution": f" {2 * i}", "answer": 2 * i, "level": i % 3} for i in range(40)

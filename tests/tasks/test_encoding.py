@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from r1rl.errors import UserError
+from r1rl.models.encoding import IGNORE, encode_prompt, encode_sft, eos_token_ids
 from r1rl.models.factory import build_config, build_model
 from r1rl.models.generation import completion_mask_from, generate
 from r1rl.models.tokenizer import END_OF_TURN, train_tokenizer
-from r1rl.tasks.encoding import IGNORE, encode_prompt, encode_sft, eos_token_ids
 
 CONV = [
     {"role": "system", "content": "be brief"},

@@ -31,12 +31,12 @@ from tqdm.auto import tqdm
 
 from r1rl.config import SamplingConfig
 from r1rl.errors import UserError
+from r1rl.models.encoding import as_completion, encode_prompts
 from r1rl.models.generation import generate
 from r1rl.parallel.distributed import Parallel
+from r1rl.records import Record, Task, columns_of, prompts_of, reward_columns, rows
 from r1rl.rewards.hierarchy import RewardHierarchy
 from r1rl.rundir import RunDir, atomic_write_text, read_jsonl
-from r1rl.tasks.base import Record, Task, columns_of, prompts_of, reward_columns, rows
-from r1rl.tasks.encoding import as_completion, encode_prompts
 
 TRACES, STATS = "traces.jsonl", "distill_stats.json"
 

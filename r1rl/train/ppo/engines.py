@@ -192,7 +192,7 @@ class ContinuousBatchingEngine:
         stop: Sequence[str] = (),
         synced: bool = False,
     ) -> Generation:
-        from r1rl.tasks.encoding import eos_token_ids
+        from r1rl.models.encoding import eos_token_ids
 
         if synced:  # each rank would schedule its own requests: their gathers would not pair up
             raise UserError(SHARDED_CB)

@@ -27,13 +27,13 @@ import torch
 from r1rl.algorithms import ppo
 from r1rl.config import AlgorithmConfig, PPOSettings
 from r1rl.errors import UserError
+from r1rl.models.encoding import as_completion, encode_prompts
 from r1rl.models.generation import Generation, take_generation
 from r1rl.models.moe import RoutingReplay
 from r1rl.parallel.distributed import Parallel
+from r1rl.records import Record, Task, prompts_of, reward_columns, text_of_prompt
 from r1rl.registry import Registry
 from r1rl.rewards.hierarchy import HierarchyResult, RewardHierarchy, take_result
-from r1rl.tasks.base import Record, Task, prompts_of, reward_columns, text_of_prompt
-from r1rl.tasks.encoding import as_completion, encode_prompts
 from r1rl.train.ppo.engines import GenerateEngine, RolloutEngine, Sampling
 from r1rl.train.ppo.roles import ActorCritic, FullActorCritic
 

@@ -44,9 +44,9 @@ from r1rl.models.generation import concat_generations
 from r1rl.models.moe import RoutingReplay, routers
 from r1rl.parallel.distributed import Parallel
 from r1rl.parallel.sharding import SHARDED_EVAL, shard_roles
+from r1rl.records import Task, rows
 from r1rl.rewards.hierarchy import RewardHierarchy, concat_results
 from r1rl.rundir import RunDir
-from r1rl.tasks.base import Task, rows
 from r1rl.train.common import check_in_sync, cosine_schedule
 from r1rl.train.loop import Checkpointer, Preempted, StepLogger, restore_rng, rng_state_of
 from r1rl.train.ppo.engines import RolloutEngine, build_engine

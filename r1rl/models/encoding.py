@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from r1rl.errors import UserError
-from r1rl.tasks.base import Record, check_prompt, is_conversation
+from r1rl.records import Record, check_prompt, is_conversation
 
 IGNORE = -100  # label of a position that carries no loss (transformers' convention)
 _GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")  # transformers' assistant-mask markers

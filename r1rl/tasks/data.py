@@ -27,14 +27,87 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from r1rl.errors import UserError, did_you_mean
-from r1rl.tasks.base import Split, check_prompt, is_conversation
+from r1rl.eval.registry import template_fields, template_renderer  # the eval tasks' Jinja environment
+from r1rl.records import Split, check_prompt, is_conversation
+from r1rl.strict import Strict
 
 SUFFIXES = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".tsv": "csv"}
 
 
+class DataConfig(Strict):
+    """Your own dataset, loaded with ``datasets``: a local file or folder, or a Hub dataset.
+
+    Every column other than the prompt (and the SFT completion) reaches every reward function as
+    a keyword argument, as in TRL.
+    """
+
+    path: str | None = Field(
+        None,
+        description="a local json/jsonl/parquet/csv/tsv file, a folder (train.jsonl, test.jsonl: 2 splits), "
+        "or a Hub dataset id",
+    )
+    subset: str | None = Field(None, description="the Hub dataset's configuration (load_dataset's name)")
+    split: str = Field("train", description="the split trained on")
+    data_files: str | list[str] | dict[str, str | list[str]] | None = Field(
+        None, description="files per split, as load_dataset's data_files"
+    )
+    name: str | None = Field(
+        None, description="the task's name in results and cards (default: the file's stem)"
+    )
+    prompt_column: str = Field(
+        "prompt", description="the prompt: text, or a list of {role, content} chat messages"
+    )
+    completion_column: str = Field(
+        "completion", description="SFT: the target, text or messages (loss on it and the EOS only)"
+    )
+    messages_column: str | None = Field(
+        None,
+        description="chat data: one conversation per row; the prompt is every turn before the last reply",
+    )
+    answer_column: str | None = Field(None, description="a column the rewards read as 'answer'")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="reward column -> dataset column, e.g. {answer: target}"
+    )
+    prompt_template: str | None = Field(
+        None,
+        description="Jinja template over the row's columns: the prompt, e.g. 'Q: {{question}}\\nA:'",
+    )
+    system_prompt: str | None = Field(None, description="chat data: a system message put before every prompt")
+    stop: list[str] = Field(
+        default_factory=list,
+        description="stop sequences that end a completion (the text is cut before them for the rewards)",
+    )
+    eval_split: str | None = Field(None, description="the held-out split; null = a seeded eval_fraction")
+    eval_fraction: float = Field(0.1, gt=0, lt=1, description="held-out share of split, when no eval_split")
+    split_seed: int = Field(
+        0, ge=0, description="seed of that split; fixed, so every stage and run holds out the same rows"
+    )
+    shuffle: bool = Field(False, description="shuffle the training rows (the stage's seed) before limit")
+    limit: int | None = Field(None, ge=1, description="train on the first N rows")
+    eval_limit: int | None = Field(None, ge=1, description="evaluate on the first N held-out rows")
+    max_prompt_length: int | None = Field(
+        None, ge=1, description="drop rows whose prompt is longer than this many tokens (counted)"
+    )
+    max_length: int | None = Field(
+        None, ge=2, description="SFT: truncate prompt + completion to this many tokens"
+    )
+    num_proc: int | None = Field(
+        None,
+        ge=1,
+        description="processes for datasets.map; tokens are cached (the main process first under a launcher)",
+    )
+
+
+def data_name(cfg: DataConfig) -> str:
+    """The name a ``data:`` section's task goes by: ``name``, else the file's stem."""
+    return cfg.name or Path(str(cfg.path)).stem.replace(".", "_") or "data"
+
+
 class DatasetTask:
-    """Records from ``cfg`` (a :class:`r1rl.config.DataConfig`), trained with ``rewards`` (tier mappings)."""
+    """Records from ``cfg`` (a :class:`DataConfig`), trained with ``rewards`` (tier mappings)."""
 
     def __init__(self, cfg: Any, rewards: list[dict[str, Any]], seed: int = 0) -> None:
         self.cfg = cfg
@@ -47,9 +120,7 @@ class DatasetTask:
             cfg.max_length,
             cfg.num_proc,
         )
-        from r1rl.tasks import task_name
-
-        self.name = task_name(None, cfg)
+        self.name = data_name(cfg)
         self._seed = seed
         self._splits: dict[str, Any] | None = None
 
@@ -192,7 +263,6 @@ def _to_records(ds: Any, cfg: Any, where: str) -> Any:
 
 
 def _render_prompts(ds: Any, template: str, have: list[str], where: str, num_proc: int | None) -> Any:
-    from r1rl.eval.registry import template_fields, template_renderer  # the eval tasks' Jinja environment
 
     try:
         fields = template_fields(template)
@@ -210,7 +280,6 @@ def _render_prompts(ds: Any, template: str, have: list[str], where: str, num_pro
 
 
 def _render_row(row: dict[str, Any], template: str) -> dict[str, Any]:
-    from r1rl.eval.registry import template_renderer
 
     return {"prompt": template_renderer(template)(row)}
 

@@ -13,11 +13,11 @@ from typing import Any
 
 from r1rl.config import RewardsConfig, TierConfig
 from r1rl.errors import UserError
+from r1rl.models.encoding import encode_prompt, encode_sft, truncate
 from r1rl.parallel.distributed import Parallel
+from r1rl.records import Record, columns_of, first
 from r1rl.rewards.hierarchy import RewardHierarchy
 from r1rl.tasks import Task, build_task
-from r1rl.tasks.base import Record, columns_of, first
-from r1rl.tasks.encoding import encode_prompt, encode_sft, truncate
 
 Example = tuple[list[int], list[int]]  # (input_ids, labels), both (S,)
 
