@@ -138,12 +138,12 @@ def test_a_partly_given_section_keeps_the_stages_own_defaults():
     assert (sft.optim.lr, sft.optim.warmup_steps) == (2e-3, 3)  # SFT's learning rate, not OptimConfig's
 
 
-def test_readme_option_tables_match_the_config_descriptions():
+def test_docs_option_tables_match_the_config_descriptions():
     from r1rl.config.docs import with_tables
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    assert readme.count("<!-- options:") >= 5
-    assert with_tables(readme) == readme, "README option tables drifted: python -m r1rl.config.docs README.md"
+    page = (Path(__file__).parents[1] / "docs" / "options.md").read_text()
+    assert page.count("<!-- options:") >= 5
+    assert with_tables(page) == page, "option tables drifted: python -m r1rl.config.docs docs/options.md"
 
 
 @pytest.mark.parametrize(
