@@ -96,8 +96,8 @@ def test_stage_recipes_match_the_pipeline(size, stage):
     assert _training_fields(standalone) == _training_fields(pipeline[key])
 
 
-def test_the_readme_distill_section_is_the_tiny_distill_recipe():
-    """The README's ``distill:`` section for the tiny pipeline runs recipes/configs/tiny/distill.yaml."""
+def test_the_docs_distill_section_is_the_tiny_distill_recipe():
+    """docs/distill.md's ``distill:`` section for the tiny pipeline runs recipes/configs/tiny/distill.yaml."""
     import re
 
     import yaml
@@ -108,7 +108,7 @@ def test_the_readme_distill_section_is_the_tiny_distill_recipe():
     root = Path(__file__).parents[1]
     block = re.search(
         r"```yaml\n(# appended to recipes/configs/tiny/pipeline.yaml.*?)```",
-        (root / "README.md").read_text(),
+        (root / "docs" / "distill.md").read_text(),
         re.S,
     )
     tiny = root / "recipes" / "configs" / "tiny"
