@@ -96,8 +96,8 @@ def test_stage_recipes_match_the_pipeline(size, stage):
     assert _training_fields(standalone) == _training_fields(pipeline[key])
 
 
-def test_the_readme_distill_section_is_the_tiny_distill_recipe():
-    """The README's ``distill:`` section for the tiny pipeline runs recipes/configs/tiny/distill.yaml."""
+def test_the_docs_distill_section_is_the_tiny_distill_recipe():
+    """docs/distill.md's ``distill:`` section for the tiny pipeline runs recipes/configs/tiny/distill.yaml."""
     import re
 
     import yaml
@@ -108,7 +108,7 @@ def test_the_readme_distill_section_is_the_tiny_distill_recipe():
     root = Path(__file__).parents[1]
     block = re.search(
         r"```yaml\n(# appended to recipes/configs/tiny/pipeline.yaml.*?)```",
-        (root / "README.md").read_text(),
+        (root / "docs" / "distill.md").read_text(),
         re.S,
     )
     tiny = root / "recipes" / "configs" / "tiny"
@@ -138,12 +138,12 @@ def test_a_partly_given_section_keeps_the_stages_own_defaults():
     assert (sft.optim.lr, sft.optim.warmup_steps) == (2e-3, 3)  # SFT's learning rate, not OptimConfig's
 
 
-def test_readme_option_tables_match_the_config_descriptions():
+def test_docs_option_tables_match_the_config_descriptions():
     from r1rl.config.docs import with_tables
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    assert readme.count("<!-- options:") >= 5
-    assert with_tables(readme) == readme, "README option tables drifted: python -m r1rl.config.docs README.md"
+    page = (Path(__file__).parents[1] / "docs" / "options.md").read_text()
+    assert page.count("<!-- options:") >= 5
+    assert with_tables(page) == page, "option tables drifted: python -m r1rl.config.docs docs/options.md"
 
 
 @pytest.mark.parametrize(

@@ -145,14 +145,14 @@ def test_multinode_files_shard_as_fsdp2_yaml():
         assert raw["mixed_precision"] == one["mixed_precision"], path.name
 
 
-@pytest.mark.parametrize("readme", ["README.md", "recipes/accelerate/README.md"])
-def test_readme_two_machine_commands_launch_those_files(readme):
-    """Each README's two-machine launch: a rank-0 and a rank-1 line, the same multi-node file and the same
+@pytest.mark.parametrize("page", ["docs/distributed.md", "recipes/accelerate/README.md"])
+def test_docs_two_machine_commands_launch_those_files(page):
+    """Each page's two-machine launch: a rank-0 and a rank-1 line, the same multi-node file and the same
     stage and (valid) r1rl config on both."""
     from accelerate.commands.launch import launch_command_parser
 
     root = RECIPES.parent
-    text = (root / readme).read_text().replace("\\\n", " ")
+    text = (root / page).read_text().replace("\\\n", " ")
     commands = [
         line.split(maxsplit=2)[2] for line in text.splitlines() if line.startswith("accelerate launch")
     ]

@@ -1,13 +1,13 @@
-"""Every option of a config type, from its fields' descriptions: ``--help``, ``r1rl config``, the README.
+"""Every option of a config type, from its fields' descriptions: ``--help``, ``r1rl config``, docs/options.md.
 
 One description per field, written once in the config classes; these functions only walk them:
 
 - :func:`options` — ``(key, type, default, description)`` for every leaf, sections flattened
   into dotted keys (``optim.lr``);
-- :func:`markdown_table` — the README's option tables (a test fails when they drift);
+- :func:`markdown_table` — docs/options.md's option tables (a test fails when they drift);
 - :func:`commented_yaml` — a complete default recipe with each option's description beside it;
-- :func:`with_tables` — the README with its ``<!-- options:NAME -->`` tables regenerated
-  (``python -m r1rl.config.docs README.md``).
+- :func:`with_tables` — a page with its ``<!-- options:NAME -->`` tables regenerated
+  (``python -m r1rl.config.docs docs/options.md``).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def _shown(value: Any) -> str:
 
 
 def markdown_table(cls: type[BaseModel], skip: tuple[str, ...] = ()) -> str:
-    """The README's table of ``cls``'s options (those under a ``skip`` prefix left out)."""
+    """The markdown table of ``cls``'s options (those under a ``skip`` prefix left out)."""
     lines = ["| key | default | meaning |", "|---|---|---|"]
     for opt in options(cls):
         if opt.type == "section" or opt.key.startswith(skip):
@@ -212,10 +212,10 @@ def with_tables(readme: str) -> str:
     return MARKER.sub(fill, readme)
 
 
-if __name__ == "__main__":  # python -m r1rl.config.docs README.md: regenerate its option tables
+if __name__ == "__main__":  # python -m r1rl.config.docs docs/options.md: regenerate its option tables
     import sys
     from pathlib import Path
 
-    target = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/options.md")
     target.write_text(with_tables(target.read_text()))
     print(f"[docs] option tables of {target} regenerated")
