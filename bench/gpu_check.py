@@ -65,9 +65,7 @@ def _blocked_env(work: Path) -> dict[str, str]:
 def _r1rl(env: dict[str, str], *args: str) -> float:
     """Run ``r1rl ARGS`` and return its wall time; a failure ends the check with its stderr."""
     t0 = time.perf_counter()
-    res = subprocess.run(
-        [sys.executable, "-m", "r1rl.run.cli", *args], env=env, capture_output=True, text=True
-    )
+    res = subprocess.run([sys.executable, "-m", "r1rl", *args], env=env, capture_output=True, text=True)
     if res.returncode != 0:
         sys.exit(f"r1rl {' '.join(args[:2])} failed:\n{res.stderr[-4000:]}")
     return time.perf_counter() - t0

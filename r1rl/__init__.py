@@ -78,13 +78,23 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     ) -> importlib.machinery.ModuleSpec | None:
         if name not in MOVED:
             return None
-        return importlib.util.spec_from_loader(name, self, is_package=False)
+        target = importlib.util.find_spec(MOVED[name])  # imports only the new module's packages
+        return importlib.util.spec_from_loader(name, self, origin=target.origin if target else None)
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
         warnings.warn(f"{spec.name} moved to {MOVED[spec.name]}", DeprecationWarning, stacklevel=3)
         module = importlib.import_module(MOVED[spec.name])
         self._specs[spec.name] = module.__spec__
         return module
+
+    def get_code(self, name: str) -> types.CodeType | None:
+        """``python -m <old name>`` runs the new module (runpy asks the loader for the code)."""
+        spec = importlib.util.find_spec(MOVED[name])
+        return (
+            spec.loader.get_code(spec.name)
+            if spec and isinstance(spec.loader, importlib.abc.InspectLoader)
+            else None
+        )
 
     def exec_module(self, module: types.ModuleType) -> None:
         for old, spec in self._specs.items():  # the import gave the module the old name's spec

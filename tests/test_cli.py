@@ -60,7 +60,7 @@ def test_unknown_reward_exit_2(capsys, tmp_path):
 @pytest.mark.parametrize("cmd", ["pretrain", "run"])
 def test_console_script_exit_status(cmd, tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "r1rl.run.cli", cmd, str(tmp_path / "nope.yaml")],
+        [sys.executable, "-m", "r1rl", cmd, str(tmp_path / "nope.yaml")],
         capture_output=True,
         text=True,
     )
@@ -185,6 +185,6 @@ def test_an_output_dir_that_cannot_be_created_is_one_line(capsys):
 
 def test_a_reader_that_goes_away_is_no_traceback():
     """``r1rl config ppo | head``: the pipe closes before the YAML is written; r1rl stops quietly."""
-    cmd = f"{sys.executable} -m r1rl.run.cli config ppo | true"
+    cmd = f"{sys.executable} -m r1rl config ppo | true"
     res = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True)
     assert res.stderr == "" and res.returncode in (0, 141)  # 0 when it all fit in the pipe first

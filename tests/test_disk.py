@@ -23,7 +23,7 @@ def _limited(max_bytes: int):
 
 
 def _cli(args: list[str], max_bytes: int | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "r1rl.run.cli", *args]
+    cmd = [sys.executable, "-m", "r1rl", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                           preexec_fn=_limited(max_bytes) if max_bytes else None)  # fmt: skip
 

@@ -47,7 +47,7 @@ FSDP2_CPU = str(RECIPES_ACCELERATE / "fsdp2_cpu.yaml")
 
 
 def _launch_cmd(stage: str, recipe: Path, args: list[str], config_file: str | None = None) -> list[str]:
-    return cpu_launch(["-m", "r1rl.run.cli", stage, str(recipe), *args], config_file=config_file)[0]
+    return cpu_launch(["-m", "r1rl", stage, str(recipe), *args], config_file=config_file)[0]
 
 
 def _env() -> dict[str, str]:

@@ -90,7 +90,7 @@ def test_layer_counts_split_the_model_at_its_decoder_layers():
 def _readme_tables() -> list[tuple[str, str]]:
     """``(arguments, table)`` for every ``python -m r1rl.models.memory ...`` line followed by a table."""
     text = README.read_text()
-    found = re.findall(r"`python -m r1rl\.memory([^`]*)`[^\n]*\n\n((?:\|[^\n]*\n)+)", text)
+    found = re.findall(r"`python -m r1rl\.models\.memory([^`]*)`[^\n]*\n\n((?:\|[^\n]*\n)+)", text)
     return [(args.strip(), table.strip()) for args, table in found]
 
 

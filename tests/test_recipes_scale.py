@@ -166,7 +166,7 @@ def test_docs_two_machine_commands_launch_those_files(page):
             )
     assert set(launches) == {0, 1} and launches[0] == launches[1], launches
     config_file, (script, stage, config) = launches[0]
-    assert (root / config_file) in MULTINODE and (args.module, script) == (True, "r1rl.run.cli")
+    assert (root / config_file) in MULTINODE and (args.module, script) == (True, "r1rl")
     load_config({"sft": SFTConfig, "ppo": PPOConfig}[stage], root / config, [])
 
 

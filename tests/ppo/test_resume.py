@@ -69,7 +69,7 @@ def test_ppo_killed_and_resumed_is_bitwise_equal(tmp_path, sft):
 
     # the same run in a child process, SIGKILLed once its third checkpoint exists
     b = tmp_path / "b"
-    cmd = [sys.executable, "-m", "r1rl.run.cli", "ppo", str(MICRO / "ppo.yaml"), *args["b"]]
+    cmd = [sys.executable, "-m", "r1rl", "ppo", str(MICRO / "ppo.yaml"), *args["b"]]
     child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (b / "checkpoints" / "step-00000003").exists():
@@ -105,7 +105,7 @@ def test_sigterm_checkpoints_at_a_step_boundary_exits_143_and_resumes_bitwise(tm
             for name in ("a", "b")}  # fmt: skip
     straight = STAGES["ppo"](load_config(PPOConfig, MICRO / "ppo.yaml", args["a"]))
     b = tmp_path / "b"
-    cmd = [sys.executable, "-m", "r1rl.run.cli", "ppo", str(MICRO / "ppo.yaml"), *args["b"]]
+    cmd = [sys.executable, "-m", "r1rl", "ppo", str(MICRO / "ppo.yaml"), *args["b"]]
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (b / "metrics.jsonl").exists() or len((b / "metrics.jsonl").read_text().splitlines()) < 2:
