@@ -24,7 +24,6 @@ import itertools
 import re
 
 import torch
-from r1rl.rewards.arithmetic import arithmetic_task
 from r1rl.rewards.hierarchy import RewardHierarchy
 
 from r1rl.algorithms import ppo
@@ -32,7 +31,7 @@ from r1rl.config import LoraConfigModel, PPOSettings, RewardsConfig
 from r1rl.models.encoding import encode_prompts
 from r1rl.models.factory import load_merged, load_tokenizer
 from r1rl.models.generation import generate
-from r1rl.tasks.arithmetic import ArithmeticTask
+from r1rl.tasks.arithmetic import ArithmeticTask, arithmetic_task
 from r1rl.train.ppo.roles import ActorCritic
 from r1rl.train.ppo.rollout import rollout
 from r1rl.train.ppo.update import update

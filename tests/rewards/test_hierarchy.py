@@ -53,7 +53,7 @@ def test_errors_are_counted_not_silent():
 
 def test_resolve_by_name_module_and_file(tmp_path):
     assert resolve("arithmetic_task").__name__ == "arithmetic_task"
-    assert resolve("r1rl.rewards.arithmetic:arithmetic_logic").__name__ == "arithmetic_logic"
+    assert resolve("r1rl.tasks.arithmetic:arithmetic_logic").__name__ == "arithmetic_logic"
     f = tmp_path / "my_reward.py"
     f.write_text(
         "def short(prompts, completions, **kw):\n    return [float(len(c) < 5) for c in completions]\n"
@@ -67,9 +67,9 @@ def test_resolve_by_name_module_and_file(tmp_path):
     [
         ("arithmetic_tsak", "did you mean 'arithmetic_task'"),
         ("no_such_pkg.mod:fn", "cannot import 'no_such_pkg.mod'"),
-        ("r1rl.rewards.arithmetic:missing", "has no attribute 'missing'"),
+        ("r1rl.tasks.arithmetic:missing", "has no attribute 'missing'"),
         ("/no/such/file.py:fn", "file not found"),
-        ("r1rl.rewards.arithmetic:parse", "expected signature"),
+        ("r1rl.tasks.arithmetic:parse", "expected signature"),
     ],
 )
 def test_resolve_errors(spec, msg):

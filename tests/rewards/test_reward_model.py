@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 from r1rl.rewards import RewardHierarchy
-from r1rl.rewards.arithmetic import arithmetic_syntax
 from r1rl.rewards.protocol import call_reward
 from r1rl.rewards.reward_model import RewardModel, load_reward_model
 from transformers import (
@@ -30,7 +29,7 @@ from r1rl.errors import UserError
 from r1rl.models.tokenizer import train_tokenizer
 from r1rl.report.plots import TIER_COUNTS
 from r1rl.run.stages import STAGES
-from r1rl.tasks.arithmetic import ArithmeticTask
+from r1rl.tasks.arithmetic import ArithmeticTask, arithmetic_syntax
 from r1rl.train.ppo.trainer import COUNT_METRICS
 
 MICRO = Path(__file__).parents[2] / "recipes" / "configs" / "micro"

@@ -4,13 +4,12 @@ import math
 
 import pytest
 import torch
-from r1rl.rewards.arithmetic import arithmetic_logic, arithmetic_syntax, arithmetic_task
 from r1rl.rewards.hierarchy import RewardHierarchy
 
 from r1rl.config import RewardsConfig, TierConfig
 from r1rl.models.factory import build_config, build_model
 from r1rl.models.tokenizer import train_tokenizer
-from r1rl.tasks.arithmetic import ArithmeticTask
+from r1rl.tasks.arithmetic import ArithmeticTask, arithmetic_logic, arithmetic_syntax, arithmetic_task
 
 trl = pytest.importorskip("trl")
 datasets = pytest.importorskip("datasets")

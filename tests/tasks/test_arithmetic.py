@@ -1,10 +1,15 @@
 import random
 
 import pytest
-from r1rl.rewards.arithmetic import arithmetic_logic, arithmetic_syntax, arithmetic_task
 
 from r1rl.errors import UserError
-from r1rl.tasks.arithmetic import ArithmeticProblem, ArithmeticTask
+from r1rl.tasks.arithmetic import (
+    ArithmeticProblem,
+    ArithmeticTask,
+    arithmetic_logic,
+    arithmetic_syntax,
+    arithmetic_task,
+)
 
 
 def test_worked_solution_format():
