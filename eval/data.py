@@ -27,11 +27,15 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from r1rl.errors import UserError
 
 DATA_ENV = "R1RL_DATA_DIR"
+
+
+# spec.quoting -> csv's constant, typed as the literals csv.reader takes
+_QUOTING: dict[str, Literal[0, 1, 2, 3]] = {"none": csv.QUOTE_NONE, "csv": csv.QUOTE_MINIMAL}
 
 
 def default_data_dir() -> Path:
@@ -69,9 +73,8 @@ def read_table(spec: TableSpec, task: str = "") -> list[dict[str, Any]]:
     where = f"task {task!r}: " if task else ""
     if not spec.path.is_file():
         raise UserError(f"{where}data file not found: {spec.path}")
-    quoting = {"none": csv.QUOTE_NONE, "csv": csv.QUOTE_MINIMAL}[spec.quoting]
     with spec.path.open(encoding="utf-8-sig", newline="") as f:
-        rows = list(csv.reader(f, delimiter=spec.delimiter, quoting=quoting))
+        rows = list(csv.reader(f, delimiter=spec.delimiter, quoting=_QUOTING[spec.quoting]))
     rows = [r for r in rows if r]  # a final newline leaves no empty row, but stray blank lines might
     if spec.header:
         if not rows:

@@ -145,9 +145,9 @@ def _completion(
     tokenizer: Any, ids: list[int], stops: list[str], eos_id: int | None, pad_id: int, truncated: bool
 ) -> Completion:
     """Decode one row's generated ``ids``: up to EOS (or the padding after an early stop), then cut."""
-    n, eos = len(ids), eos_id is not None and eos_id in ids
-    if eos:
-        n = ids.index(eos_id)
+    n, eos = len(ids), False
+    if eos_id is not None and eos_id in ids:
+        n, eos = ids.index(eos_id), True
     elif pad_id in ids:
         n = ids.index(pad_id)  # the row stopped on a stop sequence while the batch went on
     text, stopped = truncate_at_stop(tokenizer.decode(ids[:n], skip_special_tokens=True), stops)

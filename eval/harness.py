@@ -101,7 +101,7 @@ def evaluate(
     for task in loaded:
         docs, shots = data[task.name]
         t0 = time.perf_counter()
-        common = {"num_fewshot": shots_of[task.name], "batch_size": batch_size, "seed": seed,
+        common: dict[str, Any] = {"num_fewshot": shots_of[task.name], "batch_size": batch_size, "seed": seed,
                   "max_length": max_length, "progress": progress}  # fmt: skip
         if task.is_generation:
             run = evaluate_generation_task(
@@ -243,9 +243,9 @@ def aggregate(
     out: dict[str, Any] = {}
     if task.is_generation:
         for name in task.spec.metric_list:
-            items = [r[name] for r in records]
-            out[name] = float(np.mean(items)) if items else float("nan")
-            out[f"{name}_stderr"] = mean_stderr(items)
+            values = [r[name] for r in records]
+            out[name] = float(np.mean(values)) if values else float("nan")
+            out[f"{name}_stderr"] = mean_stderr(values)
         out["n"] = len(records)
         return out
     for name in task.spec.metric_list:

@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from r1rl.errors import UserError
+
 DEFAULT_MAX_LENGTH = 2048  # lm-eval's fallback when neither config nor tokenizer gives a length
 _TOKENIZER_INFINITY = 1_000_000_000_000_000_019_884_624_838_656  # transformers' "no limit" sentinel
 
@@ -62,6 +64,8 @@ def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[i
     if context == "":
         cont = tokenizer.encode(continuation, add_special_tokens=False)
         prefix = prefix_token_id(tokenizer)
+        if prefix is None:
+            raise UserError("scoring an empty context needs the tokenizer's BOS or EOS token: it has neither")
         return ([prefix], cont) if prefix != cont[0] else (cont[:1], cont[1:])
     n_spaces = len(context) - len(context.rstrip())
     if n_spaces > 0:

@@ -125,7 +125,7 @@ def mcc(items: Sequence[tuple[int, int]]) -> float:
     return 0.0 if denom == 0 else float((c * s - p @ t) / denom)
 
 
-def _confusion(gold: np.ndarray, pred: np.ndarray, labels: Sequence[Any]) -> np.ndarray:
+def _confusion(gold: np.ndarray, pred: np.ndarray, labels: Sequence[Any] | np.ndarray) -> np.ndarray:
     """``C[i, j]``: the examples of gold ``labels[i]`` predicted ``labels[j]`` (SciPy's ``crosstab``)."""
     from scipy.stats.contingency import crosstab
 

@@ -36,7 +36,7 @@ class Strict(BaseModel):
         out = dict(data)
         for name, field in cls.model_fields.items():
             if isinstance(out.get(name), dict) and field.default_factory is not None:
-                default = field.default_factory()
+                default = field.get_default(call_default_factory=True)
                 if isinstance(default, BaseModel):
                     out[name] = {**default.model_dump(exclude_defaults=True), **out[name]}
         return out

@@ -196,7 +196,7 @@ def _judge_code(prompt: str, entry_point: str | None, tests: str) -> str:
     if helpers or tree is None:
         return helpers
     used = {n.id for n in ast.walk(ast.parse(tests)) if isinstance(n, ast.Name)}
-    imports = [
+    imports: list[ast.stmt] = [
         n
         for n in tree.body
         if isinstance(n, (ast.Import, ast.ImportFrom))
@@ -290,8 +290,11 @@ def _expected_calls(name: str, tests: str | None, signature: str | None, prompt:
     tree = _try_parse(tests or "")
     if tree is None:
         return []
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
-    return [_Call.of_call(c) for c in calls if c.func.id == name]  # type: ignore[union-attr]
+    return [
+        _Call.of_call(n)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == name
+    ]
 
 
 class _Call:
@@ -349,7 +352,7 @@ def _top_level_def(tree: ast.Module | None, name: str) -> ast.AST | None:
     """The last top-level ``def``/``class``/assignment binding ``name`` (the one tests would see)."""
     if tree is None:
         return None
-    found = None
+    found: ast.AST | None = None
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
             found = node

@@ -256,10 +256,10 @@ def extraction_syntax(prompts: list[str], completions: list[str], **columns: Any
 def _context_index(context: str) -> tuple[str, frozenset[str], frozenset[datetime.date], frozenset[Fraction]]:
     flat = " ".join(context.split()).casefold()
     words = re.findall(r"\w+", flat)
-    words = frozenset(words + [_NUMBER_WORDS[w] for w in words if w in _NUMBER_WORDS])  # "one" is also "1"
-    numbers = {parse_number(t) for t in re.findall(r"\d[\d,]*(?:\.\d+)?", flat)}
-    numbers = frozenset(n for n in numbers if n is not None)
-    return flat, words, frozenset(find_dates(context)), numbers
+    vocab = frozenset(words + [_NUMBER_WORDS[w] for w in words if w in _NUMBER_WORDS])  # "one" is also "1"
+    parsed = {parse_number(t) for t in re.findall(r"\d[\d,]*(?:\.\d+)?", flat)}
+    numbers = frozenset(n for n in parsed if n is not None)
+    return flat, vocab, frozenset(find_dates(context)), numbers
 
 
 def grounded(value: Any, context: str) -> bool:

@@ -36,7 +36,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from r1rl.rewards.protocol import (
     ON_ERROR,
@@ -52,7 +52,11 @@ from r1rl.rewards.registry import registered, resolve
 
 from r1rl.errors import UserError
 
+if TYPE_CHECKING:  # the config is only read here; importing it would load pydantic with every reward
+    from r1rl.config.rewards import RewardModelSpec, RewardsConfig
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MODES = ("gated", "weighted", "scheduled")
 NORMALIZATIONS = ("none", "batch", "running")
@@ -188,7 +192,10 @@ class HierarchyResult:
 def take_result(res: HierarchyResult, rows: Sequence[int]) -> HierarchyResult:
     """The samples ``rows`` of a result, in that order; counts are recounted over them, what the
     reward functions logged is kept as it was (it describes the call)."""
-    pick = lambda xs: [xs[i] for i in rows]  # noqa: E731
+
+    def pick(xs: Sequence[T]) -> list[T]:
+        return [xs[i] for i in rows]
+
     scores = {t: pick(v) for t, v in res.scores.items()}
     return HierarchyResult(
         pick(res.rewards), scores, {t: pick(v) for t, v in res.passed.items()},
@@ -278,13 +285,15 @@ class RewardHierarchy:
         self.gather: Callable[[list[float]], list[float]] | None = None
 
     @classmethod
-    def from_config(cls, cfg: Any, device: str = "cpu") -> RewardHierarchy:
+    def from_config(cls, cfg: RewardsConfig, device: str = "cpu") -> RewardHierarchy:
         """Build from a :class:`r1rl.config.RewardsConfig`; every reward is resolved (and checked) now.
 
         A tier's reward is a name (:func:`~r1rl.rewards.registry.resolve`) or a typed spec: a
         learned reward model (:mod:`r1rl.rewards.reward_model`), loaded now onto ``device``
         (the policy's) unless the spec names its own.
         """
+        if cfg.tiers is None:  # a stage fills them in from its task (r1rl.tasks.prepare.resolved_rewards)
+            raise UserError("rewards.tiers is not set: name the tiers, or take the task's own")
         tiers = []
         for i, t in enumerate(cfg.tiers):
             try:
@@ -424,9 +433,9 @@ class RewardHierarchy:
         """
 
         def hierarchy_reward(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
-            state = columns.get("trainer_state")
-            if getattr(state, "global_step", None) is not None:
-                self.set_step(state.global_step)
+            step = getattr(columns.get("trainer_state"), "global_step", None)
+            if step is not None:
+                self.set_step(step)
             res = self(prompts, completions, **columns)
             log_metric = columns.get("log_metric")
             if callable(log_metric):
@@ -437,7 +446,7 @@ class RewardHierarchy:
         return hierarchy_reward
 
 
-def build_reward(spec: Any, device: str = "cpu") -> RewardFn:
+def build_reward(spec: str | RewardModelSpec, device: str = "cpu") -> RewardFn:
     """The reward function a tier's ``reward`` names: a string is resolved by name, a
     ``{type: reward_model, ...}`` spec loads that model (torch is imported only then)."""
     if isinstance(spec, str):

@@ -35,11 +35,12 @@ import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from r1rl.errors import UserError
 
-RewardFn = Callable[..., list]
+RewardFn = Callable[..., Sequence[float | None]]  # one value per completion; see the table above
+R = TypeVar("R", bound=RewardFn)  # a reward function, its own type kept through a decorator
 OutcomeKind = Literal["score", "not_applicable", "error", "timeout"]
 OUTCOMES: tuple[str, ...] = ("score", "not_applicable", "error", "timeout")
 OnError = Literal["zero", "skip", "raise"]
@@ -66,10 +67,10 @@ class Failure(float):
     ('timeout', True)
     """
 
-    kind: str
+    kind: Literal["error", "timeout"]
     detail: str
 
-    def __new__(cls, kind: str, detail: str = "") -> Failure:
+    def __new__(cls, kind: Literal["error", "timeout"], detail: str = "") -> Failure:
         if kind not in ("error", "timeout"):
             raise ValueError(f"Failure kind must be 'error' or 'timeout', got {kind!r}")
         self = super().__new__(cls, math.nan)
@@ -124,7 +125,7 @@ def required_columns(fn: RewardFn) -> list[str]:
     return [p.name for p in named[2:] if p.default is p.empty]
 
 
-def columns(*specs: str) -> Callable[[RewardFn], RewardFn]:
+def columns(*specs: str) -> Callable[[R], R]:
     """Declare the dataset columns a reward needs; ``"a | b"`` means either will do.
 
     A hierarchy whose rewards need a column the data lacks is refused before training, naming both.
@@ -136,7 +137,7 @@ def columns(*specs: str) -> Callable[[RewardFn], RewardFn]:
     """
     groups = [tuple(c.strip() for c in spec.split("|") if c.strip()) for spec in specs]
 
-    def deco(fn: RewardFn) -> RewardFn:
+    def deco(fn: R) -> R:
         fn.__r1rl_columns__ = groups  # type: ignore[attr-defined]
         return fn
 
@@ -207,7 +208,7 @@ def _classify(v: Any, i: int) -> Outcome:
     if v is None:
         return Outcome("not_applicable")
     if isinstance(v, Failure):
-        return Outcome(v.kind, None, one_line(f"sample {i}: {v.detail}") if v.detail else f"sample {i}")  # type: ignore[arg-type]
+        return Outcome(v.kind, None, one_line(f"sample {i}: {v.detail}") if v.detail else f"sample {i}")
     if isinstance(v, numbers.Real) and math.isfinite(v):
         return Outcome("score", float(v))
     what = repr(v) if isinstance(v, numbers.Real) else f"a {type(v).__name__}"

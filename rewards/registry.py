@@ -25,8 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
+from types import ModuleType
+from typing import cast
 
-from r1rl.rewards.protocol import RewardFn
+from r1rl.rewards.protocol import R, RewardFn
 
 from r1rl.errors import UserError, did_you_mean
 from r1rl.registry import Registry
@@ -44,10 +46,10 @@ class RegisteredReward:
 REWARDS: Registry[RegisteredReward] = Registry("reward")
 
 
-def register(name: str, tier: str) -> Callable[[RewardFn], RewardFn]:
+def register(name: str, tier: str) -> Callable[[R], R]:
     """Decorator: register ``fn`` under ``name`` in ``tier``; duplicate names raise."""
 
-    def deco(fn: RewardFn) -> RewardFn:
+    def deco(fn: R) -> R:
         _check_signature(fn, name)
         REWARDS.add(name, RegisteredReward(name, tier, fn))
         return fn
@@ -74,7 +76,7 @@ def resolve(spec: str) -> RewardFn:
         if not callable(fn):
             raise UserError(f"reward {spec!r}: {attr!r} is a {type(fn).__name__}, not a function")
         _check_signature(fn, spec)
-        return fn
+        return cast(RewardFn, fn)  # what it returns is checked at each call (protocol.call_reward)
     for ep in entry_points(group="r1rl.rewards"):
         if ep.name == spec:
             try:
@@ -86,26 +88,28 @@ def resolve(spec: str) -> RewardFn:
             if not callable(fn):
                 raise UserError(f"reward {spec!r}: entry point {ep.value!r} is not callable")
             _check_signature(fn, spec)
-            return fn
+            return cast(RewardFn, fn)
     names = REWARDS.names() + [ep.name for ep in entry_points(group="r1rl.rewards")]
     raise UserError(f"unknown reward {spec!r}{did_you_mean(spec, names)}")
 
 
-def _import(module: str, spec: str):
+def _import(module: str, spec: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except Exception as e:  # an import error in a user's plug-in is bad input, not a crash
         raise UserError(f"reward {spec!r}: cannot import {module!r} ({type(e).__name__}: {e})") from None
 
 
-def _load_file(path: str, spec: str):
+def _load_file(path: str, spec: str) -> ModuleType:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"reward {spec!r}: file not found: {p}")
     mod_spec = importlib.util.spec_from_file_location(f"r1rl_user_reward_{p.stem}", p)
-    module = importlib.util.module_from_spec(mod_spec)  # type: ignore[arg-type]
+    if mod_spec is None or mod_spec.loader is None:  # only for a name without a loader's suffix: not .py
+        raise UserError(f"reward {spec!r}: {p} is not a Python file")
+    module = importlib.util.module_from_spec(mod_spec)
     try:
-        mod_spec.loader.exec_module(module)  # type: ignore[union-attr]
+        mod_spec.loader.exec_module(module)
     except Exception as e:
         raise UserError(f"reward {spec!r}: {p} failed to load ({type(e).__name__}: {e})") from None
     return module

@@ -351,8 +351,10 @@ def _ppo_moves() -> dict[str, str]:
     out = {"ppo.steps": "steps", "ppo.log_every": "log.every", "ppo.eval_every": "log.eval_every",
            "ppo.eval_examples": "log.eval_examples", "ppo.checkpoint_every": "checkpoint.every",
            "ppo.keep_checkpoints": "checkpoint.keep"}  # fmt: skip
-    sections = {"rollout": RolloutConfig, "algorithm": AlgorithmConfig, "optim": PPOOptimConfig,
-                "compute": ComputeConfig, "moe": MoEConfig}  # fmt: skip
+    sections: dict[str, type[Strict]] = {
+        "rollout": RolloutConfig, "algorithm": AlgorithmConfig, "optim": PPOOptimConfig,
+        "compute": ComputeConfig, "moe": MoEConfig,
+    }  # fmt: skip
     for name, model in sections.items():
         out.update({f"ppo.{field}": f"{name}.{field}" for field in model.model_fields})
     return out

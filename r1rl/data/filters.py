@@ -32,7 +32,7 @@ import ast
 import string
 import warnings
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,7 +57,7 @@ class Filter(Protocol):
         ...
 
 
-FILTERS: Registry[Filter] = Registry("filter")
+FILTERS: Registry[Callable[..., Filter]] = Registry("filter")  # the constructors, built from config
 
 
 def build_filter(spec: Mapping[str, Any], key: str = "data.filters") -> Filter:

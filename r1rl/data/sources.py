@@ -30,7 +30,7 @@ import itertools
 import json
 import random
 import sysconfig
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -66,7 +66,7 @@ class Source(Protocol):
         ...
 
 
-SOURCES: Registry[Source] = Registry("source type")
+SOURCES: Registry[Callable[..., Source]] = Registry("source type")  # the constructors, built from config
 
 
 def build_source(spec: Mapping[str, Any], key: str = "data.sources") -> Source:
@@ -467,7 +467,8 @@ def split_train_val(
 
     if not 0 <= val_fraction < 1:
         raise UserError(f"data.val_fraction must be in [0, 1) (got {val_fraction})")
-    train, val = [], []
+    train: list[Document] = []
+    val: list[Document] = []
     for d in docs:
         h = hashlib.blake2b(f"{seed}\0{normalize_text(d.text)}".encode(), digest_size=8).digest()
         (val if int.from_bytes(h, "big") / 2**64 < val_fraction else train).append(d)

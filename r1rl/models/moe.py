@@ -39,7 +39,8 @@ def check_routing_replay(model: torch.nn.Module) -> None:
 
 
 def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
+    get_base_model = getattr(model, "get_base_model", None)  # a PEFT wrapper's
+    return get_base_model() if get_base_model is not None else model
 
 
 class RoutingReplay:
@@ -68,7 +69,7 @@ class RoutingReplay:
         self._rows: torch.Tensor | None = None
         self.agreement: list[float] = []
         self._mode: str | None = None
-        self._shape: tuple[int, int] | None = None
+        self._shape: tuple[int, int] = (0, 0)  # (B, S) of the batch under record()
         self._mask: torch.Tensor | None = None
         self._handles = [r.register_forward_hook(self._hook(i)) for i, r in enumerate(self.routers)]
 

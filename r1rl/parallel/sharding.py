@@ -23,11 +23,14 @@ micro-batch weights are shares of the global minibatch (``sum_gradients``).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 from r1rl.errors import UserError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 SHARDED_EVAL = (
     "log.eval_every: held-out evals during training generate on the main process alone, which FSDP2's "
@@ -61,16 +64,17 @@ def _mesh(par: Any) -> Any:
     return mesh[tuple(pc.fsdp_dim_names)] if mesh is not None else None
 
 
-def transformer_of(model: torch.nn.Module) -> torch.nn.Module:
+def transformer_of(model: torch.nn.Module) -> PreTrainedModel:
     """The transformers model inside a PEFT wrapper (or ``model`` itself)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
+    get_base_model = getattr(model, "get_base_model", None)
+    return get_base_model() if get_base_model is not None else model
 
 
 def decoder_layers(model: torch.nn.Module, names: list[str] | None = None) -> list[torch.nn.Module]:
     """The modules of the classes named (the accelerate config's ``fsdp_transformer_layer_cls_to_wrap``),
     or of the model's ``_no_split_modules``."""
-    names = set(names or getattr(transformer_of(model), "_no_split_modules", None) or ())
-    layers = [m for m in model.modules() if type(m).__name__ in names]
+    wanted = set(names or getattr(transformer_of(model), "_no_split_modules", None) or ())
+    layers = [m for m in model.modules() if type(m).__name__ in wanted]
     if not layers:
         kind = type(transformer_of(model)).__name__
         raise UserError(f"FSDP2: {kind} names no decoder layer classes (_no_split_modules) to shard")
@@ -148,7 +152,8 @@ def full_state_dict(module: torch.nn.Module, trainable_only: bool = False) -> di
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=trainable_only)
-    return get_model_state_dict(module, options=options)
+    # full_state_dict=True gathers plain tensors; torch's return type covers every option (DTensor ...)
+    return cast(dict[str, torch.Tensor], get_model_state_dict(module, options=options))
 
 
 def shard_roles(ac: Any, par: Any) -> Any:

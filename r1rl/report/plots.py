@@ -24,11 +24,13 @@ from typing import Any, NamedTuple
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import TABLEAU_COLORS, to_rgb
+from matplotlib.figure import Figure, FigureBase
 from matplotlib.ticker import MaxNLocator
 
 # Rate panels and the dashboard's bars: the headline (reward mean, accuracy) dark, tier i in colour Ci.
-RATE_COLOURS = ["0.15", *colormaps["tab10"].colors[1:]]
+RATE_COLOURS = ["0.15", *[to_rgb(c) for c in TABLEAU_COLORS.values()][1:]]  # tab10's RGB tuples
 MAX_LEGEND = 8  # beyond this many lines (layers of a deep model): dark → light, the legend names the two ends
 
 
@@ -173,7 +175,9 @@ def style_axes(ax: Axes, title: str, xlabel: str, ylabel: str = "", integer_y: b
     ax.tick_params(labelsize=7)
 
 
-def colour_bar(fig: Figure, image: Any, axes: Axes | list[Axes], label: str, shrink: float = 1.0) -> None:
+def colour_bar(
+    fig: FigureBase, image: ScalarMappable, axes: Axes | list[Axes], label: str, shrink: float = 1.0
+) -> None:
     bar = fig.colorbar(image, ax=axes, shrink=shrink)
     bar.set_label(label, fontsize=8)
     bar.ax.tick_params(labelsize=7)
@@ -196,8 +200,8 @@ def draw_panel(ax: Axes, title: str, lines: list[Line], rates: bool = False) -> 
     style_axes(ax, title, "step")
     ax.grid(alpha=0.3)
     if rates:
-        low, high = ax.get_ylim()
-        ax.set_ylim(min(low, -0.03), max(high, 1.03))
+        bottom, top = ax.get_ylim()
+        ax.set_ylim(min(bottom, -0.03), max(top, 1.03))
     if len(lines) > 1:
         handles = drawn if len(lines) <= MAX_LEGEND else [drawn[0], drawn[-1]]
         ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
@@ -209,7 +213,9 @@ def metric_figures(rows: list[dict[str, Any]], title: str = "") -> dict[str, Fig
     owner = {k: next((name for name, g in GROUPS.items() if g.rank(k) is not None), None) for k in keys}
     figures = {}
     for name, group in GROUPS.items():
-        panels = group_panels(rows, sorted((k for k in keys if owner[k] == name), key=group.rank), group)
+        # owner[k] == name: the group ranks k (not None)
+        mine = sorted((k for k in keys if owner[k] == name), key=lambda k: group.rank(k) or 0)
+        panels = group_panels(rows, mine, group)
         if not panels:
             continue
         cols = min(3, len(panels))

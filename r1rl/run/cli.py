@@ -12,10 +12,13 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from r1rl import __version__
 from r1rl.errors import Preempted, UserError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 DESCRIPTION = (
     "RL post-training for MoE language models: pretrain, SFT, PPO over a reward hierarchy, distill, eval."
@@ -115,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     return guarded(lambda: _dispatch(args))
 
 
-def recipe_main(run: Callable[[Any], Any], config_type: type, argv: list[str] | None = None) -> int:
+def recipe_main(
+    run: Callable[[Any], Any], config_type: type[BaseModel], argv: list[str] | None = None
+) -> int:
     """``python my_recipe.py CONFIG.yaml [key.sub=value ...]``: load the config, run, push if asked."""
     from r1rl.config import load_config
     from r1rl.run.stages import push_if_asked

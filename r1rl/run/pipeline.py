@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from pydantic import BaseModel
-
-from r1rl.config import EvalConfig, PipelineConfig, validate
+from r1rl.config import EvalConfig, PipelineConfig, PPOConfig, StageBase, validate
 from r1rl.parallel.distributed import is_main
 from r1rl.run.stages import STAGES, TRAIN_STAGES
 from r1rl.rundir import RunDir, atomic_write_text
@@ -71,16 +69,16 @@ def _shared(cfg: PipelineConfig, section: dict[str, Any], stage: str) -> dict[st
     return out
 
 
-def stage_configs(cfg: PipelineConfig, source: str = "pipeline") -> dict[str, BaseModel]:
+def stage_configs(cfg: PipelineConfig, source: str = "pipeline") -> dict[str, StageBase]:
     """Validated configs of every stage (and one eval config per trained stage, and the start model)."""
     out = Path(cfg.output_dir)
-    configs: dict[str, BaseModel] = {}
+    configs: dict[str, StageBase] = {}
     for stage in train_stages(cfg):
         section = getattr(cfg, stage) or {}
         data: dict[str, Any] = {**_inputs(cfg, stage, out), **section, **_shared(cfg, section, stage)}
         data["output_dir"] = str(out / stage)
         configs[stage] = validate(STAGES[stage].config, data, source=f"{source}: {stage}")
-    rewards = configs["ppo"].rewards.model_dump(mode="json")
+    rewards = cast(PPOConfig, configs["ppo"]).rewards.model_dump(mode="json")  # STAGES["ppo"].config
     evaluated = {s: str(out / s / "final") for s in train_stages(cfg)}
     if cfg.model_path:
         evaluated = {"base": cfg.model_path, **evaluated}
@@ -104,19 +102,20 @@ def run(cfg: PipelineConfig, source: str = "pipeline", overwrite: bool = False) 
     task_name = task_of(configs["ppo"]).name  # names the task; its rows load when a stage needs them
     summary: dict[str, Any] = {"task": task_name, "stages": {}}
     changed = False  # an earlier stage ran: what follows was built on its old result
+    recipes: dict[str, str] = dict(cfg.recipes.items())
     for stage in ("base", *train_stages(cfg)):
         if f"eval_{stage}" not in configs:  # "base": only when the pipeline starts from a checkpoint
             continue
         if stage != "base":
             print(f"[run] {stage} → {configs[stage].output_dir}")
-            rd, ran = STAGES[stage].run(configs[stage], cfg.recipes.get(stage), overwrite, force=changed)
+            rd, ran = STAGES[stage].run(configs[stage], recipes.get(stage), overwrite, force=changed)
             changed, run_dir = changed or ran, str(rd.path)
         else:
             run_dir = cfg.model_path or ""
         if not is_main():
             continue
         ev_cfg = configs[f"eval_{stage}"]
-        STAGES["eval"].run(ev_cfg, cfg.recipes.get("eval"), overwrite, force=changed)
+        STAGES["eval"].run(ev_cfg, recipes.get("eval"), overwrite, force=changed)
         metrics = json.loads(RunDir(ev_cfg.output_dir).eval_results.read_text())["tasks"][task_name]
         summary["stages"][stage] = {"run_dir": run_dir, "eval": metrics}
         atomic_write_text(root.path / "summary.json", json.dumps(summary, indent=2))
@@ -128,7 +127,8 @@ def run(cfg: PipelineConfig, source: str = "pipeline", overwrite: bool = False) 
     atomic_write_text(root.path / "summary.json", json.dumps(summary, indent=2))
     print(format_summary(summary))
     print(f"[run] dashboard: {summary['dashboard']}")
-    if cfg.push_to_hub:  # the last stage's model, with the whole lineage and every eval in its card
+    if cfg.push_to_hub and cfg.hub_repo_id:  # the last stage's model, its lineage and evals in its card
+        # (the config refuses push_to_hub without hub_repo_id)
         from r1rl.report.hub import push_run
 
         print(f"[hub] {root.path} → {push_run(root.path, cfg.hub_repo_id, private=cfg.hub_private)}")

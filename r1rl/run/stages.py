@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
-from r1rl.config import DistillConfig, EvalConfig, PPOConfig, PretrainConfig, SFTConfig
+from r1rl.config import DistillConfig, EvalConfig, PPOConfig, PretrainConfig, SFTConfig, StageBase
 from r1rl.errors import UserError
 from r1rl.registry import Registry
 
@@ -28,7 +26,7 @@ if TYPE_CHECKING:  # the table itself stays light: torch loads with the recipe t
 @dataclass(frozen=True)
 class Stage:
     name: str
-    config: type[BaseModel]
+    config: type[StageBase]
     recipe: str  # module under r1rl.recipes
     help: str
     trains: bool = True  # writes a final/ model (eval does not)

@@ -239,7 +239,9 @@ def _read_verdicts(raw: bytes, nonce: str, tests: Instrumented) -> tuple[int, st
     and those in a function, though a pass of theirs came before (an assert in a loop is decided
     only when the loop is done).
     """
-    passed, failed, gone, ended, notes, under_way = set(), set(), None, False, [], set()
+    passed: set[int] = set()
+    failed: set[int] = set()
+    gone, ended, notes, under_way = None, False, [], set()
     for line in raw.decode("utf-8", "replace").splitlines():
         head, _, rest = line.partition(" ")
         if head != nonce:

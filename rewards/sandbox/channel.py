@@ -213,15 +213,15 @@ class Encoder:
             self._value(v, depth + 1)
 
 
-_SEQUENCES = {list: b"L", tuple: b"U", set: b"E", frozenset: b"Z"}
+_SEQUENCES: dict[type, bytes] = {list: b"L", tuple: b"U", set: b"E", frozenset: b"Z"}
 _FACTORIES = {
     t.__name__: t for t in (int, float, complex, str, bytes, bool, list, tuple, dict, set, frozenset)
 }
 
 
-def _collections_types() -> dict:
+def _collections_types() -> dict[str, type | None]:
     """The ``collections`` types by name, only if the program (or the judge) imported them."""
-    out = {}
+    out: dict[str, type | None] = {}
     c = sys.modules.get("_collections")
     if c is not None:
         out.update(deque=c.deque, defaultdict=c.defaultdict, OrderedDict=getattr(c, "OrderedDict", None))

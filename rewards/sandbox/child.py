@@ -251,15 +251,16 @@ def _kill_descendants() -> None:
                         parent[int(p)] = int(f.read().rsplit(")", 1)[1].split()[1])
                 except (OSError, ValueError, IndexError):
                     pass
-        below, frontier = set(), {me}
+        below: set[int] = set()
+        frontier = {me}
         while frontier:
             frontier = {p for p, pp in parent.items() if pp in frontier and p not in below}
             below |= frontier
         if not below:
             return
-        for p in below:
+        for pid in below:
             try:
-                os.kill(p, SIGKILL)
+                os.kill(pid, SIGKILL)
             except OSError:
                 pass
         try:
@@ -412,7 +413,7 @@ def _block_sockets() -> None:
 
     c_socket = _socket.socket
 
-    class GuardedSocket(c_socket):
+    class GuardedSocket(_socket.socket):
         __slots__ = ()
 
         def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
@@ -420,4 +421,4 @@ def _block_sockets() -> None:
                 raise PermissionError(1, "network access is disabled in this sandbox")
             c_socket.__init__(self, family, type, proto, fileno)
 
-    _socket.socket = _socket.SocketType = GuardedSocket
+    _socket.socket = _socket.SocketType = GuardedSocket  # type: ignore[misc]  # replacing the class is the guard

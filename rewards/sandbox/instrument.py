@@ -214,18 +214,15 @@ def instrument(test_code: str) -> Instrumented:
         raise ValueError(
             f"run_tests: cannot instrument the asserts of test_code (line {e.lineno}: {e.msg})"
         ) from None
-    names, imports, modules, free, candidates, subjects = (
-        tuple(sorted(n)) for n in (names, imports, modules, free, candidates, subjects)
-    )
     return Instrumented(
         marshal.dumps(codes),
         recorder.count,
-        names,
-        imports,
-        modules,
-        free,
-        candidates,
-        subjects,
+        tuple(sorted(names)),
+        tuple(sorted(imports)),
+        tuple(sorted(modules)),
+        tuple(sorted(free)),
+        tuple(sorted(candidates)),
+        tuple(sorted(subjects)),
         tuple(held),
         tuple(recorder.in_functions),
     )
@@ -254,7 +251,7 @@ def _subjects(tree: ast.Module) -> set[str]:
     """Names a module-level call hands, bare, to a function the tests define (HumanEval's
     ``check(candidate)`` harness line): the function under test."""
     defs = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
-    found = set()
+    found: set[str] = set()
     for stmt in tree.body:
         call = stmt.value if isinstance(stmt, ast.Expr) else None
         if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in defs:
@@ -266,7 +263,8 @@ def _subjects(tree: ast.Module) -> set[str]:
 
 def _module_level_imports(tree: ast.Module) -> set[str]:
     """The names the imports of ``tree`` bind in its module's namespace (not those in functions)."""
-    bound, todo = set(), list(tree.body)
+    bound: set[str] = set()
+    todo: list[ast.AST] = list(tree.body)
     while todo:
         node = todo.pop()
         if isinstance(node, ast.Import):

@@ -331,7 +331,8 @@ def run(job: dict, verdict_fd: int, requests_fd: int, replies_fd: int) -> int:
 def _run(job: dict, rec: Recorder) -> None:
     import marshal
 
-    ns, own = {"__name__": "__main__", "__builtins__": builtins}, {}
+    ns: dict[str, object] = {"__name__": "__main__", "__builtins__": builtins}
+    own: dict[str, object] = {}
     if job["judge_code"] is not None:
         try:
             exec(marshal.loads(job["judge_code"]), ns)

@@ -101,21 +101,21 @@ def view() -> dict:
     python = real_python()
     prefixes = {os.path.realpath(p) for p in (sys.base_prefix, sys.base_exec_prefix)}
     stdlib = os.path.dirname(os.path.realpath(os.__file__))  # {base_prefix}/lib/python3.X
-    dirs = {stdlib, os.path.join(stdlib, "lib-dynload")}
+    found = {stdlib, os.path.join(stdlib, "lib-dynload")}
     libdir = sysconfig.get_config_var("LIBDIR")  # libpython, when the interpreter links it
     if libdir:
-        dirs.add(os.path.realpath(libdir))
-    dirs.update(os.path.join(p, "lib") for p in prefixes if p not in ("/", "/usr", "/usr/local"))
+        found.add(os.path.realpath(libdir))
+    found.update(os.path.join(p, "lib") for p in prefixes if p not in ("/", "/usr", "/usr/local"))
     links = list(_DEV_LINKS)
     multiarch = sysconfig.get_config_var("MULTIARCH")  # Debian's /usr/lib/x86_64-linux-gnu
     for d in _LIB_DIRS:
         if os.path.islink(d):
             links.append((d, os.readlink(d)))
         elif multiarch and os.path.isdir(os.path.join(d, multiarch)):
-            dirs.add(os.path.join(d, multiarch))  # not the rest of /usr/lib (node_modules, jvm ...)
+            found.add(os.path.join(d, multiarch))  # not the rest of /usr/lib (node_modules, jvm ...)
         elif os.path.isdir(d):
-            dirs.add(d)
-    dirs = sorted(d for d in dirs if os.path.isdir(d))
+            found.add(d)
+    dirs = sorted(d for d in found if os.path.isdir(d))
     dirs = [d for d in dirs if not _inside(d, [o for o in dirs if o != d])]  # outermost only
     files = [f for f in (python, *_FILES) if os.path.exists(f) and not _inside(f, dirs)]
     masks = [

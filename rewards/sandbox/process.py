@@ -163,11 +163,12 @@ def execute(job: dict, stdin: str, limits: Limits, mode: str, judge: dict | None
             return f.fileno()
 
         roles = _roles(limits, plan, uids, judge is not None, stack)
+        status_fd = new_file()
         cfg = {
             "namespaces": plan.namespaces,
             "userns": plan.userns,
             "roles": roles,
-            "status_fd": new_file(),
+            "status_fd": status_fd,
             "view": plan.view,
             "tmp_mb": limits.tmp_mb,
             "seccomp": plan.seccomp,
@@ -176,16 +177,17 @@ def execute(job: dict, stdin: str, limits: Limits, mode: str, judge: dict | None
             "nproc_extra": (4 if judge else 2) if plan.userns else 0,
             "max_result_bytes": limits.max_result_bytes,
         }
-        fds = [cfg["status_fd"]]
+        fds = [status_fd]
         verdict_fd = None
         if judge is not None:
-            cfg["tests_fd"] = new_file(marshal.dumps(judge))
+            tests_fd = new_file(marshal.dumps(judge))
             verdict_fd = new_file()
             # The judge gets the verdict file write-only; nobody in the sandbox may read it back.
             os.fchmod(verdict_fd, 0o200)
-            cfg["verdict_fd"] = os.open(f"/proc/self/fd/{verdict_fd}", os.O_WRONLY | os.O_APPEND)
-            stack.callback(os.close, cfg["verdict_fd"])
-            fds += [cfg["tests_fd"], cfg["verdict_fd"]]
+            judge_fd = os.open(f"/proc/self/fd/{verdict_fd}", os.O_WRONLY | os.O_APPEND)
+            stack.callback(os.close, judge_fd)
+            cfg["tests_fd"], cfg["verdict_fd"] = tests_fd, judge_fd
+            fds += [tests_fd, judge_fd]
         boot_fd = new_file(_child_modules() + marshal.dumps(cfg) + marshal.dumps(job))
         stdio = (new_file(stdin.encode("utf-8", "surrogatepass")), new_file(), new_file())
         env = {
@@ -195,13 +197,13 @@ def execute(job: dict, stdin: str, limits: Limits, mode: str, judge: dict | None
             "LANG": "C.UTF-8",
         }
         wall_clock = limits.timeout_s + (JUDGE_ALLOWANCE_S if judge is not None else 0.0)
-        timed_out, wall, rc = _spawn(boot_fd, fds, stdio, env, wall_clock, plan.namespaces, cfg["status_fd"])
+        timed_out, wall, rc = _spawn(boot_fd, fds, stdio, env, wall_clock, plan.namespaces, status_fd)
         if plan.root and not plan.namespaces:
             for uid in uids.values():
                 _sweep_uid(uid)
         out, err = (os.pread(fd, limits.max_output_bytes + 1, 0) for fd in stdio[1:])
         return Run(
-            status=os.pread(cfg["status_fd"], 1 << 16, 0).decode("utf-8", "replace"),
+            status=os.pread(status_fd, 1 << 16, 0).decode("utf-8", "replace"),
             timed_out=timed_out,
             wall_s=wall,
             returncode=rc,

@@ -19,6 +19,10 @@ import sys
 
 from . import channel
 
+TYPE_CHECKING = False  # typing is not imported in child code; a type checker reads this name as True
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 _REQUEST_CAP = 1 << 30  # the judge is trusted; this only bounds a broken stream
 # The results of these requests may be functions and classes (sent as handles); the result of
 # anything else, a call above all, must be data or an object.
@@ -69,7 +73,7 @@ def main_module() -> dict:
     import types
 
     main = types.ModuleType("__main__")
-    main.__builtins__ = builtins
+    main.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = main
     sys.argv = ["<solution>"]
     return main.__dict__
@@ -139,7 +143,7 @@ def _load(code: str, ns: dict) -> int:
     return 0
 
 
-def _exit(status: int) -> None:
+def _exit(status: int) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

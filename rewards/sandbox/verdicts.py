@@ -52,7 +52,9 @@ class Recorder:
 
     def __init__(self, fd: int, nonce: str, channel, truth) -> None:
         """``channel``: the judge's (its ``gone``); ``truth``: an assert's value as a verdict."""
-        self.fd, self.nonce, self.reported, self.notes = fd, nonce, set(), set()
+        self.fd, self.nonce = fd, nonce
+        self.reported: set[tuple[int, bool]] = set()
+        self.notes: set[str] = set()
         self.channel, self.truth = channel, truth
         self.raised: dict[str, int] = {}
         self.passing: set[int] = set()  # asserts passed in the statement under way

@@ -143,7 +143,8 @@ def build_card(
         tags=tags,
     )
     if base is not None:
-        data.base_model_relation = "adapter" if kind == "adapter" else "finetune"
+        # card metadata beyond the common fields is any attribute; ModelCardData's type declares only those
+        data.base_model_relation = "adapter" if kind == "adapter" else "finetune"  # type: ignore[attr-defined]
     rewarded = next((s for s in reversed(info.lineage) if s.stage in REWARDS_BY), None)
     return ModelCard.from_template(
         data,

@@ -184,16 +184,17 @@ def push_run(
                 max_delay=max_retry_delay,
                 token=token,
             )
-        except (OSError, ValueError, *_network_errors()) as e:  # HfHubHTTPError is an OSError
+        except _push_errors() as e:
             raise _user_error(e, repo_id, endpoint, attempts, token) from None
     print(f"[push] {info.pushed.stage} ({upload.kind}, {len(upload.files)} files) → {url}")
     return url
 
 
-def _network_errors() -> tuple[type[Exception], ...]:
-    import httpx2  # huggingface_hub's HTTP client
+def _push_errors() -> tuple[type[Exception], ...]:
+    """What a failed push raises: HfHubHTTPError is an OSError; the rest are httpx2's (its HTTP client)."""
+    import httpx2
 
-    return (httpx2.HTTPError,)
+    return (OSError, ValueError, httpx2.HTTPError)
 
 
 def _default_endpoint() -> str:
