@@ -24,7 +24,7 @@ the eval stage only use these members; none of them knows which task it runs.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeGuard, runtime_checkable
 
 from r1rl.errors import UserError
 
@@ -35,17 +35,25 @@ NOT_COLUMNS = ("prompt", "completion")  # what a record holds besides its column
 
 @runtime_checkable
 class Task(Protocol):
-    name: str
-    rewards: list[dict[str, Any]]
-    stop: tuple[str, ...]
-    notes: tuple[str, ...]
+    # Read-only members: a frozen dataclass or a property satisfies them as well as an attribute.
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def rewards(self) -> list[dict[str, Any]]: ...
+
+    @property
+    def stop(self) -> tuple[str, ...]: ...
+
+    @property
+    def notes(self) -> tuple[str, ...]: ...
 
     def records(self, split: Split) -> Sequence[Record]: ...
 
     def corpus(self, n: int, seed: int) -> list[str]: ...
 
 
-def is_conversation(value: Any) -> bool:
+def is_conversation(value: Any) -> TypeGuard[Sequence[dict[str, Any]]]:
     """A list of chat messages (dicts with ``role`` and ``content``).
 
     >>> is_conversation([{"role": "user", "content": "hi"}]), is_conversation("hi")
@@ -103,7 +111,8 @@ def first(records: Sequence[Record], n: int | None) -> Sequence[Record]:
     if n is None or n >= len(records):
         return records
     if hasattr(records, "select"):
-        return records.select(range(n))  # a datasets.Dataset keeps its cache files
+        selected: Sequence[Record] = records.select(range(n))  # a datasets.Dataset keeps its cache files
+        return selected
     return records[:n]
 
 

@@ -66,7 +66,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` overrides; values are parsed as YAML scalars/lists."""
-    out = yaml.safe_load(yaml.safe_dump(data))  # deep copy
+    out: dict[str, Any] = yaml.safe_load(yaml.safe_dump(data))  # deep copy
     for item in overrides:
         if "=" not in item:
             raise UserError(f"override {item!r} is not of the form key.sub=value")
@@ -204,4 +204,4 @@ def load_config(cls: type[C], path: str | Path, overrides: list[str] | None = No
 
 
 def dump_config(cfg: BaseModel) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    return str(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

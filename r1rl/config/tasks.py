@@ -6,10 +6,11 @@ told apart by its ``name``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, Union
 
 from pydantic import BeforeValidator, Field
 
+from r1rl.strict import Strict
 from r1rl.tasks import DEFAULT_TASK, TASKS
 from r1rl.tasks.data import DataConfig
 
@@ -29,11 +30,14 @@ def default_task() -> Any:
 
 
 TASK_OPTIONS = tuple(task.options for _, task in TASKS.items())
-TaskConfig = Annotated[
-    Union[TASK_OPTIONS],  # noqa: UP007  (a union built from the registry)
-    Field(discriminator="name"),
-    BeforeValidator(_task_by_name),
-]
+if TYPE_CHECKING:  # the members are known once the tasks have registered, not to a type checker
+    TaskConfig: TypeAlias = Strict
+else:
+    TaskConfig = Annotated[
+        Union[TASK_OPTIONS],  # noqa: UP007  (a union built from the registry)
+        Field(discriminator="name"),
+        BeforeValidator(_task_by_name),
+    ]
 
 
 class PretrainDataConfig(DataConfig):
