@@ -47,6 +47,8 @@ from r1rl.eval.registry import FewshotSampler, Task, get_task
 from r1rl.eval.scorers import get_scorer
 
 from r1rl.errors import UserError
+from r1rl.models.factory import load_merged, load_tokenizer
+from r1rl.rundir import atomic_write_text
 
 FEWSHOT_SEED = 1234  # lm-eval's default fewshot_random_seed
 
@@ -145,8 +147,6 @@ def _check_options(num_fewshot: int | None, batch_size: int, max_gen_toks: int |
 def _model_and_tokenizer(model: Any, tokenizer: Any) -> tuple[Any, Any]:
     """An in-memory model and its tokenizer: a path is loaded (adapters merged)."""
     if isinstance(model, (str, Path)):
-        from r1rl.models.factory import load_merged, load_tokenizer
-
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(str(model))
         model = load_merged(str(model))
     if tokenizer is None:
@@ -420,8 +420,6 @@ def write_results(run_dir: str | Path, results: dict[str, Any]) -> Path:
 
     NaN (an undefined correlation or stderr) is written as ``null``. Returns the JSON path.
     """
-    from r1rl.rundir import atomic_write_text
-
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     body = {k: results[k] for k in ("model", "tasks", "config", "timing") if k in results}

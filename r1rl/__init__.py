@@ -55,7 +55,7 @@ MOVED = {
     "r1rl.ppo.selection": "r1rl.train.ppo.selection",
     "r1rl.ppo.trainer": "r1rl.train.ppo.trainer",
     "r1rl.ppo.update": "r1rl.train.ppo.update",
-    "r1rl.presets": "r1rl.models.presets",
+    "r1rl.presets": "r1rl.config.presets",
     "r1rl.pretraining": "r1rl.train.pretrain",
     "r1rl.rerun": "r1rl.run.rerun",
     "r1rl.sharding": "r1rl.parallel.sharding",

@@ -23,6 +23,11 @@ import yaml
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from r1rl.config import DataConfig, DistillConfig, PPOSettings, TrainSettings
+from r1rl.config.rewards import RewardModelSpec
+from r1rl.tasks import TASKS
+from r1rl.tasks.benchmark import BenchmarkOptions
+
 
 @dataclass(frozen=True)
 class Option:
@@ -182,11 +187,6 @@ DISTILL_SKIP = ("output_dir", "seed", "threads", "task", "data.", "steps", "batc
 
 
 def _readme_tables() -> dict[str, tuple[type[BaseModel], tuple[str, ...]]]:
-    from r1rl.config import DataConfig, DistillConfig, PPOSettings, TrainSettings
-    from r1rl.config.rewards import RewardModelSpec
-    from r1rl.tasks import TASKS
-    from r1rl.tasks.benchmark import BenchmarkOptions
-
     return {
         "data": (DataConfig, ()),
         **{name: (task.options, ("name",)) for name, task in TASKS.items()},

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from r1rl.config.presets import PRESETS
 from r1rl.errors import did_you_mean
 from r1rl.strict import Strict
 
@@ -36,8 +37,6 @@ class ModelConfig(Strict):
     @field_validator("preset")
     @classmethod
     def _known_preset(cls, preset: str) -> str:
-        from r1rl.models.presets import PRESETS
-
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}{did_you_mean(preset, PRESETS)}")
         return preset

@@ -20,7 +20,9 @@ from r1rl.config.sections import (
     TrainSettings,
 )
 from r1rl.config.tasks import DataConfig, PretrainDataConfig, TaskConfig, default_task
+from r1rl.eval.registry import get_task
 from r1rl.strict import Strict
+from r1rl.tasks import task_name
 
 Tracker = Literal[
     "tensorboard", "wandb", "trackio", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "swanlab"
@@ -161,9 +163,6 @@ class EvalConfig(StageBase):
 
     @model_validator(mode="after")
     def _known_tasks(self) -> EvalConfig:
-        from r1rl.eval.registry import get_task  # late: the registry reads task YAML
-        from r1rl.tasks import task_name
-
         if self.tasks is not None and not self.tasks:
             raise ValueError("list at least one task (or null for the stage's own task)")
         own = task_name(self.task, self.data)

@@ -11,6 +11,9 @@ The pretrain stage runs :func:`prepare_corpus` for ``data.sources``, ``data.filt
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from r1rl.data.dedup import DedupStats, NearDuplicateIndex, deduplicate, normalize_text, shingles, text_hash
 from r1rl.data.filters import (
     FILTERS,
@@ -25,18 +28,10 @@ from r1rl.data.filters import (
     apply_filters,
     build_filter,
 )
-from r1rl.data.packing import (
-    PackedBatch,
-    pack_documents,
-    pack_stream,
-    per_document_loss,
-    tokenize_corpus,
-)
 from r1rl.data.pipeline import Corpus, prepare_corpus
 from r1rl.data.scoring import CausalLMScorer, CharNGramScorer, Scorer
 from r1rl.data.sources import (
     SOURCES,
-    ArithmeticSource,
     Document,
     FileSource,
     HFDatasetSource,
@@ -51,7 +46,6 @@ from r1rl.data.sources import (
 __all__ = [
     "FILTERS",
     "SOURCES",
-    "ArithmeticSource",
     "CausalLMScorer",
     "CharNGramScorer",
     "CharsetFilter",
@@ -88,3 +82,16 @@ __all__ = [
     "text_hash",
     "tokenize_corpus",
 ]
+
+if TYPE_CHECKING:
+    from r1rl.data.packing import PackedBatch, pack_documents, pack_stream, per_document_loss, tokenize_corpus
+
+# Packing works on torch tensors; the sources must not load torch (a task's file registers its corpus
+# source here, and every config reads the tasks), so packing's names load on first use (PEP 562).
+_PACKING = ("PackedBatch", "pack_documents", "pack_stream", "per_document_loss", "tokenize_corpus")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PACKING:
+        return getattr(importlib.import_module("r1rl.data.packing"), name)
+    raise AttributeError(f"module 'r1rl.data' has no attribute {name!r}")

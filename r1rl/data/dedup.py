@@ -14,6 +14,7 @@ is deterministic and a document never disappears together with its only copy.
   Jaccard really is ≥ ``threshold`` (LSH alone also admits pairs somewhat below it).
   Memory: ``num_perm`` × 8 bytes per kept document for ``verify``, plus the LSH tables.
 
+    >>> from r1rl.data.sources import Document
     >>> docs = ["The cat sat.", "the  CAT sat.", "A dog ran."]
     >>> kept, stats = deduplicate([Document(t, "s") for t in docs], near=False)
     >>> [d.text for d in kept], stats.exact_duplicates
@@ -29,12 +30,14 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from r1rl.data.sources import Document
 from r1rl.errors import UserError
+
+if TYPE_CHECKING:  # sources import the dedup helpers; dedup only names their documents
+    from r1rl.data.sources import Document
 
 _WS = re.compile(r"\s+")
 _CHUNK = 512  # documents per MinHash.bulk call

@@ -40,7 +40,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from r1rl.data.dedup import write_json
-from r1rl.data.scoring import Scorer
+from r1rl.data.scoring import CharNGramScorer, Scorer
 from r1rl.data.sources import Document
 from r1rl.errors import UserError
 from r1rl.registry import Registry
@@ -234,8 +234,6 @@ def perplexity_filter(
 ) -> ScoreFilter:
     """Keep documents whose perplexity under a character ``n``-gram model of ``reference`` (a text
     file of the kind of text wanted) is at most ``max_score`` — CCNet's quality filter, scaled down."""
-    from r1rl.data.scoring import CharNGramScorer
-
     path = Path(reference)
     if not path.is_file():
         raise UserError(f"data.filters: perplexity: reference file not found: {path}")

@@ -6,7 +6,7 @@ A *source* is anything iterable over :class:`Document` with a ``name`` and a ``s
 ==============  ===================================================================================
 ``file``        local ``.txt`` / ``.md`` / ``.py`` / ``.jsonl`` / ``.parquet`` files, or folders of them
 ``hf``          a Hugging Face dataset via ``datasets.load_dataset`` (``streaming`` for large ones)
-``arithmetic``  the embedded task's problems (:mod:`r1rl.tasks.arithmetic`) rendered as text
+``arithmetic``  the embedded task's problems as text, registered by its file (:mod:`r1rl.tasks.arithmetic`)
 ``stdlib``      the running Python's standard-library ``.py`` files: a real code corpus, offline
 ==============  ===================================================================================
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import random
 import sysconfig
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,9 +36,9 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from r1rl.data.dedup import normalize_text
 from r1rl.errors import UserError
 from r1rl.registry import Registry
-from r1rl.tasks.arithmetic import ArithmeticTask, Split
 
 TEXT_SUFFIXES = (".txt", ".md", ".py")
 FILE_SUFFIXES = (*TEXT_SUFFIXES, ".jsonl", ".parquet")
@@ -250,50 +249,6 @@ class HFDatasetSource:
         return None if self.streaming else len(self._load())
 
 
-# ---------------------------------------------------------------------------- the embedded task
-
-
-@SOURCES.register("arithmetic")
-@dataclass
-class ArithmeticSource:
-    """The embedded arithmetic task's ``split`` problems as text, with their difficulty in ``meta``.
-
-    A document is the plain worked chain (``37+48=85 85-12=73``) or, for ``formatted_fraction``
-    of them, prompt + answer format. ``meta`` has ``operands`` (terms in the problem) and
-    ``digits`` (digits of the largest operand).
-    """
-
-    num_problems: int
-    name: str = "arithmetic"
-    seed: int = 0
-    split: Split = "train"
-    formatted_fraction: float = 0.0
-    min_operands: int = 2
-    max_operands: int = 3
-    digits: int = 2
-    operators: str = "+-"
-    test_fraction: float = 0.1
-
-    def __post_init__(self) -> None:
-        try:
-            self.task = ArithmeticTask(
-                self.min_operands, self.max_operands, self.digits, self.operators, self.test_fraction
-            )
-        except ValueError as e:
-            raise UserError(f"data source {self.name!r}: {e}") from None
-
-    def __iter__(self) -> Iterator[Document]:
-        rng = random.Random(self.seed)
-        for p in self.task.problems(self.split, self.num_problems, seed=self.seed, allow_fewer=True):
-            formatted = rng.random() < self.formatted_fraction
-            text = p.prompt + p.completion if formatted else p.chain_text
-            meta = {"operands": len(p.operands), "digits": max(len(str(abs(x))) for x in p.operands)}
-            yield Document(text, self.name, meta)
-
-    def size_hint(self) -> int | None:
-        return self.num_problems
-
-
 # ---------------------------------------------------------------------------- stdlib code
 
 
@@ -463,8 +418,6 @@ def split_train_val(
         >>> len(train) + len(val), 70 < len(val) < 130
         (1000, True)
     """
-    from r1rl.data.dedup import normalize_text
-
     if not 0 <= val_fraction < 1:
         raise UserError(f"data.val_fraction must be in [0, 1) (got {val_fraction})")
     train: list[Document] = []

@@ -29,7 +29,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from r1rl.data.sources import PythonStdlibSource
 from r1rl.errors import UserError, did_you_mean
+from r1rl.models.tokenizer import train_tokenizer
 
 # Published hyperparameters (the checkpoints' config.json); only these keys differ from the
 # transformers defaults of each model type.
@@ -112,8 +114,6 @@ def miniature_config(name: str, tokenizer: Any, **sizes: int) -> Any:
 
 def default_texts(max_files: int = 60) -> list[str]:
     """Local text to train a tokenizer on: the first files of Python's standard library (offline)."""
-    from r1rl.data.sources import PythonStdlibSource
-
     return [doc.text for doc in PythonStdlibSource(max_files=max_files)]
 
 
@@ -130,8 +130,6 @@ def save_miniature(
     (default :func:`default_texts`) to ``out``; return the folder."""
     import torch
     from transformers import AutoModelForCausalLM
-
-    from r1rl.models.tokenizer import train_tokenizer
 
     miniature_kwargs(name, **sizes)  # bad sizes are refused before the tokenizer trains
     tokenizer = train_tokenizer(default_texts() if texts is None else texts, vocab_size=vocab_size)

@@ -28,6 +28,8 @@ from transformers import (
     StoppingCriteriaList,
 )
 
+from r1rl.models.encoding import eos_token_ids
+
 
 @dataclass
 class Generation:
@@ -185,8 +187,6 @@ def generate(
     With ``return_logprobs`` the log-probs of the generated tokens are recorded as they are
     sampled (:class:`LogprobRecorder`); the tokens are the same either way.
     """
-    from r1rl.models.encoding import eos_token_ids
-
     eos_ids = list(eos_ids) if eos_ids is not None else eos_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
     ids, attn = left_pad(prompt_ids, pad_id)

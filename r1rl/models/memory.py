@@ -40,7 +40,9 @@ from typing import Any
 
 import torch
 
+from r1rl.config import LoraConfigModel
 from r1rl.models.architectures import ARCHITECTURES, published_config
+from r1rl.models.factory import build_config, lora_config
 
 GB = 1024**3
 STRATEGIES = ("ddp", "zero2", "zero3", "fsdp2", "hsdp")
@@ -52,8 +54,6 @@ def architecture(name: str) -> Any:
     """A transformers config for a name in :data:`ARCHITECTURES` (or an r1rl preset name)."""
     if name in ARCHITECTURES:
         return published_config(name)
-    from r1rl.models.factory import build_config
-
     return build_config(name, 512, pad_token_id=1, eos_token_id=0)
 
 
@@ -70,9 +70,6 @@ def count_parameters(config: Any, lora: Any = None, critic: bool = True) -> Para
     """Exact counts from a ``meta``-device model with r1rl's policy (and critic) adapters."""
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
-
-    from r1rl.config import LoraConfigModel
-    from r1rl.models.factory import lora_config
 
     lora = lora or LoraConfigModel()
     with torch.device("meta"):
@@ -168,8 +165,6 @@ def setup_label(strategy: str, gpus: int, gpus_per_node: int = 8) -> str:
 
 def table(models: list[str], setups: list[tuple[str, int]], **kwargs: Any) -> str:
     """A markdown table of :func:`estimate` for every model × base dtype × (strategy, gpus)."""
-    from r1rl.config import LoraConfigModel
-
     lora = kwargs.pop("lora", None) or LoraConfigModel()
     critic = kwargs.pop("critic", True)
     dtypes = kwargs.pop("base_dtypes", None) or ["bfloat16"]
@@ -207,8 +202,6 @@ SETUPS = ["ddp:1", "ddp:8", "zero2:8", "zero3:8", "fsdp2:8", "fsdp2:16", "hsdp:1
 
 
 def main(argv: list[str] | None = None) -> None:
-    from r1rl.config import LoraConfigModel
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="+", default=list(ARCHITECTURES))
     ap.add_argument("--lora-r", type=int, default=8)

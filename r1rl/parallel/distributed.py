@@ -43,6 +43,7 @@ from typing import Any, Literal, TypeVar
 import torch
 
 from r1rl.errors import UserError
+from r1rl.parallel.sharding import init_optimizer_state, shard_model
 
 Compression = Literal["none", "fp16", "bf16", "powersgd"]
 DeviceOption = Literal["auto", "cpu", "cuda"]
@@ -242,8 +243,6 @@ class Parallel:
         """
         model.to(self.device)
         if self.sharded:
-            from r1rl.parallel.sharding import shard_model
-
             self.broadcast_(p for p in model.parameters() if p.requires_grad)  # shards of rank 0's weights
             shard_model(model, self, sum_gradients=False)
             return model
@@ -257,8 +256,7 @@ class Parallel:
         shards, loaded into ``template()`` (the loop's state) once ``optimizers`` have their state."""
         if not self.sharded:
             return None
-        from r1rl.parallel.sharding import init_optimizer_state
-        from r1rl.train.loop import ShardedBackend
+        from r1rl.train.loop import ShardedBackend  # moves into r1rl.parallel with the loop's rewrite
 
         def filled() -> dict[str, Any]:
             for opt in optimizers:

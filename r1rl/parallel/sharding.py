@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 
 from r1rl.errors import UserError
+from r1rl.models.factory import add_lora, load_merged
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -172,8 +173,6 @@ def shard_roles(ac: Any, par: Any) -> Any:
 def merged_policy(ac: Any, par: Any, model_path: str, lora_cfg: Any, dtype: torch.dtype | None) -> Any:
     """PPO's ``final/`` under FSDP2: the policy adapter gathered (a collective) and, on the main
     process, merged into a fresh CPU copy of the base; ``None`` on the other ranks."""
-    from r1rl.models.factory import add_lora, load_merged
-
     state = full_state_dict(ac.peft, trainable_only=True)
     if not par.is_main:
         return None

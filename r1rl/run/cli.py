@@ -27,6 +27,7 @@ EPILOG = """commands:
   r1rl pretrain|sft|ppo|distill|eval CONFIG.yaml [key.sub=value ...] [--recipe my_recipe.py]
   r1rl run PIPELINE.yaml [key.sub=value ...]      every stage; finished stages are skipped
   r1rl config STAGE                               a complete, commented default config
+  r1rl tasks [NAME]                               the registered tasks (task: NAME), or one task's options
   r1rl cp ppo my_ppo.py                           copy a recipe script (or recipes/configs/<path>) to edit
   r1rl eval --compare EVAL_A EVAL_B               paired significance test of two evals
   r1rl push RUN_DIR --repo-id you/name            final model + model card to the Hub
@@ -69,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE)
     p = sub.add_parser("config", help="print a complete, commented default config of a stage")
     p.add_argument("stage", choices=[*STAGES.names(), "pipeline"])
+    p = sub.add_parser("tasks", help="list the registered tasks, or one task's options")
+    p.add_argument("name", nargs="?", help="a task: print its options (task: {name: NAME, ...})")
     p = sub.add_parser("cp", help="copy a recipe script or a recipes/configs file to edit")
     p.add_argument(
         "name",
@@ -147,6 +150,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_push(args)
     if args.command == "config":
         return _print_config(args.stage)
+    if args.command == "tasks":
+        return _print_tasks(args.name)
     if args.command == "cp":
         return _copy(args.name, args.dest, args.list)
     if args.command == "eval" and args.compare:
@@ -171,6 +176,23 @@ def _dispatch(args: argparse.Namespace) -> int:
     stage(
         load_config(stage.config, args.config, args.overrides), recipe=args.recipe, overwrite=args.overwrite
     )
+    return 0
+
+
+def _print_tasks(name: str | None) -> int:
+    """The task registry: one line per task (its file, rewards, what it is), or one task's options."""
+    from r1rl.config.docs import help_text
+    from r1rl.tasks import TASKS
+
+    if name is not None:
+        task = TASKS.get(name, "task")
+        print(f"task: {{name: {name}, ...}}  ({task.build.__module__})\n" + help_text(task.options))
+        return 0
+    rows = []
+    for task_name, task in TASKS.items():
+        about = (task.options.__doc__ or "").strip().split("\n")[0]
+        rows.append(f"  {task_name:<12} {task.build.__module__:<22} {about}")
+    print("tasks (task: NAME in any stage; r1rl tasks NAME lists its options):\n" + "\n".join(rows))
     return 0
 
 

@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from r1rl.data.sources import SOURCES, Document
 from r1rl.errors import UserError
 from r1rl.rewards.registry import register
 from r1rl.strict import Strict
@@ -261,6 +262,50 @@ def _records(task: ArithmeticTask, split: Split) -> list[dict[str, Any]]:
 @register_task("arithmetic", options=ArithmeticTaskConfig)
 def arithmetic(options: ArithmeticTaskConfig, seed: int) -> ArithmeticTask:
     return ArithmeticTask(**options.model_dump(exclude={"name"}), seed=seed)
+
+
+# The task's problems as a pretraining corpus source (``data.sources: [{type: arithmetic, ...}]``).
+
+
+@SOURCES.register("arithmetic")
+@dataclass
+class ArithmeticSource:
+    """The embedded arithmetic task's ``split`` problems as text, with their difficulty in ``meta``.
+
+    A document is the plain worked chain (``37+48=85 85-12=73``) or, for ``formatted_fraction``
+    of them, prompt + answer format. ``meta`` has ``operands`` (terms in the problem) and
+    ``digits`` (digits of the largest operand).
+    """
+
+    num_problems: int
+    name: str = "arithmetic"
+    seed: int = 0
+    split: Split = "train"
+    formatted_fraction: float = 0.0
+    min_operands: int = 2
+    max_operands: int = 3
+    digits: int = 2
+    operators: str = "+-"
+    test_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        try:
+            self.task = ArithmeticTask(
+                self.min_operands, self.max_operands, self.digits, self.operators, self.test_fraction
+            )
+        except ValueError as e:
+            raise UserError(f"data source {self.name!r}: {e}") from None
+
+    def __iter__(self) -> Iterator[Document]:
+        rng = random.Random(self.seed)
+        for p in self.task.problems(self.split, self.num_problems, seed=self.seed, allow_fewer=True):
+            formatted = rng.random() < self.formatted_fraction
+            text = p.prompt + p.completion if formatted else p.chain_text
+            meta = {"operands": len(p.operands), "digits": max(len(str(abs(x))) for x in p.operands)}
+            yield Document(text, self.name, meta)
+
+    def size_hint(self) -> int | None:
+        return self.num_problems
 
 
 # The reward suite. Completions look like ``<think>37+48=85;85-12=73</think><answer>73</answer>``.

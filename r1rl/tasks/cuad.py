@@ -47,6 +47,8 @@ harness.register_spec(SPEC)
 
 
 class CuadOptions(BenchmarkOptions):
+    """CUAD-derived contract fields answered as JSON; the extraction tiers; split by contract."""
+
     name: Literal["cuad"] = "cuad"
 
 

@@ -54,6 +54,8 @@ harness.register_spec(SPEC)
 
 
 class Gsm8kOptions(BenchmarkOptions):
+    """GSM8K grade-school word problems; the math tiers; the harness's gsm8k prompts."""
+
     name: Literal["gsm8k"] = "gsm8k"
 
 

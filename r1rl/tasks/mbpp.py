@@ -97,6 +97,8 @@ harness.register_spec(SPEC)
 
 
 class MbppOptions(BenchmarkOptions):
+    """MBPP Python functions from a description and tests; the code tiers, asserts in the sandbox."""
+
     name: Literal["mbpp"] = "mbpp"
 
 

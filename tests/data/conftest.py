@@ -1,7 +1,7 @@
 import pytest
 
-from r1rl.data.sources import ArithmeticSource
 from r1rl.models.tokenizer import train_tokenizer
+from r1rl.tasks.arithmetic import ArithmeticSource
 
 
 @pytest.fixture(scope="session")

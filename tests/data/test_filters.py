@@ -19,8 +19,9 @@ from r1rl.data.filters import (
     symbol_ratio,
 )
 from r1rl.data.scoring import CharNGramScorer
-from r1rl.data.sources import ArithmeticSource, Document
+from r1rl.data.sources import Document
 from r1rl.errors import UserError
+from r1rl.tasks.arithmetic import ArithmeticSource
 
 
 def keeps(f, *texts, source="s"):

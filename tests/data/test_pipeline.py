@@ -4,7 +4,8 @@ import json
 
 from r1rl.data.filters import LengthFilter, PythonSyntaxFilter
 from r1rl.data.pipeline import prepare_corpus
-from r1rl.data.sources import ArithmeticSource, FileSource, PythonStdlibSource
+from r1rl.data.sources import FileSource, PythonStdlibSource
+from r1rl.tasks.arithmetic import ArithmeticSource
 
 
 def test_prepare_corpus_writes_stats(tmp_path):

@@ -9,7 +9,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from r1rl.data.sources import (
-    ArithmeticSource,
     Document,
     FileSource,
     HFDatasetSource,
@@ -20,6 +19,7 @@ from r1rl.data.sources import (
     split_train_val,
 )
 from r1rl.errors import UserError
+from r1rl.tasks.arithmetic import ArithmeticSource
 
 
 class ListSource:

@@ -106,7 +106,7 @@ def _model_files(
 
 
 def _merge(adapter: Path, out: Path) -> None:
-    from r1rl.models.factory import load_merged  # torch and transformers load only when merging
+    from r1rl.models.factory import load_merged  # lazy: `r1rl push` parses its arguments before torch loads
 
     try:
         model = load_merged(str(adapter))
