@@ -334,6 +334,11 @@ class RewardHierarchy:
 
     # --- training progress and state ------------------------------------------------------
 
+    def gather_with(self, gather: Callable[[list[float]], list[float]]) -> None:
+        """Data-parallel training: ``gather`` returns every process's values (an all-gather), so
+        per-tier batch and running statistics span the global batch (a collective per tier call)."""
+        self.gather = gather
+
     def set_step(self, step: int) -> None:
         """Training steps completed so far; ``scheduled`` mode interpolates the weights with it."""
         self.step = int(step)

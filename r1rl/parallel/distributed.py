@@ -366,6 +366,10 @@ class Parallel:
         torch.distributed.all_gather_object(out, obj)
         return out
 
+    def gather_values(self, values: list[Any]) -> list[Any]:
+        """Every rank's ``values`` in one list, in rank order (``values`` alone)."""
+        return [v for part in self.gather_objects(values) for v in part]
+
     def close(self) -> None:
         if self.enabled and torch.distributed.is_initialized():
             torch.distributed.barrier()
