@@ -21,6 +21,7 @@ from r1rl.parallel.distributed import Parallel, main_decides
 from r1rl.rundir import RunDir, finish
 from r1rl.tasks.prepare import drop_long_prompts, hierarchy_of, resolved_rewards, task_of, write_task_info
 from r1rl.train.common import setup
+from r1rl.train.ppo.context import PPOContext
 from r1rl.train.ppo.engines import build_engine
 from r1rl.train.ppo.roles import build_roles, final_policy
 from r1rl.train.ppo.trainer import train_ppo
@@ -46,23 +47,23 @@ def run(cfg: PPOConfig) -> RunDir:
         write_task_info(rd.path, task)
     par.barrier()
     setup(cfg.seed, cfg.threads)
-    ac = build_roles(cfg, model_path)  # 2. the roles: policy, critic and reference on one base
+    roles = build_roles(cfg, model_path)  # 2. the roles: policy, critic and reference on one base
     if cfg.moe.routing_replay:
-        check_routing_replay(ac.generation_model)
-    engine = build_engine(cfg.rollout, ac.generation_model, tokenizer, par.device, par.sharded)
+        check_routing_replay(roles.generation_model)
+    engine = build_engine(cfg.rollout, roles.generation_model, tokenizer, par.device, par.sharded)
 
     def periodic_eval() -> dict[str, float]:
         with hierarchy.frozen():  # held-out scoring must not move running reward statistics
             metrics, _ = evaluate_heldout(
-                ac.generation_model, tokenizer, task, hierarchy, n=cfg.log.eval_examples,
+                roles.generation_model, tokenizer, task, hierarchy, n=cfg.log.eval_examples,
                 max_new_tokens=cfg.log.eval_max_new_tokens or cfg.rollout.max_new_tokens, progress=False,
             )  # fmt: skip
         return metrics
 
     # 3. train: rollout → reward → log-probs → advantages → update, with checkpoints and resume
-    train_ppo(ac, tokenizer, pool, hierarchy, cfg, rd, cfg.seed, evaluate=periodic_eval, par=par, task=task,
-              engine=engine)  # fmt: skip
-    return finish(rd, "ppo", final_policy(ac, par, cfg, model_path), tokenizer, par)  # 4. final/
+    ppo = PPOContext(roles, tokenizer, hierarchy, cfg, parallel=par, task=task, engine=engine, run=rd)
+    train_ppo(ppo, pool, cfg.seed, evaluate=periodic_eval)
+    return finish(rd, "ppo", final_policy(roles, par, cfg, model_path), tokenizer, par)  # 4. final/
 
 
 if __name__ == "__main__":
