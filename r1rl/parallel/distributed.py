@@ -209,6 +209,14 @@ class Parallel:
         par.check_divisible(cfg.batch_size, "batch_size")
         return par
 
+    @classmethod
+    def for_ppo(cls, cfg: Any) -> Parallel:
+        """The set-up of the PPO stage, its prompts per step and minibatches checked to split."""
+        par = cls(device=cfg.device)
+        par.check_divisible(cfg.rollout.prompts_per_step, "rollout.prompts_per_step")
+        par.check_divisible(cfg.optim.minibatch_size, "optim.minibatch_size")
+        return par
+
     @property
     def enabled(self) -> bool:
         return self.world > 1

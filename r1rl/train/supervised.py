@@ -24,9 +24,9 @@ from r1rl.config import TrainSettings
 from r1rl.errors import UserError
 from r1rl.parallel.distributed import Parallel
 from r1rl.parallel.sharding import SHARDED_EVAL
-from r1rl.rundir import RunDir
 from r1rl.train.common import check_in_sync, cosine_schedule, grad_norm_finite
 from r1rl.train.loop import Cadence, Checkpointer, Row, StepLogger, restore_rng, rng_state_of
+from r1rl.train.stage import StageRun
 
 Batch = dict[str, torch.Tensor]
 # (batch, logits (B, S, V), token normaliser) -> (loss term, metrics): the normaliser is the one the
@@ -38,24 +38,23 @@ def train_supervised(
     model: torch.nn.Module,
     get_batch: Callable[[int], Batch],
     cfg: TrainSettings,
-    run: RunDir,
-    stage: str,
+    stage: StageRun,
     evaluate: Callable[[], dict[str, float]] | None = None,
-    par: Parallel | None = None,
     loss_hook: LossHook | None = None,
 ) -> None:
-    """Train ``model``'s trainable parameters for ``cfg.steps`` steps, resuming from the newest checkpoint.
+    """Train ``model``'s trainable parameters for ``cfg.steps`` steps into ``stage.run``, resuming from
+    the newest checkpoint.
 
     ``evaluate`` (every ``cfg.log.eval_every`` steps and at the end) returns held-out metrics,
     logged under ``eval/``; the model is put back in training mode afterwards. It runs on
     the main process only.
 
-    Under a multi-process launcher (``par``) each rank trains on its share of every global
-    batch through DDP; the loss is normalised by the *global* count of label tokens, so the
+    Under a multi-process launcher (``stage.parallel``) each rank trains on its share of every
+    global batch through DDP; the loss is normalised by the *global* count of label tokens, so the
     averaged gradient is the one a single process would compute on the whole batch.
     ``loss_hook``'s term is added to the loss and its metrics are logged beside it.
     """
-    par = par or Parallel()
+    run, par = stage.run, stage.parallel
     if par.sharded and evaluate is not None and cfg.log.eval_every > 0:
         raise UserError(SHARDED_EVAL)
     forward = par.wrap(model)  # on the device; DDP or FSDP2 under a launcher (before the optimizer)
@@ -77,8 +76,8 @@ def train_supervised(
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         restore_rng(par, state)
-    log = StepLogger(run, stage, cfg.steps, start, cfg.log.every, is_main=par.is_main)
-    step_fn = SupervisedStep(model, forward, params, opt, cfg, par, stage, loss_hook)
+    log = StepLogger(run, stage.name, cfg.steps, start, cfg.log.every, is_main=par.is_main)
+    step_fn = SupervisedStep(model, forward, opt, cfg, par, stage.name, loss_hook)
 
     def evaluate_then_train() -> dict[str, float]:
         metrics = evaluate()  # type: ignore[misc]
@@ -107,14 +106,14 @@ class SupervisedStep:
         self,
         model: torch.nn.Module,
         forward: torch.nn.Module,
-        params: list[Any],
         opt: Any,
         cfg: TrainSettings,
         par: Parallel,
         stage: str,
         loss_hook: LossHook | None = None,
     ) -> None:
-        self.model, self.forward, self.params, self.opt = model, forward, params, opt
+        self.model, self.forward, self.opt = model, forward, opt
+        self.params = [p for p in model.parameters() if p.requires_grad]  # (sharded, under FSDP2)
         self.cfg, self.par, self.stage = cfg, par, stage
         self.loss_hook = loss_hook
         config = getattr(model, "config", None)

@@ -40,13 +40,15 @@ from typing import Any
 
 import torch
 
+from r1rl.config import PPOSettings
 from r1rl.errors import UserError
 from r1rl.models.generation import concat_generations
 from r1rl.models.moe import RoutingReplay, routers
 from r1rl.parallel.distributed import Parallel
 from r1rl.parallel.sharding import SHARDED_EVAL, shard_roles
 from r1rl.rewards.hierarchy import concat_results
-from r1rl.tasks.base import rows
+from r1rl.tasks.base import Task, rows
+from r1rl.tasks.prepare import drop_long_prompts
 from r1rl.train.common import check_in_sync
 from r1rl.train.loop import Cadence, Checkpointer, StepLogger, restore_rng, rng_state_of
 from r1rl.train.ppo.context import NonFiniteError, PPOContext, PPOState
@@ -54,7 +56,16 @@ from r1rl.train.ppo.engines import build_engine
 from r1rl.train.ppo.rollout import Rollout, Sampled, finish, sample
 from r1rl.train.ppo.update import update
 
-__all__ = ["COUNT_METRICS", "NonFiniteError", "PPOContext", "PPOState", "collect", "train_ppo", "update"]
+__all__ = [
+    "COUNT_METRICS",
+    "NonFiniteError",
+    "PPOContext",
+    "PPOState",
+    "collect",
+    "prompt_pool",
+    "train_ppo",
+    "update",
+]
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +141,15 @@ def train_ppo(
     if start < cfg.steps:  # a finished run keeps its last state, so a longer run can continue it exactly
         _checkpoint(ctx, ckpt, done)
     check_in_sync(parallel, roles.trainable_state().values(), "trained adapters")
+
+
+def prompt_pool(task: Task, tokenizer: Any, cfg: PPOSettings, parallel: Parallel) -> Any:
+    """The task's training rows whose prompts fit, checked to fill a step — before anything is written."""
+    pool = drop_long_prompts(task.records("train"), tokenizer, task, "ppo", parallel)
+    if len(pool) < cfg.rollout.prompts_per_step:
+        n = cfg.rollout.prompts_per_step
+        raise UserError(f"rollout.prompts_per_step={n} but {task.name!r} has {len(pool)} training rows")
+    return pool
 
 
 def _row(
