@@ -96,9 +96,8 @@ def train_ppo(
     _place(ctx, periodic_eval=evaluate is not None and cfg.log.eval_every > 0)
     roles.temperature = cfg.rollout.temperature  # the update scores the tempered policy it sampled from
     state = PPOState(roles, cfg, seed, len(pool), ctx.hierarchy)
-    replay = (
-        RoutingReplay(roles.generation_model) if routers(roles.generation_model) else None
-    )  # or telemetry
+    # the rollout's routing, replayed in the update (or, with moe.routing_replay off, only compared)
+    replay = RoutingReplay(roles.generation_model) if routers(roles.generation_model) else None
 
     def template() -> dict[str, Any]:
         return {"model": roles.trainable_state(), **state.state_dict()}
@@ -120,9 +119,8 @@ def train_ppo(
         )
     ctx = replace(ctx, engine=engine, replay=replay, state=state, phase=log.phase)
     engine.sync_weights(roles.generation_model)
-    cadence = Cadence(
-        log, ckpt, parallel, evaluate, cfg.log.eval_every, {"reward": "reward/mean", "kl": "kl"}
-    )
+    postfix = {"reward": "reward/mean", "kl": "kl"}  # what the progress bar shows
+    cadence = Cadence(log, ckpt, parallel, evaluate, cfg.log.eval_every, postfix)
     for step in log.steps():
         ctx.hierarchy.set_step(step)  # scheduled tier weights (a reward curriculum)
         sampled, selection = collect(ctx, pool)
