@@ -55,12 +55,13 @@ def run_r1rl(estimator: str, steps: int, model_path: str | None) -> dict:
     from r1rl.config import LoraConfigModel, PPOSettings, RewardsConfig
     from r1rl.rundir import RunDir
     from r1rl.tasks.arithmetic import ArithmeticTask
+    from r1rl.train.ppo.context import PPOContext
     from r1rl.train.ppo.roles import ActorCritic
     from r1rl.train.ppo.trainer import train_ppo
 
     torch.manual_seed(0)
     model, tok = _model_and_tokenizer(model_path)
-    ac = ActorCritic(model, LoraConfigModel(), critic=estimator == "gae")
+    roles = ActorCritic(model, LoraConfigModel(), critic=estimator == "gae")
     cfg = PPOSettings(
         steps=steps,
         rollout={"prompts_per_step": PROMPTS, "samples_per_prompt": SAMPLES, "max_new_tokens": MAX_NEW},
@@ -72,7 +73,7 @@ def run_r1rl(estimator: str, steps: int, model_path: str | None) -> dict:
         run = RunDir(Path(tmp) / "ppo").start(cfg)
         cpu0 = _cpu_s()
         hierarchy = RewardHierarchy.from_config(RewardsConfig(tiers=ArithmeticTask().rewards))
-        train_ppo(ac, tok, pool, hierarchy, cfg, run, seed=0)
+        train_ppo(PPOContext(roles, tok, hierarchy, cfg, run=run), pool, seed=0)
         cpu = (_cpu_s() - cpu0) / steps
         rows = [json.loads(line) for line in run.metrics.read_text().splitlines()]
     times = [r["perf/step_s"] for r in rows[1:]]

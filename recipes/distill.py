@@ -19,11 +19,11 @@ from r1rl.eval.heldout import evaluate_heldout
 
 from r1rl.config import DistillConfig
 from r1rl.models.factory import add_lora, load_merged, load_tokenizer, resolve_model_path
-from r1rl.parallel.distributed import Parallel, main_decides
+from r1rl.parallel.distributed import Parallel
 from r1rl.records import first
-from r1rl.rundir import RunDir, finish
-from r1rl.train.common import setup
+from r1rl.rundir import RunDir
 from r1rl.train.distill import (
+    Teacher,
     Traces,
     accept_tier,
     cached_traces,
@@ -35,21 +35,18 @@ from r1rl.train.prepare import (
     drop_long_prompts,
     encode_examples,
     hierarchy_of,
-    resolved_rewards,
     task_of,
-    write_task_info,
 )
+from r1rl.train.stage import StageRun
 from r1rl.train.supervised import example_batches, train_supervised
 
 
 def run(cfg: DistillConfig) -> RunDir:
-    rd = RunDir(cfg.output_dir)
-    if main_decides(rd.is_finished, cfg.device):  # every process alike
-        return rd
+    stage = StageRun(cfg, "distill", Parallel.for_training(cfg))  # the run directory and the processes
+    par = stage.parallel
     student_path = resolve_model_path(cfg.model_path)
     teacher_path = resolve_model_path(cfg.teacher_path, "teacher_path")
     task = task_of(cfg)  # the prompts, and the tiers that accept the teacher's completions
-    par = Parallel.for_training(cfg)
     splits = ("train", "test") if cfg.log.eval_every else ("train",)
     hierarchy = hierarchy_of(cfg.rewards, task, splits=splits, device=str(par.device))
     accept_tier(hierarchy, cfg.sampling.accept_tier)  # an unknown tier fails now, naming the tiers
@@ -57,16 +54,14 @@ def run(cfg: DistillConfig) -> RunDir:
     check_same_tokenizer(tokenizer, load_tokenizer(teacher_path))
     prompts = drop_long_prompts(first(task.records("train"), cfg.sampling.num_prompts), tokenizer, task,
                                 "distill", par)  # fmt: skip
-    rd.start(cfg.model_copy(update={"rewards": resolved_rewards(cfg.rewards, task)}))
-    if par.is_main:
-        write_task_info(rd.path, task)
-    par.barrier()
-    setup(cfg.seed, cfg.threads)
+    rd = stage.start(task)  # config.yaml and task.json; seeds and threads
     teacher = load_merged(teacher_path).to(par.device)  # whole on every process, never sharded
 
     # 1. the traces: k samples per prompt, kept when they pass the tiers, deduplicated (read back on resume)
     def sample() -> Traces:
-        return sample_traces(teacher, tokenizer, prompts, hierarchy, cfg.sampling, task, cfg.seed, par)
+        return sample_traces(
+            Teacher(teacher, tokenizer, task), prompts, hierarchy, cfg.sampling, cfg.seed, par
+        )
 
     traces = cached_traces(rd, sample, par)
     examples = encode_examples(traces.records, tokenizer, task, "distill", par)
@@ -87,8 +82,8 @@ def run(cfg: DistillConfig) -> RunDir:
         )[0]
 
     get_batch = example_batches(examples, cfg.batch_size, cfg.seed, tokenizer.pad_token_id)
-    train_supervised(model, get_batch, cfg, rd, "distill", evaluate=periodic_eval, par=par, loss_hook=hook)
-    return finish(rd, "distill", model, tokenizer, par)
+    train_supervised(model, get_batch, cfg, stage, evaluate=periodic_eval, loss_hook=hook)
+    return stage.finish(model, tokenizer)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ from r1rl.parallel.distributed import is_main, resolve_device
 from r1rl.report.plots import plot_eval_results
 from r1rl.rundir import RunDir
 from r1rl.train.common import setup
-from r1rl.train.prepare import hierarchy_of, resolved_rewards, task_of, write_task_info
+from r1rl.train.prepare import hierarchy_of, task_of
+from r1rl.train.stage import write_start
 
 
 def run(cfg: EvalConfig) -> RunDir:
@@ -41,8 +42,7 @@ def run(cfg: EvalConfig) -> RunDir:
         get_task(name)  # an unknown name fails now, with a did-you-mean
     device = resolve_device(cfg.device)
     hierarchy = hierarchy_of(cfg.rewards, task, splits=("test",), device=str(device)) if own else None
-    rd.start(cfg.model_copy(update={"rewards": resolved_rewards(cfg.rewards, task)}))
-    write_task_info(rd.path, task)
+    write_start(rd, cfg, task)  # config.yaml and task.json
     setup(cfg.seed, cfg.threads)
     model, tokenizer = load_merged(model_path).to(device), load_tokenizer(model_path)
     results = evaluate(

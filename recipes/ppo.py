@@ -14,55 +14,44 @@ from __future__ import annotations
 from r1rl.eval.heldout import evaluate_heldout
 
 from r1rl.config import PPOConfig
-from r1rl.errors import UserError
 from r1rl.models.factory import load_tokenizer, resolve_model_path
 from r1rl.models.moe import check_routing_replay
-from r1rl.parallel.distributed import Parallel, main_decides
-from r1rl.rundir import RunDir, finish
-from r1rl.train.common import setup
+from r1rl.parallel.distributed import Parallel
+from r1rl.rundir import RunDir
+from r1rl.train.ppo.context import PPOContext
 from r1rl.train.ppo.engines import build_engine
 from r1rl.train.ppo.roles import build_roles, final_policy
-from r1rl.train.ppo.trainer import train_ppo
-from r1rl.train.prepare import drop_long_prompts, hierarchy_of, resolved_rewards, task_of, write_task_info
+from r1rl.train.ppo.trainer import prompt_pool, train_ppo
+from r1rl.train.prepare import hierarchy_of, task_of
+from r1rl.train.stage import StageRun
 
 
 def run(cfg: PPOConfig) -> RunDir:
-    rd = RunDir(cfg.output_dir)
-    if main_decides(rd.is_finished, cfg.device):  # every process alike
-        return rd
+    stage = StageRun(cfg, "ppo", Parallel.for_ppo(cfg))  # the run directory and the processes
+    par = stage.parallel
     model_path = resolve_model_path(cfg.model_path)
     task = task_of(cfg)  # 1. the task: its rows and the reward hierarchy, checked against its columns
-    par = Parallel(device=cfg.device)
     hierarchy = hierarchy_of(cfg.rewards, task, device=str(par.device))  # reward models: the policy's device
-    par.check_divisible(cfg.rollout.prompts_per_step, "rollout.prompts_per_step")
-    par.check_divisible(cfg.optim.minibatch_size, "optim.minibatch_size")
     tokenizer = load_tokenizer(model_path)
-    pool = drop_long_prompts(task.records("train"), tokenizer, task, "ppo", par)
-    if len(pool) < cfg.rollout.prompts_per_step:
-        n = cfg.rollout.prompts_per_step
-        raise UserError(f"rollout.prompts_per_step={n} but {task.name!r} has {len(pool)} training rows")
-    rd.start(cfg.model_copy(update={"rewards": resolved_rewards(cfg.rewards, task)}))
-    if par.is_main:
-        write_task_info(rd.path, task)
-    par.barrier()
-    setup(cfg.seed, cfg.threads)
-    ac = build_roles(cfg, model_path)  # 2. the roles: policy, critic and reference on one base
+    pool = prompt_pool(task, tokenizer, cfg, par)  # the training rows that fit, enough for a step
+    stage.start(task)  # config.yaml and task.json; seeds and threads
+    roles = build_roles(cfg, model_path)  # 2. the roles: policy, critic and reference on one base
     if cfg.moe.routing_replay:
-        check_routing_replay(ac.generation_model)
-    engine = build_engine(cfg.rollout, ac.generation_model, tokenizer, par.device, par.sharded)
+        check_routing_replay(roles.generation_model)
+    engine = build_engine(cfg.rollout, roles.generation_model, tokenizer, par.device, par.sharded)
 
     def periodic_eval() -> dict[str, float]:
         with hierarchy.frozen():  # held-out scoring must not move running reward statistics
             metrics, _ = evaluate_heldout(
-                ac.generation_model, tokenizer, task, hierarchy, n=cfg.log.eval_examples,
+                roles.generation_model, tokenizer, task, hierarchy, n=cfg.log.eval_examples,
                 max_new_tokens=cfg.log.eval_max_new_tokens or cfg.rollout.max_new_tokens, progress=False,
             )  # fmt: skip
         return metrics
 
     # 3. train: rollout → reward → log-probs → advantages → update, with checkpoints and resume
-    train_ppo(ac, tokenizer, pool, hierarchy, cfg, rd, cfg.seed, evaluate=periodic_eval, par=par, task=task,
-              engine=engine)  # fmt: skip
-    return finish(rd, "ppo", final_policy(ac, par, cfg, model_path), tokenizer, par)  # 4. final/
+    ppo = PPOContext(roles, tokenizer, hierarchy, cfg, parallel=par, task=task, engine=engine, run=stage.run)
+    train_ppo(ppo, pool, cfg.seed, evaluate=periodic_eval)
+    return stage.finish(final_policy(roles, par, cfg, model_path), tokenizer)  # 4. final/
 
 
 if __name__ == "__main__":

@@ -14,29 +14,22 @@ from r1rl.eval.heldout import evaluate_heldout
 
 from r1rl.config import SFTConfig
 from r1rl.models.factory import add_lora, load_merged, load_tokenizer, resolve_model_path, torch_dtype
-from r1rl.parallel.distributed import Parallel, main_decides
-from r1rl.rundir import RunDir, finish
-from r1rl.train.common import setup
-from r1rl.train.prepare import hierarchy_of, resolved_rewards, sft_examples, task_of, write_task_info
+from r1rl.parallel.distributed import Parallel
+from r1rl.rundir import RunDir
+from r1rl.train.prepare import hierarchy_of, sft_examples, task_of
+from r1rl.train.stage import StageRun
 from r1rl.train.supervised import example_batches, train_supervised
 
 
 def run(cfg: SFTConfig) -> RunDir:
-    rd = RunDir(cfg.output_dir)
-    if main_decides(rd.is_finished, cfg.device):  # every process alike
-        return rd
+    stage = StageRun(cfg, "sft", Parallel.for_training(cfg))  # the run directory and the processes
     base_path = resolve_model_path(cfg.model_path)
     task = task_of(cfg)  # the rows, and the rewards the held-out eval scores with
-    par = Parallel.for_training(cfg)
     splits = ("test",) if cfg.log.eval_every else ()
-    hierarchy = hierarchy_of(cfg.rewards, task, splits=splits, device=str(par.device))
+    hierarchy = hierarchy_of(cfg.rewards, task, splits=splits, device=str(stage.parallel.device))
     tokenizer = load_tokenizer(base_path)
-    examples = sft_examples(task, tokenizer, cfg.num_examples, "sft", par)  # bad rows fail before any write
-    rd.start(cfg.model_copy(update={"rewards": resolved_rewards(cfg.rewards, task)}))
-    if par.is_main:
-        write_task_info(rd.path, task)
-    par.barrier()
-    setup(cfg.seed, cfg.threads)
+    examples = sft_examples(task, tokenizer, cfg.num_examples, "sft", stage.parallel)  # bad rows fail here
+    stage.start(task)  # config.yaml and task.json; seeds and threads
     model = add_lora(load_merged(base_path, torch_dtype(cfg.base_dtype)), cfg.lora)
     model.peft_config["default"].base_model_name_or_path = base_path
 
@@ -47,8 +40,8 @@ def run(cfg: SFTConfig) -> RunDir:
         )[0]
 
     get_batch = example_batches(examples, cfg.batch_size, cfg.seed, tokenizer.pad_token_id)
-    train_supervised(model, get_batch, cfg, rd, "sft", evaluate=periodic_eval, par=par)
-    return finish(rd, "sft", model, tokenizer, par)
+    train_supervised(model, get_batch, cfg, stage, evaluate=periodic_eval)
+    return stage.finish(model, tokenizer)
 
 
 if __name__ == "__main__":

@@ -292,7 +292,7 @@ class RewardHierarchy:
         learned reward model (:mod:`r1rl.rewards.reward_model`), loaded now onto ``device``
         (the policy's) unless the spec names its own.
         """
-        if cfg.tiers is None:  # a stage fills them in from its task (r1rl.tasks.prepare.resolved_rewards)
+        if cfg.tiers is None:  # a stage fills them in from its task (r1rl.train.prepare.resolved_rewards)
             raise UserError("rewards.tiers is not set: name the tiers, or take the task's own")
         tiers = []
         for i, t in enumerate(cfg.tiers):
@@ -342,6 +342,11 @@ class RewardHierarchy:
         return [t.name for t in self.tiers]
 
     # --- training progress and state ------------------------------------------------------
+
+    def gather_with(self, gather: Callable[[list[float]], list[float]]) -> None:
+        """Data-parallel training: ``gather`` returns every process's values (an all-gather), so
+        per-tier batch and running statistics span the global batch (a collective per tier call)."""
+        self.gather = gather
 
     def set_step(self, step: int) -> None:
         """Training steps completed so far; ``scheduled`` mode interpolates the weights with it."""

@@ -210,6 +210,14 @@ class Parallel:
         par.check_divisible(cfg.batch_size, "batch_size")
         return par
 
+    @classmethod
+    def for_ppo(cls, cfg: Any) -> Parallel:
+        """The set-up of the PPO stage, its prompts per step and minibatches checked to split."""
+        par = cls(device=cfg.device)
+        par.check_divisible(cfg.rollout.prompts_per_step, "rollout.prompts_per_step")
+        par.check_divisible(cfg.optim.minibatch_size, "optim.minibatch_size")
+        return par
+
     @property
     def enabled(self) -> bool:
         return self.world > 1
@@ -363,6 +371,10 @@ class Parallel:
         out: list[Any] = [None] * self.world
         torch.distributed.all_gather_object(out, obj)
         return out
+
+    def gather_values(self, values: list[Any]) -> list[Any]:
+        """Every rank's ``values`` in one list, in rank order (``values`` alone)."""
+        return [v for part in self.gather_objects(values) for v in part]
 
     def close(self) -> None:
         if self.enabled and torch.distributed.is_initialized():

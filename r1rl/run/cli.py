@@ -124,18 +124,21 @@ def main(argv: list[str] | None = None) -> int:
 def recipe_main(
     run: Callable[[Any], Any], config_type: type[BaseModel], argv: list[str] | None = None
 ) -> int:
-    """``python my_recipe.py CONFIG.yaml [key.sub=value ...]``: load the config, run, push if asked."""
+    """``python my_recipe.py CONFIG.yaml [key.sub=value ...] [--overwrite]``: load the config and run
+    the recipe as its stage runs any (:meth:`r1rl.run.stages.Stage.run`: skip, resume or refuse; push
+    if asked)."""
     from r1rl.config import load_config
-    from r1rl.run.stages import push_if_asked
+    from r1rl.run.stages import stage_of
 
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: python {Path(sys.argv[0]).name} CONFIG.yaml [key.sub=value ...]")
+        print(f"usage: python {Path(sys.argv[0]).name} CONFIG.yaml [key.sub=value ...] [--overwrite]")
         return 0 if argv else 2
 
     def go() -> int:
-        cfg = load_config(config_type, argv[0], argv[1:])
-        push_if_asked(cfg, run(cfg))
+        overrides = [a for a in argv[1:] if a != "--overwrite"]
+        cfg = load_config(config_type, argv[0], overrides)
+        stage_of(config_type).run(cfg, recipe=run, overwrite="--overwrite" in argv[1:])
         return 0
 
     return guarded(go)

@@ -23,6 +23,10 @@ if TYPE_CHECKING:  # the table itself stays light: torch loads with the recipe t
     from r1rl.rundir import RunDir
 
 
+# a recipe: the installed one's name is the stage's; a script (``r1rl cp``) or its ``run`` function
+Recipe = str | Path | Callable[[Any], "RunDir"]
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
@@ -31,21 +35,24 @@ class Stage:
     help: str
     trains: bool = True  # writes a final/ model (eval does not)
 
-    def load(self, recipe: str | Path | None = None) -> Callable[[Any], RunDir]:
-        """The recipe's ``run``: the installed one, or the one in the file ``recipe``."""
+    def load(self, recipe: Recipe | None = None) -> Callable[[Any], RunDir]:
+        """The recipe's ``run``: the installed one, the one in the file ``recipe``, or ``recipe`` itself."""
         if recipe is None:
             return importlib.import_module(f"r1rl.recipes.{self.recipe}").run
+        if callable(recipe):
+            return recipe
         return load_recipe_file(Path(recipe))
 
-    def __call__(self, cfg: Any, recipe: str | Path | None = None, overwrite: bool = False) -> RunDir:
+    def __call__(self, cfg: Any, recipe: Recipe | None = None, overwrite: bool = False) -> RunDir:
         return self.run(cfg, recipe, overwrite)[0]
 
     def run(
-        self, cfg: Any, recipe: str | Path | None = None, overwrite: bool = False, force: bool = False
+        self, cfg: Any, recipe: Recipe | None = None, overwrite: bool = False, force: bool = False
     ) -> tuple[RunDir, bool]:
         """Run the stage into ``cfg.output_dir`` — or skip, resume, extend or refuse, as
         :mod:`r1rl.run.rerun` decides against the run already there (``force``: afresh, whatever the
-        config); returns the run and whether it ran."""
+        config); returns the run and whether it ran. The only place a stage's run directory is
+        judged: the recipe it then calls starts (or resumes) without looking again."""
         from r1rl.parallel.distributed import main_decides
         from r1rl.run import rerun
         from r1rl.rundir import RunDir
@@ -76,6 +83,14 @@ STAGES.add(
 )
 STAGES.add("eval", Stage("eval", EvalConfig, "eval", "held-out accuracy and benchmarks", trains=False))
 TRAIN_STAGES = ("pretrain", "sft", "ppo", "distill")  # a pipeline runs distill only when it has the section
+
+
+def stage_of(config_type: type) -> Stage:
+    """The stage whose config type is ``config_type`` (what a recipe script's ``recipe_main`` runs)."""
+    for _, stage in STAGES.items():
+        if stage.config is config_type:
+            return stage
+    raise UserError(f"no stage takes a {config_type.__name__}; stages take {', '.join(STAGES.names())}")
 
 
 def load_recipe_file(path: Path) -> Callable[[Any], RunDir]:

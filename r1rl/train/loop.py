@@ -1,18 +1,16 @@
-"""The skeleton every training loop stands on: a :class:`Checkpointer` and a :class:`StepLogger`.
+"""The skeleton every training loop stands on: a :class:`Checkpointer`, a :class:`StepLogger` and
+the :class:`Cadence` that ends every step.
 
-A loop (pretraining, SFT, PPO, the experiments) reads::
+A loop (pretraining, SFT, distillation, PPO) reads::
 
     ckpt = Checkpointer(run.checkpoints, every=cfg.checkpoint.every, keep=cfg.checkpoint.keep)
     start, state = ckpt.resume()                  # newest checkpoint, or (0, None)
     log = StepLogger(run, "ppo", total=cfg.steps, start=start, every=cfg.log.every)
+    cadence = Cadence(log, ckpt, par, evaluate, eval_every=cfg.log.eval_every)
     for step in log.steps():                      # a progress bar on the main process
         with log.phase("generate"):               # timed: logged as perf/generate_s
             ...
-        done = step + 1
-        if log.due(done):
-            log.log(done, metrics, side={"rollouts": samples})   # metrics.jsonl + rollouts.jsonl
-        if ckpt.due(done, cfg.steps):
-            ckpt.save(done, state_of_everything())
+        cadence.end_step(step + 1, row=metrics_and_side_logs, save=write_checkpoint)
 
 - **Atomic, durable checkpoints.** A checkpoint is written into a temporary folder, its files
   and the folder fsynced, then renamed to ``step-NNNNNNNN``; a crash leaves the previous
@@ -26,6 +24,9 @@ A loop (pretraining, SFT, PPO, the experiments) reads::
   when forced, e.g. by an eval); phase timers add up within a step, so a row's ``perf/<phase>_s``
   and its ``perf/step_s`` describe the same (last) step. On a GPU, ``perf/gpu_peak_mem_gb`` is
   the peak memory torch has allocated on it since the process started.
+- **The end of a step** (:meth:`Cadence.end_step`): the held-out eval when due (every
+  ``eval_every`` steps and at the last, on the main process, logged under ``eval/``), the metrics
+  row when due, then a checkpoint when due — or when SIGTERM came, followed by :class:`Preempted`.
 - **Preemption.** While the steps run, SIGTERM (what Slurm and Kubernetes send before killing)
   only sets a flag; at the next step boundary every process agrees on it (``log.stop_requested``,
   one collective), the loop writes a checkpoint there and raises :class:`Preempted`, and the CLI
@@ -42,9 +43,9 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,7 +55,15 @@ from tqdm.auto import tqdm
 from r1rl.errors import Preempted, UserError
 from r1rl.rundir import RunDir
 
-__all__ = ["Checkpointer", "Preempted", "ShardedBackend", "StepLogger", "restore_rng", "rng_state_of"]
+__all__ = [
+    "Cadence",
+    "Checkpointer",
+    "Preempted",
+    "ShardedBackend",
+    "StepLogger",
+    "restore_rng",
+    "rng_state_of",
+]
 
 CKPT_PREFIX = "step-"
 _STOP = threading.Event()  # set by SIGTERM while a loop runs
@@ -398,3 +407,48 @@ class StepLogger:
     def postfix(self, **values: float) -> None:
         if self.bar is not None:
             self.bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()})
+
+
+Row = tuple[dict[str, Any], dict[str, Any]]  # a step's metrics, and its side logs ({name: entry})
+
+
+@dataclass
+class Cadence:
+    """The end of every step, the same in every loop: eval, log, checkpoint, SIGTERM, in that order.
+
+    ``evaluate`` (main process only) returns held-out metrics, logged under ``eval/`` every
+    ``eval_every`` steps and at the last; ``postfix`` names the metrics the progress bar shows
+    (label -> metric).
+    """
+
+    log: StepLogger
+    ckpt: Checkpointer
+    par: Any
+    evaluate: Callable[[], dict[str, float]] | None = None
+    eval_every: int = 0
+    postfix: Mapping[str, str] = field(default_factory=lambda: {"loss": "loss"})
+
+    def end_step(
+        self, done: int, row: Callable[[float], Row], save: Callable[[int], Path | None], last: bool = False
+    ) -> None:
+        """After step ``done``: ``row(step_seconds)`` (computed only when a row is due: it may be a
+        collective) with the eval when due goes to ``metrics.jsonl``; ``save(done)`` writes a
+        checkpoint when one is due or SIGTERM came, and then :class:`Preempted` is raised.
+        ``last``: the loop ends after this step though ``done`` is short of the total (a sample
+        budget ran out)."""
+        log = self.log
+        last = last or done == log.total
+        every = self.eval_every
+        eval_due = self.evaluate is not None and every > 0 and (done % every == 0 or last)
+        if log.due(done, force=eval_due or last):
+            metrics, side = row(log.step_seconds)
+            if eval_due and self.par.is_main:
+                with log.phase("eval"):
+                    metrics.update({f"eval/{k}": v for k, v in self.evaluate().items()})  # type: ignore[misc]
+            log.log(done, metrics, side)
+            log.postfix(**{label: metrics[key] for label, key in self.postfix.items()})
+        stop = log.stop_requested(self.par) and not last
+        if self.ckpt.due(done, log.total) or stop:
+            path = save(done)
+            if stop:
+                raise Preempted(done, path)

@@ -13,6 +13,8 @@ checkpoints, resume, logging cadence and phase timers.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,9 +24,9 @@ from r1rl.config import TrainSettings
 from r1rl.errors import UserError
 from r1rl.parallel.distributed import Parallel
 from r1rl.parallel.sharding import SHARDED_EVAL
-from r1rl.rundir import RunDir
 from r1rl.train.common import check_in_sync, cosine_schedule, grad_norm_finite
-from r1rl.train.loop import Checkpointer, Preempted, StepLogger, restore_rng, rng_state_of
+from r1rl.train.loop import Cadence, Checkpointer, Row, StepLogger, restore_rng, rng_state_of
+from r1rl.train.stage import StageRun
 
 Batch = dict[str, torch.Tensor]
 # (batch, logits (B, S, V), token normaliser) -> (loss term, metrics): the normaliser is the one the
@@ -36,31 +38,30 @@ def train_supervised(
     model: torch.nn.Module,
     get_batch: Callable[[int], Batch],
     cfg: TrainSettings,
-    run: RunDir,
-    stage: str,
+    stage: StageRun,
     evaluate: Callable[[], dict[str, float]] | None = None,
-    par: Parallel | None = None,
     loss_hook: LossHook | None = None,
 ) -> None:
-    """Train ``model``'s trainable parameters for ``cfg.steps`` steps, resuming from the newest checkpoint.
+    """Train ``model``'s trainable parameters for ``cfg.steps`` steps into ``stage.run``, resuming from
+    the newest checkpoint.
 
     ``evaluate`` (every ``cfg.log.eval_every`` steps and at the end) returns held-out metrics,
     logged under ``eval/``; the model is put back in training mode afterwards. It runs on
     the main process only.
 
-    Under a multi-process launcher (``par``) each rank trains on its share of every global
-    batch through DDP; the loss is normalised by the *global* count of label tokens, so the
+    Under a multi-process launcher (``stage.parallel``) each rank trains on its share of every
+    global batch through DDP; the loss is normalised by the *global* count of label tokens, so the
     averaged gradient is the one a single process would compute on the whole batch.
     ``loss_hook``'s term is added to the loss and its metrics are logged beside it.
     """
-    par = par or Parallel()
+    run, par = stage.run, stage.parallel
     if par.sharded and evaluate is not None and cfg.log.eval_every > 0:
         raise UserError(SHARDED_EVAL)
     forward = par.wrap(model)  # on the device; DDP or FSDP2 under a launcher (before the optimizer)
     params = [p for p in model.parameters() if p.requires_grad]
-    o = cfg.optim
-    opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, betas=(0.9, 0.95))
-    sched = cosine_schedule(opt, o.warmup_steps, cfg.steps, o.min_lr_ratio)
+    optim = cfg.optim
+    opt = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay, betas=(0.9, 0.95))
+    sched = cosine_schedule(opt, optim.warmup_steps, cfg.steps, optim.min_lr_ratio)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
 
     def state_of() -> dict[str, Any]:
@@ -75,30 +76,26 @@ def train_supervised(
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         restore_rng(par, state)
-    log = StepLogger(run, stage, cfg.steps, start, cfg.log.every, is_main=par.is_main)
-    step_fn = SupervisedStep(model, forward, params, opt, cfg, par, stage, loss_hook)
+    log = StepLogger(run, stage.name, cfg.steps, start, cfg.log.every, is_main=par.is_main)
+    step_fn = SupervisedStep(model, forward, opt, cfg, par, stage.name, loss_hook)
+
+    def evaluate_then_train() -> dict[str, float]:
+        metrics = evaluate()  # type: ignore[misc]
+        model.train()
+        return metrics
+
+    def save(done: int) -> Path | None:
+        rng = rng_state_of(par)  # a collective: every rank takes part
+        return ckpt.save(done, {**state_of(), **rng, "step": done})
+
+    periodic = evaluate_then_train if evaluate is not None else None
+    cadence = Cadence(log, ckpt, par, periodic, cfg.log.eval_every)
     model.train()
     for step in log.steps():
         with log.phase("train"):
             out = step_fn(par.shard(get_batch(step)), step)
         sched.step()
-        done = step + 1
-        every = cfg.log.eval_every
-        want_eval = evaluate is not None and every > 0 and (done % every == 0 or done == cfg.steps)
-        if log.due(done, force=want_eval):
-            metrics = {**step_fn.metrics(out, log.step_seconds), "lr": sched.get_last_lr()[0]}
-            if want_eval and par.is_main:
-                with log.phase("eval"):
-                    metrics.update({f"eval/{k}": v for k, v in evaluate().items()})  # type: ignore[misc]
-                model.train()
-            log.log(done, metrics)
-            log.postfix(loss=metrics["loss"])
-        stop = log.stop_requested(par) and done < cfg.steps
-        if ckpt.due(done, cfg.steps) or stop:
-            rng = rng_state_of(par)  # a collective: every rank takes part
-            path = ckpt.save(done, {**state_of(), **rng, "step": done})
-            if stop:
-                raise Preempted(done, path)
+        cadence.end_step(step + 1, partial(step_fn.row, out, sched), save)
     check_in_sync(par, [p for p in model.parameters() if p.requires_grad], "trained weights")
 
 
@@ -109,14 +106,14 @@ class SupervisedStep:
         self,
         model: torch.nn.Module,
         forward: torch.nn.Module,
-        params: list[Any],
         opt: Any,
         cfg: TrainSettings,
         par: Parallel,
         stage: str,
         loss_hook: LossHook | None = None,
     ) -> None:
-        self.model, self.forward, self.params, self.opt = model, forward, params, opt
+        self.model, self.forward, self.opt = model, forward, opt
+        self.params = [p for p in model.parameters() if p.requires_grad]  # (sharded, under FSDP2)
         self.cfg, self.par, self.stage = cfg, par, stage
         self.loss_hook = loss_hook
         config = getattr(model, "config", None)
@@ -149,6 +146,10 @@ class SupervisedStep:
         self.opt.zero_grad(set_to_none=True)
         return {"loss": loss, "aux": aux, "norm": norm, "router_logits": out.router_logits, "batch": batch,
                 "extra": extra}  # fmt: skip
+
+    def row(self, out: dict[str, Any], sched: Any, seconds: float) -> Row:
+        """The logged row of a step (its metrics and the learning rate); no side logs."""
+        return {**self.metrics(out, seconds), "lr": sched.get_last_lr()[0]}, {}
 
     def metrics(self, out: dict[str, Any], seconds: float) -> dict[str, float]:
         """The step's metrics, reduced over ranks (loss without the router term, load telemetry)."""

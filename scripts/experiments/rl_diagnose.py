@@ -32,6 +32,7 @@ from r1rl.models.encoding import encode_prompts
 from r1rl.models.factory import load_merged, load_tokenizer
 from r1rl.models.generation import generate
 from r1rl.tasks.arithmetic import ArithmeticTask, arithmetic_task
+from r1rl.train.ppo.context import PPOContext
 from r1rl.train.ppo.roles import ActorCritic
 from r1rl.train.ppo.rollout import rollout
 from r1rl.train.ppo.update import update
@@ -98,11 +99,13 @@ def _sft_grad(ac: ActorCritic, tok, batch: list[dict]) -> torch.Tensor:
 def _rl_grad(ac: ActorCritic, tok, batch: list[dict], cfg: PPOSettings) -> torch.Tensor:
     """The gradient of GRPO's policy loss (ratio 1) on one rollout of ``batch``."""
     params = ac.adapter_parameters("policy")
-    ro = rollout(ac, tok, batch, HIERARCHY, cfg, kl_coef=0.0)
+    experience = rollout(PPOContext(ac, tok, HIERARCHY, cfg), batch, kl_coef=0.0)
     for q in params:
         q.grad = None
-    logprobs, _, _ = ac.policy_logprobs(ro.input_ids, ro.attention_mask, ro.n_completion)
-    ppo.agg_loss(-ro.advantages * logprobs, ro.mask).backward()
+    logprobs, _, _ = ac.policy_logprobs(
+        experience.input_ids, experience.attention_mask, experience.n_completion
+    )
+    ppo.agg_loss(-experience.advantages * logprobs, experience.mask).backward()
     return _flat_grad(params)
 
 
@@ -154,12 +157,13 @@ def overfit(path: str, lr: float = 3e-4, updates: int = 30) -> None:
     generator = torch.Generator().manual_seed(0)
 
     def rate(rows: list[dict]) -> float:
-        return rollout(ac, tok, rows, HIERARCHY, probe, 0.0).metrics["reward/tier/task/pass_rate"]
+        return rollout(PPOContext(ac, tok, HIERARCHY, probe), rows, 0.0).metrics["reward/tier/task/pass_rate"]
 
     torch.manual_seed(0)
     print(f"overfit: before: trained-on prompts {rate(fixed):.3f}, other prompts {rate(others):.3f}")
     for i in range(updates):
-        update(ac, rollout(ac, tok, fixed, HIERARCHY, cfg, 0.0), cfg, opts, generator, 0.0)
+        ctx = PPOContext(ac, tok, HIERARCHY, cfg)
+        update(ctx, rollout(ctx, fixed, 0.0), opts, generator, 0.0)
         if i % 5 == 4:
             print(f"overfit: after {i + 1} updates: trained-on prompts {rate(fixed):.3f}, "
                   f"other prompts {rate(others):.3f}", flush=True)  # fmt: skip

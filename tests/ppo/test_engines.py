@@ -16,6 +16,7 @@ from r1rl.errors import UserError
 from r1rl.models.encoding import encode_prompts
 from r1rl.models.generation import StopOnStrings, generate, stop_lengths
 from r1rl.rundir import RunDir
+from r1rl.train.ppo.context import PPOContext
 from r1rl.train.ppo.engines import (
     ENGINES,
     ContinuousBatchingEngine,
@@ -170,14 +171,16 @@ def test_on_policy_shortcut_only_when_the_engine_is_the_training_model(tokenizer
     assert on_policy(cfg, 8, 1, 0.0) and not on_policy(cfg, 8, 1, 0.0, engine_is_training_model=False)
     ac = _ac(tokenizer)
     torch.manual_seed(0)
-    own = rollout(ac, tokenizer, PROBLEMS, HIERARCHY, cfg, 0.0)
+    own = rollout(PPOContext(ac, tokenizer, HIERARCHY, cfg), PROBLEMS, 0.0)
     assert own.old_logprobs is None and "rollout/logprob_diff" not in own.metrics
-    update(ac, own, cfg, {"policy": torch.optim.SGD(ac.adapter_parameters("policy"), lr=0.0)},
-           torch.Generator().manual_seed(0), kl_coef=0.0)  # fmt: skip
+    frozen = {"policy": torch.optim.SGD(ac.adapter_parameters("policy"), lr=0.0)}
+    update(
+        PPOContext(ac, tokenizer, HIERARCHY, cfg), own, frozen, torch.Generator().manual_seed(0), kl_coef=0.0
+    )
     assert 0 <= own.metrics["rollout/logprob_diff"] <= own.metrics["rollout/logprob_diff_max"] < 1e-5
     cb = ContinuousBatchingEngine(ac.generation_model, tokenizer)
     torch.manual_seed(0)
-    other = rollout(ac, tokenizer, PROBLEMS, HIERARCHY, cfg, 0.0, engine=cb)
+    other = rollout(PPOContext(ac, tokenizer, HIERARCHY, cfg, engine=cb), PROBLEMS, 0.0)
     assert other.old_logprobs is not None  # π_old is the training model's own pass
     expected = ((other.engine_logprobs - other.old_logprobs).abs() * other.mask).sum() / other.mask.sum()
     assert other.metrics["rollout/logprob_diff"] == pytest.approx(float(expected), abs=1e-9)
@@ -202,7 +205,7 @@ def test_tis_weighs_the_update_as_scaled_advantages_would(tokenizer):
     ac = _ac(tokenizer)
     cfg, tis = (_settings({"minibatch_size": 4, "ppo_epochs": 2}, tis_cap=cap) for cap in (None, 2.0))
     torch.manual_seed(0)
-    ro = rollout(ac, tokenizer, PROBLEMS, HIERARCHY, cfg, 0.05)
+    ro = rollout(PPOContext(ac, tokenizer, HIERARCHY, cfg), PROBLEMS, 0.05)
     assert ro.old_logprobs is not None
     shift = torch.tensor([0.0, 0.3, -0.3, -2.0, 2.0, 0.0, 0.1, -0.1])[:, None]  # (B, 1) log π_old − log π_eng
     shifted = dataclasses.replace(ro, engine_logprobs=ro.old_logprobs - shift)
@@ -213,7 +216,13 @@ def test_tis_weighs_the_update_as_scaled_advantages_would(tokenizer):
     for r, c in ((shifted, tis), (scaled, cfg), (agreeing, tis), (ro, cfg)):
         clone = copy.deepcopy(ac)
         opts = {"policy": torch.optim.SGD(clone.adapter_parameters("policy"), lr=1e-2)}
-        stats = update(clone, r, c, opts, torch.Generator().manual_seed(0), kl_coef=0.05)
+        stats = update(
+            PPOContext(clone, tokenizer, HIERARCHY, c),
+            r,
+            opts,
+            torch.Generator().manual_seed(0),
+            kl_coef=0.05,
+        )
         results.append({n: p.detach().clone() for n, p in clone.named_parameters() if "lora_" in n})
         if c is tis and r is shifted:
             assert stats["rollout/tis_clipfrac"] == pytest.approx(1 / 8, abs=1e-6)  # the row at e^2 > 2
@@ -231,7 +240,11 @@ def test_ppo_with_continuous_batching_logs_the_mismatch_and_resumes_exactly(toke
     for name, stops in (("straight", [2]), ("resumed", [1, 2])):
         ac, run = _ac(tokenizer), RunDir(tmp_path / name).start(cfg)
         for steps in stops:  # the second call resumes from the first one's checkpoint
-            train_ppo(ac, tokenizer, pool, HIERARCHY, cfg.model_copy(update={"steps": steps}), run, seed=0)
+            train_ppo(
+                PPOContext(ac, tokenizer, HIERARCHY, cfg.model_copy(update={"steps": steps}), run=run),
+                pool,
+                seed=0,
+            )
         runs[name] = (ac.trainable_state(), run.read_metrics())
     (a, rows), (b, _) = runs["straight"], runs["resumed"]
     assert all(torch.equal(a[k], b[k]) for k in a)

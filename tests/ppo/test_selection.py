@@ -12,6 +12,7 @@ from r1rl.config import PPOSettings, RewardsConfig
 from r1rl.models.generation import concat_generations, take_generation
 from r1rl.rundir import RunDir
 from r1rl.tasks.sampler import EpochSampler
+from r1rl.train.ppo.context import PPOContext
 from r1rl.train.ppo.rollout import sample
 from r1rl.train.ppo.selection import PromptSelector, SelectionSettings, keep_probability
 from r1rl.train.ppo.trainer import PPOState, collect, train_ppo
@@ -92,15 +93,12 @@ def test_concat_generations_then_take_is_the_original_rows():
     ac = micro_ac(tok, critic=False)
     cfg = PPOSettings(rollout={"prompts_per_step": 2, "samples_per_prompt": 2, "max_new_tokens": 8})
     hierarchy = RewardHierarchy.from_config(RewardsConfig(tiers=TASK.rewards))
-    from r1rl.parallel.distributed import Parallel
     from r1rl.train.ppo.engines import GenerateEngine
-    from r1rl.train.ppo.rollout import untimed
 
     recs = [p.record for p in TASK.problems("train", 3, seed=5)]
-    engine = GenerateEngine(ac.generation_model, tok)
-    a = sample(ac, tok, recs[:2], hierarchy, cfg, Parallel(), TASK, untimed, engine)
-    b = sample(ac, tok, [dict(recs[2], prompt="(" + recs[2]["prompt"])], hierarchy, cfg, Parallel(), TASK,
-               untimed, engine)  # fmt: skip
+    ctx = PPOContext(ac, tok, hierarchy, cfg, task=TASK, engine=GenerateEngine(ac.generation_model, tok))
+    a = sample(ctx, recs[:2])
+    b = sample(ctx, [dict(recs[2], prompt="(" + recs[2]["prompt"])])
     g = concat_generations([a.generation, b.generation], tok.pad_token_id)
     assert g.completion_ids.shape[0] == 6 and g.texts == a.generation.texts + b.generation.texts
     back = take_generation(g, [4, 5])
@@ -129,7 +127,7 @@ def test_dynamic_sampling_trains_on_varying_groups_and_counts_every_completion(t
         optim={"ppo_epochs": 1, "minibatch_size": 8},
     )  # fmt: skip
     run = RunDir(tmp_path / "ppo").start(cfg)
-    train_ppo(ac, tok, pool, hierarchy, cfg, run, seed=0)
+    train_ppo(PPOContext(ac, tok, hierarchy, cfg, run=run), pool, seed=0)
     rows = run.read_metrics()
     assert [r["rollout/generated"] for r in rows] == [sum(8 * x["rollout/rounds"] for x in rows[: i + 1])
                                                       for i in range(3)]  # fmt: skip
@@ -144,14 +142,13 @@ def test_dynamic_sampling_trains_on_varying_groups_and_counts_every_completion(t
         assert any(r["rollout/rounds"] > 1 for r in rows)
     # the kept groups are exactly the varying ones: a fresh collect on the same state shows it
     state = PPOState(ac, cfg, 0, len(pool), hierarchy)
-    from r1rl.parallel.distributed import Parallel
     from r1rl.train.ppo.engines import GenerateEngine
-    from r1rl.train.ppo.rollout import untimed
 
     engine = GenerateEngine(ac.generation_model, tok)
+    ctx = PPOContext(ac, tok, hierarchy, cfg, task=TASK, engine=engine, state=state)
     seen = 0
     for _ in range(4):
-        kept, metrics = collect(ac, tok, pool, hierarchy, cfg, state, Parallel(), TASK, untimed, engine)
+        kept, metrics = collect(ctx, pool)
         assert len(kept.batch) == metrics["rollout/groups_kept"]
         if metrics["rollout/zero_variance"] < 1:
             assert all(kept.group_varies())
@@ -171,7 +168,7 @@ def test_max_samples_ends_the_run_once_the_budget_is_spent(tmp_path):
         optim={"ppo_epochs": 1, "minibatch_size": 4},
     )  # fmt: skip
     run = RunDir(tmp_path / "ppo").start(cfg)
-    train_ppo(ac, tok, pool, hierarchy, cfg, run, seed=0)
+    train_ppo(PPOContext(ac, tok, hierarchy, cfg, run=run), pool, seed=0)
     rows = run.read_metrics()
     assert [r["step"] for r in rows] == [1, 2, 3] and rows[-1]["rollout/generated"] == 12
     assert rows[-1]["policy/update_norm"] > 0

@@ -14,6 +14,7 @@ from r1rl.config import LoraConfigModel, PPOSettings, RewardsConfig
 from r1rl.config.sections import PPO_MOVED
 from r1rl.models.factory import build_config, build_model
 from r1rl.rundir import RunDir
+from r1rl.train.ppo.context import PPOContext
 from r1rl.train.ppo.roles import ActorCritic
 from r1rl.train.ppo.rollout import rollout
 from r1rl.train.ppo.trainer import NonFiniteError, train_ppo, update
@@ -63,12 +64,18 @@ def _trainable(ac):
 def test_gradient_accumulation_matches_one_big_batch(tokenizer, agg):
     torch.manual_seed(0)
     ac = _ac(tokenizer)
-    ro = rollout(ac, tokenizer, PROBLEMS, HIERARCHY, _settings(), kl_coef=0.05)
+    ro = rollout(PPOContext(ac, tokenizer, HIERARCHY, _settings()), PROBLEMS, kl_coef=0.05)
     results = []
     for micro in (None, 3):
         clone = copy.deepcopy(ac)
         cfg = _settings(micro_batch_size=micro, loss_agg_mode=agg)
-        update(clone, ro, cfg, _opts(clone), torch.Generator().manual_seed(0), kl_coef=0.05)
+        update(
+            PPOContext(clone, tokenizer, HIERARCHY, cfg),
+            ro,
+            _opts(clone),
+            torch.Generator().manual_seed(0),
+            kl_coef=0.05,
+        )
         results.append(_trainable(clone))
     before = _trainable(ac)
     assert any(not torch.equal(before[k], results[0][k]) for k in before)  # the step did something
@@ -82,12 +89,18 @@ def test_critic_free_estimators_run_without_a_critic(tokenizer, estimator):
     ac = _ac(tokenizer, critic=False)
     assert not ac.has_critic and not any("critic" in n for n, _ in ac.named_parameters())
     cfg = _settings(advantage_estimator=estimator)
-    ro = rollout(ac, tokenizer, PROBLEMS, HIERARCHY, cfg, kl_coef=0.05)
+    ro = rollout(PPOContext(ac, tokenizer, HIERARCHY, cfg), PROBLEMS, kl_coef=0.05)
     if estimator != "reinforce_pp":  # one advantage per sequence, centred within each prompt's group
         seq = ro.advantages.sum(1) / ro.mask.sum(1).clamp_min(1)
         assert seq.view(2, 4).sum(1).abs().max().item() < 1e-4
         assert torch.allclose(ro.advantages, seq[:, None] * ro.mask, atol=1e-6)
-    stats = update(ac, ro, cfg, _opts(ac), torch.Generator().manual_seed(0), kl_coef=0.05)
+    stats = update(
+        PPOContext(ac, tokenizer, HIERARCHY, cfg),
+        ro,
+        _opts(ac),
+        torch.Generator().manual_seed(0),
+        kl_coef=0.05,
+    )
     assert "value/loss" not in stats and stats["skipped_updates"] == 0
 
 
@@ -101,7 +114,7 @@ def test_remax_baseline_is_the_greedy_completions_reward(tokenizer):
     spread = RewardHierarchy(
         [Tier("spread", lambda prompts, completions, **kw: [len(c) % 5 / 4 for c in completions])]
     )
-    ro = rollout(ac, tokenizer, PROBLEMS, spread, cfg, kl_coef=0.0)
+    ro = rollout(PPOContext(ac, tokenizer, spread, cfg), PROBLEMS, kl_coef=0.0)
     prompts = [r["prompt"] for r in PROBLEMS]
     greedy = generate(ac.generation_model, tokenizer, encode_prompts(tokenizer, prompts), max_new_tokens=12,
                       do_sample=False)  # fmt: skip
@@ -118,11 +131,17 @@ def test_kl_as_loss_term_is_logged_and_not_in_the_reward(tokenizer):
     torch.manual_seed(0)
     ac = _ac(tokenizer)
     cfg = _settings(kl_in="loss", kl_estimator="k3", advantage_estimator="grpo", whiten_advantages=False)
-    ro = rollout(ac, tokenizer, PROBLEMS, HIERARCHY, cfg, kl_coef=0.5)
+    ro = rollout(PPOContext(ac, tokenizer, HIERARCHY, cfg), PROBLEMS, kl_coef=0.5)
 
     # the advantages come from the scores alone: no KL folded into the reward
     assert torch.allclose(ro.advantages, group_advantages(ro.scores, 4)[:, None] * ro.mask, atol=1e-6)
-    stats = update(ac, ro, cfg, _opts(ac), torch.Generator().manual_seed(0), kl_coef=0.5)
+    stats = update(
+        PPOContext(ac, tokenizer, HIERARCHY, cfg),
+        ro,
+        _opts(ac),
+        torch.Generator().manual_seed(0),
+        kl_coef=0.5,
+    )
     assert stats["kl_loss"] > 0 and ro.metrics["kl"] > 0
 
 
@@ -132,12 +151,14 @@ def test_non_finite_loss_skips_steps_then_halts_with_finite_checkpoints(tokenize
     run = RunDir(tmp_path / "ppo").start(_settings())
     cfg = _settings(steps=6, checkpoint_every=1, max_consecutive_skips=2)
     pool = [p.record for p in TASK.problems("train", 20, seed=1)]
-    train_ppo(ac, tokenizer, pool, HIERARCHY, cfg.model_copy(update={"steps": 2}), run, seed=0)
+    train_ppo(
+        PPOContext(ac, tokenizer, HIERARCHY, cfg.model_copy(update={"steps": 2}), run=run), pool, seed=0
+    )
     # from now on every forward pass with gradients (the update's) yields NaN logits
     head = ac.peft.get_base_model().lm_head
     head.register_forward_hook(lambda m, i, out: out * float("nan") if torch.is_grad_enabled() else out)
     with pytest.raises(NonFiniteError, match="2 steps in a row"):
-        train_ppo(ac, tokenizer, pool, HIERARCHY, cfg, run, seed=0)
+        train_ppo(PPOContext(ac, tokenizer, HIERARCHY, cfg, run=run), pool, seed=0)
     rows = [json.loads(line) for line in run.metrics.read_text().splitlines()]
     assert rows[-1]["skipped_steps"] == 1 and rows[-1]["skipped_updates"] > 0
     for ckpt in run.checkpoints.iterdir():
@@ -148,7 +169,7 @@ def test_non_finite_loss_skips_steps_then_halts_with_finite_checkpoints(tokenize
 def test_gradient_checkpointing_gives_the_same_update(tokenizer):
     torch.manual_seed(0)
     ac = _ac(tokenizer)
-    ro = rollout(ac, tokenizer, PROBLEMS, HIERARCHY, _settings(), kl_coef=0.05)
+    ro = rollout(PPOContext(ac, tokenizer, HIERARCHY, _settings()), PROBLEMS, kl_coef=0.05)
     results, calls = [], []
     for checkpointing in (False, True):
         clone = copy.deepcopy(ac)
@@ -157,7 +178,13 @@ def test_gradient_checkpointing_gives_the_same_update(tokenizer):
         norm = clone.peft.get_base_model().model.layers[0].input_layernorm  # inside the checkpointed forward
         n = [0]
         norm.register_forward_hook(lambda *a, n=n: n.__setitem__(0, n[0] + 1))
-        update(clone, ro, _settings(), _opts(clone), torch.Generator().manual_seed(0), kl_coef=0.05)
+        update(
+            PPOContext(clone, tokenizer, HIERARCHY, _settings()),
+            ro,
+            _opts(clone),
+            torch.Generator().manual_seed(0),
+            kl_coef=0.05,
+        )
         results.append(_trainable(clone))
         calls.append(n[0])
     assert calls[1] > calls[0]  # activations were recomputed in the backward pass
@@ -171,9 +198,15 @@ def test_bf16_autocast_rollout_and_update(tokenizer):
     ac.autocast_dtype = torch.bfloat16
     with ac.autocast():
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16
-    ro = rollout(ac, tokenizer, PROBLEMS, HIERARCHY, _settings(), kl_coef=0.05)
+    ro = rollout(PPOContext(ac, tokenizer, HIERARCHY, _settings()), PROBLEMS, kl_coef=0.05)
     assert ro.old_logprobs.dtype == torch.float32 and torch.isfinite(ro.old_logprobs).all()
-    stats = update(ac, ro, _settings(), _opts(ac), torch.Generator().manual_seed(0), kl_coef=0.05)
+    stats = update(
+        PPOContext(ac, tokenizer, HIERARCHY, _settings()),
+        ro,
+        _opts(ac),
+        torch.Generator().manual_seed(0),
+        kl_coef=0.05,
+    )
     assert stats["skipped_updates"] == 0
 
 
@@ -198,7 +231,9 @@ def test_full_parameter_mode_trains_policy_and_critic_not_the_reference(tokenize
         [Tier("length", lambda prompts, completions, **kw: [len(c) % 3 for c in completions])]
     )
     train_ppo(
-        ac, tokenizer, [p.record for p in TASK.problems("train", 20, seed=1)], spread, settings, run, seed=0
+        PPOContext(ac, tokenizer, spread, settings, run=run),
+        [p.record for p in TASK.problems("train", 20, seed=1)],
+        seed=0,
     )
     assert all(torch.equal(v, ac.reference.state_dict()[k]) for k, v in ref_before.items())
     assert any(not torch.equal(v, ac.policy.state_dict()[k]) for k, v in policy_before.items())
@@ -223,10 +258,16 @@ def test_separate_critic_model_is_trained_in_full(tokenizer):
     assert not any(".critic." in n for n, _ in ac.peft.named_parameters())  # no critic adapter on the base
     assert any(k.startswith("critic_body.") for k in ac.trainable_state())
     before = {k: v.clone() for k, v in ac.critic_body.state_dict().items()}
-    ro = rollout(ac, tokenizer, PROBLEMS, HIERARCHY, _settings(), kl_coef=0.05)
+    ro = rollout(PPOContext(ac, tokenizer, HIERARCHY, _settings()), PROBLEMS, kl_coef=0.05)
     ro.returns = torch.randn_like(ro.returns) * ro.mask  # a target the critic must move towards
     # two optimizer steps: the zero-initialised value head passes gradient to the body from the second
-    update(ac, ro, _settings(minibatch_size=4), _opts(ac), torch.Generator().manual_seed(0), kl_coef=0.05)
+    update(
+        PPOContext(ac, tokenizer, HIERARCHY, _settings(minibatch_size=4)),
+        ro,
+        _opts(ac),
+        torch.Generator().manual_seed(0),
+        kl_coef=0.05,
+    )
     assert any(not torch.equal(v, ac.critic_body.state_dict()[k]) for k, v in before.items())
     wrong_vocab = build_config("micro", len(tokenizer) + 5, pad_token_id=0, eos_token_id=1)
     with pytest.raises(ValueError, match="share a tokenizer"):
@@ -246,12 +287,8 @@ def test_scheduled_rewards_follow_the_training_step(tokenizer, tmp_path):
     hierarchy = RewardHierarchy.from_config(rewards)
     run = RunDir(tmp_path / "ppo").start(_settings())
     train_ppo(
-        _ac(tokenizer),
-        tokenizer,
+        PPOContext(_ac(tokenizer), tokenizer, hierarchy, _settings(steps=3), run=run),
         [p.record for p in TASK.problems("train", 20, seed=1)],
-        hierarchy,
-        _settings(steps=3),
-        run,
         0,
     )
     weights = [r["reward/tier/task/weight"] for r in run.read_metrics()]
@@ -264,7 +301,7 @@ def test_on_policy_step_skips_the_old_logprob_pass_without_changing_the_update(t
     torch.manual_seed(0)
     ac = _ac(tokenizer)
     cfg = _settings(advantage_estimator="grpo", kl_in="loss", kl_estimator="k3", minibatch_size=8)
-    ro = rollout(ac, tokenizer, PROBLEMS, HIERARCHY, cfg, kl_coef=0.1)
+    ro = rollout(PPOContext(ac, tokenizer, HIERARCHY, cfg), PROBLEMS, kl_coef=0.1)
     assert ro.old_logprobs is None  # one step on the whole batch, KL as a loss: nothing to recompute
     with torch.no_grad():
         old, _, _ = ac.policy_logprobs(ro.input_ids, ro.attention_mask, ro.n_completion)
@@ -272,7 +309,13 @@ def test_on_policy_step_skips_the_old_logprob_pass_without_changing_the_update(t
     results = []
     for r in (ro, explicit):
         clone = copy.deepcopy(ac)
-        update(clone, r, cfg, _opts(clone), torch.Generator().manual_seed(0), kl_coef=0.1)
+        update(
+            PPOContext(clone, tokenizer, HIERARCHY, cfg),
+            r,
+            _opts(clone),
+            torch.Generator().manual_seed(0),
+            kl_coef=0.1,
+        )
         results.append(_trainable(clone))
     for k in results[0]:
         assert torch.allclose(results[0][k], results[1][k], atol=1e-6), k
@@ -287,13 +330,19 @@ def test_gspo_token_update_equals_gspo_off_policy(tokenizer):
     ac = _ac(tokenizer, critic=False)
     common = dict(advantage_estimator="grpo", loss_agg_mode="seq-mean-token-mean", ppo_epochs=3,
                   minibatch_size=4, clip_eps=0.5)  # fmt: skip
-    ro = rollout(ac, tokenizer, PROBLEMS, HIERARCHY, _settings(**common), kl_coef=0.05)
+    ro = rollout(PPOContext(ac, tokenizer, HIERARCHY, _settings(**common)), PROBLEMS, kl_coef=0.05)
     assert ro.old_logprobs is not None  # off-policy: π_old recorded before the update
     results = []
     for level in ("sequence", "sequence_token"):
         clone = copy.deepcopy(ac)
         cfg = _settings(**common, importance_sampling_level=level)
-        stats = update(clone, ro, cfg, _opts(clone), torch.Generator().manual_seed(0), kl_coef=0.05)
+        stats = update(
+            PPOContext(clone, tokenizer, HIERARCHY, cfg),
+            ro,
+            _opts(clone),
+            torch.Generator().manual_seed(0),
+            kl_coef=0.05,
+        )
         assert stats["policy/ratio_var"] > 0  # the ratios did move
         results.append(_trainable(clone))
     before = _trainable(ac)

@@ -18,6 +18,7 @@ from r1rl.run.stages import STAGES
 from r1rl.tasks.arithmetic import ArithmeticTask
 from r1rl.train.distill import (
     LogitDistillation,
+    Teacher,
     accepted_through,
     dedup,
     generalized_jsd,
@@ -152,13 +153,12 @@ def test_traces_do_not_depend_on_the_process_count_nor_touch_the_rng(runs):
     prompts, hierarchy = list(task.records("train"))[:12], hierarchy_of(None, task)
     cfg = SamplingConfig(samples_per_prompt=2, max_new_tokens=12, batch_size=4, accept_tier="syntax")
     rng = torch.get_rng_state()
-    alone = sample_traces(teacher, tokenizer, prompts, hierarchy, cfg, task, seed=3)
+    sampler = Teacher(teacher, tokenizer, task)
+    alone = sample_traces(sampler, prompts, hierarchy, cfg, seed=3)
     assert torch.equal(torch.get_rng_state(), rng)  # the stage's own random stream is untouched
     second = _Rank(1)
-    sample_traces(teacher, tokenizer, prompts, hierarchy, cfg, task, seed=3, par=second)  # batch 1
-    first = sample_traces(
-        teacher, tokenizer, prompts, hierarchy, cfg, task, seed=3, par=_Rank(0, second.sent)
-    )
+    sample_traces(sampler, prompts, hierarchy, cfg, seed=3, par=second)  # batch 1
+    first = sample_traces(sampler, prompts, hierarchy, cfg, seed=3, par=_Rank(0, second.sent))
     assert sorted(second.sent) == [1] and first == alone
     assert alone.counts["distill/sampled"] == 24
 

@@ -16,6 +16,7 @@ from r1rl.algorithms.distill import LOGIT_LOSSES, LogitDistillation, generalized
 from r1rl.config import LogitDistillConfig
 from r1rl.errors import UserError
 from r1rl.train.distill.sampling import (
+    Teacher,
     Traces,
     accept_tier,
     accepted_through,
@@ -25,8 +26,9 @@ from r1rl.train.distill.sampling import (
 )
 
 __all__ = [
-    "LOGIT_LOSSES", "LogitDistillation", "Traces", "accept_tier", "accepted_through", "cached_traces",
-    "check_same_tokenizer", "dedup", "generalized_jsd", "logit_hook", "sample_traces", "soft_kl",
+    "LOGIT_LOSSES", "LogitDistillation", "Teacher", "Traces", "accept_tier", "accepted_through",
+    "cached_traces", "check_same_tokenizer", "dedup", "generalized_jsd", "logit_hook", "sample_traces",
+    "soft_kl",
 ]  # fmt: skip
 
 

@@ -90,9 +90,18 @@ def accept_tier(hierarchy: RewardHierarchy, name: str | None) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class Teacher:
+    """The model that samples the traces, its tokenizer, and the task that prompts it (stops, system)."""
+
+    model: Any
+    tokenizer: Any
+    task: Task
+
+
 def sample_traces(
-    teacher: Any, tokenizer: Any, records: Sequence[Record], hierarchy: RewardHierarchy, cfg: SamplingConfig,
-    task: Task, seed: int, par: Parallel | None = None,
+    teacher: Teacher, records: Sequence[Record], hierarchy: RewardHierarchy, cfg: SamplingConfig, seed: int,
+    par: Parallel | None = None,
 ) -> Traces:  # fmt: skip
     """The kept traces of ``records`` (each sampled ``cfg.samples_per_prompt`` times) and the counts.
 
@@ -108,7 +117,7 @@ def sample_traces(
         batch = rows(records, range(starts[b], min(starts[b] + cfg.batch_size, len(records))))
         with torch.random.fork_rng():
             torch.manual_seed(seed * 1_000_003 + b)
-            done[b] = _sample_batch(teacher, tokenizer, batch, hierarchy, cfg, task)
+            done[b] = _sample_batch(teacher, batch, hierarchy, cfg)
         n = sum(len(d[0]) for d in done.values())
         bar.set_postfix(accepted=f"{sum(sum(d[1][tier]) for d in done.values()) / max(n, 1):.3f}")
     merged: dict[int, Any] = {}
@@ -120,18 +129,14 @@ def sample_traces(
 
 
 def _sample_batch(
-    teacher: Any,
-    tokenizer: Any,
-    batch: list[Record],
-    hierarchy: RewardHierarchy,
-    cfg: SamplingConfig,
-    task: Task,
+    teacher: Teacher, batch: list[Record], hierarchy: RewardHierarchy, cfg: SamplingConfig
 ) -> tuple[list[Record], dict[str, list[bool]]]:
     """One batch's samples (prompt-major, ``k`` per prompt) and their acceptance per tier."""
     k = cfg.samples_per_prompt
     prompts = prompts_of(batch, k)
+    tokenizer, task = teacher.tokenizer, teacher.task
     g = generate(
-        teacher, tokenizer, encode_prompts(tokenizer, prompts, getattr(task, "system_prompt", None)),
+        teacher.model, tokenizer, encode_prompts(tokenizer, prompts, getattr(task, "system_prompt", None)),
         max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p,
         stop=task.stop,
     )  # fmt: skip

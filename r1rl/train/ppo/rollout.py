@@ -17,9 +17,9 @@ Each phase is a named block (``phase("generate")`` …) that the loop times as `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -31,18 +31,23 @@ from r1rl.models.encoding import as_completion, encode_prompts
 from r1rl.models.generation import Generation, take_generation
 from r1rl.models.moe import RoutingReplay
 from r1rl.parallel.distributed import Parallel
-from r1rl.records import Record, Task, prompts_of, reward_columns, text_of_prompt
+from r1rl.records import Record, prompts_of, reward_columns, text_of_prompt
 from r1rl.registry import Registry
-from r1rl.rewards.hierarchy import HierarchyResult, RewardHierarchy, take_result
-from r1rl.train.ppo.engines import GenerateEngine, RolloutEngine, Sampling
-from r1rl.train.ppo.roles import ActorCritic, FullActorCritic
+from r1rl.rewards.hierarchy import HierarchyResult, take_result
+from r1rl.train.ppo.context import Phase, PPOContext, untimed
+from r1rl.train.ppo.engines import GenerateEngine, Sampling
 
-Phase = Callable[[str], AbstractContextManager[None]]
-
-
-@contextmanager
-def untimed(name: str) -> Iterator[None]:
-    yield
+__all__ = [
+    "ESTIMATORS",
+    "AdvantageInputs",
+    "Phase",
+    "Rollout",
+    "Sampled",
+    "finish",
+    "rollout",
+    "sample",
+    "untimed",
+]
 
 
 @dataclass
@@ -120,93 +125,73 @@ class Sampled:
         )  # fmt: skip
 
 
-def rollout(
-    ac: ActorCritic | FullActorCritic,
-    tokenizer: Any,
-    batch: list[Record],
-    hierarchy: RewardHierarchy,
-    cfg: PPOSettings,
-    kl_coef: float,
-    replay: RoutingReplay | None = None,
-    par: Parallel | None = None,
-    task: Task | None = None,
-    phase: Phase = untimed,
-    engine: RolloutEngine | None = None,
-) -> Rollout:
+def rollout(ctx: PPOContext, records: list[Record], kl_coef: float) -> Rollout:
     """Generate, score, and compute everything the update needs (no gradients).
 
-    ``batch``: this step's records (each sampled ``samples_per_prompt`` times); ``task`` gives
-    the stop sequences and system prompt. With ``replay``, the routing of the old-log-prob
+    ``records``: this step's rows (each sampled ``samples_per_prompt`` times); ``ctx.task`` gives
+    the stop sequences and system prompt. With ``ctx.replay``, the routing of the old-log-prob
     pass (the behaviour policy's weights) is recorded for the update to replay or compare
-    against. Under a launcher (``par``), ``batch`` is this rank's share and batch statistics
-    span every rank. ``engine`` samples (default: ``generate`` on the policy).
+    against. Under a launcher (``ctx.parallel``), ``records`` is this rank's share and batch
+    statistics span every rank. ``ctx.engine`` samples (default: ``generate`` on the policy).
     """
-    par = par or Parallel()
-    engine = engine if engine is not None else GenerateEngine(ac.generation_model, tokenizer)
-    sampled = sample(ac, tokenizer, batch, hierarchy, cfg, par, task, phase, engine)
-    return finish(ac, sampled, cfg, kl_coef, replay, par, phase, engine.is_training_model)
+    if ctx.engine is None:
+        ctx = replace(ctx, engine=GenerateEngine(ctx.roles.generation_model, ctx.tokenizer))
+    return finish(ctx, sample(ctx, records), kl_coef)
 
 
-def sample(
-    ac: ActorCritic | FullActorCritic, tokenizer: Any, batch: list[Record], hierarchy: RewardHierarchy,
-    cfg: PPOSettings, par: Parallel, task: Task | None, phase: Phase, engine: RolloutEngine,
-) -> Sampled:  # fmt: skip
+def sample(ctx: PPOContext, records: list[Record]) -> Sampled:
     """Generate ``samples_per_prompt`` completions of every record and score them (phases
     ``generate`` and ``reward``)."""
-    prompts = prompts_of(batch, cfg.rollout.samples_per_prompt)
+    cfg, hierarchy, phase = ctx.settings, ctx.hierarchy, ctx.phase
+    prompts = prompts_of(records, cfg.rollout.samples_per_prompt)
     with phase("generate"):
-        g = _generate(ac, engine, tokenizer, prompts, cfg, task, par.synced_generation)
+        g = _generate(ctx, prompts)
     with phase("reward"):
         completions = [as_completion(p, t) for p, t in zip(prompts, g.texts)]
-        res = hierarchy(prompts, completions, **reward_columns(batch, cfg.rollout.samples_per_prompt))
+        res = hierarchy(prompts, completions, **reward_columns(records, cfg.rollout.samples_per_prompt))
     baseline = None
     if cfg.algorithm.advantage_estimator == "remax":
         with phase("generate"):
-            greedy = _generate(
-                ac, engine, tokenizer, prompts_of(batch), cfg, task, par.synced_generation, greedy=True
-            )
+            greedy = _generate(ctx, prompts_of(records), greedy=True)
         with phase("reward"), hierarchy.frozen():  # a baseline, not a sample: running statistics stay
-            texts = [as_completion(r["prompt"], t) for r, t in zip(batch, greedy.texts)]
-            scores = hierarchy(prompts_of(batch), texts, **reward_columns(batch)).rewards
+            texts = [as_completion(r["prompt"], t) for r, t in zip(records, greedy.texts)]
+            scores = hierarchy(prompts_of(records), texts, **reward_columns(records)).rewards
         baseline = [x for x in scores for _ in range(cfg.rollout.samples_per_prompt)]
-    return Sampled(list(batch), prompts, g, res, baseline)
+    return Sampled(list(records), prompts, g, res, baseline)
 
 
-def finish(
-    ac: ActorCritic | FullActorCritic, sampled: Sampled, cfg: PPOSettings, kl_coef: float,
-    replay: RoutingReplay | None, par: Parallel, phase: Phase = untimed,
-    engine_is_training_model: bool = True,
-) -> Rollout:  # fmt: skip
+def finish(ctx: PPOContext, sampled: Sampled, kl_coef: float) -> Rollout:
     """The log-prob passes and the advantages of scored groups (phases ``logprobs``, ``advantages``)."""
-    n = cfg.rollout.samples_per_prompt
+    cfg, parallel, algorithm = ctx.settings, ctx.parallel, ctx.settings.algorithm
     g, res, prompts = sampled.generation, sampled.result, sampled.prompts
-    dev = par.device  # everything from here on lives where the model does
+    dev = parallel.device  # everything from here on lives where the model does
     raw = torch.tensor(res.rewards, dtype=torch.float32, device=dev)  # (B,)
     input_ids = torch.cat([g.prompt_ids, g.completion_ids], 1).to(dev)  # (B, P + T)
     attention_mask = torch.cat([g.prompt_mask, g.completion_mask], 1).to(dev)
     mask = g.completion_mask.float().to(dev)  # (B, T)
     engine_logprobs = g.logprobs.to(dev) if g.logprobs is not None else None  # (B, T)
-    with phase("logprobs"):
-        skip_old = on_policy(cfg, len(prompts), par.world, kl_coef, engine_is_training_model)
-        old, ref, values = _forward_passes(ac, input_ids, attention_mask, mask, skip_old, replay)
-        mismatch = logprob_diff_metrics(engine_logprobs, old, mask, par)
+    with ctx.phase("logprobs"):
+        engine_is_training_model = ctx.engine is None or ctx.engine.is_training_model
+        skip_old = on_policy(cfg, len(prompts), parallel.world, kl_coef, engine_is_training_model)
+        old, ref, values = _forward_passes(ctx.roles, input_ids, attention_mask, mask, skip_old, ctx.replay)
+        mismatch = logprob_diff_metrics(engine_logprobs, old, mask, parallel)
     if sampled.baseline is not None:  # remax: the greedy completion's reward is the baseline
         values = torch.tensor(sampled.baseline, dtype=torch.float32, device=dev)[:, None] * mask
     behaviour = old if old is not None else ref
     finite = bool(torch.isfinite(raw).all() and torch.isfinite(behaviour * mask).all())
-    finite = par.all_true(finite and bool(torch.isfinite(ref * mask).all()))
-    with phase("advantages"):
-        all_sum = par.all_sum if par.enabled else None
-        scores = _shape_scores(raw, cfg.algorithm, par.world, all_sum)
-        a = cfg.algorithm
-        kl = ppo.kl_penalty(behaviour, ref, a.kl_estimator) * mask  # (B, T); 0 when on-policy
-        beta = kl_coef if a.kl_in == "reward" else 0.0
+    finite = parallel.all_true(finite and bool(torch.isfinite(ref * mask).all()))
+    with ctx.phase("advantages"):
+        all_sum = parallel.all_sum if parallel.enabled else None
+        scores = _shape_scores(raw, algorithm, parallel.world, all_sum)
+        kl = ppo.kl_penalty(behaviour, ref, algorithm.kl_estimator) * mask  # (B, T); 0 when on-policy
+        beta = kl_coef if algorithm.kl_in == "reward" else 0.0
         if not finite:  # the step will be skipped; keep the tensors finite for logging
             scores, kl = torch.nan_to_num(scores), torch.nan_to_num(kl)
-        estimator = ESTIMATORS.get(a.advantage_estimator, "algorithm.advantage_estimator")
-        advantages, returns = estimator(scores, kl, values, mask, beta, a, n, all_sum)
-        if a.negative_scale != 1.0:  # (B, T) the critic's returns are left as they are
-            advantages = torch.where(advantages < 0, advantages * a.negative_scale, advantages)
+        estimator = ESTIMATORS.get(algorithm.advantage_estimator, "algorithm.advantage_estimator")
+        inputs = AdvantageInputs(scores, kl, values, mask, beta, cfg.rollout.samples_per_prompt, all_sum)
+        advantages, returns = estimator(inputs, algorithm)
+        if algorithm.negative_scale != 1.0:  # (B, T) the critic's returns are left as they are
+            advantages = torch.where(advantages < 0, advantages * algorithm.negative_scale, advantages)
     metrics = {
         **res.metrics(),
         "kl": float(kl.sum(1).mean()),
@@ -222,55 +207,47 @@ def finish(
         for p, c, r in zip(prompts[:4], g.texts[:4], res.rewards[:4])
     ]
     return Rollout(
-        input_ids,
-        attention_mask,
-        mask,
-        scores,
-        old,
-        ref,
-        values,
-        advantages,
-        returns,
-        metrics,
-        samples,
-        finite,
-        engine_logprobs=engine_logprobs,
-    )
+        input_ids, attention_mask, mask, scores, old, ref, values, advantages, returns, metrics, samples,
+        finite, engine_logprobs=engine_logprobs,
+    )  # fmt: skip
 
 
-def _generate(
-    ac: Any, engine: RolloutEngine, tokenizer: Any, prompts: list[Any], cfg: PPOSettings, task: Task | None,
-    synced: bool = False, greedy: bool = False,
-) -> Generation:  # fmt: skip
-    prompt_ids = encode_prompts(tokenizer, prompts, getattr(task, "system_prompt", None))
-    r = cfg.rollout
+def _generate(ctx: PPOContext, prompts: list[Any], greedy: bool = False) -> Generation:
+    """The engine's completions of ``prompts`` from the policy (sampled, or ``greedy``)."""
+    assert ctx.engine is not None  # rollout() and the loop give the context one
+    task, r = ctx.task, ctx.settings.rollout
+    prompt_ids = encode_prompts(ctx.tokenizer, prompts, getattr(task, "system_prompt", None))
     sampling = Sampling(r.max_new_tokens, do_sample=not greedy, temperature=r.temperature, top_p=r.top_p)
-    ac.use("policy")
-    with ac.autocast():
-        g = engine.generate(prompt_ids, sampling, stop=getattr(task, "stop", ()), synced=synced)
+    ctx.roles.use("policy")
+    with ctx.roles.autocast():
+        g = ctx.engine.generate(
+            prompt_ids, sampling, stop=getattr(task, "stop", ()), synced=ctx.parallel.synced_generation
+        )
     if r.tis_cap is not None and g.logprobs is None and not greedy:
-        raise UserError(f"rollout.tis_cap needs the engine's log-probs; the {engine.name} engine gave none")
+        raise UserError(
+            f"rollout.tis_cap needs the engine's log-probs; the {ctx.engine.name} engine gave none"
+        )
     return g
 
 
 def logprob_diff_metrics(
-    engine_logprobs: torch.Tensor | None, old: torch.Tensor | None, mask: torch.Tensor, par: Parallel
+    engine_logprobs: torch.Tensor | None, old: torch.Tensor | None, mask: torch.Tensor, parallel: Parallel
 ) -> dict[str, float]:
     """``rollout/logprob_diff`` (mean |log π_engine − log π_old| over real tokens) and its max, over
     every rank; nothing without the engine's log-probs, or before π_old exists (on-policy, the
     update measures it on its own pass)."""
     if engine_logprobs is None or old is None:
         return {}
-    all_sum = par.all_sum if par.enabled else None
+    all_sum = parallel.all_sum if parallel.enabled else None
     mean, largest = ppo.logprob_mismatch(engine_logprobs, old, mask, all_sum)
-    if par.enabled:
-        largest = max(par.gather_objects(largest))
+    if parallel.enabled:
+        largest = max(parallel.gather_objects(largest))
     return {"rollout/logprob_diff": mean, "rollout/logprob_diff_max": largest}
 
 
 @torch.no_grad()
 def _forward_passes(
-    ac: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor, skip_old: bool,
+    roles: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor, skip_old: bool,
     replay: RoutingReplay | None,
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:  # fmt: skip
     """π_old (``None`` when skipped), π_ref and the values, each (B, T)."""
@@ -278,10 +255,10 @@ def _forward_passes(
     old = None
     if not skip_old:
         with replay.record(tuple(input_ids.shape)) if replay is not None else nullcontext():
-            old, _, _ = ac.policy_logprobs(input_ids, attention_mask, T)
-    ref, _, _ = ac.policy_logprobs(input_ids, attention_mask, T, reference=True)
-    values = ac.values(input_ids, attention_mask, T) * mask if ac.has_critic else torch.zeros_like(mask)
-    ac.use("policy")
+            old, _, _ = roles.policy_logprobs(input_ids, attention_mask, T)
+    ref, _, _ = roles.policy_logprobs(input_ids, attention_mask, T, reference=True)
+    values = roles.values(input_ids, attention_mask, T) * mask if roles.has_critic else torch.zeros_like(mask)
+    roles.use("policy")
     return old, ref, values
 
 
@@ -299,37 +276,51 @@ def _shape_scores(
 
 # ---------------------------------------------------------------------------- advantage estimators
 #
-# (B,) scores, (B, T) KL / values / mask, β, the algorithm options, the group size, the collective
-#   -> advantages and returns, both (B, T). Whitening spans every rank's tokens under a launcher;
-#   GRPO/RLOO groups never straddle ranks (a rank's share is whole prompts).
+# (inputs, the algorithm options) -> advantages and returns, both (B, T). Whitening spans every
+#   rank's tokens under a launcher; GRPO/RLOO groups never straddle ranks (a rank's share is whole
+#   prompts).
 
-Estimator = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+@dataclass(frozen=True)
+class AdvantageInputs:
+    """What every advantage estimator reads, computed once per rollout."""
+
+    scores: torch.Tensor  # (B,) sequence scores, after clipping / normalisation
+    kl: torch.Tensor  # (B, T) per-token KL(π_old ‖ π_ref), 0 on padding
+    values: torch.Tensor  # (B, T) the critic's values (zeros without one; remax: the greedy score)
+    mask: torch.Tensor  # (B, T) completion tokens through EOS
+    beta: float  # the KL coefficient in the reward (0 when the KL is a loss term)
+    group: int  # samples per prompt (G): rows i·G … i·G + G − 1 answer one prompt
+    all_sum: ppo.AllSum | None  # the sum over ranks under a launcher (None alone)
+
+
+Estimator = Callable[[AdvantageInputs, AlgorithmConfig], tuple[torch.Tensor, torch.Tensor]]
 ESTIMATORS: Registry[Estimator] = Registry("advantage estimator")
 
 
 @ESTIMATORS.register("gae")
-def gae_advantages(scores, kl, values, mask, beta, cfg, group, all_sum):  # type: ignore[no-untyped-def]
+def gae_advantages(x: AdvantageInputs, cfg: AlgorithmConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """GAE over the score-on-the-last-token rewards with the per-token KL penalty (Schulman et al. 2015)."""
-    rewards = ppo.token_rewards(scores, kl, mask, beta)  # (B, T)
-    advantages, returns = ppo.gae(rewards, values, mask, cfg.gamma, cfg.gae_lambda)
+    rewards = ppo.token_rewards(x.scores, x.kl, x.mask, x.beta)  # (B, T)
+    advantages, returns = ppo.gae(rewards, x.values, x.mask, cfg.gamma, cfg.gae_lambda)
     if cfg.whiten_advantages:
-        advantages = ppo.masked_whiten(advantages, mask, all_sum=all_sum)
+        advantages = ppo.masked_whiten(advantages, x.mask, all_sum=x.all_sum)
     return advantages, returns
 
 
 @ESTIMATORS.register("reinforce_pp")
-def reinforce_pp(scores, kl, values, mask, beta, cfg, group, all_sum):  # type: ignore[no-untyped-def]
+def reinforce_pp(x: AdvantageInputs, cfg: AlgorithmConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """REINFORCE++: whitened discounted returns of the token rewards (Hu 2025)."""
-    advantages = ppo.reinforce_pp_advantages(scores, kl, mask, beta, cfg.gamma, all_sum=all_sum)
+    advantages = ppo.reinforce_pp_advantages(x.scores, x.kl, x.mask, x.beta, cfg.gamma, all_sum=x.all_sum)
     return advantages, advantages
 
 
 def _group(mode: str) -> Estimator:
-    def estimator(scores, kl, values, mask, beta, cfg, group, all_sum):  # type: ignore[no-untyped-def]
+    def estimator(x: AdvantageInputs, cfg: AlgorithmConfig) -> tuple[torch.Tensor, torch.Tensor]:
         """One advantage per sequence (its group's baseline removed), on every token of it."""
-        adjusted = scores - beta * kl.sum(1)
-        seq = ppo.group_advantages(adjusted, group, mode, scale_by_std=cfg.grpo_scale_by_std)  # (B,)
-        advantages = seq[:, None] * mask
+        adjusted = x.scores - x.beta * x.kl.sum(1)
+        seq = ppo.group_advantages(adjusted, x.group, mode, scale_by_std=cfg.grpo_scale_by_std)  # (B,)
+        advantages = seq[:, None] * x.mask
         return advantages, advantages
 
     estimator.__qualname__ = f"group_advantages[{mode}]"
@@ -341,12 +332,12 @@ ESTIMATORS.add("rloo", _group("rloo"))
 
 
 @ESTIMATORS.register("remax")
-def remax(scores, kl, values, mask, beta, cfg, group, all_sum):  # type: ignore[no-untyped-def]
+def remax(x: AdvantageInputs, cfg: AlgorithmConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """ReMax (Li et al. 2023): the sample's score minus its prompt's greedy completion's, on every token.
 
     ``values`` holds that greedy score on every real token. A sample scores above zero only where it
     beats what greedy decoding — what the held-out eval runs — answers for the same prompt."""
-    adjusted = scores - beta * kl.sum(1)
-    baseline = (values * mask).sum(1) / mask.sum(1).clamp_min(1)  # (B,)
-    advantages = (adjusted - baseline)[:, None] * mask
+    adjusted = x.scores - x.beta * x.kl.sum(1)
+    baseline = (x.values * x.mask).sum(1) / x.mask.sum(1).clamp_min(1)  # (B,)
+    advantages = (adjusted - baseline)[:, None] * x.mask
     return advantages, advantages

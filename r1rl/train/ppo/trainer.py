@@ -22,8 +22,9 @@ Implementation details that matter (each pinned by a test in ``tests/ppo``):
    by a seeded sampler saved in the checkpoint; every other column of a row reaches every reward.
 
 The phases are :func:`r1rl.train.ppo.rollout.rollout` (generate, reward, logprobs, advantages) and
-:func:`r1rl.train.ppo.update.update`; each is timed and logged as ``perf/<phase>_s``. Checkpoints,
-resume and the logging cadence are :mod:`r1rl.train.loop`'s. The rollout engine
+:func:`r1rl.train.ppo.update.update`; each reads one :class:`~r1rl.train.ppo.context.PPOContext`
+and is timed and logged as ``perf/<phase>_s``. Checkpoints, resume and the end of every step (eval,
+log, checkpoint, SIGTERM) are :mod:`r1rl.train.loop`'s. The rollout engine
 (:mod:`r1rl.train.ppo.engines`, ``rollout.engine``) gets the weights before the first rollout and
 after every update (``sync_weights``).
 """
@@ -32,12 +33,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from r1rl.algorithms import ppo
 from r1rl.config import PPOSettings
 from r1rl.errors import UserError
 from r1rl.models.generation import concat_generations
@@ -45,15 +47,25 @@ from r1rl.models.moe import RoutingReplay, routers
 from r1rl.parallel.distributed import Parallel
 from r1rl.parallel.sharding import SHARDED_EVAL, shard_roles
 from r1rl.records import Task, rows
-from r1rl.rewards.hierarchy import RewardHierarchy, concat_results
-from r1rl.rundir import RunDir
-from r1rl.train.common import check_in_sync, cosine_schedule
-from r1rl.train.loop import Checkpointer, Preempted, StepLogger, restore_rng, rng_state_of
-from r1rl.train.ppo.engines import RolloutEngine, build_engine
-from r1rl.train.ppo.roles import ActorCritic, FullActorCritic
-from r1rl.train.ppo.rollout import Phase, Rollout, Sampled, finish, sample
-from r1rl.train.ppo.selection import PromptSelector, SelectionSettings
+from r1rl.rewards.hierarchy import concat_results
+from r1rl.train.common import check_in_sync
+from r1rl.train.loop import Cadence, Checkpointer, StepLogger, restore_rng, rng_state_of
+from r1rl.train.ppo.context import NonFiniteError, PPOContext, PPOState
+from r1rl.train.ppo.engines import build_engine
+from r1rl.train.ppo.rollout import Rollout, Sampled, finish, sample
 from r1rl.train.ppo.update import update
+from r1rl.train.prepare import drop_long_prompts
+
+__all__ = [
+    "COUNT_METRICS",
+    "NonFiniteError",
+    "PPOContext",
+    "PPOState",
+    "collect",
+    "prompt_pool",
+    "train_ppo",
+    "update",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,199 +73,131 @@ log = logging.getLogger(__name__)
 COUNT_METRICS = ("/errors", "/timeouts", "/not_applicable", "/programs_run", "/truncated_inputs")
 
 
-class NonFiniteError(UserError):
-    """Too many steps in a row were skipped for non-finite rewards, log-probs, losses or gradients."""
-
-
-class PPOState:
-    """Everything of the loop a checkpoint holds besides the weights: optimizers, schedules, β, streams."""
-
-    def __init__(self, ac: Any, cfg: PPOSettings, seed: int, n_rows: int, hierarchy: RewardHierarchy) -> None:
-        o, a = cfg.optim, cfg.algorithm
-        self.opts = {"policy": torch.optim.AdamW(ac.adapter_parameters("policy"), lr=o.lr, weight_decay=0.0)}
-        if ac.has_critic:
-            self.opts["critic"] = torch.optim.AdamW(
-                ac.adapter_parameters("critic"), lr=o.critic_lr, weight_decay=0.0
-            )
-        self.scheds = {
-            k: cosine_schedule(opt, o.warmup_steps, cfg.steps, 1.0) for k, opt in self.opts.items()
-        }
-        self.kl_ctl: ppo.FixedKLController = (
-            ppo.AdaptiveKLController(a.kl_coef, a.kl_target, a.kl_horizon)
-            if a.kl_target is not None
-            else ppo.FixedKLController(a.kl_coef)
-        )
-        self.generator = torch.Generator().manual_seed(seed)  # minibatch order
-        sel = cfg.selection
-        settings = SelectionSettings(
-            curriculum_floor=sel.curriculum_floor if sel.curriculum else None,
-            replay_fraction=sel.replay_fraction, replay_threshold=sel.replay_threshold,
-            replay_capacity=sel.replay_capacity, replay_max_visits=sel.replay_max_visits,
-        )  # fmt: skip
-        self.sampler = PromptSelector(n_rows, cfg.rollout.prompts_per_step, seed + 1, settings)  # prompts
-        self.hierarchy = hierarchy
-        self.skipped_steps, self.in_a_row = 0, 0
-        self.generated = 0  # completions generated so far, dynamic sampling's dropped ones included
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "optimizer": {k: o.state_dict() for k, o in self.opts.items()},
-            "scheduler": {k: s.state_dict() for k, s in self.scheds.items()},
-            "kl_ctl": self.kl_ctl.state_dict(),
-            "rewards": self.hierarchy.state_dict(),  # running normalisation statistics
-            "generator": self.generator.get_state(),
-            "sampler": self.sampler.state_dict(),
-            "skipped_steps": self.skipped_steps,
-            "generated": self.generated,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for k in self.opts:
-            self.opts[k].load_state_dict(state["optimizer"][k])
-            self.scheds[k].load_state_dict(state["scheduler"][k])
-        self.kl_ctl.load_state_dict(state["kl_ctl"])
-        if "rewards" in state:
-            self.hierarchy.load_state_dict(state["rewards"])
-        self.generator.set_state(state["generator"])
-        self.sampler.load_state_dict(state["sampler"])
-        self.skipped_steps = state.get("skipped_steps", 0)
-        self.generated = state.get("generated", 0)
-
-    def count_skip(self, skipped: bool, done: int, cfg: PPOSettings, run: RunDir) -> None:
-        """Count a skipped step; ``max_consecutive_skips`` in a row halt with :class:`NonFiniteError`."""
-        self.skipped_steps += int(skipped)
-        self.in_a_row = self.in_a_row + 1 if skipped else 0
-        if self.in_a_row >= cfg.optim.max_consecutive_skips:
-            raise NonFiniteError(
-                f"ppo halted at step {done}: {self.in_a_row} steps in a row had non-finite rewards, "
-                "log-probs, losses or gradients; lower optim.lr or check the reward functions "
-                f"(last good checkpoint in {run.checkpoints})"
-            )
-
-
 def train_ppo(
-    ac: ActorCritic | FullActorCritic,
-    tokenizer: Any,
-    pool: Any,
-    hierarchy: RewardHierarchy,
-    cfg: PPOSettings,
-    run: RunDir,
-    seed: int,
-    evaluate: Callable[[], dict[str, float]] | None = None,
-    par: Parallel | None = None,
-    task: Task | None = None,
-    engine: RolloutEngine | None = None,
+    ctx: PPOContext, pool: Any, seed: int, evaluate: Callable[[], dict[str, float]] | None = None
 ) -> None:
-    """Run ``cfg.steps`` PPO iterations, resuming from the newest checkpoint if one exists.
+    """Run ``cfg.steps`` PPO iterations into ``ctx.run``, resuming from the newest checkpoint if one exists.
 
-    ``pool``: the training records (a list, or a ``datasets.Dataset``), sampled by an
-    :class:`~r1rl.tasks.base.EpochSampler`; ``task`` supplies stop sequences and system prompt.
-    ``evaluate`` (every ``cfg.log.eval_every`` steps and at the end) returns held-out metrics for
-    the current policy, logged under ``eval/``.
+    ``pool``: the training records (a list, or a ``datasets.Dataset``), sampled by a seeded
+    :class:`~r1rl.train.ppo.selection.PromptSelector`; ``ctx.task`` supplies stop sequences and
+    system prompt. ``evaluate`` (every ``cfg.log.eval_every`` steps and at the end) returns held-out
+    metrics for the current policy, logged under ``eval/``.
 
     A step whose rewards or log-probs are non-finite is skipped (no update) and counted in
     ``skipped_steps``; after ``max_consecutive_skips`` in a row the run halts with
     :class:`NonFiniteError`. Checkpoints are only written when every trainable weight is finite.
-    Under a launcher (``par``) each rank rolls out ``prompts_per_step / world`` prompts; the
-    main process evaluates, logs and writes checkpoints. ``engine`` samples the rollouts
+    Under a launcher (``ctx.parallel``) each rank rolls out ``prompts_per_step / world`` prompts;
+    the main process evaluates, logs and writes checkpoints. ``ctx.engine`` samples the rollouts
     (default: the one ``rollout.engine`` names, for the policy's device).
     """
-    par = par or Parallel()
-    _place(ac, par, periodic_eval=evaluate is not None and cfg.log.eval_every > 0)
-    ac.temperature = cfg.rollout.temperature  # the update scores the tempered policy it sampled from
-    state = PPOState(ac, cfg, seed, len(pool), hierarchy)
-    replay = RoutingReplay(ac.generation_model) if routers(ac.generation_model) else None  # or telemetry
+    cfg, parallel, roles, run = ctx.settings, ctx.parallel, ctx.roles, ctx.run
+    if run is None:
+        raise ValueError("train_ppo needs a run directory (PPOContext.run)")
+    _place(ctx, periodic_eval=evaluate is not None and cfg.log.eval_every > 0)
+    roles.temperature = cfg.rollout.temperature  # the update scores the tempered policy it sampled from
+    state = PPOState(roles, cfg, seed, len(pool), ctx.hierarchy)
+    # the rollout's routing, replayed in the update (or, with moe.routing_replay off, only compared)
+    replay = RoutingReplay(roles.generation_model) if routers(roles.generation_model) else None
 
     def template() -> dict[str, Any]:
-        return {"model": ac.trainable_state(), **state.state_dict()}
+        return {"model": roles.trainable_state(), **state.state_dict()}
 
-    backend = par.checkpoint_backend(template, list(state.opts.values()))
-    ckpt = Checkpointer(run.checkpoints, cfg.checkpoint.every, cfg.checkpoint.keep, backend, par.is_main)
+    backend = parallel.checkpoint_backend(template, list(state.opts.values()))
+    ckpt = Checkpointer(run.checkpoints, cfg.checkpoint.every, cfg.checkpoint.keep, backend, parallel.is_main)
     start, saved = ckpt.resume()
     if saved is not None:
-        ac.load_state_dict(saved["model"], strict=False)
+        roles.load_state_dict(saved["model"], strict=False)
         state.load_state_dict(saved)
-        restore_rng(par, saved)
-    if par.enabled:  # per-tier reward normalisation over every rank's scores
-        hierarchy.gather = lambda values: [v for part in par.gather_objects(values) for v in part]
-    log = StepLogger(run, "ppo", cfg.steps, start, cfg.log.every, is_main=par.is_main)
+        restore_rng(parallel, saved)
+    if parallel.enabled:  # per-tier reward normalisation over every rank's scores
+        ctx.hierarchy.gather_with(parallel.gather_values)
+    log = StepLogger(run, "ppo", cfg.steps, start, cfg.log.every, is_main=parallel.is_main)
+    engine = ctx.engine
     if engine is None:
-        engine = build_engine(cfg.rollout, ac.generation_model, tokenizer, par.device, par.sharded)
-    engine.sync_weights(ac.generation_model)
+        engine = build_engine(
+            cfg.rollout, roles.generation_model, ctx.tokenizer, parallel.device, parallel.sharded
+        )
+    ctx = replace(ctx, engine=engine, replay=replay, state=state, phase=log.phase)
+    engine.sync_weights(roles.generation_model)
+    postfix = {"reward": "reward/mean", "kl": "kl"}  # what the progress bar shows
+    cadence = Cadence(log, ckpt, parallel, evaluate, cfg.log.eval_every, postfix)
     for step in log.steps():
-        hierarchy.set_step(step)  # scheduled tier weights (a reward curriculum)
-        sampled, selection = collect(ac, tokenizer, pool, hierarchy, cfg, state, par, task, log.phase, engine)
-        ro = finish(ac, sampled, cfg, state.kl_ctl.value, replay, par, log.phase, engine.is_training_model)
-        ro.metrics.update(selection)
+        ctx.hierarchy.set_step(step)  # scheduled tier weights (a reward curriculum)
+        sampled, selection = collect(ctx, pool)
+        batch = finish(ctx, sampled, state.kl_ctl.value)
+        batch.metrics.update(selection)
         with log.phase("update"):
-            stats = _update(ac, ro, cfg, state, step, replay, par)
-            engine.sync_weights(ac.generation_model)
+            stats = _update(ctx, batch, step)
+            engine.sync_weights(roles.generation_model)
         done = step + 1
         out_of_budget = state.generated >= (cfg.rollout.max_samples or float("inf"))
-        state.count_skip(not ro.finite or stats["skipped_updates"] > 0, done, cfg, run)
-        last = done == cfg.steps or out_of_budget
-        eval_due = (
-            evaluate is not None and cfg.log.eval_every > 0 and (done % cfg.log.eval_every == 0 or last)
-        )
-        if log.due(done, force=eval_due or last):
-            metrics = _metrics(ro, stats, state, log.step_seconds, par)
-            _log_step(log, done, metrics, ro, evaluate if eval_due else None, par)
-        stop = log.stop_requested(par) and not last
-        if ckpt.due(done, cfg.steps) or stop:
-            path = _checkpoint(ckpt, done, ac, state, par)
-            if stop:
-                raise Preempted(done, path)
+        state.count_skip(not batch.finite or stats["skipped_updates"] > 0, done, cfg, run)
+        row, save = partial(_row, ctx, batch, stats), partial(_checkpoint, ctx, ckpt)
+        cadence.end_step(done, row, save, last=out_of_budget)
         if out_of_budget:
             break
     if start < cfg.steps:  # a finished run keeps its last state, so a longer run can continue it exactly
-        _checkpoint(ckpt, done, ac, state, par)
-    check_in_sync(par, ac.trainable_state().values(), "trained adapters")
+        _checkpoint(ctx, ckpt, done)
+    check_in_sync(parallel, roles.trainable_state().values(), "trained adapters")
 
 
-def _log_step(
-    log: StepLogger, done: int, metrics: dict[str, Any], ro: Rollout,
-    evaluate: Callable[[], dict[str, float]] | None, par: Parallel,
-) -> None:  # fmt: skip
-    """One metrics row (with the held-out eval when ``evaluate`` is given), its samples and expert load."""
-    if evaluate is not None and par.is_main:
-        with log.phase("eval"):
-            metrics.update({f"eval/{k}": v for k, v in evaluate().items()})
+def prompt_pool(task: Task, tokenizer: Any, cfg: PPOSettings, parallel: Parallel) -> Any:
+    """The task's training rows whose prompts fit, checked to fill a step — before anything is written."""
+    pool = drop_long_prompts(task.records("train"), tokenizer, task, "ppo", parallel)
+    if len(pool) < cfg.rollout.prompts_per_step:
+        n = cfg.rollout.prompts_per_step
+        raise UserError(f"rollout.prompts_per_step={n} but {task.name!r} has {len(pool)} training rows")
+    return pool
+
+
+def _row(
+    ctx: PPOContext, batch: Rollout, stats: dict[str, Any], seconds: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One metrics row, and the side logs of the step: its samples and the expert load."""
+    assert ctx.state is not None
+    state, parallel = ctx.state, ctx.parallel
+    metrics = {
+        **batch.metrics,
+        **stats,
+        "skipped_steps": float(state.skipped_steps),
+        "kl_coef": state.kl_ctl.value,
+        "lr": state.scheds["policy"].get_last_lr()[0],
+        "perf/step_s": seconds,
+        "perf/tokens_per_s": float(parallel.all_sum(batch.attention_mask.sum())) / seconds,
+        "perf/samples_per_s": batch.mask.shape[0] * parallel.world / seconds,
+    }
     load = metrics.pop("moe/expert_load", None)
-    side: dict[str, Any] = {"rollouts": {"samples": ro.samples}}
+    side: dict[str, Any] = {"rollouts": {"samples": batch.samples}}
     if load is not None:
         side["expert_load"] = {"tokens_per_expert": load}
-    log.log(done, metrics, side)
-    log.postfix(reward=metrics["reward/mean"], kl=metrics["kl"])
+    return metrics, side
 
 
-def collect(
-    ac: Any, tokenizer: Any, pool: Any, hierarchy: RewardHierarchy, cfg: PPOSettings, state: PPOState,
-    par: Parallel, task: Task | None, phase: Phase, engine: RolloutEngine,
-) -> tuple[Sampled, dict[str, float]]:  # fmt: skip
+def collect(ctx: PPOContext, pool: Any) -> tuple[Sampled, dict[str, float]]:
     """This step's scored groups (this rank's share) and the selection's metrics.
 
-    Prompts come from the selector (curriculum, replay), which sees every group's top-tier pass
-    rate. With ``rollout.dynamic_sampling``, groups whose rewards all agree are dropped and up to
-    ``sampling_rounds`` rounds are generated until every rank has its share of varying groups; a
-    rank short of them after the last round trains on fewer, padded under a launcher to the
-    largest rank's count with its agreeing groups (zero GRPO advantage) so every rank steps
-    alike; a rank with no varying group at all keeps its last round's groups. Reward metrics
-    describe every completion generated, dropped ones included.
+    Prompts come from the selector (``ctx.state.sampler``: curriculum, replay), which sees every
+    group's top-tier pass rate. With ``rollout.dynamic_sampling``, groups whose rewards all agree
+    are dropped and up to ``sampling_rounds`` rounds are generated until every rank has its share
+    of varying groups; a rank short of them after the last round trains on fewer, padded under a
+    launcher to the largest rank's count with its agreeing groups (zero GRPO advantage) so every
+    rank steps alike; a rank with no varying group at all keeps its last round's groups. Reward
+    metrics describe every completion generated, dropped ones included.
     """
-    r = cfg.rollout
-    top = hierarchy.tiers[-1].name
-    quota = r.prompts_per_step // par.world
+    assert ctx.state is not None
+    r, state, parallel = ctx.settings.rollout, ctx.state, ctx.parallel
+    top = ctx.hierarchy.tiers[-1].name
+    quota = r.prompts_per_step // parallel.world
     rounds = r.sampling_rounds if r.dynamic_sampling else 1
     kept: list[Sampled] = []
     spare: list[Sampled] = []  # agreeing groups, to pad a short rank under a launcher
     results, generated, zero_variance, n_groups, n_kept = [], 0, 0, 0, 0
     for _ in range(rounds):
         indices = state.sampler.next()  # every rank draws the same global batch
-        sampled = sample(ac, tokenizer, par.shard_list(rows(pool, indices)), hierarchy, cfg, par, task,
-                         phase, engine)  # fmt: skip
+        sampled = sample(ctx, parallel.shard_list(rows(pool, indices)))
         results.append(sampled.result)
         if state.sampler.active:  # a collective under a launcher: only when the selector reads it
-            rates = [x for part in par.gather_objects(sampled.group_pass_rates(top)) for x in part]
+            rates = [x for part in parallel.gather_objects(sampled.group_pass_rates(top)) for x in part]
             state.sampler.observe(indices, rates)
         varies = sampled.group_varies()
         generated += len(sampled.prompts)
@@ -266,19 +210,19 @@ def collect(
         kept.append(sampled.groups(take))
         spare.append(sampled.groups([i for i, v in enumerate(varies) if not v]))
         n_kept += len(take)
-        if par.all_true(n_kept >= quota):
+        if parallel.all_true(n_kept >= quota):
             break
     if n_kept == 0:  # no group varied in any round: the last round's groups, as they are
         kept, n_kept = [sampled], len(sampled.batch)
-    if r.dynamic_sampling and par.enabled:
-        most = int(max(par.gather_objects(n_kept)))
+    if r.dynamic_sampling and parallel.enabled:
+        most = int(max(parallel.gather_objects(n_kept)))
         fill = most - n_kept
         if fill > 0:
             pad = [s.groups(range(min(fill, len(s.batch)))) for s in spare]
             kept += [p for p in pad if p.batch][:fill]
             n_kept = most
-    batch = _concat(kept, tokenizer)
-    state.generated += int(par.all_sum(torch.tensor(generated)))
+    batch = _concat(kept, ctx.tokenizer)
+    state.generated += int(parallel.all_sum(torch.tensor(generated)))
     metrics = {
         **concat_results(results).metrics(),
         "rollout/zero_variance": zero_variance / max(n_groups, 1),
@@ -301,76 +245,55 @@ def _concat(parts: list[Sampled], tokenizer: Any) -> Sampled:
     )  # fmt: skip
 
 
-def _place(ac: Any, par: Parallel, periodic_eval: bool) -> None:
+def _place(ctx: PPOContext, periodic_eval: bool) -> None:
     """The roles on this process's device with the main process's weights; sharded under FSDP2."""
-    if par.sharded and periodic_eval:
+    roles, parallel = ctx.roles, ctx.parallel
+    if parallel.sharded and periodic_eval:
         raise UserError(SHARDED_EVAL)
-    ac.to(par.device)
-    par.broadcast_(ac.trainable_state().values())  # every rank starts from the main process's weights
-    if par.sharded:
-        shard_roles(ac, par)  # before the optimizers: FSDP2 replaces the parameters by their shards
+    roles.to(parallel.device)
+    parallel.broadcast_(roles.trainable_state().values())  # every rank starts from the main process's weights
+    if parallel.sharded:
+        shard_roles(roles, parallel)  # before the optimizers: FSDP2 replaces the parameters by their shards
 
 
-def _update(
-    ac: Any,
-    ro: Rollout,
-    cfg: PPOSettings,
-    state: PPOState,
-    step: int,
-    replay: RoutingReplay | None,
-    par: Parallel,
-) -> dict[str, Any]:
+def _update(ctx: PPOContext, batch: Rollout, step: int) -> dict[str, Any]:
     """The update (skipped when the rollout holds non-finite rewards or log-probs), the schedules, β."""
+    assert ctx.state is not None
+    cfg, state, parallel, roles = ctx.settings, ctx.state, ctx.parallel, ctx.roles
     # the size of the step, ‖θ_after − θ_before‖₂; not under FSDP2, where a rank holds only shards
-    before = None if par.sharded else [p.detach().clone() for p in ac.adapter_parameters("policy")]
-    if ro.finite:
+    before = None if parallel.sharded else [p.detach().clone() for p in roles.adapter_parameters("policy")]
+    if batch.finite:
         update_policy = step >= cfg.optim.critic_warmup_steps
-        stats = update(
-            ac, ro, cfg, state.opts, state.generator, state.kl_ctl.value, update_policy, replay, par
-        )
-        ro.metrics = _reduce_rollout_metrics(ro.metrics, par)
-        state.kl_ctl.update(ro.metrics["kl"], ro.mask.shape[0] * par.world)
+        stats = update(ctx, batch, state.opts, state.generator, state.kl_ctl.value, update_policy)
+        batch.metrics = _reduce_rollout_metrics(batch.metrics, parallel)
+        state.kl_ctl.update(batch.metrics["kl"], batch.mask.shape[0] * parallel.world)
     else:
         log.warning("step %d: non-finite rewards or log-probs; update skipped", step + 1)
         stats = {"skipped_updates": float(cfg.optim.ppo_epochs)}
-        ro.metrics = _reduce_rollout_metrics(ro.metrics, par)
+        batch.metrics = _reduce_rollout_metrics(batch.metrics, parallel)
     for s in state.scheds.values():
         s.step()
     if before is not None:
-        after = ac.adapter_parameters("policy")
+        after = roles.adapter_parameters("policy")
         stats["policy/update_norm"] = float(
             torch.sqrt(sum(((a.detach() - b) ** 2).sum() for a, b in zip(after, before)))
         )
     return stats
 
 
-def _metrics(
-    ro: Rollout, stats: dict[str, Any], state: PPOState, seconds: float, par: Parallel
-) -> dict[str, Any]:
-    return {
-        **ro.metrics,
-        **stats,
-        "skipped_steps": float(state.skipped_steps),
-        "kl_coef": state.kl_ctl.value,
-        "lr": state.scheds["policy"].get_last_lr()[0],
-        "perf/step_s": seconds,
-        "perf/tokens_per_s": float(par.all_sum(ro.attention_mask.sum())) / seconds,
-        "perf/samples_per_s": ro.mask.shape[0] * par.world / seconds,
-    }
-
-
-def _checkpoint(ckpt: Checkpointer, done: int, ac: Any, state: PPOState, par: Parallel) -> Path | None:
+def _checkpoint(ctx: PPOContext, ckpt: Checkpointer, done: int) -> Path | None:
     """Write a checkpoint, unless a trainable weight is non-finite (the previous one stays the newest)."""
-    trainable = ac.trainable_state()
+    assert ctx.state is not None
+    trainable = ctx.roles.trainable_state()
     if not all(torch.isfinite(p).all() for p in trainable.values() if p.is_floating_point()):
         log.warning("step %d: non-finite weights; checkpoint not written", done)
         return None
-    rng = rng_state_of(par)  # a collective: every rank takes part
-    return ckpt.save(done, {"model": trainable, **state.state_dict(), **rng, "step": done})
+    rng = rng_state_of(ctx.parallel)  # a collective: every rank takes part
+    return ckpt.save(done, {"model": trainable, **ctx.state.state_dict(), **rng, "step": done})
 
 
-def _reduce_rollout_metrics(metrics: dict[str, float], par: Parallel) -> dict[str, float]:
+def _reduce_rollout_metrics(metrics: dict[str, float], parallel: Parallel) -> dict[str, float]:
     """Rollout metrics over every rank: counts summed, everything else averaged."""
     counts = {k: v for k, v in metrics.items() if k.endswith(COUNT_METRICS)}
     rest = {k: v for k, v in metrics.items() if k not in counts}
-    return {**par.all_mean(rest), **par.all_sum_dict(counts)}
+    return {**parallel.all_mean(rest), **parallel.all_sum_dict(counts)}

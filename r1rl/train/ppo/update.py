@@ -13,6 +13,7 @@ clipping, so the step equals a lone process's on the whole minibatch.
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,6 +30,7 @@ from r1rl.config import PPOSettings
 from r1rl.models.moe import RoutingReplay
 from r1rl.parallel.distributed import Parallel
 from r1rl.train.common import grad_norm_finite
+from r1rl.train.ppo.context import PPOContext
 from r1rl.train.ppo.objectives import POLICY_LOSSES
 from r1rl.train.ppo.roles import ActorCritic, FullActorCritic
 from r1rl.train.ppo.rollout import Rollout, logprob_diff_metrics
@@ -44,12 +46,12 @@ class Behaviour:
     term is weighted by min(π_old/π_engine, tis_cap) (:func:`r1rl.algorithms.ppo.truncated_is_weights`).
     """
 
-    def __init__(self, ro: Rollout, estimator: str, tis_cap: float | None = None) -> None:
-        self.recorded = ro.old_logprobs
+    def __init__(self, batch: Rollout, estimator: str, tis_cap: float | None = None) -> None:
+        self.recorded = batch.old_logprobs
         self.estimator = estimator
-        self.engine, self.tis_cap = ro.engine_logprobs, tis_cap
+        self.engine, self.tis_cap = batch.engine_logprobs, tis_cap
         self.kl_seq = (
-            torch.zeros(ro.mask.shape[0], device=ro.mask.device) if self.recorded is None else None
+            torch.zeros(batch.mask.shape[0], device=batch.mask.device) if self.recorded is None else None
         )  # (B,)
         self.diff: list[tuple[torch.Tensor, ...]] = []  # on-policy: (engine, update's, mask) log-prob parts
 
@@ -79,34 +81,51 @@ class Behaviour:
                 if self.engine is not None:  # on-policy: one epoch, one minibatch, so each row once
                     self.diff.append((self.engine[idx], logprobs.detach(), mask))
 
-    def mismatch(self, par: Parallel) -> dict[str, float]:
+    def mismatch(self, parallel: Parallel) -> dict[str, float]:
         """On-policy: ``rollout/logprob_diff`` and its max over the update's passes (every rank)."""
         if not self.diff:
             return {}
         engine, logprobs, mask = (torch.cat(parts) for parts in zip(*self.diff))
-        return logprob_diff_metrics(engine, logprobs, mask, par)
+        return logprob_diff_metrics(engine, logprobs, mask, parallel)
+
+
+@dataclass
+class Minibatch:
+    """One optimizer step's rows of the rollout, as micro-batches, and each one's share of its loss."""
+
+    parts: list[torch.Tensor]  # row indices of each micro-batch
+    weights: list[float]  # each micro-batch's share of the (global) minibatch loss
+
+
+@dataclass
+class PolicyTerms:
+    """What every policy step of one update shares besides the rollout."""
+
+    kl_coef: float  # β of the KL loss term (``kl_in: loss``)
+    behaviour: Behaviour
+    replay: RoutingReplay | None  # the rollout's routing (None on-policy: no earlier pass)
+    update_policy: bool = True  # False during the critic warm-up: the policy takes no step
 
 
 def update(
-    ac: ActorCritic | FullActorCritic,
-    ro: Rollout,
-    cfg: PPOSettings,
+    ctx: PPOContext,
+    batch: Rollout,
     opts: dict[str, torch.optim.Optimizer],
     generator: torch.Generator,
     kl_coef: float,
     update_policy: bool = True,
-    replay: RoutingReplay | None = None,
-    par: Parallel | None = None,
 ) -> dict[str, float]:
     """``ppo_epochs`` passes over shuffled minibatches (see the module docstring); averaged metrics.
 
+    ``opts``: the policy's (and the critic's) optimizer; ``generator`` orders the minibatches.
     With ``update_policy=False`` (critic warm-up) the policy takes no step.
     """
-    par = par or Parallel()
-    B = ro.mask.shape[0]
-    mb = par.check_divisible(cfg.optim.minibatch_size, "optim.minibatch_size")  # this rank's share
-    behaviour = Behaviour(ro, cfg.algorithm.kl_estimator, cfg.rollout.tis_cap)
-    replay = None if behaviour.on_policy else replay  # on-policy: no earlier pass to replay or compare
+    cfg, parallel, roles = ctx.settings, ctx.parallel, ctx.roles
+    B = batch.mask.shape[0]
+    mb = parallel.check_divisible(cfg.optim.minibatch_size, "optim.minibatch_size")  # this rank's share
+    behaviour = Behaviour(batch, cfg.algorithm.kl_estimator, cfg.rollout.tis_cap)
+    replay = None if behaviour.on_policy else ctx.replay  # on-policy: no earlier pass to replay or compare
+    terms = PolicyTerms(kl_coef, behaviour, replay, update_policy)
     stats: dict[str, list[float]] = {}
     load = None  # (L, E) tokens per expert, summed over the step's forward passes
     micro = min(cfg.optim.micro_batch_size or mb, mb)
@@ -115,13 +134,14 @@ def update(
         for start in range(0, B, mb):
             idx = perm[start : start + mb]
             parts = [idx[i : i + micro] for i in range(0, len(idx), micro)]
-            weights = _micro_weights(ro.mask, parts, cfg.algorithm.loss_agg_mode, par)
-            row, part_load = policy_step(ac, ro, parts, weights, cfg, opts["policy"], kl_coef,
-                                         behaviour, replay, par, update_policy)  # fmt: skip
+            minibatch = Minibatch(
+                parts, _micro_weights(batch.mask, parts, cfg.algorithm.loss_agg_mode, parallel)
+            )
+            row, part_load = policy_step(ctx, batch, minibatch, opts["policy"], terms)
             if part_load is not None:
                 load = part_load if load is None else load + part_load
-            if ac.has_critic:
-                critic = critic_step(ac, ro, parts, weights, cfg, opts["critic"], par)
+            if roles.has_critic:
+                critic = critic_step(ctx, batch, minibatch, opts["critic"])
                 row["skipped_updates"] = float(row["skipped_updates"] or critic.pop("skipped"))
                 row.update(critic)
             for k, v in row.items():
@@ -129,68 +149,69 @@ def update(
     result = {k: sum(v) / len(v) for k, v in stats.items()}
     result["skipped_updates"] = sum(stats["skipped_updates"])
     if behaviour.kl_seq is not None:
-        per_token = float(behaviour.kl_seq.sum() / ro.mask.sum().clamp_min(1))
-        ro.metrics.update(par.all_mean({"kl": float(behaviour.kl_seq.mean()), "kl/per_token": per_token}))
-        ro.metrics.update(behaviour.mismatch(par))
+        per_token = float(behaviour.kl_seq.sum() / batch.mask.sum().clamp_min(1))
+        batch.metrics.update(
+            parallel.all_mean({"kl": float(behaviour.kl_seq.mean()), "kl/per_token": per_token})
+        )
+        batch.metrics.update(behaviour.mismatch(parallel))
     if load is not None:
-        result["moe/expert_load"] = par.all_sum(load).tolist()  # to expert_load.jsonl, not metrics.jsonl
-    if ac.has_critic:
-        ev = ppo.explained_variance(ro.values, ro.returns, ro.mask)
-        result["value/explained_var"] = par.all_mean({"ev": ev})["ev"]
+        result["moe/expert_load"] = parallel.all_sum(load).tolist()  # to expert_load.jsonl, not metrics.jsonl
+    if roles.has_critic:
+        ev = ppo.explained_variance(batch.values, batch.returns, batch.mask)
+        result["value/explained_var"] = parallel.all_mean({"ev": ev})["ev"]
     return result
 
 
 def policy_step(
-    ac: ActorCritic | FullActorCritic, ro: Rollout, parts: list[torch.Tensor], weights: list[float],
-    cfg: PPOSettings, opt: torch.optim.Optimizer, kl_coef: float, behaviour: Behaviour,
-    replay: RoutingReplay | None, par: Parallel, update_policy: bool = True,
-) -> tuple[dict[str, float], torch.Tensor | None]:  # fmt: skip
-    """One policy optimizer step on a minibatch (its micro-batch ``parts``); metrics and expert load."""
+    ctx: PPOContext, batch: Rollout, minibatch: Minibatch, opt: torch.optim.Optimizer, terms: PolicyTerms
+) -> tuple[dict[str, float], torch.Tensor | None]:
+    """One policy optimizer step on a minibatch (its micro-batches); metrics and expert load."""
+    roles, parallel = ctx.roles, ctx.parallel
     rows, finite, load = [], True, None
-    top_k = getattr(ac.config, "num_experts_per_tok", 1)
-    for part, w in zip(parts, weights):
-        row, ok, part_load = _policy_micro_step(ac, ro, part, w, cfg, kl_coef, top_k, behaviour, replay)
+    top_k = getattr(roles.config, "num_experts_per_tok", 1)
+    for part, w in zip(minibatch.parts, minibatch.weights):
+        row, ok, part_load = _policy_micro_step(ctx, batch, part, w, terms, top_k)
         rows.append(row)
         finite = finite and ok
         if part_load is not None:
             load = part_load if load is None else load + part_load
-    params = ac.adapter_parameters("policy")
-    par.sync_grads(params)
-    norm, ok = grad_norm_finite(params, cfg.optim.max_grad_norm)
-    ok = ok and par.all_true(finite)
-    if ok and update_policy:
+    params = roles.adapter_parameters("policy")
+    parallel.sync_grads(params)
+    norm, ok = grad_norm_finite(params, ctx.settings.optim.max_grad_norm)
+    ok = ok and parallel.all_true(finite)
+    if ok and terms.update_policy:
         opt.step()
     opt.zero_grad(set_to_none=True)
-    out = par.all_sum_dict({k: sum(r[k] * w for r, w in zip(rows, weights)) for k in rows[0]})
+    out = parallel.all_sum_dict({k: sum(r[k] * w for r, w in zip(rows, minibatch.weights)) for k in rows[0]})
     out.update(grad_norm=norm, skipped_updates=float(not ok))
     return out, load
 
 
 def critic_step(
-    ac: ActorCritic | FullActorCritic, ro: Rollout, parts: list[torch.Tensor], weights: list[float],
-    cfg: PPOSettings, opt: torch.optim.Optimizer, par: Parallel,
-) -> dict[str, float]:  # fmt: skip
+    ctx: PPOContext, batch: Rollout, minibatch: Minibatch, opt: torch.optim.Optimizer
+) -> dict[str, float]:
     """One critic optimizer step on the same minibatch; ``skipped`` is 1.0 when it took none."""
+    roles, parallel = ctx.roles, ctx.parallel
     rows, finite = [], True
-    for part, w in zip(parts, weights):
-        row, ok = _critic_micro_step(ac, ro, part, w, cfg)
+    for part, w in zip(minibatch.parts, minibatch.weights):
+        row, ok = _critic_micro_step(roles, batch, part, w, ctx.settings)
         rows.append(row)
         finite = finite and ok
-    params = ac.adapter_parameters("critic")
-    par.sync_grads(params)
-    norm, ok = grad_norm_finite(params, cfg.optim.max_grad_norm)
-    finite = par.all_true(finite)
+    params = roles.adapter_parameters("critic")
+    parallel.sync_grads(params)
+    norm, ok = grad_norm_finite(params, ctx.settings.optim.max_grad_norm)
+    finite = parallel.all_true(finite)
     if ok and finite:
         opt.step()
     opt.zero_grad(set_to_none=True)
-    ac.use("policy")
-    out = par.all_sum_dict({k: sum(r[k] * w for r, w in zip(rows, weights)) for k in rows[0]})
+    roles.use("policy")
+    out = parallel.all_sum_dict({k: sum(r[k] * w for r, w in zip(rows, minibatch.weights)) for k in rows[0]})
     out.update({"value/grad_norm": norm, "skipped": float(not (ok and finite))})
     return out
 
 
 def _micro_weights(
-    mask: torch.Tensor, parts: list[torch.Tensor], agg_mode: str, par: Parallel | None = None
+    mask: torch.Tensor, parts: list[torch.Tensor], agg_mode: str, parallel: Parallel | None = None
 ) -> list[float]:
     """Each micro-batch's share of the (global) minibatch loss: by tokens (token-mean) or by sequences."""
     if agg_mode == "token-mean":
@@ -198,43 +219,44 @@ def _micro_weights(
     else:
         sizes = [float((mask[p].sum(1) > 0).sum()) for p in parts]
     total = sum(sizes)
-    if par is not None and par.enabled:
-        total = float(par.all_sum(torch.tensor(total, dtype=torch.float64)))
+    if parallel is not None and parallel.enabled:
+        total = float(parallel.all_sum(torch.tensor(total, dtype=torch.float64)))
     return [s / total if total > 0 else 0.0 for s in sizes]
 
 
 def _policy_micro_step(
-    ac: Any, ro: Rollout, idx: torch.Tensor, weight: float, cfg: PPOSettings, kl_coef: float, top_k: int,
-    behaviour: Behaviour, replay: RoutingReplay | None,
-) -> tuple[dict[str, float], bool, torch.Tensor | None]:  # fmt: skip
+    ctx: PPOContext, batch: Rollout, idx: torch.Tensor, weight: float, terms: PolicyTerms, top_k: int
+) -> tuple[dict[str, float], bool, torch.Tensor | None]:
     """Forward and backward of the policy loss on ``idx``, scaled by ``weight``.
 
     Returns (metrics, finite, (L, E) expert load or None)."""
-    a, m_cfg = cfg.algorithm, cfg.moe
-    ids, am, m = ro.input_ids[idx], ro.attention_mask[idx], ro.mask[idx]
+    algorithm, moe, replay = ctx.settings.algorithm, ctx.settings.moe, terms.replay
+    ids, am, m = batch.input_ids[idx], batch.attention_mask[idx], batch.mask[idx]
 
     def routing():  # the recorded routing of these rows (replayed, or only compared)
-        return replay.replay(idx, am, force=m_cfg.routing_replay) if replay is not None else nullcontext()
+        return replay.replay(idx, am, force=moe.routing_replay) if replay is not None else nullcontext()
 
     with routing():
-        logprobs, entropy, out = ac.policy_logprobs(
-            ids, am, ro.n_completion, with_entropy=True, output_router_logits=True
+        logprobs, entropy, out = ctx.roles.policy_logprobs(
+            ids, am, batch.n_completion, with_entropy=True, output_router_logits=True
         )
-    objective = POLICY_LOSSES.get(a.importance_sampling_level, "algorithm.importance_sampling_level")
-    old = behaviour.old(idx, logprobs)
-    is_weights = behaviour.is_weights(idx, old)  # (b, T) or None
-    pg_loss, row = objective(logprobs, old, ro.advantages[idx], m, a, is_weights=is_weights)
+    objective = POLICY_LOSSES.get(algorithm.importance_sampling_level, "algorithm.importance_sampling_level")
+    old = terms.behaviour.old(idx, logprobs)
+    is_weights = terms.behaviour.is_weights(idx, old)  # (b, T) or None
+    pg_loss, row = objective(logprobs, old, batch.advantages[idx], m, algorithm, is_weights=is_weights)
     if is_weights is not None:
-        row.update(ppo.tis_metrics(is_weights, cfg.rollout.tis_cap, m))
-    behaviour.observe(idx, logprobs, ro.ref_logprobs[idx], m)
+        row.update(ppo.tis_metrics(is_weights, ctx.settings.rollout.tis_cap, m))
+    terms.behaviour.observe(idx, logprobs, batch.ref_logprobs[idx], m)
     loss = pg_loss
-    if a.kl_in == "loss" and kl_coef > 0:
+    if algorithm.kl_in == "loss" and terms.kl_coef > 0:
         kl_loss = ppo.agg_loss(
-            ppo.kl_penalty(logprobs, ro.ref_logprobs[idx], a.kl_estimator), m, a.loss_agg_mode
+            ppo.kl_penalty(logprobs, batch.ref_logprobs[idx], algorithm.kl_estimator),
+            m,
+            algorithm.loss_agg_mode,
         )
-        loss = loss + kl_coef * kl_loss
+        loss = loss + terms.kl_coef * kl_loss
         row["kl_loss"] = kl_loss.item()
-    loss = _with_router_terms(loss, out, am, m_cfg, row)
+    loss = _with_router_terms(loss, out, am, moe, row)
     if replay is not None and replay.agreement:
         row["moe/routing_agreement"] = sum(replay.agreement) / len(replay.agreement)
     finite = bool(torch.isfinite(loss))
@@ -271,16 +293,17 @@ def _with_router_terms(
 
 
 def _critic_micro_step(
-    ac: ActorCritic | FullActorCritic, ro: Rollout, idx: torch.Tensor, weight: float, cfg: PPOSettings
+    roles: ActorCritic | FullActorCritic, batch: Rollout, idx: torch.Tensor, weight: float, cfg: PPOSettings
 ) -> tuple[dict[str, float], bool]:
     """Forward and backward of the clipped value loss on ``idx``, scaled by ``weight``."""
-    a = cfg.algorithm
-    values = ac.values(ro.input_ids[idx], ro.attention_mask[idx], ro.n_completion)
+    algorithm = cfg.algorithm
+    values = roles.values(batch.input_ids[idx], batch.attention_mask[idx], batch.n_completion)
     v_loss, row = ppo.value_loss(
-        values, ro.values[idx], ro.returns[idx], ro.mask[idx], a.value_clip_eps, a.loss_agg_mode
-    )
+        values, batch.values[idx], batch.returns[idx], batch.mask[idx], algorithm.value_clip_eps,
+        algorithm.loss_agg_mode,
+    )  # fmt: skip
     finite = bool(torch.isfinite(v_loss))
     if finite and weight > 0:
-        (a.vf_coef * v_loss * weight).backward()
+        (algorithm.vf_coef * v_loss * weight).backward()
     row["value/loss"] = v_loss.item()
     return row, finite
