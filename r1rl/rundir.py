@@ -18,9 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from r1rl.config import dump_config
 from r1rl.errors import UserError
 from r1rl.parallel.distributed import is_main
+from r1rl.strict import dump_config
 
 STEP_LOGS = ("rollouts.jsonl", "expert_load.jsonl")  # per-step side logs besides metrics.jsonl
 
@@ -28,6 +28,7 @@ STEP_LOGS = ("rollouts.jsonl", "expert_load.jsonl")  # per-step side logs beside
 class RunDir:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.trackers: Any = None  # experiment trackers (report_to) that get every logged row too
 
     config = property(lambda self: self.path / "config.yaml")
     metrics = property(lambda self: self.path / "metrics.jsonl")
@@ -44,8 +45,9 @@ class RunDir:
     def start(self, cfg: BaseModel) -> RunDir:
         """Create the directory and write the resolved config before any training.
 
-        With ``report_to`` in the config, every logged row also goes to those trackers. Under a
-        multi-process launcher only the main process writes (here and in :meth:`log`).
+        Trackers set on :attr:`trackers` (``report_to``: :func:`r1rl.train.stage.write_start`) get
+        every logged row as well. Under a multi-process launcher only the main process writes (here
+        and in :meth:`log`).
         """
         if not is_main():
             return self
@@ -54,11 +56,6 @@ class RunDir:
         except OSError as e:
             raise UserError(f"output_dir {self.path}: cannot create it ({e.strerror or e})") from None
         atomic_write_text(self.config, dump_config(cfg))
-        report_to = getattr(cfg, "report_to", None)
-        if report_to:
-            from r1rl.report.trackers import Trackers
-
-            self.trackers = Trackers(report_to, self.path, self.path.name, cfg.model_dump())
         return self
 
     def log(self, step: int, stage: str, metrics: dict[str, Any]) -> None:
@@ -69,7 +66,7 @@ class RunDir:
             v = float(v) if hasattr(v, "__float__") and not isinstance(v, bool) else v
             row[k] = None if isinstance(v, float) and not math.isfinite(v) else v
         self.append_line(self.metrics, json.dumps(row))
-        if getattr(self, "trackers", None) is not None:
+        if self.trackers is not None:
             self.trackers.log(int(step), {k: v for k, v in row.items() if k not in ("step", "stage")})
 
     @staticmethod
@@ -114,7 +111,7 @@ class RunDir:
             shutil.rmtree(tmp, ignore_errors=True)
             why = getattr(e, "strerror", None) or str(e).split("I/O error: ")[-1].split(" (os error")[0]
             raise UserError(f"cannot write {self.final} ({why}); re-run to write it again") from None
-        if getattr(self, "trackers", None) is not None:
+        if self.trackers is not None:
             self.trackers.close()
 
 
@@ -143,62 +140,3 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
                 break
             raise UserError(f"{path}: line {i + 1} is not JSON") from None
     return rows
-
-
-def write_samples_table(run: RunDir, last: int = 10) -> Path | None:
-    """``samples.md``: the logged sample completions of the last ``last`` logged steps, as a table."""
-    path = run.path / "rollouts.jsonl"
-    if not path.exists():
-        return None
-    rows = read_jsonl(path)[-last:]
-
-    def cell(text: str) -> str:  # one table cell: control characters escaped, pipes and backticks neutralised
-        text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
-        return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
-
-    lines = ["| step | prompt | completion | reward |", "|---:|---|---|---:|"]
-    for r in rows:
-        for s in r["samples"]:
-            prompt, completion = cell(s["prompt"]), cell(s["completion"])
-            lines.append(f"| {r['step']} | {prompt} | {completion} | {s['reward']:.3f} |")
-    out = run.path / "samples.md"
-    atomic_write_text(out, "\n".join(lines) + "\n")
-    return out
-
-
-def render_plots(run: RunDir, title: str) -> list[Path]:
-    """Render ``plots/*.png`` from the run's ``metrics.jsonl``."""
-    from r1rl.report.plots import plot_expert_load, plot_metrics  # matplotlib is imported only when plotting
-
-    written = plot_metrics(run.read_metrics(), run.plots, title)
-    if rows := read_jsonl(run.expert_load):
-        written.append(plot_expert_load(rows, run.plots / "expert_load.png", title))
-    return written
-
-
-def finish(run: RunDir, stage: str, model: Any, tokenizer: Any, par: Any) -> RunDir:
-    """The end of a training stage: plots, then ``final/`` (model and tokenizer) by one rename.
-
-    Under a launcher only the main process writes; the others wait for it in ``par.close()``.
-    A sharded model (FSDP2) is gathered first, every rank taking part; a PEFT model gathers only
-    its adapters.
-    """
-    state = None
-    if getattr(par, "sharded", False) and model is not None:
-        from r1rl.parallel.sharding import full_state_dict
-
-        state = full_state_dict(model, trainable_only=hasattr(model, "peft_config"))
-    if par.is_main:
-        try:
-            render_plots(run, stage)
-        except OSError as e:  # a full or failing disk: the run is done, say which file could not be written
-            raise UserError(
-                f"cannot write {run.plots} ({e.strerror or e}); re-run to finish the stage"
-            ) from None
-        if stage == "ppo":
-            write_samples_table(run)
-        with run.writing_final() as final:
-            model.save_pretrained(final, **({"state_dict": state} if state is not None else {}))
-            tokenizer.save_pretrained(final)
-    par.close()
-    return run

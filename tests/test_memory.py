@@ -1,5 +1,5 @@
 """The memory estimator's FSDP2, HSDP and ``base_dtype`` arithmetic, worked out by hand, and the tables in
-recipes/accelerate/README.md, which must be what ``python -m r1rl.models.memory`` prints today."""
+recipes/accelerate/README.md, which must be what ``python -m r1rl.report.memory`` prints today."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from r1rl.config import LoraConfigModel
-from r1rl.models.memory import ParamCounts, architecture, count_parameters, estimate, main, weights
+from r1rl.report.memory import ParamCounts, architecture, count_parameters, estimate, main, weights
 
 README = Path(__file__).parents[1] / "recipes" / "accelerate" / "README.md"
 
@@ -88,9 +88,9 @@ def test_layer_counts_split_the_model_at_its_decoder_layers():
 
 
 def _readme_tables() -> list[tuple[str, str]]:
-    """``(arguments, table)`` for every ``python -m r1rl.models.memory ...`` line followed by a table."""
+    """``(arguments, table)`` for every ``python -m r1rl.report.memory ...`` line followed by a table."""
     text = README.read_text()
-    found = re.findall(r"`python -m r1rl\.models\.memory([^`]*)`[^\n]*\n\n((?:\|[^\n]*\n)+)", text)
+    found = re.findall(r"`python -m r1rl\.report\.memory([^`]*)`[^\n]*\n\n((?:\|[^\n]*\n)+)", text)
     return [(args.strip(), table.strip()) for args, table in found]
 
 
@@ -101,5 +101,5 @@ def test_readme_memory_tables_are_what_the_estimator_prints(capsys):
         main(shlex.split(args))
         printed = capsys.readouterr().out.strip()
         assert printed == table, (
-            f"recipes/accelerate/README.md drifted: rerun python -m r1rl.models.memory {args}"
+            f"recipes/accelerate/README.md drifted: rerun python -m r1rl.report.memory {args}"
         )

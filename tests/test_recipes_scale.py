@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from r1rl.config import LoraConfigModel, PPOConfig, SFTConfig, load_config
-from r1rl.models.memory import ARCHITECTURES, architecture, count_parameters, estimate, table
+from r1rl.report.memory import ARCHITECTURES, architecture, count_parameters, estimate, table
 
 RECIPES = Path(__file__).parents[1] / "recipes"
 ACCELERATE = sorted((RECIPES / "accelerate").glob("*.yaml"))
@@ -240,7 +240,7 @@ def test_table_lists_every_setup():
 
 
 def test_estimator_cli(capsys):
-    from r1rl.models.memory import main
+    from r1rl.report.memory import main
 
     main(["--models", "micro", "--setups", "ddp:2", "--seq-len", "64"])
     assert "ddp × 2" in capsys.readouterr().out

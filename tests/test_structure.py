@@ -48,6 +48,7 @@ LAYOUT = REPORT.read_layout()
 # The r1rl imports that stay inside functions, and why (STYLE.md 17: only where a dependency needs it).
 LAZY = {
     "r1rl.run.cli": "the command answers --help and bad input in a second, before torch loads",
+    "r1rl.run.stages": "the CLI builds its parser from the stage table; running a stage loads torch",
     "r1rl.rewards.hierarchy": "transformers loads only for a reward-model tier (every config reads rewards)",
     "r1rl.rewards.reward_model": "as above",
     "r1rl.rewards.sandbox.child": "the sandboxed child imports a mode's code only once its limits are set",

@@ -25,6 +25,8 @@ from r1rl.config.sections import (
     TrainSettings,
 )
 from r1rl.config.stages import (
+    STAGE_CONFIGS,
+    TRAIN_STAGES,
     DistillConfig,
     EvalConfig,
     HubOptions,
@@ -42,7 +44,8 @@ __all__ = [
     "ComputeConfig", "DataConfig", "DistillConfig", "EvalConfig", "HubOptions", "LogConfig",
     "LogitDistillConfig", "LoraConfigModel", "MoEConfig", "ModelConfig", "OptimConfig", "PPOConfig",
     "PPOOptimConfig", "PPOSettings", "PipelineConfig", "PretrainConfig", "PretrainDataConfig",
-    "RewardsConfig", "RolloutConfig", "SFTConfig", "SamplingConfig", "SelectionConfig", "StageBase",
+    "RewardsConfig", "RolloutConfig", "SFTConfig", "STAGE_CONFIGS", "SamplingConfig", "SelectionConfig",
+    "StageBase", "TRAIN_STAGES",
     "Strict", "TaskConfig", "TierConfig", "TokenizerConfig", "TrainSettings", "apply_overrides",
     "dump_config", "load_config", "load_yaml", "validate",
 ]  # fmt: skip

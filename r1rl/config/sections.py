@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from r1rl.config.presets import PRESETS
 from r1rl.errors import did_you_mean
+from r1rl.models.presets import PRESETS
 from r1rl.strict import Strict
 
 

@@ -201,3 +201,13 @@ class PipelineConfig(HubOptions):
     recipes: dict[Literal["pretrain", "sft", "ppo", "distill", "eval"], str] = Field(
         default_factory=dict, description="stage -> a copy of its recipe script to run instead (r1rl cp)"
     )
+
+
+TRAIN_STAGES = ("pretrain", "sft", "ppo", "distill")  # a pipeline runs distill only when it has the section
+STAGE_CONFIGS: dict[str, type[StageBase]] = {
+    "pretrain": PretrainConfig,
+    "sft": SFTConfig,
+    "ppo": PPOConfig,
+    "distill": DistillConfig,
+    "eval": EvalConfig,
+}

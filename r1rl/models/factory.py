@@ -24,7 +24,7 @@ from r1rl.errors import UserError
 if TYPE_CHECKING:
     from peft import LoraConfig, PeftModel
 
-from r1rl.config.presets import PRESETS  # noqa: E402  (re-exported: r1rl.models.factory.PRESETS)
+from r1rl.models.presets import PRESETS  # noqa: E402  (re-exported: r1rl.models.factory.PRESETS)
 
 
 def build_config(

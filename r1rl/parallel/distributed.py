@@ -20,7 +20,7 @@ With an accelerate FSDP config (``distributed_type: FSDP``, ``fsdp_version: 2``)
 sharded instead of replicated (:meth:`Parallel.wrap`, :mod:`r1rl.parallel.sharding`): torch's FSDP2
 ``fully_shard`` on every decoder layer, on the embedding and head, and on the root, each rank
 holding 1/N of every weight; checkpoints are torch distributed checkpoints, every rank writing its
-shards (:class:`r1rl.train.loop.ShardedBackend`).
+shards (:class:`r1rl.parallel.checkpoint.ShardedBackend`).
 
 **Device.** A stage's ``device`` option: ``auto`` (the default) is CUDA when a GPU is visible and
 ``ACCELERATE_USE_CPU`` is not set, else the CPU; ``cpu`` or ``cuda`` forces it, and wins over
@@ -43,6 +43,7 @@ from typing import Any, Literal, TypeVar
 import torch
 
 from r1rl.errors import UserError
+from r1rl.parallel.checkpoint import ShardedBackend
 from r1rl.parallel.sharding import init_optimizer_state, shard_model
 
 Compression = Literal["none", "fp16", "bf16", "powersgd"]
@@ -264,7 +265,6 @@ class Parallel:
         shards, loaded into ``template()`` (the loop's state) once ``optimizers`` have their state."""
         if not self.sharded:
             return None
-        from r1rl.train.loop import ShardedBackend  # moves into r1rl.parallel with the loop's rewrite
 
         def filled() -> dict[str, Any]:
             for opt in optimizers:

@@ -38,9 +38,9 @@ OVERWRITE = "start afresh where the run directory holds a run with another confi
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from r1rl.config import PipelineConfig
+    from r1rl.config import TRAIN_STAGES, PipelineConfig
     from r1rl.config.docs import help_text
-    from r1rl.run.stages import STAGES, TRAIN_STAGES
+    from r1rl.run.stages import STAGES
 
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="r1rl", description=DESCRIPTION, epilog=EPILOG, formatter_class=raw)

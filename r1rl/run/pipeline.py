@@ -20,10 +20,14 @@ import json
 from pathlib import Path
 from typing import Any, cast
 
-from r1rl.config import EvalConfig, PipelineConfig, PPOConfig, StageBase, validate
+from r1rl.config import TRAIN_STAGES, EvalConfig, PipelineConfig, PPOConfig, StageBase, dump_config, validate
 from r1rl.parallel.distributed import is_main
-from r1rl.run.stages import STAGES, TRAIN_STAGES
+from r1rl.report.dashboard import write_dashboard
+from r1rl.report.hub import push_run
+from r1rl.run.rerun import config_changes
+from r1rl.run.stages import STAGES
 from r1rl.rundir import RunDir, atomic_write_text
+from r1rl.train.prepare import task_of
 
 SHARED = ("task", "data", "rewards")  # sections every stage takes from the pipeline (its own may add to them)
 # Each stage's model keys and, by default, the stage whose final/ they read ("base": the pretrained
@@ -95,8 +99,6 @@ def run(cfg: PipelineConfig, source: str = "pipeline", overwrite: bool = False) 
     """Every stage and its eval; a stage that runs (or resumes) makes every later stage and eval run
     afresh too (their old runs moved aside), since they were trained on what it replaces.
     ``overwrite`` lets a stage whose config changed start afresh instead of refusing."""
-    from r1rl.train.prepare import task_of  # late import: tasks pull in torch/transformers
-
     configs = stage_configs(cfg, source)
     root = start_pipeline(cfg)
     task_name = task_of(configs["ppo"]).name  # names the task; its rows load when a stage needs them
@@ -121,16 +123,12 @@ def run(cfg: PipelineConfig, source: str = "pipeline", overwrite: bool = False) 
         atomic_write_text(root.path / "summary.json", json.dumps(summary, indent=2))
     if not is_main():
         return root
-    from r1rl.report.dashboard import write_dashboard  # matplotlib is imported only when plotting
-
     summary["dashboard"] = str(write_dashboard(root.path, summary))
     atomic_write_text(root.path / "summary.json", json.dumps(summary, indent=2))
     print(format_summary(summary))
     print(f"[run] dashboard: {summary['dashboard']}")
     if cfg.push_to_hub and cfg.hub_repo_id:  # the last stage's model, its lineage and evals in its card
         # (the config refuses push_to_hub without hub_repo_id)
-        from r1rl.report.hub import push_run
-
         print(f"[hub] {root.path} → {push_run(root.path, cfg.hub_repo_id, private=cfg.hub_private)}")
     return root
 
@@ -138,9 +136,6 @@ def run(cfg: PipelineConfig, source: str = "pipeline", overwrite: bool = False) 
 def start_pipeline(cfg: PipelineConfig) -> RunDir:
     """The pipeline's folder and ``config.yaml``; an earlier, different ``config.yaml`` is kept in
     ``config.history/`` (numbered), not overwritten."""
-    from r1rl.config import dump_config
-    from r1rl.run.rerun import config_changes
-
     root = RunDir(cfg.output_dir)
     if is_main() and root.config.is_file():
         import yaml

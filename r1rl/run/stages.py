@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from r1rl.config import DistillConfig, EvalConfig, PPOConfig, PretrainConfig, SFTConfig, StageBase
+from r1rl.config import (
+    DistillConfig,
+    EvalConfig,
+    PPOConfig,
+    PretrainConfig,
+    SFTConfig,
+    StageBase,
+)
 from r1rl.errors import UserError
 from r1rl.registry import Registry
 
@@ -82,7 +89,6 @@ STAGES.add(
     Stage("distill", DistillConfig, "distill", "a student trained on the teacher's accepted samples"),
 )
 STAGES.add("eval", Stage("eval", EvalConfig, "eval", "held-out accuracy and benchmarks", trains=False))
-TRAIN_STAGES = ("pretrain", "sft", "ppo", "distill")  # a pipeline runs distill only when it has the section
 
 
 def stage_of(config_type: type) -> Stage:

@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from r1rl.parallel.distributed import rank_seed
+
 
 def setup(seed: int, threads: int | None) -> None:
     """Threads and seeds; under a multi-process launcher each rank gets its own random stream."""
-    from r1rl.parallel.distributed import rank_seed
-
     if threads:
         torch.set_num_threads(threads)
     seed_everything(rank_seed(seed))

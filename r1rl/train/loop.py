@@ -14,9 +14,10 @@ A loop (pretraining, SFT, distillation, PPO) reads::
 
 - **Atomic, durable checkpoints.** A checkpoint is written into a temporary folder, its files
   and the folder fsynced, then renamed to ``step-NNNNNNNN``; a crash leaves the previous
-  checkpoint loadable. The newest ``keep`` are kept. The state itself goes through a backend:
-  :class:`TorchBackend` (one ``torch.save`` file, written by the main process) or, under FSDP2,
-  :class:`ShardedBackend` (torch distributed checkpoint: every rank writes its own shards).
+  checkpoint loadable. The newest ``keep`` are kept. The state itself goes through a backend of
+  :mod:`r1rl.parallel.checkpoint`: ``TorchBackend`` (one ``torch.save`` file, written by the main
+  process) or, under FSDP2, ``ShardedBackend`` (a torch distributed checkpoint: every rank writes
+  its own shards).
 - **Exact resume.** The state is whatever the loop hands over (weights, optimizers, schedulers,
   samplers, controllers); :func:`rng_state_of` adds every process's RNG state, so a resumed run
   continues each random stream. The logger drops rows logged after the resumed step.
@@ -53,7 +54,10 @@ import torch
 from tqdm.auto import tqdm
 
 from r1rl.errors import Preempted, UserError
+from r1rl.parallel.checkpoint import ShardedBackend, TorchBackend
+from r1rl.parallel.distributed import main_decides
 from r1rl.rundir import RunDir
+from r1rl.train.common import rng_state, set_rng_state
 
 __all__ = [
     "Cadence",
@@ -77,110 +81,6 @@ class CheckpointBackend(Protocol):
     def load(self, directory: Path) -> dict[str, Any]: ...
 
     def complete(self, directory: Path) -> bool: ...
-
-
-class TorchBackend:
-    """The whole state in one ``state.pt`` (``torch.save``), fsynced before the folder is renamed."""
-
-    FILE = "state.pt"
-
-    def save(self, state: dict[str, Any], directory: Path) -> None:
-        self.write(state, directory / self.FILE)
-
-    @staticmethod
-    def write(state: Any, path: Path) -> None:
-        """``torch.save`` into ``path``, fsynced; a failed write raises its ``OSError``."""
-        try:
-            with path.open("wb") as f:
-                torch.save(state, f)
-                f.flush()
-                os.fsync(f.fileno())
-        except RuntimeError as e:  # torch's zip writer wraps the OSError of a failed write
-            cause = e.__context__ if isinstance(e.__context__, OSError) else OSError(errno.EIO, str(e))
-            raise cause from None
-
-    def load(self, directory: Path) -> dict[str, Any]:
-        return torch.load(directory / self.FILE, weights_only=False)
-
-    @classmethod
-    def complete(cls, directory: Path) -> bool:
-        return (directory / cls.FILE).exists()
-
-
-@dataclass(frozen=True)
-class _Shard:
-    """Where a sharded tensor of the state went: its key in the distributed checkpoint."""
-
-    key: str
-
-
-def _split(state: Any, prefix: str, shards: dict[str, Any]) -> Any:
-    """``state`` with every DTensor replaced by a :class:`_Shard` marker, the DTensors into ``shards``."""
-    from torch.distributed.tensor import DTensor
-
-    if isinstance(state, DTensor):
-        shards[prefix] = state
-        return _Shard(prefix)
-    if isinstance(state, dict):
-        return {k: _split(v, f"{prefix}/{k}", shards) for k, v in state.items()}
-    return state
-
-
-def _join(state: Any, shards: dict[str, Any]) -> Any:
-    if isinstance(state, _Shard):
-        return shards[state.key]
-    if isinstance(state, dict):
-        return {k: _join(v, shards) for k, v in state.items()}
-    return state
-
-
-class ShardedBackend:
-    """A torch distributed checkpoint: each rank writes its shards of the sharded tensors (FSDP2's
-    weights and optimizer moments) and the main process the rest (``extra.pt``: schedules, RNG
-    streams, counters). A collective: every rank saves and loads.
-
-    Loading fills ``template()`` — the loop's current state, of the same layout — in place, so a
-    checkpoint resumes under the same sharding; a shard the run does not have is a one-line error.
-    """
-
-    FILE = "extra.pt"
-    collective = True
-
-    def __init__(self, template: Callable[[], dict[str, Any]], par: Any) -> None:
-        self.template, self.par = template, par
-
-    def save(self, state: dict[str, Any], directory: Path) -> None:
-        import torch.distributed.checkpoint as dcp
-
-        shards: dict[str, Any] = {}
-        rest = _split(state, "", shards)
-        dcp.save(shards, checkpoint_id=directory)
-        if self.par.is_main:
-            TorchBackend.write(rest, directory / self.FILE)
-
-    def load(self, directory: Path) -> dict[str, Any]:
-        import torch.distributed.checkpoint as dcp
-
-        rest = torch.load(directory / self.FILE, weights_only=False)
-        shards: dict[str, Any] = {}
-        _split(self.template(), "", shards)
-        missing = sorted(_shard_keys(rest) - set(shards))
-        if missing:
-            raise UserError(f"checkpoint {directory} holds shards this run does not have: {missing[:3]}")
-        dcp.load(shards, checkpoint_id=directory)
-        return _join(rest, shards)
-
-    @classmethod
-    def complete(cls, directory: Path) -> bool:
-        return (directory / cls.FILE).exists() and (directory / ".metadata").exists()
-
-
-def _shard_keys(state: Any) -> set[str]:
-    if isinstance(state, _Shard):
-        return {state.key}
-    if isinstance(state, dict):
-        return set().union(*(_shard_keys(v) for v in state.values()))
-    return set()
 
 
 def _fsync_file(path: Path) -> None:
@@ -287,8 +187,6 @@ class Checkpointer:
     def load_latest(self) -> dict[str, Any] | None:
         """The newest checkpoint's state; one written under another sharding is a one-line error.
         The main process names it, so every rank loads the same one."""
-        from r1rl.parallel.distributed import main_decides
-
         paths = main_decides(self.paths)
         if not paths:
             return None
@@ -315,8 +213,6 @@ def rng_state_of(par: Any) -> dict[str, Any]:
 
     A collective under a launcher: every rank must call it.
     """
-    from r1rl.train.common import rng_state
-
     state = rng_state()
     if not par.enabled:
         return {"rng": state}
@@ -325,8 +221,6 @@ def rng_state_of(par: Any) -> dict[str, Any]:
 
 def restore_rng(par: Any, state: dict[str, Any]) -> None:
     """Undo :func:`rng_state_of` (from another process count, rank 0 takes the main stream)."""
-    from r1rl.train.common import set_rng_state
-
     ranks = state.get("rng_ranks")
     if ranks is not None and len(ranks) == par.world:
         set_rng_state(ranks[par.rank])

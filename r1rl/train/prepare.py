@@ -17,6 +17,7 @@ from r1rl.models.encoding import encode_prompt, encode_sft, truncate
 from r1rl.parallel.distributed import Parallel
 from r1rl.records import Record, columns_of, first
 from r1rl.rewards.hierarchy import RewardHierarchy
+from r1rl.rundir import atomic_write_text
 from r1rl.tasks import Task, build_task
 
 Example = tuple[list[int], list[int]]  # (input_ids, labels), both (S,)
@@ -42,8 +43,6 @@ def resolved_rewards(rewards: RewardsConfig | None, task: Task) -> RewardsConfig
 
 def write_task_info(run_dir: Path, task: Task) -> None:
     """``task.json`` beside ``config.yaml``: the task's name and notes (model cards repeat the notes)."""
-    from r1rl.rundir import atomic_write_text
-
     if run_dir.is_dir():
         info = {"name": task.name, "notes": list(task.notes)}
         atomic_write_text(run_dir / "task.json", json.dumps(info, indent=2) + "\n")

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from r1rl.config import PretrainConfig
+from r1rl.data import Document, build_filter, build_source, prepare_corpus
 from r1rl.errors import UserError
 from r1rl.models.factory import build_config, build_model
 from r1rl.models.tokenizer import END_OF_TURN
@@ -42,8 +43,6 @@ class _Texts:
     name: str
 
     def __iter__(self) -> Iterator[Any]:
-        from r1rl.data import Document
-
         return (Document(t, self.name) for t in self.texts)
 
     def size_hint(self) -> int | None:
@@ -60,8 +59,6 @@ def data_plan(cfg: PretrainConfig) -> tuple[list[Any], list[Any]] | None:
     d = cfg.data
     if not (d.sources or d.filters or d.dedup is not None or d.val_fraction > 0):
         return None
-    from r1rl.data import build_filter, build_source
-
     sources = [build_source(spec, f"data.sources[{i}]") for i, spec in enumerate(d.sources)]
     if not sources:
         sources = [_Texts(build_corpus(cfg), task_of(cfg).name)]
@@ -103,8 +100,6 @@ def corpus(
     """``(train, validation)`` documents: the task's corpus, or the data pipeline's (stats in ``run_dir``)."""
     if plan is None:
         return build_corpus(cfg), []
-    from r1rl.data import prepare_corpus
-
     d = cfg.data
     out = prepare_corpus(
         plan[0], d.num_problems, weights=d.weights, temperature=d.temperature, filters=plan[1],

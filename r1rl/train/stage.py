@@ -16,11 +16,16 @@ to the Hub when the config asks.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from r1rl.errors import UserError
 from r1rl.parallel.distributed import Parallel, is_main
+from r1rl.parallel.sharding import full_state_dict
 from r1rl.records import Task
-from r1rl.rundir import RunDir, finish
+from r1rl.report.plots import plot_expert_load, plot_metrics
+from r1rl.report.trackers import Trackers
+from r1rl.rundir import RunDir, atomic_write_text, read_jsonl
 from r1rl.train.common import setup
 from r1rl.train.prepare import resolved_rewards, write_task_info
 
@@ -41,7 +46,7 @@ class StageRun:
         return self.run
 
     def finish(self, model: Any, tokenizer: Any) -> RunDir:
-        """Plots, then ``final/`` (model and tokenizer) by one rename; see :func:`r1rl.rundir.finish`."""
+        """Plots, then ``final/`` (model and tokenizer) by one rename; see :func:`finish`."""
         return finish(self.run, self.name, model, tokenizer, self.parallel)
 
 
@@ -51,6 +56,64 @@ def write_start(run: RunDir, cfg: Any, task: Task | None) -> RunDir:
     if task is not None and hasattr(cfg, "rewards"):
         cfg = cfg.model_copy(update={"rewards": resolved_rewards(cfg.rewards, task)})
     run.start(cfg)
+    report_to = getattr(cfg, "report_to", None)
+    if report_to and is_main():  # every logged row goes to these trackers too
+        run.trackers = Trackers(report_to, run.path, run.path.name, cfg.model_dump())
     if task is not None and is_main():
         write_task_info(run.path, task)
+    return run
+
+
+def write_samples_table(run: RunDir, last: int = 10) -> Path | None:
+    """``samples.md``: the logged sample completions of the last ``last`` logged steps, as a table."""
+    path = run.path / "rollouts.jsonl"
+    if not path.exists():
+        return None
+    rows = read_jsonl(path)[-last:]
+
+    def cell(text: str) -> str:  # one table cell: control characters escaped, pipes and backticks neutralised
+        text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
+        return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
+
+    lines = ["| step | prompt | completion | reward |", "|---:|---|---|---:|"]
+    for r in rows:
+        for s in r["samples"]:
+            prompt, completion = cell(s["prompt"]), cell(s["completion"])
+            lines.append(f"| {r['step']} | {prompt} | {completion} | {s['reward']:.3f} |")
+    out = run.path / "samples.md"
+    atomic_write_text(out, "\n".join(lines) + "\n")
+    return out
+
+
+def render_plots(run: RunDir, title: str) -> list[Path]:
+    """Render ``plots/*.png`` from the run's ``metrics.jsonl``."""
+    written = plot_metrics(run.read_metrics(), run.plots, title)
+    if rows := read_jsonl(run.expert_load):
+        written.append(plot_expert_load(rows, run.plots / "expert_load.png", title))
+    return written
+
+
+def finish(run: RunDir, stage: str, model: Any, tokenizer: Any, par: Any) -> RunDir:
+    """The end of a training stage: plots, then ``final/`` (model and tokenizer) by one rename.
+
+    Under a launcher only the main process writes; the others wait for it in ``par.close()``.
+    A sharded model (FSDP2) is gathered first, every rank taking part; a PEFT model gathers only
+    its adapters.
+    """
+    state = None
+    if getattr(par, "sharded", False) and model is not None:
+        state = full_state_dict(model, trainable_only=hasattr(model, "peft_config"))
+    if par.is_main:
+        try:
+            render_plots(run, stage)
+        except OSError as e:  # a full or failing disk: the run is done, say which file could not be written
+            raise UserError(
+                f"cannot write {run.plots} ({e.strerror or e}); re-run to finish the stage"
+            ) from None
+        if stage == "ppo":
+            write_samples_table(run)
+        with run.writing_final() as final:
+            model.save_pretrained(final, **({"state_dict": state} if state is not None else {}))
+            tokenizer.save_pretrained(final)
+    par.close()
     return run

@@ -22,6 +22,7 @@ import torch
 from r1rl.algorithms.router import expert_load, load_metrics, switch_loss_global
 from r1rl.config import TrainSettings
 from r1rl.errors import UserError
+from r1rl.models.encoding import IGNORE
 from r1rl.parallel.distributed import Parallel
 from r1rl.parallel.sharding import SHARDED_EVAL
 from r1rl.train.common import check_in_sync, cosine_schedule, grad_norm_finite
@@ -171,8 +172,6 @@ class SupervisedStep:
 
 def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> Batch:
     """Right-padded batch of ``(input_ids, labels)``; labels are ``-100`` on untrained and padding tokens."""
-    from r1rl.models.encoding import IGNORE
-
     width = max(len(ids) for ids, _ in examples)
     ids = torch.full((len(examples), width), pad_id)
     labels = torch.full((len(examples), width), IGNORE)

@@ -24,7 +24,7 @@ its parser without loading it.
 
 from r1rl.report.hub.card import CARD_TEMPLATE, DATASET_KEYS, build_card
 from r1rl.report.hub.cli import add_push_parser, main_push, run_push
-from r1rl.report.hub.run import CONFIG_KINDS, TRAIN_STAGES, RunInfo, StageRun, describe_run
+from r1rl.report.hub.run import CONFIG_KINDS, TRAIN_STAGES, LineageStage, RunInfo, describe_run
 from r1rl.report.hub.upload import ADAPTER_FILES, TRANSIENT_STATUS, WHATS, Upload, prepare_upload, push_run
 
 __all__ = [
@@ -36,7 +36,7 @@ __all__ = [
     "TRANSIENT_STATUS",
     "WHATS",
     "RunInfo",
-    "StageRun",
+    "LineageStage",
     "Upload",
     "add_push_parser",
     "build_card",

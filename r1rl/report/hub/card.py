@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from r1rl.report.hub.run import RunInfo, StageRun, is_hub_id, read_task
+from r1rl.report.hub.run import LineageStage, RunInfo, is_hub_id, read_task
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
@@ -172,7 +172,7 @@ def build_card(
     )
 
 
-def _start(run: StageRun) -> str:
+def _start(run: LineageStage) -> str:
     """The lineage table's "started from": the model trained on, and a distill stage's teacher."""
     start = run.config.get("model_path") or "from scratch"
     teacher = run.config.get("teacher_path")

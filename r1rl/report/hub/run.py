@@ -17,19 +17,18 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from r1rl.config import PipelineConfig
+from r1rl.config import STAGE_CONFIGS, TRAIN_STAGES, PipelineConfig
 from r1rl.errors import UserError
-from r1rl.run.stages import STAGES, TRAIN_STAGES
 
-# which config type wrote a run directory's config.yaml: the pipeline's, or a stage's from the stage table
+# which config type wrote a run directory's config.yaml: the pipeline's, or a stage's
 CONFIG_KINDS: dict[str, type[BaseModel]] = {
     "pipeline": PipelineConfig,
-    **{name: STAGES[name].config for name in (*TRAIN_STAGES, "eval")},
+    **STAGE_CONFIGS,
 }
 
 
 @dataclass(frozen=True)
-class StageRun:
+class LineageStage:
     stage: str  # pretrain | sft | ppo | distill
     path: Path  # the stage's output_dir
     config: dict[str, Any]  # its resolved config.yaml
@@ -37,13 +36,13 @@ class StageRun:
 
 @dataclass(frozen=True)
 class RunInfo:
-    lineage: list[StageRun]  # oldest first; the last one is pushed
+    lineage: list[LineageStage]  # oldest first; the last one is pushed
     origin: str | None  # the Hub model the first stage started from; None = from scratch or a local model
     eval_results: dict[str, Any] | None  # eval_results.json of the pushed model
     summary: dict[str, Any] | None  # a pipeline's summary.json
 
     @property
-    def pushed(self) -> StageRun:
+    def pushed(self) -> LineageStage:
         return self.lineage[-1]
 
 
@@ -97,15 +96,15 @@ def _is_pipeline(path: Path) -> bool:
         return False
 
 
-def _lineage(stage_dir: Path) -> tuple[list[StageRun], str | None]:
+def _lineage(stage_dir: Path) -> tuple[list[LineageStage], str | None]:
     """Follow ``model_path`` from ``stage_dir`` back to the first stage; also the Hub id it started from."""
-    runs: list[StageRun] = []
+    runs: list[LineageStage] = []
     d: Path | None = stage_dir
     while d is not None:
         kind, config = _read_config(d)
         if kind not in TRAIN_STAGES:
             raise UserError(f"{d}: a {kind} run has no model of its own to push")
-        runs.append(StageRun(kind, d, config))
+        runs.append(LineageStage(kind, d, config))
         model_path = config.get("model_path")
         if model_path is None:  # pretrained from scratch
             return runs[::-1], None

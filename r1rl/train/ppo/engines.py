@@ -48,7 +48,9 @@ from typing import Any, Protocol
 
 import torch
 
+from r1rl.config.sections import CB_TEMPERED_LOGPROBS
 from r1rl.errors import UserError
+from r1rl.models.encoding import eos_token_ids
 from r1rl.models.generation import Generation, finish_generation, generate, left_pad, stop_lengths
 from r1rl.registry import Registry
 
@@ -114,8 +116,6 @@ def build_engine(
     page, truncated importance sampling with continuous batching's tempered log-probs, and
     continuous batching of a sharded model.
     """
-    from r1rl.config.sections import CB_TEMPERED_LOGPROBS
-
     device = device if device is not None else _device(model)
     name = resolve_engine(rollout.engine, device, sharded)
     if name == "continuous_batching" and sharded:
@@ -192,8 +192,6 @@ class ContinuousBatchingEngine:
         stop: Sequence[str] = (),
         synced: bool = False,
     ) -> Generation:
-        from r1rl.models.encoding import eos_token_ids
-
         if synced:  # each rank would schedule its own requests: their gathers would not pair up
             raise UserError(SHARDED_CB)
 

@@ -18,7 +18,9 @@ import torch
 from peft import PeftModel
 
 from r1rl.algorithms.ppo import entropy_from_logits, logprobs_from_logits
-from r1rl.models.factory import add_lora, lora_config
+from r1rl.errors import UserError
+from r1rl.models.factory import add_lora, load_merged, lora_config, resolve_model_path, torch_dtype
+from r1rl.parallel.sharding import merged_policy
 
 
 class ActorCritic(torch.nn.Module):
@@ -291,9 +293,6 @@ def position_ids_from(attention_mask: torch.Tensor) -> torch.Tensor:
 def build_roles(cfg: Any, model_path: str) -> ActorCritic | FullActorCritic:
     """Policy, critic (with GAE) and reference for a PPO config: LoRA roles on one base by default,
     a separate critic network with ``critic_model_path``, or three full networks with ``full_finetune``."""
-    from r1rl.errors import UserError
-    from r1rl.models.factory import load_merged, resolve_model_path, torch_dtype
-
     with_critic = cfg.algorithm.advantage_estimator == "gae"
     dtype = torch_dtype(cfg.base_dtype)
     if cfg.full_finetune:
@@ -320,8 +319,5 @@ def final_policy(ac: ActorCritic | FullActorCritic, par: Any, cfg: Any, model_pa
     """What PPO's ``final/`` holds: the policy merged into its base, on the main process (``None``
     elsewhere); under FSDP2 the adapter is gathered and merged into a fresh copy of the base."""
     if getattr(par, "sharded", False):
-        from r1rl.models.factory import torch_dtype
-        from r1rl.parallel.sharding import merged_policy
-
         return merged_policy(ac, par, model_path, cfg.lora, torch_dtype(cfg.base_dtype))
     return ac.final_model() if par.is_main else None

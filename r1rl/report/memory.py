@@ -28,7 +28,7 @@ Peaks of rollout and update do not overlap, so the total is weights and optimize
 larger of the two. Runtime overheads (CUDA context, allocator fragmentation, NCCL buffers;
 typically 1–3 GB) are not included.
 
-    python -m r1rl.models.memory            # the tables in recipes/accelerate/README.md
+    python -m r1rl.report.memory            # the tables in recipes/accelerate/README.md
 """
 
 from __future__ import annotations
