@@ -15,7 +15,7 @@
 
 :func:`save_miniature` writes one with ``save_pretrained``, beside its tokenizer, as a folder
 any stage's ``model_path`` takes; the real recipes run on it with size overrides only
-(``tests/stages/test_architectures.py``)::
+(``tests/recipes/test_architectures.py``)::
 
     python -m r1rl.models.architectures --arch allenai/OLMoE-1B-7B-0924 --out runs/olmoe-mini
 """

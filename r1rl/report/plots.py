@@ -8,7 +8,7 @@ mean with the tier pass rates, held-out accuracy with the tier pass rates) are t
 reward or an accuracy of 0 is the answer, not a dead counter.
 
 Every figure uses matplotlib's constrained layout, which places the suptitle, panel titles, axis
-labels, outside legends and colour bars so that none overlaps another (``tests/test_plots.py``
+labels, outside legends and colour bars so that none overlaps another (``tests/report/test_plots.py``
 checks their bounding boxes). Figures are drawn on an Agg canvas without pyplot: nothing global is
 left open, and importing this module is what imports matplotlib (callers import it only to plot).
 """

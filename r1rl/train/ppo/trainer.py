@@ -2,7 +2,7 @@
 
 Notation: ``B`` sequences per step (prompts × samples), ``P`` prompt tokens, ``T`` completion tokens.
 
-Implementation details that matter (each pinned by a test in ``tests/ppo``):
+Implementation details that matter (each pinned by a test in ``tests/train/ppo``):
 
 1. The reward is a sequence score from the reward hierarchy, placed on the last real
    completion token; every token also pays −β·KL(π‖π_ref) (Ziegler et al. 2019).

@@ -12,7 +12,7 @@ import pytest
 from r1rl.config import LoraConfigModel
 from r1rl.report.memory import ParamCounts, architecture, count_parameters, estimate, main, weights
 
-README = Path(__file__).parents[1] / "recipes" / "accelerate" / "README.md"
+README = Path(__file__).parents[2] / "recipes" / "accelerate" / "README.md"
 
 # 4 decoder layers of 200 base parameters and 25 adapter parameters each (policy + critic); outside
 # them 200 base parameters (embeddings, final norm, head) and a 10-parameter value head.

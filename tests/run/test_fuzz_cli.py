@@ -12,7 +12,7 @@ from r1rl.config import EvalConfig, PipelineConfig, PPOConfig, PretrainConfig, S
 from r1rl.errors import UserError
 from r1rl.run.cli import main
 
-MICRO = Path(__file__).parents[1] / "recipes" / "configs" / "micro"
+MICRO = Path(__file__).parents[2] / "recipes" / "configs" / "micro"
 TYPES = [PretrainConfig, SFTConfig, PPOConfig, EvalConfig, PipelineConfig]
 KEYS = [
     "output_dir", "model_path", "steps", "seed", "task", "task.name", "task.digits", "data", "data.path",

@@ -89,7 +89,7 @@ def test_stage_recipes_match_the_pipeline(size, stage):
 
     from r1rl.run.pipeline import stage_configs
 
-    root = Path(__file__).parents[1] / "recipes" / "configs" / size
+    root = Path(__file__).parents[2] / "recipes" / "configs" / size
     pipeline = stage_configs(load_config(PipelineConfig, root / "pipeline.yaml"))
     key = "eval_ppo" if stage == "eval" else stage
     standalone = validate(type(pipeline[key]), yaml.safe_load((root / f"{stage}.yaml").read_text()))
@@ -105,7 +105,7 @@ def test_the_docs_distill_section_is_the_tiny_distill_recipe():
     from r1rl.config import DistillConfig
     from r1rl.run.pipeline import stage_configs
 
-    root = Path(__file__).parents[1]
+    root = Path(__file__).parents[2]
     block = re.search(
         r"```yaml\n(# appended to recipes/configs/tiny/pipeline.yaml.*?)```",
         (root / "docs" / "distill.md").read_text(),
@@ -141,7 +141,7 @@ def test_a_partly_given_section_keeps_the_stages_own_defaults():
 def test_docs_option_tables_match_the_config_descriptions():
     from r1rl.config.docs import with_tables
 
-    page = (Path(__file__).parents[1] / "docs" / "options.md").read_text()
+    page = (Path(__file__).parents[2] / "docs" / "options.md").read_text()
     assert page.count("<!-- options:") >= 5
     assert with_tables(page) == page, "option tables drifted: python -m r1rl.config.docs docs/options.md"
 

@@ -18,7 +18,7 @@ from r1rl.config import EvalConfig, PPOConfig, PretrainConfig, SFTConfig, load_c
 from r1rl.run.stages import STAGES
 from r1rl.train.ppo import rollout
 
-MICRO = Path(__file__).parents[2] / "recipes" / "configs" / "micro"
+MICRO = Path(__file__).parents[3] / "recipes" / "configs" / "micro"
 LETTERS = "abcdefghij"
 REWARD = """
 def right_letter(prompts, completions, answer, **columns):

@@ -17,7 +17,7 @@ import yaml
 from r1rl.config import LoraConfigModel, PPOConfig, SFTConfig, load_config
 from r1rl.report.memory import ARCHITECTURES, architecture, count_parameters, estimate, table
 
-RECIPES = Path(__file__).parents[1] / "recipes"
+RECIPES = Path(__file__).parents[2] / "recipes"
 ACCELERATE = sorted((RECIPES / "accelerate").glob("*.yaml"))
 MULTINODE = [p for p in ACCELERATE if p.stem.endswith("_multinode")]
 PLACEHOLDER_IP = "192.0.2.1"  # TEST-NET-1 (RFC 5737): never a real machine, so an unedited file fails fast

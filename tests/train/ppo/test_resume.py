@@ -16,7 +16,7 @@ from r1rl.config import PPOConfig, PretrainConfig, SFTConfig, load_config
 from r1rl.run.stages import STAGES
 from r1rl.train.loop import Checkpointer
 
-MICRO = Path(__file__).parents[2] / "recipes" / "configs" / "micro"
+MICRO = Path(__file__).parents[3] / "recipes" / "configs" / "micro"
 
 
 REWARD = """

@@ -8,8 +8,8 @@ import pytest
 
 from r1rl.run.cli import main
 
-MICRO = Path(__file__).parents[1] / "recipes" / "configs" / "micro" / "pipeline.yaml"
-ALWAYS = Path(__file__).parent / "stages" / "always.py"  # a reward file: always_one passes everything
+MICRO = Path(__file__).parents[2] / "recipes" / "configs" / "micro" / "pipeline.yaml"
+ALWAYS = Path(__file__).parents[1] / "recipes" / "always.py"  # a reward file: always_one passes everything
 
 
 def _distill_section():

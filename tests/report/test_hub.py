@@ -1,4 +1,4 @@
-"""``r1rl push``: the real huggingface_hub client against a local fake Hub (tests/fake_hub.py).
+"""``r1rl push``: the real huggingface_hub client against a local fake Hub (tests/report/fake_hub.py).
 
 One tiny pipeline (pretrain → SFT → PPO, each evaluated) is trained once; every test pushes
 from it and checks what reached the server, that failures retry or fail in one line, that the
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fake_hub import FakeHub  # noqa: E402
 
 TOKEN = "hf_r1rlTestToken0123456789DoNotLeak"
-MICRO = Path(__file__).parents[1] / "recipes" / "configs" / "micro" / "pipeline.yaml"
+MICRO = Path(__file__).parents[2] / "recipes" / "configs" / "micro" / "pipeline.yaml"
 FAST = [  # the micro pipeline cut to a few seconds: only the run-directory layout matters here
     "pretrain.steps=2",
     "pretrain.data.num_problems=200",

@@ -33,8 +33,8 @@ from r1rl.run.stages import STAGES
 from r1rl.train.common import check_in_sync
 from r1rl.train.loop import Checkpointer, rng_state_of
 
-MICRO = Path(__file__).parents[1] / "recipes" / "configs" / "micro"
-RECIPES_ACCELERATE = Path(__file__).parents[1] / "recipes" / "accelerate"
+MICRO = Path(__file__).parents[2] / "recipes" / "configs" / "micro"
+RECIPES_ACCELERATE = Path(__file__).parents[2] / "recipes" / "accelerate"
 
 REWARD = """
 def spread(prompts, completions, **columns):

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from r1rl.run.cli import main
 
-MICRO = Path(__file__).parents[1] / "recipes" / "configs" / "micro"
+MICRO = Path(__file__).parents[2] / "recipes" / "configs" / "micro"
 
 
 @pytest.fixture(scope="module")

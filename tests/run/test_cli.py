@@ -8,7 +8,7 @@ import pytest
 
 from r1rl.run.cli import main
 
-MICRO = Path(__file__).parents[1] / "recipes" / "configs" / "micro"
+MICRO = Path(__file__).parents[2] / "recipes" / "configs" / "micro"
 
 
 def _one_line_error(capsys) -> str:

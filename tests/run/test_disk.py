@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-MICRO = Path(__file__).parents[1] / "recipes" / "configs" / "micro"
+MICRO = Path(__file__).parents[2] / "recipes" / "configs" / "micro"
 
 
 def _limited(max_bytes: int):
