@@ -6,12 +6,12 @@ told apart by its ``name``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, Union
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, Union, cast
 
 from pydantic import BeforeValidator, Field
 
-from r1rl.strict import Strict
 from r1rl.tasks import DEFAULT_TASK, TASKS
+from r1rl.tasks.base import TaskOptions
 from r1rl.tasks.data import DataConfig
 
 
@@ -24,14 +24,14 @@ def _task_by_name(value: Any) -> Any:
     return value
 
 
-def default_task() -> Any:
+def default_task() -> TaskOptions:
     """The options of the default task, all at their defaults."""
-    return TASKS.get(DEFAULT_TASK).options()
+    return cast(TaskOptions, TASKS.get(DEFAULT_TASK).options())  # every options model has its name
 
 
 TASK_OPTIONS = tuple(task.options for _, task in TASKS.items())
 if TYPE_CHECKING:  # the members are known once the tasks have registered, not to a type checker
-    TaskConfig: TypeAlias = Strict
+    TaskConfig: TypeAlias = TaskOptions
 else:
     TaskConfig = Annotated[
         Union[TASK_OPTIONS],  # noqa: UP007  (a union built from the registry)

@@ -11,12 +11,11 @@ names others) into a :class:`~r1rl.records.Task`.
 from __future__ import annotations
 
 from importlib.metadata import entry_points
-from typing import Any
 
 from r1rl.errors import UserError
 from r1rl.tasks import arithmetic, cuad, gsm8k, mbpp  # noqa: F401  (importing a task registers it)
-from r1rl.tasks.base import TASKS, Record, Split, Task, TaskType, register_task, reward_columns
-from r1rl.tasks.data import DatasetTask, data_name
+from r1rl.tasks.base import TASKS, Record, Split, Task, TaskOptions, TaskType, register_task, reward_columns
+from r1rl.tasks.data import DataConfig, DatasetTask, data_name
 
 __all__ = [
     "DEFAULT_TASK", "TASKS", "Record", "Split", "Task", "TaskType", "build_task", "register_task",
@@ -33,14 +32,14 @@ for _entry in entry_points(group="r1rl.tasks"):  # installed task plug-ins (the 
             raise UserError(f"task plug-in {_entry.name!r} ({_entry.value}) does not import: {e}") from None
 
 
-def task_name(task: Any, data: Any = None) -> str:
+def task_name(task: TaskOptions, data: DataConfig | None = None) -> str:
     """The name a stage's task goes by (in results, summaries and cards), without loading any row."""
     if data is not None and data.path is not None:
         return data_name(data)
     return str(task.name)
 
 
-def build_task(task: Any, data: Any = None, seed: int = 0) -> Task:
+def build_task(task: TaskOptions, data: DataConfig | None = None, seed: int = 0) -> Task:
     """The task a stage runs: ``task`` (a task's options) or, when ``data.path`` is set, that dataset."""
     named = TASKS.get(task.name, "task.name").build(task, seed)
     if data is not None and data.path is not None:

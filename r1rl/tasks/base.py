@@ -12,11 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from r1rl.records import NOT_COLUMNS, Record, Split, Task, columns_of, first, reward_columns  # noqa: F401
 from r1rl.registry import Registry
 from r1rl.strict import Strict
+
+
+class TaskOptions(Protocol):
+    """A task's options (the ``task:`` section): a strict model whose ``name`` is the task's."""
+
+    @property
+    def name(self) -> str: ...
+
 
 Builder = Callable[[Any, int], Task]  # (the task's options, seed) -> the task
 

@@ -109,7 +109,7 @@ def data_name(cfg: DataConfig) -> str:
 class DatasetTask:
     """Records from ``cfg`` (a :class:`DataConfig`), trained with ``rewards`` (tier mappings)."""
 
-    def __init__(self, cfg: Any, rewards: list[dict[str, Any]], seed: int = 0) -> None:
+    def __init__(self, cfg: DataConfig, rewards: list[dict[str, Any]], seed: int = 0) -> None:
         self.cfg = cfg
         self.rewards = rewards
         self.stop = tuple(cfg.stop)
@@ -151,7 +151,7 @@ def _datasets() -> Any:
     return datasets
 
 
-def load_raw(cfg: Any) -> Any:
+def load_raw(cfg: DataConfig) -> Any:
     """The ``datasets.DatasetDict`` ``data.path`` names; every failure is a one-line :class:`UserError`."""
     datasets = _datasets()
     path = str(cfg.path)
@@ -183,7 +183,7 @@ def load_raw(cfg: Any) -> Any:
     return dd
 
 
-def load_splits(cfg: Any, seed: int = 0) -> dict[str, Any]:
+def load_splits(cfg: DataConfig, seed: int = 0) -> dict[str, Any]:
     """``{"train": Dataset, "test": Dataset}`` of records, checked (see the module docstring)."""
     dd = load_raw(cfg)
     where = str(cfg.path)
@@ -222,7 +222,7 @@ def _split(dd: Any, name: str, where: str) -> Any:
     return ds
 
 
-def _to_records(ds: Any, cfg: Any, where: str) -> Any:
+def _to_records(ds: Any, cfg: DataConfig, where: str) -> Any:
     """Rename columns into the record layout, render templates, check every prompt."""
     have = list(ds.column_names)
 
