@@ -10,7 +10,7 @@ A task is any object with these members (:class:`Task`, a ``Protocol``: compose,
     task.rewards            the default reward tiers (a list of TierConfig mappings, lowest first)
     task.stop               stop sequences that end a completion (cut off before scoring)
     task.notes              facts a model card must state (e.g. "contaminated: trained on test")
-    task.corpus(n, seed)    pretraining documents
+    task.corpus(n, seed)    pretraining documents (``formatted_fraction=``: the share in the prompt format)
 
 A *record* is a dict with a ``"prompt"`` — text, or a list of chat messages
 (``{"role", "content"}``) — an optional ``"completion"`` (the SFT target, text or messages) and
@@ -50,7 +50,10 @@ class Task(Protocol):
 
     def records(self, split: Split) -> Sequence[Record]: ...
 
-    def corpus(self, n: int, seed: int) -> list[str]: ...
+    def corpus(self, n: int, seed: int, formatted_fraction: float = 1.0) -> list[str]:
+        """``n`` pretraining documents; ``formatted_fraction`` of them as prompt + completion (a task with
+        one document format ignores it)."""
+        ...
 
 
 def is_conversation(value: Any) -> TypeGuard[Sequence[dict[str, Any]]]:

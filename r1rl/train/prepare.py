@@ -30,8 +30,8 @@ def task_of(cfg: Any) -> Task:
 
 def describe(task: Task) -> str:
     """How error messages name where a task's rows come from."""
-    data = getattr(task, "cfg", None)
-    return f"the data ({data.path})" if getattr(data, "path", None) else f"task {task.name!r}"
+    path = getattr(getattr(task, "cfg", None), "path", None)  # a data: section's file
+    return f"the data ({path})" if path else f"task {task.name!r}"
 
 
 def resolved_rewards(rewards: RewardsConfig | None, task: Task) -> RewardsConfig:

@@ -32,7 +32,9 @@ from r1rl.train.prepare import task_of
 
 
 def build_corpus(cfg: PretrainConfig) -> list[str]:
-    return task_of(cfg).corpus(cfg.data.num_problems, cfg.seed, cfg.data.formatted_fraction)
+    return task_of(cfg).corpus(
+        cfg.data.num_problems, cfg.seed, formatted_fraction=cfg.data.formatted_fraction
+    )
 
 
 @dataclass

@@ -107,7 +107,7 @@ class SupervisedStep:
         self,
         model: torch.nn.Module,
         forward: torch.nn.Module,
-        opt: Any,
+        opt: torch.optim.Optimizer,
         cfg: TrainSettings,
         par: Parallel,
         stage: str,
@@ -133,7 +133,8 @@ class SupervisedStep:
             mask = batch["attention_mask"]
             aux = switch_loss_global(out.router_logits, self.top_k, mask, par.all_sum, par.world)
             loss = loss + self.coef * (aux - out.aux_loss)
-        objective, extra = loss, {}
+        objective = loss
+        extra: dict[str, torch.Tensor] = {}  # the loss hook's metrics
         if self.loss_hook is not None:
             n_tokens = kwargs.get("num_items_in_batch", (batch["labels"][:, 1:] != -100).sum())
             term, extra = self.loss_hook(batch, out.logits, n_tokens)
@@ -148,7 +149,7 @@ class SupervisedStep:
         return {"loss": loss, "aux": aux, "norm": norm, "router_logits": out.router_logits, "batch": batch,
                 "extra": extra}  # fmt: skip
 
-    def row(self, out: dict[str, Any], sched: Any, seconds: float) -> Row:
+    def row(self, out: dict[str, Any], sched: torch.optim.lr_scheduler.LRScheduler, seconds: float) -> Row:
         """The logged row of a step (its metrics and the learning rate); no side logs."""
         return {**self.metrics(out, seconds), "lr": sched.get_last_lr()[0]}, {}
 

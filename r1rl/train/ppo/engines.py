@@ -44,15 +44,19 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import torch
 
-from r1rl.config.sections import CB_TEMPERED_LOGPROBS
+from r1rl.config.sections import CB_TEMPERED_LOGPROBS, RolloutConfig
 from r1rl.errors import UserError
 from r1rl.models.encoding import eos_token_ids
 from r1rl.models.generation import Generation, finish_generation, generate, left_pad, stop_lengths
 from r1rl.registry import Registry
+
+if TYPE_CHECKING:
+    from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+    from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +107,9 @@ def resolve_engine(name: str, device: torch.device, sharded: bool = False) -> st
 
 
 def build_engine(
-    rollout: Any,
+    rollout: RolloutConfig,
     model: torch.nn.Module,
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     device: torch.device | None = None,
     sharded: bool = False,
 ) -> RolloutEngine:
@@ -135,7 +139,9 @@ class GenerateEngine:
     name = "generate"
     is_training_model = True
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, device: torch.device | None = None) -> None:
+    def __init__(
+        self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, device: torch.device | None = None
+    ) -> None:
         self.model, self.tokenizer = model, tokenizer  # generate runs where the model's parameters are
 
     def generate(
@@ -179,10 +185,16 @@ class ContinuousBatchingEngine:
     is_training_model = False
 
     def __init__(
-        self, model: torch.nn.Module, tokenizer: Any, device: torch.device | None = None, **cb_options: Any
+        self,
+        model: torch.nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        device: torch.device | None = None,
+        **cb_options: Any,
     ) -> None:
         check_pageable(model)
-        self.model, self.tokenizer, self.cb_options = model, tokenizer, cb_options
+        # a transformers model, or a PEFT model that forwards generate_batch and its configs to its base
+        self.model = cast("PreTrainedModel", model)
+        self.tokenizer, self.cb_options = tokenizer, cb_options
         self.device = device if device is not None else _device(model)
 
     def generate(
@@ -227,7 +239,7 @@ class ContinuousBatchingEngine:
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Nothing to do: the engine runs the training model's weights."""
 
-    def _generation_config(self, s: Sampling, eos_ids: list[int], pad_id: int) -> Any:
+    def _generation_config(self, s: Sampling, eos_ids: list[int], pad_id: int) -> GenerationConfig:
         """The model's generation config with the rollout's sampling, as ``generate`` would see it."""
         cfg = copy.deepcopy(self.model.generation_config)
         cfg.update(
@@ -237,7 +249,9 @@ class ContinuousBatchingEngine:
         )  # fmt: skip
         return cfg
 
-    def _cb_config(self, prompts: list[list[int]], max_new_tokens: int, seed: int) -> Any:
+    def _cb_config(
+        self, prompts: list[list[int]], max_new_tokens: int, seed: int
+    ) -> ContinuousBatchingConfig:
         from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
         options: dict[str, Any] = {"return_logprobs": True, "seed": seed}
@@ -267,7 +281,7 @@ def check_pageable(model: torch.nn.Module) -> None:
 
 
 @contextmanager
-def _background_ready(base: torch.nn.Module, model: torch.nn.Module) -> Iterator[None]:
+def _background_ready(base: PreTrainedModel, model: torch.nn.Module) -> Iterator[None]:
     """Run ``base``'s forward as ``generate_batch``'s background thread needs it, then put things back.
 
     - router logits off: the flat, paged batch has no attention mask for the load-balance loss;
@@ -295,7 +309,7 @@ def _background_ready(base: torch.nn.Module, model: torch.nn.Module) -> Iterator
         model.train(was_training)
 
 
-def _untempered(base: Any, gen_cfg: Any) -> bool:
+def _untempered(base: PreTrainedModel, gen_cfg: GenerationConfig) -> bool:
     """Whether ``generate_batch``'s log-probs are the model's own: no logits processor runs."""
     return len(base._get_logits_processor(gen_cfg)) == 0
 

@@ -16,20 +16,35 @@ importance sampling of the rollout engine's mismatch, ``rollout.tis_cap``), or N
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Protocol
 
 import torch
 
 from r1rl.algorithms import ppo
+from r1rl.config import AlgorithmConfig
 from r1rl.registry import Registry
 
-Objective = Callable[..., tuple[torch.Tensor, dict[str, float]]]
+
+class Objective(Protocol):
+    """(log π (b, T), log π_old (b, T), advantages (b, T), mask (b, T), algorithm, TIS weights (b, T) or
+    None) -> (the policy loss, its metrics)."""
+
+    def __call__(
+        self,
+        logprobs: torch.Tensor,
+        old: torch.Tensor,
+        advantages: torch.Tensor,
+        mask: torch.Tensor,
+        cfg: AlgorithmConfig,
+        is_weights: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+
 POLICY_LOSSES: Registry[Objective] = Registry("importance sampling level")
 DEFAULT_CLIP = {"token": (0.2, None), "sequence": (3e-4, 4e-4), "sequence_token": (3e-4, 4e-4)}
 
 
-def clip_range(cfg: Any) -> tuple[float, float]:
+def clip_range(cfg: AlgorithmConfig) -> tuple[float, float]:
     """``(ε_low, ε_high)`` of an algorithm config: as given, or the level's default."""
     low, high = DEFAULT_CLIP[cfg.importance_sampling_level]
     low = cfg.clip_eps if cfg.clip_eps is not None else low
@@ -38,7 +53,14 @@ def clip_range(cfg: Any) -> tuple[float, float]:
 
 
 @POLICY_LOSSES.register("token")
-def token_objective(logprobs, old, advantages, mask, cfg, is_weights=None):  # type: ignore[no-untyped-def]
+def token_objective(
+    logprobs: torch.Tensor,
+    old: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    cfg: AlgorithmConfig,
+    is_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
     low, high = clip_range(cfg)
     return ppo.policy_loss(logprobs, old, advantages, mask, clip_eps_low=low, clip_eps_high=high,
                             dual_clip=cfg.dual_clip, agg_mode=cfg.loss_agg_mode,
@@ -46,7 +68,14 @@ def token_objective(logprobs, old, advantages, mask, cfg, is_weights=None):  # t
 
 
 @POLICY_LOSSES.register("sequence")
-def sequence_objective(logprobs, old, advantages, mask, cfg, is_weights=None):  # type: ignore[no-untyped-def]
+def sequence_objective(
+    logprobs: torch.Tensor,
+    old: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    cfg: AlgorithmConfig,
+    is_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
     low, high = clip_range(cfg)
     return ppo.gspo_policy_loss(
         logprobs, old, advantages, mask, low, high, token_level=False, is_weights=is_weights
@@ -54,7 +83,14 @@ def sequence_objective(logprobs, old, advantages, mask, cfg, is_weights=None):  
 
 
 @POLICY_LOSSES.register("sequence_token")
-def sequence_token_objective(logprobs, old, advantages, mask, cfg, is_weights=None):  # type: ignore[no-untyped-def]
+def sequence_token_objective(
+    logprobs: torch.Tensor,
+    old: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    cfg: AlgorithmConfig,
+    is_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
     low, high = clip_range(cfg)
     return ppo.gspo_policy_loss(
         logprobs, old, advantages, mask, low, high, token_level=True, is_weights=is_weights

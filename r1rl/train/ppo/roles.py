@@ -11,26 +11,48 @@ Notation: ``B`` sequences, ``S`` prompt + completion tokens, ``T`` completion to
 from __future__ import annotations
 
 import copy
-from contextlib import nullcontext
-from typing import Any
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from peft import PeftModel
 
 from r1rl.algorithms.ppo import entropy_from_logits, logprobs_from_logits
+from r1rl.config import LoraConfigModel, PPOConfig
 from r1rl.errors import UserError
 from r1rl.models.factory import add_lora, load_merged, lora_config, resolve_model_path, torch_dtype
+from r1rl.parallel.distributed import Parallel
 from r1rl.parallel.sharding import merged_policy
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel
+
+
+class CausalLMOutput(Protocol):
+    """What the PPO losses read of an MoE causal LM's forward output (transformers'
+    ``MoeCausalLMOutputWithPast``)."""
+
+    logits: torch.Tensor  # (B, S, V)
+    aux_loss: torch.Tensor | None  # the Switch load-balance loss (with router logits asked for)
+    router_logits: tuple[torch.Tensor, ...] | None  # L × (B·S, E)
+
+
+def autocast_context(module: torch.nn.Module, dtype: torch.dtype | None) -> AbstractContextManager[None]:
+    """The autocast context a role's forward passes run in: a no-op unless ``dtype``."""
+    if dtype is None:
+        return nullcontext()
+    device = next(module.parameters()).device.type  # works for both role layouts
+    return torch.autocast(device_type=device, dtype=dtype)
 
 
 class ActorCritic(torch.nn.Module):
     def __init__(
         self,
-        base: torch.nn.Module,
-        lora_cfg,
+        base: PreTrainedModel,
+        lora_cfg: LoraConfigModel,
         value_head_init_std: float = 0.0,
         critic: bool = True,
-        critic_model: torch.nn.Module | None = None,
+        critic_model: PreTrainedModel | None = None,
     ) -> None:
         """``critic=False`` builds the policy alone, for the critic-free advantage estimators.
 
@@ -40,7 +62,7 @@ class ActorCritic(torch.nn.Module):
         super().__init__()
         self.peft: PeftModel = add_lora(base, lora_cfg, adapter_name="policy")
         self.value_head: torch.nn.Linear | None = None
-        self.critic_body: torch.nn.Module | None = None
+        self.critic_body: PreTrainedModel | None = None  # the decoder stack of a separate critic model
         if critic and critic_model is not None:
             if critic_model.config.vocab_size != base.config.vocab_size:
                 raise ValueError(
@@ -60,12 +82,9 @@ class ActorCritic(torch.nn.Module):
         self.autocast_dtype: torch.dtype | None = None  # e.g. torch.bfloat16: forward passes autocast
         self.temperature = 1.0  # log-probs of softmax(logits / temperature): the policy the rollouts sample
 
-    def autocast(self):
+    def autocast(self) -> AbstractContextManager[None]:
         """The autocast context every forward pass runs in (a no-op unless ``autocast_dtype``)."""
-        if self.autocast_dtype is None:
-            return nullcontext()
-        device = next(self.parameters()).device.type  # works for both role layouts
-        return torch.autocast(device_type=device, dtype=self.autocast_dtype)
+        return autocast_context(self, self.autocast_dtype)
 
     def enable_gradient_checkpointing(self) -> None:
         """Recompute activations in the backward pass (non-reentrant, so frozen inputs are fine)."""
@@ -79,7 +98,7 @@ class ActorCritic(torch.nn.Module):
         return self.value_head is not None
 
     @property
-    def config(self):
+    def config(self) -> PretrainedConfig:
         return self.peft.config
 
     def adapter_parameters(self, adapter: str) -> list[torch.nn.Parameter]:
@@ -106,7 +125,7 @@ class ActorCritic(torch.nn.Module):
         reference: bool = False,
         with_entropy: bool = False,
         output_router_logits: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, object]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, CausalLMOutput]:
         """Log-probs of the last ``n_completion`` tokens under the policy (or the reference).
 
         (B, S) ids and mask -> logprobs (B, T), entropy (B, T) or None, and the model output.
@@ -158,11 +177,11 @@ class FullActorCritic(torch.nn.Module):
     plus two full optimizer states — the set-up the LoRA roles exist to avoid.
     """
 
-    def __init__(self, base: torch.nn.Module, value_head_init_std: float = 0.0, critic: bool = True) -> None:
+    def __init__(self, base: PreTrainedModel, value_head_init_std: float = 0.0, critic: bool = True) -> None:
         super().__init__()
-        self.policy = base.requires_grad_(True)
-        self.reference = copy.deepcopy(base).requires_grad_(False)
-        self.critic_body: torch.nn.Module | None = None
+        self.policy: PreTrainedModel = base.requires_grad_(True)
+        self.reference: PreTrainedModel = copy.deepcopy(base).requires_grad_(False)
+        self.critic_body: PreTrainedModel | None = None  # a copy of the base's decoder stack
         self.value_head: torch.nn.Linear | None = None
         if critic:
             self.critic_body = copy.deepcopy(base.model).requires_grad_(True)
@@ -172,10 +191,11 @@ class FullActorCritic(torch.nn.Module):
         self.autocast_dtype: torch.dtype | None = None
         self.temperature = 1.0
 
-    autocast = ActorCritic.autocast
+    def autocast(self) -> AbstractContextManager[None]:
+        return autocast_context(self, self.autocast_dtype)
 
     @property
-    def config(self):
+    def config(self) -> PretrainedConfig:
         return self.policy.config
 
     @property
@@ -212,7 +232,7 @@ class FullActorCritic(torch.nn.Module):
         reference: bool = False,
         with_entropy: bool = False,
         output_router_logits: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, object]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, CausalLMOutput]:
         model = self.reference if reference else self.policy
         with self.autocast():
             return completion_logprobs(
@@ -249,7 +269,7 @@ def completion_logprobs(
     with_entropy: bool = False,
     output_router_logits: bool = False,
     temperature: float = 1.0,
-) -> tuple[torch.Tensor, torch.Tensor | None, object]:
+) -> tuple[torch.Tensor, torch.Tensor | None, CausalLMOutput]:
     """Log-probs (and entropies) of the last ``n_completion`` tokens under softmax(logits / temperature),
     the distribution sampling at that temperature draws from (as TRL and veRL score it). (B, S) -> (B, T)."""
     out = model(
@@ -290,7 +310,7 @@ def position_ids_from(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
 
 
-def build_roles(cfg: Any, model_path: str) -> ActorCritic | FullActorCritic:
+def build_roles(cfg: PPOConfig, model_path: str) -> ActorCritic | FullActorCritic:
     """Policy, critic (with GAE) and reference for a PPO config: LoRA roles on one base by default,
     a separate critic network with ``critic_model_path``, or three full networks with ``full_finetune``."""
     with_critic = cfg.algorithm.advantage_estimator == "gae"
@@ -315,7 +335,9 @@ def build_roles(cfg: Any, model_path: str) -> ActorCritic | FullActorCritic:
     return ac
 
 
-def final_policy(ac: ActorCritic | FullActorCritic, par: Any, cfg: Any, model_path: str) -> Any:
+def final_policy(
+    ac: ActorCritic | FullActorCritic, par: Parallel, cfg: PPOConfig, model_path: str
+) -> torch.nn.Module | None:
     """What PPO's ``final/`` holds: the policy merged into its base, on the main process (``None``
     elsewhere); under FSDP2 the adapter is gathered and merged into a fresh copy of the base."""
     if getattr(par, "sharded", False):

@@ -36,6 +36,7 @@ from r1rl.registry import Registry
 from r1rl.rewards.hierarchy import HierarchyResult, take_result
 from r1rl.train.ppo.context import Phase, PPOContext, untimed
 from r1rl.train.ppo.engines import GenerateEngine, Sampling
+from r1rl.train.ppo.roles import ActorCritic, FullActorCritic
 
 __all__ = [
     "ESTIMATORS",
@@ -247,14 +248,15 @@ def logprob_diff_metrics(
 
 @torch.no_grad()
 def _forward_passes(
-    roles: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor, skip_old: bool,
-    replay: RoutingReplay | None,
+    roles: ActorCritic | FullActorCritic, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+    mask: torch.Tensor, skip_old: bool, replay: RoutingReplay | None,
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:  # fmt: skip
     """π_old (``None`` when skipped), π_ref and the values, each (B, T)."""
+    B, S = input_ids.shape
     T = mask.shape[1]
     old = None
     if not skip_old:
-        with replay.record(tuple(input_ids.shape)) if replay is not None else nullcontext():
+        with replay.record((B, S)) if replay is not None else nullcontext():
             old, _, _ = roles.policy_logprobs(input_ids, attention_mask, T)
     ref, _, _ = roles.policy_logprobs(input_ids, attention_mask, T, reference=True)
     values = roles.values(input_ids, attention_mask, T) * mask if roles.has_critic else torch.zeros_like(mask)

@@ -275,9 +275,8 @@ def _update(ctx: PPOContext, batch: Rollout, step: int) -> dict[str, Any]:
         s.step()
     if before is not None:
         after = roles.adapter_parameters("policy")
-        stats["policy/update_norm"] = float(
-            torch.sqrt(sum(((a.detach() - b) ** 2).sum() for a, b in zip(after, before)))
-        )
+        squares = [((a.detach() - b) ** 2).sum() for a, b in zip(after, before)]
+        stats["policy/update_norm"] = float(torch.sqrt(sum(squares[1:], squares[0])))  # Σ left to right
     return stats
 
 

@@ -12,9 +12,9 @@ clipping, so the step equals a lone process's on the whole minibatch.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -26,14 +26,17 @@ from r1rl.algorithms.router import (
     router_z_loss,
     variance_balance_loss,
 )
-from r1rl.config import PPOSettings
+from r1rl.config import MoEConfig, PPOSettings
 from r1rl.models.moe import RoutingReplay
 from r1rl.parallel.distributed import Parallel
 from r1rl.train.common import grad_norm_finite
 from r1rl.train.ppo.context import PPOContext
 from r1rl.train.ppo.objectives import POLICY_LOSSES
-from r1rl.train.ppo.roles import ActorCritic, FullActorCritic
+from r1rl.train.ppo.roles import ActorCritic, CausalLMOutput, FullActorCritic
 from r1rl.train.ppo.rollout import Rollout, logprob_diff_metrics
+
+# the update's averaged metrics, and ``moe/expert_load``: (L, E) tokens per expert, for expert_load.jsonl
+UpdateStats = dict[str, float | list[list[float]]]
 
 
 class Behaviour:
@@ -110,11 +113,11 @@ class PolicyTerms:
 def update(
     ctx: PPOContext,
     batch: Rollout,
-    opts: dict[str, torch.optim.Optimizer],
+    opts: Mapping[str, torch.optim.Optimizer],
     generator: torch.Generator,
     kl_coef: float,
     update_policy: bool = True,
-) -> dict[str, float]:
+) -> UpdateStats:
     """``ppo_epochs`` passes over shuffled minibatches (see the module docstring); averaged metrics.
 
     ``opts``: the policy's (and the critic's) optimizer; ``generator`` orders the minibatches.
@@ -146,7 +149,7 @@ def update(
                 row.update(critic)
             for k, v in row.items():
                 stats.setdefault(k, []).append(v)
-    result = {k: sum(v) / len(v) for k, v in stats.items()}
+    result: UpdateStats = {k: sum(v) / len(v) for k, v in stats.items()}
     result["skipped_updates"] = sum(stats["skipped_updates"])
     if behaviour.kl_seq is not None:
         per_token = float(behaviour.kl_seq.sum() / batch.mask.sum().clamp_min(1))
@@ -233,7 +236,9 @@ def _policy_micro_step(
     algorithm, moe, replay = ctx.settings.algorithm, ctx.settings.moe, terms.replay
     ids, am, m = batch.input_ids[idx], batch.attention_mask[idx], batch.mask[idx]
 
-    def routing():  # the recorded routing of these rows (replayed, or only compared)
+    def routing() -> AbstractContextManager[
+        None
+    ]:  # the recorded routing of these rows (replayed, or only compared)
         return replay.replay(idx, am, force=moe.routing_replay) if replay is not None else nullcontext()
 
     with routing():
@@ -244,8 +249,9 @@ def _policy_micro_step(
     old = terms.behaviour.old(idx, logprobs)
     is_weights = terms.behaviour.is_weights(idx, old)  # (b, T) or None
     pg_loss, row = objective(logprobs, old, batch.advantages[idx], m, algorithm, is_weights=is_weights)
-    if is_weights is not None:
-        row.update(ppo.tis_metrics(is_weights, ctx.settings.rollout.tis_cap, m))
+    tis_cap = ctx.settings.rollout.tis_cap
+    if is_weights is not None and tis_cap is not None:  # weights are only given with a cap
+        row.update(ppo.tis_metrics(is_weights, tis_cap, m))
     terms.behaviour.observe(idx, logprobs, batch.ref_logprobs[idx], m)
     loss = pg_loss
     if algorithm.kl_in == "loss" and terms.kl_coef > 0:
@@ -263,6 +269,7 @@ def _policy_micro_step(
     if finite and weight > 0:
         with routing():  # a checkpointed backward recomputes each layer's routing (RoutingReplay)
             (loss * weight).backward()
+    assert entropy is not None  # asked for (with_entropy)
     row.update(loss=pg_loss.item(), entropy=float(ppo.masked_mean(entropy.detach(), m)))
     if out.aux_loss is not None:
         row["moe/aux_loss"] = out.aux_loss.item()
@@ -274,7 +281,11 @@ def _policy_micro_step(
 
 
 def _with_router_terms(
-    loss: torch.Tensor, out: Any, attention_mask: torch.Tensor, cfg: Any, row: dict[str, float]
+    loss: torch.Tensor,
+    out: CausalLMOutput,
+    attention_mask: torch.Tensor,
+    cfg: MoEConfig,
+    row: dict[str, float],
 ) -> torch.Tensor:
     """``loss`` plus the MoE terms of the objective: load balance (Switch or variance), router z-loss."""
     logits = out.router_logits
