@@ -1,0 +1,1 @@
+"""Environments a model acts in over several turns: typed tools run in a worker process."""
