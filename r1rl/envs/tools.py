@@ -118,26 +118,27 @@ class ToolRunner:
     def call(self, name: str, arguments: Mapping[str, Any] | str) -> ToolOutcome:
         """Call tool ``name`` with ``arguments`` (a mapping, or its JSON text as OpenAI sends it)."""
         start = time.perf_counter()
-        status, content = self._checked(name, arguments)
+        status, content, args = self._checked(name, arguments)
         if status == "ok":
-            status, content = self._run(name, arguments)
+            status, content = self._run(name, args)
         self.counts[status] += 1
         if status not in ("ok", "flood"):
             content = f"error: {content}"
         return ToolOutcome(name, status, content, time.perf_counter() - start)
 
-    def _checked(self, name: str, arguments: Mapping[str, Any] | str) -> tuple[str, str]:
+    def _checked(self, name: str, arguments: Mapping[str, Any] | str) -> tuple[str, str, dict[str, Any]]:
+        """``(status, message, arguments as a dict)``: ``ok`` when the tool takes these arguments."""
         if name not in self.tools:
-            return "unknown_tool", f"no tool named {name!r}; the tools are {', '.join(sorted(self.tools))}"
+            known = ", ".join(sorted(self.tools))
+            return "unknown_tool", f"no tool named {name!r}; the tools are {known}", {}
         try:
             args = json.loads(arguments) if isinstance(arguments, str) else arguments
             inspect.signature(self.tools[name]).bind(**args)
         except (TypeError, ValueError) as e:  # JSON that does not parse, or arguments it does not take
-            return "bad_arguments", f"{name}: {e}"
-        return "ok", ""
+            return "bad_arguments", f"{name}: {e}", {}
+        return "ok", "", dict(args)
 
-    def _run(self, name: str, arguments: Mapping[str, Any] | str) -> tuple[str, str]:
-        args = json.loads(arguments) if isinstance(arguments, str) else dict(arguments)
+    def _run(self, name: str, args: dict[str, Any]) -> tuple[str, str]:
         conn = self._connection()
         conn.send((name, args))
         if not conn.poll(self.timeout):

@@ -67,31 +67,24 @@ def token_objective(
                             is_weights=is_weights)  # fmt: skip
 
 
-@POLICY_LOSSES.register("sequence")
-def sequence_objective(
-    logprobs: torch.Tensor,
-    old: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    cfg: AlgorithmConfig,
-    is_weights: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    low, high = clip_range(cfg)
-    return ppo.gspo_policy_loss(
-        logprobs, old, advantages, mask, low, high, token_level=False, is_weights=is_weights
-    )
+def gspo_objective(token_level: bool) -> Objective:
+    """GSPO at the sequence level, or GSPO-token (``token_level``): the same clip, the same reduction."""
+
+    def objective(
+        logprobs: torch.Tensor,
+        old: torch.Tensor,
+        advantages: torch.Tensor,
+        mask: torch.Tensor,
+        cfg: AlgorithmConfig,
+        is_weights: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        low, high = clip_range(cfg)
+        return ppo.gspo_policy_loss(
+            logprobs, old, advantages, mask, low, high, token_level=token_level, is_weights=is_weights
+        )
+
+    return objective
 
 
-@POLICY_LOSSES.register("sequence_token")
-def sequence_token_objective(
-    logprobs: torch.Tensor,
-    old: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    cfg: AlgorithmConfig,
-    is_weights: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    low, high = clip_range(cfg)
-    return ppo.gspo_policy_loss(
-        logprobs, old, advantages, mask, low, high, token_level=True, is_weights=is_weights
-    )
+POLICY_LOSSES.add("sequence", gspo_objective(token_level=False))
+POLICY_LOSSES.add("sequence_token", gspo_objective(token_level=True))
