@@ -20,8 +20,14 @@ r1rl.errors.UserError: algorithm.op: unknown operator 'pluss' (did you mean 'plu
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import importlib.util
 import inspect
+import sys
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Generic, TypeVar
 
 from r1rl.errors import UserError, did_you_mean
@@ -93,3 +99,41 @@ def _qualname(obj: Any) -> str:
     if code is None:
         return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
     return f"{code.co_filename}:{target.__qualname__}"
+
+
+def load_plugin(spec: str, kind: str) -> Any:
+    """The object a ``module:attr`` or ``path/to/file.py:attr`` spec names; a ``kind`` (reward, tool …)
+    that cannot be found is a one-line :class:`~r1rl.errors.UserError` naming the spec."""
+    target, _, attr = spec.rpartition(":")
+    module = _load_file(target, spec, kind) if target.endswith(".py") else _import(target, spec, kind)
+    obj = getattr(module, attr, None)
+    if obj is None:
+        close = difflib.get_close_matches(attr, [a for a in dir(module) if not a.startswith("_")], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UserError(f"{kind} {spec!r}: {target} has no attribute {attr!r}{hint}")
+    return obj
+
+
+def _import(module: str, spec: str, kind: str) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except Exception as e:  # an import error in a user's plug-in is bad input, not a crash
+        raise UserError(f"{kind} {spec!r}: cannot import {module!r} ({type(e).__name__}: {e})") from None
+
+
+def _load_file(path: str, spec: str, kind: str) -> ModuleType:
+    """A ``.py`` file as a module, kept in ``sys.modules`` so what it defines pickles (worker processes)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{kind} {spec!r}: file not found: {p}")
+    name = f"r1rl_user_{kind.replace(' ', '_')}_{p.stem}"
+    mod_spec = importlib.util.spec_from_file_location(name, p)
+    if mod_spec is None or mod_spec.loader is None:  # only for a name without a loader's suffix: not .py
+        raise UserError(f"{kind} {spec!r}: {p} is not a Python file")
+    module = importlib.util.module_from_spec(mod_spec)
+    try:
+        mod_spec.loader.exec_module(module)
+    except Exception as e:
+        raise UserError(f"{kind} {spec!r}: {p} failed to load ({type(e).__name__}: {e})") from None
+    sys.modules[name] = module
+    return module

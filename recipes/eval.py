@@ -21,6 +21,7 @@ from r1rl.eval.heldout import add_heldout, evaluate_heldout
 from r1rl.eval.registry import get_task
 
 from r1rl.config import EvalConfig
+from r1rl.envs.episodes import EnvSpec
 from r1rl.models.factory import load_merged, load_tokenizer, resolve_model_path
 from r1rl.parallel.distributed import is_main, resolve_device
 from r1rl.report.plots import plot_eval_results
@@ -42,6 +43,7 @@ def run(cfg: EvalConfig) -> RunDir:
         get_task(name)  # an unknown name fails now, with a did-you-mean
     device = resolve_device(cfg.device)
     hierarchy = hierarchy_of(cfg.rewards, task, splits=("test",), device=str(device)) if own else None
+    env = EnvSpec.from_config(cfg.env) if cfg.env.enabled else None  # multi-turn episodes, if any
     write_start(rd, cfg, task)  # config.yaml and task.json
     setup(cfg.seed, cfg.threads)
     model, tokenizer = load_merged(model_path).to(device), load_tokenizer(model_path)
@@ -54,7 +56,7 @@ def run(cfg: EvalConfig) -> RunDir:
         t0 = time.perf_counter()
         metrics, samples = evaluate_heldout(
             model, tokenizer, task, hierarchy, n=cfg.num_examples, batch_size=cfg.batch_size,  # type: ignore[arg-type]
-            max_new_tokens=cfg.max_new_tokens,
+            max_new_tokens=cfg.max_new_tokens, env=env,
         )  # fmt: skip
         add_heldout(results, task, metrics, samples, time.perf_counter() - t0)
         with (rd.path / "samples.jsonl").open("w") as f:

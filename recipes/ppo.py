@@ -14,6 +14,7 @@ from __future__ import annotations
 from r1rl.eval.heldout import evaluate_heldout
 
 from r1rl.config import PPOConfig
+from r1rl.envs.episodes import EnvSpec
 from r1rl.models.factory import load_tokenizer, resolve_model_path
 from r1rl.models.moe import check_routing_replay
 from r1rl.parallel.distributed import Parallel
@@ -33,7 +34,8 @@ def run(cfg: PPOConfig) -> RunDir:
     task = task_of(cfg)  # 1. the task: its rows and the reward hierarchy, checked against its columns
     hierarchy = hierarchy_of(cfg.rewards, task, device=str(par.device))  # reward models: the policy's device
     tokenizer = load_tokenizer(model_path)
-    pool = prompt_pool(task, tokenizer, cfg, par)  # the training rows that fit, enough for a step
+    env = EnvSpec.from_config(cfg.env) if cfg.env.enabled else None  # multi-turn episodes: tools, environment
+    pool = prompt_pool(task, tokenizer, cfg, par, env.schemas() if env else None)  # the rows that fit
     stage.start(task)  # config.yaml and task.json; seeds and threads
     roles = build_roles(cfg, model_path)  # 2. the roles: policy, critic and reference on one base
     if cfg.moe.routing_replay:
@@ -45,11 +47,14 @@ def run(cfg: PPOConfig) -> RunDir:
             metrics, _ = evaluate_heldout(
                 roles.generation_model, tokenizer, task, hierarchy, n=cfg.log.eval_examples,
                 max_new_tokens=cfg.log.eval_max_new_tokens or cfg.rollout.max_new_tokens, progress=False,
+                env=env,
             )  # fmt: skip
         return metrics
 
     # 3. train: rollout → reward → log-probs → advantages → update, with checkpoints and resume
-    ppo = PPOContext(roles, tokenizer, hierarchy, cfg, parallel=par, task=task, engine=engine, run=stage.run)
+    ppo = PPOContext(
+        roles, tokenizer, hierarchy, cfg, parallel=par, task=task, engine=engine, run=stage.run, env=env
+    )
     train_ppo(ppo, pool, cfg.seed, evaluate=periodic_eval)
     return stage.finish(final_policy(roles, par, cfg, model_path), tokenizer)  # 4. final/
 

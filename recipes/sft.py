@@ -13,6 +13,7 @@ from __future__ import annotations
 from r1rl.eval.heldout import evaluate_heldout
 
 from r1rl.config import SFTConfig
+from r1rl.envs.episodes import EnvSpec
 from r1rl.models.factory import add_lora, load_merged, load_tokenizer, resolve_model_path, torch_dtype
 from r1rl.parallel.distributed import Parallel
 from r1rl.rundir import RunDir
@@ -28,7 +29,11 @@ def run(cfg: SFTConfig) -> RunDir:
     splits = ("test",) if cfg.log.eval_every else ()
     hierarchy = hierarchy_of(cfg.rewards, task, splits=splits, device=str(stage.parallel.device))
     tokenizer = load_tokenizer(base_path)
-    examples = sft_examples(task, tokenizer, cfg.num_examples, "sft", stage.parallel)  # bad rows fail here
+    env = EnvSpec.from_config(cfg.env) if cfg.env.enabled else None  # tools the prompts list, episodes eval
+    tools = env.schemas() if env is not None else None
+    examples = sft_examples(
+        task, tokenizer, cfg.num_examples, "sft", stage.parallel, tools
+    )  # bad rows fail here
     stage.start(task)  # config.yaml and task.json; seeds and threads
     model = add_lora(load_merged(base_path, torch_dtype(cfg.base_dtype)), cfg.lora)
     model.peft_config["default"].base_model_name_or_path = base_path
@@ -36,7 +41,7 @@ def run(cfg: SFTConfig) -> RunDir:
     def periodic_eval() -> dict[str, float]:
         n, length = cfg.log.eval_examples, cfg.log.eval_max_new_tokens or 48
         return evaluate_heldout(
-            model, tokenizer, task, hierarchy, n=n, max_new_tokens=length, progress=False
+            model, tokenizer, task, hierarchy, n=n, max_new_tokens=length, progress=False, env=env
         )[0]
 
     get_batch = example_batches(examples, cfg.batch_size, cfg.seed, tokenizer.pad_token_id)

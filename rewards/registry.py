@@ -17,21 +17,16 @@ An installed package registers rewards with an entry point::
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import importlib.util
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from pathlib import Path
-from types import ModuleType
 from typing import cast
 
 from r1rl.rewards.protocol import R, RewardFn
 
 from r1rl.errors import UserError, did_you_mean
-from r1rl.registry import Registry
+from r1rl.registry import Registry, load_plugin
 
 __all__ = ["REWARDS", "RegisteredReward", "RewardFn", "register", "registered", "resolve"]
 
@@ -66,13 +61,8 @@ def resolve(spec: str) -> RewardFn:
     if spec in REWARDS:
         return REWARDS[spec].fn
     if ":" in spec:
-        target, _, attr = spec.rpartition(":")
-        module = _load_file(target, spec) if target.endswith(".py") else _import(target, spec)
-        fn = getattr(module, attr, None)
-        if fn is None:
-            close = difflib.get_close_matches(attr, [a for a in dir(module) if not a.startswith("_")], n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(f"reward {spec!r}: {target} has no attribute {attr!r}{hint}")
+        fn = load_plugin(spec, "reward")
+        attr = spec.rpartition(":")[2]
         if not callable(fn):
             raise UserError(f"reward {spec!r}: {attr!r} is a {type(fn).__name__}, not a function")
         _check_signature(fn, spec)
@@ -91,28 +81,6 @@ def resolve(spec: str) -> RewardFn:
             return cast(RewardFn, fn)
     names = REWARDS.names() + [ep.name for ep in entry_points(group="r1rl.rewards")]
     raise UserError(f"unknown reward {spec!r}{did_you_mean(spec, names)}")
-
-
-def _import(module: str, spec: str) -> ModuleType:
-    try:
-        return importlib.import_module(module)
-    except Exception as e:  # an import error in a user's plug-in is bad input, not a crash
-        raise UserError(f"reward {spec!r}: cannot import {module!r} ({type(e).__name__}: {e})") from None
-
-
-def _load_file(path: str, spec: str) -> ModuleType:
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"reward {spec!r}: file not found: {p}")
-    mod_spec = importlib.util.spec_from_file_location(f"r1rl_user_reward_{p.stem}", p)
-    if mod_spec is None or mod_spec.loader is None:  # only for a name without a loader's suffix: not .py
-        raise UserError(f"reward {spec!r}: {p} is not a Python file")
-    module = importlib.util.module_from_spec(mod_spec)
-    try:
-        mod_spec.loader.exec_module(module)
-    except Exception as e:
-        raise UserError(f"reward {spec!r}: {p} failed to load ({type(e).__name__}: {e})") from None
-    return module
 
 
 def _check_signature(fn: RewardFn, spec: str) -> None:

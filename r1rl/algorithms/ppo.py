@@ -324,13 +324,25 @@ def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
     return logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
 
 
+def last_index(mask: torch.Tensor) -> torch.Tensor:
+    """The position of each row's last real token (0 for an empty row); the mask may have holes, as a
+    multi-turn episode's has where an environment spoke. (B, T) -> (B,).
+
+    >>> last_index(torch.tensor([[1, 1, 0], [1, 0, 1], [0, 0, 0]]))
+    tensor([1, 2, 0])
+    """
+    T = mask.shape[1]
+    positions = torch.arange(T, device=mask.device).expand_as(mask)
+    return torch.where(mask > 0, positions, torch.zeros_like(positions)).amax(1).long()
+
+
 def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float) -> torch.Tensor:
     """Per-token rewards: −β·KL at every token, plus the sequence score at its last real token.
 
     (Ziegler et al. 2019.) scores: (B,), kl and mask: (B, T) -> (B, T).
     """
     rewards = -kl_coef * kl * mask
-    last = (mask.sum(1) - 1).clamp_min(0).long()  # (B,)
+    last = last_index(mask)  # (B,)
     has = mask.sum(1) > 0
     rewards[has, last[has]] += scores[has]
     return rewards

@@ -10,6 +10,7 @@ from r1rl.config.sections import (
     CheckpointConfig,
     CommConfig,
     ComputeConfig,
+    EnvConfig,
     LogConfig,
     LogitDistillConfig,
     LoraConfigModel,
@@ -41,7 +42,7 @@ from r1rl.strict import Strict, apply_overrides, dump_config, load_config, load_
 
 __all__ = [
     "AlgorithmConfig", "CheckpointConfig", "CommConfig",
-    "ComputeConfig", "DataConfig", "DistillConfig", "EvalConfig", "HubOptions", "LogConfig",
+    "ComputeConfig", "DataConfig", "DistillConfig", "EnvConfig", "EvalConfig", "HubOptions", "LogConfig",
     "LogitDistillConfig", "LoraConfigModel", "MoEConfig", "ModelConfig", "OptimConfig", "PPOConfig",
     "PPOOptimConfig", "PPOSettings", "PipelineConfig", "PretrainConfig", "PretrainDataConfig",
     "RewardsConfig", "RolloutConfig", "SFTConfig", "STAGE_CONFIGS", "SamplingConfig", "SelectionConfig",

@@ -145,6 +145,33 @@ class RolloutConfig(Strict):
     )
 
 
+class EnvConfig(Strict):
+    """``env``: multi-turn episodes — the tools the model may call and the environment that answers it
+    (:mod:`r1rl.envs`; docs/environments.md). Empty (no tools, no environment): one completion per prompt."""
+
+    tools: list[str] = Field(
+        default_factory=list,
+        description="tool functions: a registered name (calculator), module:fn or file.py:fn",
+    )
+    environment: str | None = Field(
+        None, description="an environment class, one instance per episode: a registered name, module:Class "
+        "or file.py:Class (TRL's environment_factory; its public methods are tools too)",
+    )  # fmt: skip
+    max_turns: int = Field(
+        4, ge=1, description="assistant turns per episode (the last one's calls are not run)"
+    )
+    max_tokens: int = Field(
+        160, ge=1, description="tokens an episode may add after its prompt, the model's and the environment's"
+    )
+    tool_timeout_s: float = Field(5.0, gt=0, description="a tool call running longer is stopped (a timeout)")
+    tool_max_chars: int = Field(500, ge=1, description="longer tool output is cut to this (a flood)")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether episodes are multi-turn (any tool or an environment)."""
+        return bool(self.tools) or self.environment is not None
+
+
 class SelectionConfig(Strict):
     """Which training prompts a PPO step draws: a curriculum by pass rate, and replay of failures."""
 

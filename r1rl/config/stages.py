@@ -10,6 +10,7 @@ from r1rl.config.rewards import RewardsConfig
 from r1rl.config.sections import (
     PPO_MOVED,
     TRAIN_MOVED,
+    EnvConfig,
     LogitDistillConfig,
     LoraConfigModel,
     ModelConfig,
@@ -93,6 +94,10 @@ class SFTConfig(TrainSettings, StageBase):
     base_dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="dtype of the frozen base (auto: the checkpoint's); adapters stay float32"
     )
+    env: EnvConfig = Field(
+        default_factory=EnvConfig,
+        description="tools rendered in prompts (the system turn lists them), as episodes will see them",
+    )
     rewards: RewardsConfig = Field(
         default_factory=lambda: RewardsConfig(), description="the hierarchy of the periodic held-out eval"
     )
@@ -113,6 +118,9 @@ class PPOConfig(PPOSettings, StageBase):
     )
     full_finetune: bool = Field(
         False, description="train every weight (policy, and a separate full critic); the reference is a copy"
+    )
+    env: EnvConfig = Field(
+        default_factory=EnvConfig, description="multi-turn episodes: tools and an environment"
     )
     rewards: RewardsConfig = Field(default_factory=RewardsConfig, description="the reward hierarchy")
 
@@ -136,6 +144,9 @@ class DistillConfig(TrainSettings, StageBase):
     )
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     logits: LogitDistillConfig = Field(default_factory=LogitDistillConfig)
+    env: EnvConfig = Field(
+        default_factory=EnvConfig, description="multi-turn episodes: tools and an environment"
+    )
     rewards: RewardsConfig = Field(
         default_factory=RewardsConfig, description="the hierarchy that accepts traces (and scores the eval)"
     )
@@ -159,6 +170,9 @@ class EvalConfig(StageBase):
     )
     fewshot_split: str | None = Field(None, description="harness tasks: split the shots come from")
     data_dir: str | None = Field(None, description="harness tasks: local data root (default ../shared/data)")
+    env: EnvConfig = Field(
+        default_factory=EnvConfig, description="multi-turn episodes of the own task: tools and an environment"
+    )
     rewards: RewardsConfig = Field(default_factory=RewardsConfig, description="the hierarchy that scores")
 
     @model_validator(mode="after")

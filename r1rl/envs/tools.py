@@ -29,10 +29,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from transformers.utils import get_json_schema
 
+from r1rl.envs.base import NOT_TOOLS
 from r1rl.errors import UserError
 
 STATUSES = ("ok", "error", "timeout", "flood", "unknown_tool", "bad_arguments")
@@ -47,6 +48,12 @@ class ToolOutcome:
     status: str
     content: str
     seconds: float
+    owner: Any = None  # the environment whose method ran, with the state the call left it in
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """The outcome as the tool message the model is shown (``status`` is r1rl's; templates ignore it)."""
+        return {"role": "tool", "name": self.name, "content": self.content, "status": self.status}
 
     @property
     def ok(self) -> bool:
@@ -66,7 +73,8 @@ def tool_schema(tool: Tool) -> dict[str, Any]:
 
 
 def _serve(conn: Connection, tools: dict[str, Tool], max_chars: int) -> None:
-    """The worker: call each ``(name, arguments)`` received and send back ``(status, content)``."""
+    """The worker: call each ``(name, arguments, owner)`` received and send back ``(status, content,
+    owner)``; ``owner`` is an environment whose method ``name`` is called, returned with its new state."""
     devnull = open(os.devnull, "w")  # noqa: SIM115  (the worker's whole life)
     sys.stdout = sys.stderr = devnull
     while True:
@@ -76,13 +84,14 @@ def _serve(conn: Connection, tools: dict[str, Tool], max_chars: int) -> None:
             return
         if request is None:
             return
-        name, arguments = request
+        name, arguments, owner = request
         try:
-            text = str(tools[name](**arguments))
+            fn = getattr(owner, name) if owner is not None else tools[name]
+            text = str(fn(**arguments))
         except BaseException as e:  # the tool's failure is the model's to read, whatever it is
-            conn.send(("error", f"{type(e).__name__}: {e}"[:max_chars]))
+            conn.send(("error", f"{type(e).__name__}: {e}"[:max_chars], owner))
             continue
-        conn.send(("flood", text[:max_chars]) if len(text) > max_chars else ("ok", text))
+        conn.send(("flood", text[:max_chars], owner) if len(text) > max_chars else ("ok", text, owner))
 
 
 class ToolRunner:
@@ -115,41 +124,64 @@ class ToolRunner:
         self._worker: Any = None  # a multiprocessing Process, started on the first call
         self._conn: Connection | None = None
 
-    def call(self, name: str, arguments: Mapping[str, Any] | str) -> ToolOutcome:
-        """Call tool ``name`` with ``arguments`` (a mapping, or its JSON text as OpenAI sends it)."""
+    def call(self, name: str, arguments: Mapping[str, Any] | str, owner: object = None) -> ToolOutcome:
+        """Call tool ``name`` with ``arguments`` (a mapping, or its JSON text as OpenAI sends it).
+
+        With ``owner`` (an environment, :mod:`r1rl.envs.base`), its method ``name`` is called when it
+        has one as a tool; the outcome's ``owner`` is the instance as the call left it (the worker's
+        copy, sent back), or ``owner`` itself when the call never ran or the worker was lost."""
         start = time.perf_counter()
-        status, content, args = self._checked(name, arguments)
+        fn = self._find(name, owner)
+        status, content, args = self._checked(name, fn, arguments)
+        after = owner
         if status == "ok":
-            status, content = self._run(name, args)
+            status, content, after = self._run(name, args, owner if fn is not self.tools.get(name) else None)
+            after = owner if after is None else after
         self.counts[status] += 1
         if status not in ("ok", "flood"):
             content = f"error: {content}"
-        return ToolOutcome(name, status, content, time.perf_counter() - start)
+        return ToolOutcome(name, status, content, time.perf_counter() - start, after)
 
-    def _checked(self, name: str, arguments: Mapping[str, Any] | str) -> tuple[str, str, dict[str, Any]]:
+    def _find(self, name: str, owner: object) -> Tool | None:
+        """The tool ``name``: a method of ``owner`` that is one of its tools, else a function given."""
+        if owner is not None and not name.startswith("_") and name not in NOT_TOOLS:
+            method = getattr(owner, name, None)
+            if callable(method):
+                return cast(Tool, method)
+        return self.tools.get(name)
+
+    def _checked(
+        self, name: str, fn: Tool | None, arguments: Mapping[str, Any] | str
+    ) -> tuple[str, str, dict[str, Any]]:
         """``(status, message, arguments as a dict)``: ``ok`` when the tool takes these arguments."""
-        if name not in self.tools:
+        if fn is None:
             known = ", ".join(sorted(self.tools))
             return "unknown_tool", f"no tool named {name!r}; the tools are {known}", {}
         try:
             args = json.loads(arguments) if isinstance(arguments, str) else arguments
-            inspect.signature(self.tools[name]).bind(**args)
+            inspect.signature(fn).bind(**args)
         except (TypeError, ValueError) as e:  # JSON that does not parse, or arguments it does not take
             return "bad_arguments", f"{name}: {e}", {}
         return "ok", "", dict(args)
 
-    def _run(self, name: str, args: dict[str, Any]) -> tuple[str, str]:
+    def _run(self, name: str, args: dict[str, Any], owner: object) -> tuple[str, str, object]:
         conn = self._connection()
-        conn.send((name, args))
+        try:
+            conn.send((name, args, owner))
+        except Exception as e:  # an environment that cannot be pickled: the user's to fix
+            raise UserError(
+                f"environment {type(owner).__name__}: its tools run in a worker process, so an instance must "
+                f"pickle ({type(e).__name__}: {e})"
+            ) from None
         if not conn.poll(self.timeout):
             self._stop(kill=True)
-            return "timeout", f"{name} ran past {self.timeout:g} s and was stopped"
+            return "timeout", f"{name} ran past {self.timeout:g} s and was stopped", None
         try:
-            status, content = conn.recv()
+            status, content, after = conn.recv()
         except (EOFError, OSError):  # the worker died mid-call (os._exit, a signal): start a new one
             self._stop(kill=True)
-            return "error", f"{name} ended its process"
-        return str(status), str(content)
+            return "error", f"{name} ended its process", None
+        return str(status), str(content), after
 
     def _connection(self) -> Connection:
         if self._worker is None or not self._worker.is_alive():

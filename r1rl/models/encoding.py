@@ -37,7 +37,12 @@ def with_system(messages: list[dict[str, Any]], system_prompt: str | None) -> li
     return [{"role": "system", "content": system_prompt}, *messages]
 
 
-def _template(tokenizer: Any, messages: list[dict[str, Any]], generation_prompt: bool = False) -> list[int]:
+def _template(
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    generation_prompt: bool = False,
+    tools: list[dict[str, Any]] | None = None,
+) -> list[int]:
     if not getattr(tokenizer, "chat_template", None):
         raise UserError(
             "chat-format data needs a tokenizer with a chat template; this one has none "
@@ -45,15 +50,19 @@ def _template(tokenizer: Any, messages: list[dict[str, Any]], generation_prompt:
         )
     return list(
         tokenizer.apply_chat_template(
-            messages, add_generation_prompt=generation_prompt, tokenize=True, return_dict=False
+            messages, add_generation_prompt=generation_prompt, tokenize=True, return_dict=False, tools=tools
         )
     )
 
 
-def encode_prompt(tokenizer: Any, prompt: Any, system_prompt: str | None = None) -> list[int]:
-    """Token ids of a prompt for generation: text as is, a conversation with the assistant turn opened."""
+def encode_prompt(
+    tokenizer: Any, prompt: Any, system_prompt: str | None = None, tools: list[dict[str, Any]] | None = None
+) -> list[int]:
+    """Token ids of a prompt for generation: text as is, a conversation with the assistant turn opened
+    (and ``tools``, their schemas, listed as the chat template lists them)."""
     if is_conversation(prompt):
-        return _template(tokenizer, with_system(list(prompt), system_prompt), generation_prompt=True)
+        messages = with_system(list(prompt), system_prompt)
+        return _template(tokenizer, messages, generation_prompt=True, tools=tools)
     return list(tokenizer(prompt).input_ids)
 
 
@@ -71,19 +80,24 @@ def as_completion(prompt: Any, text: str) -> Any:
 
 
 def encode_sft(
-    tokenizer: Any, record: Record, system_prompt: str | None = None, where: str = "data"
+    tokenizer: Any,
+    record: Record,
+    system_prompt: str | None = None,
+    where: str = "data",
+    tools: list[dict[str, Any]] | None = None,
 ) -> tuple[list[int], list[int]]:
     """``(input_ids, labels)`` of one SFT record, labels :data:`IGNORE` where no loss is taken. Both (S,).
 
     The record holds a ``prompt`` and a ``completion`` (text or messages), or a conversation under
-    ``prompt`` alone whose assistant turns are trained on.
+    ``prompt`` alone whose assistant turns are trained on. ``tools``: schemas the chat template lists
+    (the tools of the multi-turn runs the model is trained for).
     """
     prompt, completion = record.get("prompt"), record.get("completion")
     check_prompt(prompt, where)
     if completion is None:
         if not is_conversation(prompt):
             raise UserError(f"{where}: SFT needs a completion for a text prompt (a 'completion' column)")
-        return assistant_tokens(tokenizer, with_system(list(prompt), system_prompt))
+        return assistant_tokens(tokenizer, with_system(list(prompt), system_prompt), tools)
     if is_conversation(prompt):
         turns = (
             list(completion)
@@ -91,8 +105,8 @@ def encode_sft(
             else [{"role": "assistant", "content": completion}]
         )
         messages = with_system(list(prompt), system_prompt)
-        ids, labels = assistant_tokens(tokenizer, messages + turns)
-        n_prompt = len(_template(tokenizer, messages, generation_prompt=True))
+        ids, labels = assistant_tokens(tokenizer, messages + turns, tools)
+        n_prompt = len(_template(tokenizer, messages, generation_prompt=True, tools=tools))
         return ids, [IGNORE] * n_prompt + labels[n_prompt:]
     if not isinstance(completion, str):
         raise UserError(
@@ -103,31 +117,33 @@ def encode_sft(
     return p + c, [IGNORE] * len(p) + c
 
 
-def assistant_tokens(tokenizer: Any, messages: list[dict[str, Any]]) -> tuple[list[int], list[int]]:
+def assistant_tokens(
+    tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+) -> tuple[list[int], list[int]]:
     """A conversation's ids and labels with every assistant turn (and its end-of-turn token) trained on."""
     if not any(m.get("role") == "assistant" for m in messages):
         raise UserError("SFT on a conversation needs at least one assistant message")
     if _GENERATION_TAG.search(getattr(tokenizer, "chat_template", None) or ""):
         out = tokenizer.apply_chat_template(
-            messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+            messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True, tools=tools
         )
         ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
     else:
-        ids, mask = _assistant_mask_by_prefixes(tokenizer, messages)
+        ids, mask = _assistant_mask_by_prefixes(tokenizer, messages, tools)
     return ids, [t if m else IGNORE for t, m in zip(ids, mask)]
 
 
 def _assistant_mask_by_prefixes(
-    tokenizer: Any, messages: list[dict[str, Any]]
+    tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
 ) -> tuple[list[int], list[int]]:
     """Assistant spans by prefixes: message i adds ``render(:i+1)`` less ``render(:i) + header``."""
-    ids = _template(tokenizer, messages)
+    ids = _template(tokenizer, messages, tools=tools)
     mask = [0] * len(ids)
     for i, m in enumerate(messages):
         if m.get("role") != "assistant":
             continue
-        before = _template(tokenizer, messages[:i], generation_prompt=True) if i else []
-        upto = _template(tokenizer, messages[: i + 1])
+        before = _template(tokenizer, messages[:i], generation_prompt=True, tools=tools) if i else []
+        upto = _template(tokenizer, messages[: i + 1], tools=tools)
         if ids[: len(upto)] != upto or upto[: len(before)] != before:
             raise UserError(
                 "the tokenizer's chat template renders a conversation's prefix differently from the whole, "

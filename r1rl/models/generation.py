@@ -42,6 +42,16 @@ class Generation:
     # (B, T) the engine's log p(token) of each completion token under softmax(logits / temperature),
     # before top-p (what the training pass scores); 0 on padding; None when not asked for
     logprobs: torch.Tensor | None = None
+    # (B, T) 1 on the model's own tokens, 0 on what an environment wrote between its turns (context,
+    # never trained on); None when every completion token is the model's (a single turn)
+    action_mask: torch.Tensor | None = None
+
+    @property
+    def model_mask(self) -> torch.Tensor:
+        """(B, T) the tokens the model wrote: the completion mask less any environment tokens."""
+        if self.action_mask is None:
+            return self.completion_mask
+        return self.completion_mask * self.action_mask
 
 
 def completion_mask_from(ids: torch.Tensor, eos_id: int | Sequence[int]) -> torch.Tensor:
@@ -249,7 +259,7 @@ def take_generation(g: Generation, rows: Sequence[int]) -> Generation:
     pick = lambda t: t[idx] if t is not None else None  # noqa: E731
     return Generation(
         g.prompt_ids[idx], g.prompt_mask[idx], g.completion_ids[idx], g.completion_mask[idx],
-        [g.texts[i] for i in rows], g.truncated[idx], pick(g.logprobs),
+        [g.texts[i] for i in rows], g.truncated[idx], pick(g.logprobs), pick(g.action_mask),
     )  # fmt: skip
 
 
@@ -278,6 +288,9 @@ def concat_generations(parts: Sequence[Generation], pad_id: int) -> Generation:
     logprobs = None
     if all(g.logprobs is not None for g in parts):
         logprobs = torch.cat([right(g.logprobs, T, 0.0) for g in parts])  # type: ignore[arg-type]
+    action_mask = None
+    if any(g.action_mask is not None for g in parts):
+        action_mask = torch.cat([right(g.model_mask, T, 0) for g in parts])
     return Generation(
         torch.cat([left(g.prompt_ids, P, pad_id) for g in parts]),
         torch.cat([left(g.prompt_mask, P, 0) for g in parts]),
@@ -286,4 +299,5 @@ def concat_generations(parts: Sequence[Generation], pad_id: int) -> Generation:
         [t for g in parts for t in g.texts],
         torch.cat([g.truncated for g in parts]),
         logprobs,
+        action_mask,
     )

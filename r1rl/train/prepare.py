@@ -15,10 +15,12 @@ from r1rl.config import RewardsConfig, TierConfig
 from r1rl.errors import UserError
 from r1rl.models.encoding import encode_prompt, encode_sft, truncate
 from r1rl.parallel.distributed import Parallel
-from r1rl.records import Record, columns_of, first
+from r1rl.records import Record, columns_of, first, is_conversation
 from r1rl.rewards.hierarchy import RewardHierarchy
 from r1rl.rundir import atomic_write_text
 from r1rl.tasks import Task, build_task
+
+Tools = list[dict[str, Any]] | None  # the tool schemas a multi-turn run's chat template lists
 
 Example = tuple[list[int], list[int]]  # (input_ids, labels), both (S,)
 
@@ -82,20 +84,25 @@ def _column(rows: Any, name: str) -> list[Any]:
     return list(rows[name]) if hasattr(rows, "column_names") else [r[name] for r in rows]
 
 
-def _prompt_length(record: Record, tokenizer: Any, system_prompt: str | None) -> dict[str, int]:
-    return {"prompt_tokens": len(encode_prompt(tokenizer, record["prompt"], system_prompt))}
+def _prompt_length(record: Record, tokenizer: Any, system_prompt: str | None, tools: Tools) -> dict[str, int]:
+    prompt = record["prompt"]
+    if tools and not is_conversation(prompt):  # an episode's prompt: one user message
+        prompt = [{"role": "user", "content": prompt}]
+    return {"prompt_tokens": len(encode_prompt(tokenizer, prompt, system_prompt, tools))}
 
 
 def drop_long_prompts(
-    records: Any, tokenizer: Any, task: Task, stage: str, par: Parallel | None = None
+    records: Any, tokenizer: Any, task: Task, stage: str, par: Parallel | None = None, tools: Tools = None
 ) -> Any:
-    """``records`` less those whose prompt exceeds the task's ``max_prompt_length`` tokens (counted)."""
+    """``records`` less those whose prompt exceeds the task's ``max_prompt_length`` tokens (counted);
+    ``tools``: the schemas a multi-turn run lists in its prompts."""
     limit = getattr(task, "max_prompt_length", None)
     if limit is None:
         return records
     par = par or Parallel()
+    system = getattr(task, "system_prompt", None)
     sized = _map(records, _prompt_length, par, "prompt lengths", getattr(task, "num_proc", None),
-                 tokenizer=tokenizer, system_prompt=getattr(task, "system_prompt", None))  # fmt: skip
+                 tokenizer=tokenizer, system_prompt=system, tools=tools)  # fmt: skip
     keep = [i for i, n in enumerate(_column(sized, "prompt_tokens")) if n <= limit]
     dropped = len(records) - len(keep)
     if dropped and par.is_main:
@@ -105,21 +112,24 @@ def drop_long_prompts(
     return [records[i] for i in keep]
 
 
-def _encode_row(record: Record, tokenizer: Any, system_prompt: str | None, max_length: int | None) -> dict:
-    ids, labels = encode_sft(tokenizer, record, system_prompt)
+def _encode_row(
+    record: Record, tokenizer: Any, system_prompt: str | None, max_length: int | None, tools: Tools
+) -> dict:
+    ids, labels = encode_sft(tokenizer, record, system_prompt, tools=tools)
     ids, labels, cut = truncate(ids, labels, max_length)
     return {"input_ids": ids, "labels": labels, "truncated": cut}
 
 
 def sft_examples(
-    task: Task, tokenizer: Any, n: int | None, stage: str = "sft", par: Parallel | None = None
-) -> list[Example]:
+    task: Task, tokenizer: Any, n: int | None, stage: str = "sft", par: Parallel | None = None,
+    tools: Tools = None,
+) -> list[Example]:  # fmt: skip
     """Token ids and labels of the first ``n`` training rows (long prompts dropped, long rows truncated).
 
-    Fewer than ``n`` rows is a one-line :class:`UserError`.
+    Fewer than ``n`` rows is a one-line :class:`UserError`. ``tools``: schemas the chat template lists.
     """
     par = par or Parallel()
-    examples = encode_examples(first(task.records("train"), n), tokenizer, task, stage, par)
+    examples = encode_examples(first(task.records("train"), n), tokenizer, task, stage, par, tools)
     if n is not None and len(examples) < n:
         raise UserError(
             f"num_examples={n} but {task.name!r} has {len(examples)} training rows; ask for fewer"
@@ -128,16 +138,17 @@ def sft_examples(
 
 
 def encode_examples(
-    records: Any, tokenizer: Any, task: Task, stage: str = "sft", par: Parallel | None = None
-) -> list[Example]:
+    records: Any, tokenizer: Any, task: Task, stage: str = "sft", par: Parallel | None = None,
+    tools: Tools = None,
+) -> list[Example]:  # fmt: skip
     """Token ids and labels of any ``{"prompt", "completion"}`` records (the task's, or a teacher's
     traces), encoded as the task encodes its own: long prompts dropped, long rows truncated."""
     par = par or Parallel()
-    records = drop_long_prompts(records, tokenizer, task, stage, par)
+    records = drop_long_prompts(records, tokenizer, task, stage, par, tools)
     max_length = getattr(task, "max_length", None)
     encoded = _map(
         records, _encode_row, par, "tokenize", getattr(task, "num_proc", None), tokenizer=tokenizer,
-        system_prompt=getattr(task, "system_prompt", None), max_length=max_length,
+        system_prompt=getattr(task, "system_prompt", None), max_length=max_length, tools=tools,
     )  # fmt: skip
     ids, labels = _column(encoded, "input_ids"), _column(encoded, "labels")
     cut = sum(_column(encoded, "truncated"))

@@ -17,6 +17,7 @@ import torch
 
 from r1rl.algorithms import ppo
 from r1rl.config import PPOSettings
+from r1rl.envs.episodes import EnvSpec
 from r1rl.errors import UserError
 from r1rl.models.moe import RoutingReplay
 from r1rl.parallel.distributed import Parallel
@@ -131,3 +132,4 @@ class PPOContext:
     replay: RoutingReplay | None = None  # the rollout's routing, replayed (or compared) in the update
     state: PPOState | None = None  # optimizers, schedules, β, samplers (the loop's)
     phase: Phase = untimed  # times each named block of a step (the loop's StepLogger.phase)
+    env: EnvSpec | None = None  # multi-turn episodes: tools and an environment (None: one completion)

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
 from r1rl.algorithms import ppo
 from r1rl.config import AlgorithmConfig, PPOSettings
+from r1rl.envs.episodes import run_episodes
 from r1rl.errors import UserError
 from r1rl.models.encoding import as_completion, encode_prompts
 from r1rl.models.generation import Generation, take_generation
@@ -100,6 +101,7 @@ class Sampled:
     generation: Generation
     result: HierarchyResult
     baseline: list[float] | None = None  # (B,) remax: the reward of the record's greedy completion
+    metrics: dict[str, float] = field(default_factory=dict)  # multi-turn episodes' env/* metrics
 
     @property
     def group_size(self) -> int:
@@ -122,7 +124,7 @@ class Sampled:
         baseline = [self.baseline[r] for r in rows] if self.baseline is not None else None
         return Sampled(
             [self.batch[i] for i in keep], [self.prompts[r] for r in rows],
-            take_generation(self.generation, rows), take_result(self.result, rows), baseline,
+            take_generation(self.generation, rows), take_result(self.result, rows), baseline, self.metrics,
         )  # fmt: skip
 
 
@@ -142,23 +144,47 @@ def rollout(ctx: PPOContext, records: list[Record], kl_coef: float) -> Rollout:
 
 def sample(ctx: PPOContext, records: list[Record]) -> Sampled:
     """Generate ``samples_per_prompt`` completions of every record and score them (phases
-    ``generate`` and ``reward``)."""
+    ``generate`` and ``reward``); with ``ctx.env``, a completion is a multi-turn episode."""
     cfg, hierarchy, phase = ctx.settings, ctx.hierarchy, ctx.phase
-    prompts = prompts_of(records, cfg.rollout.samples_per_prompt)
+    G = cfg.rollout.samples_per_prompt
+    prompts = prompts_of(records, G)
     with phase("generate"):
-        g = _generate(ctx, prompts)
+        g, completions, columns, metrics = _complete(ctx, records, G)
     with phase("reward"):
-        completions = [as_completion(p, t) for p, t in zip(prompts, g.texts)]
-        res = hierarchy(prompts, completions, **reward_columns(records, cfg.rollout.samples_per_prompt))
+        res = hierarchy(prompts, completions, **reward_columns(records, G), **columns)
     baseline = None
     if cfg.algorithm.advantage_estimator == "remax":
         with phase("generate"):
-            greedy = _generate(ctx, prompts_of(records), greedy=True)
+            _, greedy, greedy_columns, _ = _complete(ctx, records, 1, greedy=True)
         with phase("reward"), hierarchy.frozen():  # a baseline, not a sample: running statistics stay
-            texts = [as_completion(r["prompt"], t) for r, t in zip(records, greedy.texts)]
-            scores = hierarchy(prompts_of(records), texts, **reward_columns(records)).rewards
-        baseline = [x for x in scores for _ in range(cfg.rollout.samples_per_prompt)]
-    return Sampled(list(records), prompts, g, res, baseline)
+            scores = hierarchy(
+                prompts_of(records), greedy, **reward_columns(records), **greedy_columns
+            ).rewards
+        baseline = [x for x in scores for _ in range(G)]
+    return Sampled(list(records), prompts, g, res, baseline, metrics)
+
+
+def _complete(
+    ctx: PPOContext, records: list[Record], repeat: int, greedy: bool = False
+) -> tuple[Generation, list[Any], dict[str, list[Any]], dict[str, float]]:
+    """``repeat`` completions of every record: the generation, what the rewards receive (text, an
+    assistant message, or an episode's messages), extra reward columns and the episodes' metrics."""
+    prompts = prompts_of(records, repeat)
+    if ctx.env is None:
+        g = _generate(ctx, prompts, greedy)
+        return g, [as_completion(p, t) for p, t in zip(prompts, g.texts)], {}, {}
+    task, r = ctx.task, ctx.settings.rollout
+    sampling = Sampling(r.max_new_tokens, do_sample=not greedy, temperature=r.temperature, top_p=r.top_p)
+    rows_ = [rec for rec in records for _ in range(repeat)]
+    episodes = run_episodes(
+        lambda ids, n: _engine_generate(ctx, ids, replace(sampling, max_new_tokens=n), greedy),
+        ctx.tokenizer, ctx.env, prompts, rows_, r.max_new_tokens, getattr(task, "system_prompt", None),
+        synced=ctx.parallel.synced_generation,
+    )  # fmt: skip
+    columns: dict[str, list[Any]] = {}
+    if any(x is not None for x in episodes.env_rewards):
+        columns["env_reward"] = list(episodes.env_rewards)
+    return episodes.generation, list(episodes.conversations), columns, episodes.metrics
 
 
 def finish(ctx: PPOContext, sampled: Sampled, kl_coef: float) -> Rollout:
@@ -169,12 +195,14 @@ def finish(ctx: PPOContext, sampled: Sampled, kl_coef: float) -> Rollout:
     raw = torch.tensor(res.rewards, dtype=torch.float32, device=dev)  # (B,)
     input_ids = torch.cat([g.prompt_ids, g.completion_ids], 1).to(dev)  # (B, P + T)
     attention_mask = torch.cat([g.prompt_mask, g.completion_mask], 1).to(dev)
-    mask = g.completion_mask.float().to(dev)  # (B, T)
+    mask = g.model_mask.float().to(dev)  # (B, T) the model's tokens (an environment's are context)
     engine_logprobs = g.logprobs.to(dev) if g.logprobs is not None else None  # (B, T)
     with ctx.phase("logprobs"):
         engine_is_training_model = ctx.engine is None or ctx.engine.is_training_model
         skip_old = on_policy(cfg, len(prompts), parallel.world, kl_coef, engine_is_training_model)
         old, ref, values = _forward_passes(ctx.roles, input_ids, attention_mask, mask, skip_old, ctx.replay)
+        if g.action_mask is not None:  # an episode: the environment's tokens get no log-probs
+            old, ref = (old * mask if old is not None else None), ref * mask
         mismatch = logprob_diff_metrics(engine_logprobs, old, mask, parallel)
     if sampled.baseline is not None:  # remax: the greedy completion's reward is the baseline
         values = torch.tensor(sampled.baseline, dtype=torch.float32, device=dev)[:, None] * mask
@@ -202,6 +230,7 @@ def finish(ctx: PPOContext, sampled: Sampled, kl_coef: float) -> Rollout:
         "response/empty": float((mask.sum(1) <= 1).float().mean()),  # EOS only, or nothing
         **ppo.advantage_metrics(advantages, mask),
         **mismatch,
+        **sampled.metrics,
     }
     samples = [
         {"prompt": text_of_prompt(p), "completion": c, "reward": r}
@@ -215,16 +244,22 @@ def finish(ctx: PPOContext, sampled: Sampled, kl_coef: float) -> Rollout:
 
 def _generate(ctx: PPOContext, prompts: list[Any], greedy: bool = False) -> Generation:
     """The engine's completions of ``prompts`` from the policy (sampled, or ``greedy``)."""
-    assert ctx.engine is not None  # rollout() and the loop give the context one
-    task, r = ctx.task, ctx.settings.rollout
-    prompt_ids = encode_prompts(ctx.tokenizer, prompts, getattr(task, "system_prompt", None))
+    r = ctx.settings.rollout
+    prompt_ids = encode_prompts(ctx.tokenizer, prompts, getattr(ctx.task, "system_prompt", None))
     sampling = Sampling(r.max_new_tokens, do_sample=not greedy, temperature=r.temperature, top_p=r.top_p)
+    return _engine_generate(ctx, prompt_ids, sampling, greedy)
+
+
+def _engine_generate(
+    ctx: PPOContext, prompt_ids: list[list[int]], sampling: Sampling, greedy: bool
+) -> Generation:
+    assert ctx.engine is not None  # rollout() and the loop give the context one
     ctx.roles.use("policy")
     with ctx.roles.autocast():
         g = ctx.engine.generate(
-            prompt_ids, sampling, stop=getattr(task, "stop", ()), synced=ctx.parallel.synced_generation
+            prompt_ids, sampling, stop=getattr(ctx.task, "stop", ()), synced=ctx.parallel.synced_generation
         )
-    if r.tis_cap is not None and g.logprobs is None and not greedy:
+    if ctx.settings.rollout.tis_cap is not None and g.logprobs is None and not greedy:
         raise UserError(
             f"rollout.tis_cap needs the engine's log-probs; the {ctx.engine.name} engine gave none"
         )

@@ -54,7 +54,7 @@ from r1rl.train.ppo.context import NonFiniteError, PPOContext, PPOState
 from r1rl.train.ppo.engines import build_engine
 from r1rl.train.ppo.rollout import Rollout, Sampled, finish, sample
 from r1rl.train.ppo.update import update
-from r1rl.train.prepare import drop_long_prompts
+from r1rl.train.prepare import Tools, drop_long_prompts
 
 __all__ = [
     "COUNT_METRICS",
@@ -141,9 +141,10 @@ def train_ppo(
     check_in_sync(parallel, roles.trainable_state().values(), "trained adapters")
 
 
-def prompt_pool(task: Task, tokenizer: Any, cfg: PPOSettings, parallel: Parallel) -> Any:
-    """The task's training rows whose prompts fit, checked to fill a step — before anything is written."""
-    pool = drop_long_prompts(task.records("train"), tokenizer, task, "ppo", parallel)
+def prompt_pool(task: Task, tokenizer: Any, cfg: PPOSettings, parallel: Parallel, tools: Tools = None) -> Any:
+    """The task's training rows whose prompts fit, checked to fill a step — before anything is written.
+    ``tools``: the schemas a multi-turn run's prompts list."""
+    pool = drop_long_prompts(task.records("train"), tokenizer, task, "ppo", parallel, tools)
     if len(pool) < cfg.rollout.prompts_per_step:
         n = cfg.rollout.prompts_per_step
         raise UserError(f"rollout.prompts_per_step={n} but {task.name!r} has {len(pool)} training rows")
