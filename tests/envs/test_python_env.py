@@ -14,6 +14,7 @@ from r1rl.envs.base import ENVIRONMENTS, environment_tools
 from r1rl.envs.python import PythonInterpreter, clip
 from r1rl.envs.tools import ToolRunner, tool_schema
 from r1rl.errors import UserError
+from r1rl.tasks.mbpp import TOOL_SYSTEM_PROMPT, tool_record
 
 MBPP = Path("/work/shared/data/mbpp/sanitized-mbpp.json")
 SLACK_S = 4.0  # sandbox start-up and teardown on a loaded 2-core machine
@@ -259,3 +260,26 @@ def test_each_isolation_mode_that_works_here(mode):
 def test_bad_options_are_one_line_errors(kwargs, message):
     with pytest.raises(UserError, match=message):
         PythonInterpreter(**kwargs)
+
+
+def test_tool_record_feeds_the_environment():
+    record = tool_record({**ROW})
+    assert record["prompt"][0] == {"role": "system", "content": TOOL_SYSTEM_PROMPT}
+    assert "assert square(3) == 9" in record["prompt"][1]["content"]
+    assert "code" not in record
+    env = PythonInterpreter(timeout_s=1.0)
+    env.reset(**record)
+    assert env.run_tests(ROW["code"]) == "3/3 tests passed."
+
+
+@pytest.mark.skipif(not MBPP.is_file(), reason="MBPP not available (../shared/data/mbpp)")
+def test_real_mbpp_rows():
+    docs = [d for d in json.loads(MBPP.read_text()) if 601 <= d["task_id"] <= 974][:5]
+    env = PythonInterpreter(timeout_s=5.0)
+    for doc in docs:
+        env.reset(**tool_record(doc))
+        n = len(doc["test_list"])
+        assert env.run_tests(doc["code"]) == f"{n}/{n} tests passed.", doc["task_id"]
+        broken = env.run_tests(doc["code"] + "\n\ndel " + doc["test_list"][0].split("(")[0].split()[-1])
+        assert broken.startswith(f"0/{n} tests passed. First failure:\n{doc['test_list'][0].strip()}"), broken
+        assert "NameError" in broken and len(broken) <= env.max_chars
