@@ -2,13 +2,18 @@
 
 The sanitized set's ``train`` problems (task ids 601–974) train, its ``test`` problems (11–510) are
 held out; each row's asserts run in the sandbox.
+
+For multi-turn episodes in the ``python`` environment (:mod:`r1rl.envs.python`), :func:`tool_record`
+makes a problem a chat prompt that invites the model to run its code and the tests before it answers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from r1rl.eval import registry as harness
+from r1rl.records import Record
 from r1rl.tasks.base import register_task
 from r1rl.tasks.benchmark import BenchmarkOptions, BenchmarkTask, docs, suite
 
@@ -107,3 +112,37 @@ def mbpp(options: MbppOptions, seed: int) -> BenchmarkTask:
     return BenchmarkTask(
         "mbpp", lambda: (docs(options, "train"), docs(options, "test"), ()), suite("code"), options
     )
+
+
+# The system message of a multi-turn MBPP episode in the ``python`` environment: it names the tools (their
+# schemas come with the chat template) and the answer's form, the one the code rewards read (the first
+# ```python block: r1rl.rewards.code.extract_code).
+TOOL_SYSTEM_PROMPT = (
+    "You are an expert Python programmer. You can run code before you answer: run_python(code) runs a "
+    "program and shows what it printed or its error; run_tests(code) runs the task's tests on your code "
+    "and shows the first failure. Fix your code until the tests pass, then give your final answer: the "
+    "whole function in one ```python block."
+)
+TOOL_COLUMNS = ("task_id", "test_list", "test_imports", "test_setup_code")  # what the env and rewards read
+
+
+def tool_record(doc: Mapping[str, Any]) -> Record:
+    """An MBPP problem as a chat prompt for the ``python`` environment, with the columns its tests need.
+
+    The user message is the problem and its tests, as the benchmark's prompt shows them; the reference
+    solution (``code``) is not a column, so neither the environment nor a reward can see it.
+
+    >>> doc = {"task_id": 9, "prompt": "Write sq(x).", "test_list": ["assert sq(2) == 4"], "code": "..."}
+    >>> rec = tool_record(doc)
+    >>> sorted(rec)
+    ['prompt', 'task_id', 'test_list']
+    >>> print(rec["prompt"][1]["content"])
+    Write sq(x).
+    Your code should pass these tests:
+    assert sq(2) == 4
+    """
+    text = doc.get("prompt", doc.get("text"))  # the sanitized set's field, or the full set's
+    tests = "\n".join(doc["test_list"])
+    user = f"{text}\nYour code should pass these tests:\n{tests}"
+    prompt = [{"role": "system", "content": TOOL_SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    return {"prompt": prompt, **{k: doc[k] for k in TOOL_COLUMNS if k in doc}}
