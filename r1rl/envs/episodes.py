@@ -2,7 +2,8 @@
 
 Every episode of a batch advances together, one turn at a time: the rollout engine (or ``generate``)
 completes each unfinished episode's context until its turn ends (the end-of-turn token, a stop
-sequence, or ``rollout.max_new_tokens``); the turn is read (:func:`r1rl.envs.base.parse_turn`); each
+sequence, or ``rollout.max_new_tokens``: a cut turn is answered too); the turn is read
+(:func:`r1rl.envs.base.parse_turn`); each
 tool call runs in the :class:`~r1rl.envs.tools.ToolRunner`'s worker process, and the results go
 back to the model as tool messages rendered by the tokenizer's chat template. A turn that calls no
 tool ends the episode, unless the environment's ``step`` answers it and says it is not done. An
@@ -121,6 +122,8 @@ class _Episode:
     truncated: bool = False
     turns: int = 0
     calls: int = 0  # tool calls written, malformed ones included
+    cut: bool = False  # the last turn ran to max_new_tokens
+    cut_turns: int = 0
 
     def add(self, ids: Sequence[int], action: int, logprobs: Sequence[float] | None = None) -> None:
         self.context += ids
@@ -181,6 +184,9 @@ def run_episodes(
                 if not ep.done:
                     _answer(ep, runner, tokenizer, schemas, spec, turn, counts, g, j)
     envs = [e.env for e in episodes]
+    counters: Counter[str] = Counter()  # an environment's own counters (its ``metrics``), summed
+    for env in envs:
+        counters.update(getattr(env, "metrics", None) or {})
     for e in episodes:
         if e.env is not None and callable(getattr(e.env, "get_reward", None)):
             value = e.env.get_reward()  # type: ignore[attr-defined]
@@ -188,7 +194,8 @@ def run_episodes(
                 e.rewards.append(float(value))
     return Episodes(
         _generation(episodes, tokenizer), [e.messages for e in episodes],
-        [sum(e.rewards) if e.rewards else None for e in episodes], _metrics(episodes, counts), envs,
+        [sum(e.rewards) if e.rewards else None for e in episodes],
+        {**_metrics(episodes, counts), **{f"env/{k}": v / len(envs) for k, v in counters.items()}}, envs,
     )  # fmt: skip
 
 
@@ -203,7 +210,9 @@ def _model_turn(ep: _Episode, g: Generation, j: int, spec: EnvSpec) -> None:
     ep.add(ids, 1, lps)
     ep.turns += 1
     ep.messages.append(parse_turn(g.texts[j]).message)
-    if bool(g.truncated[j]) or n >= room:
+    ep.cut = bool(g.truncated[j])  # the turn ran to max_new_tokens: the environment still answers it
+    ep.cut_turns += ep.cut
+    if n >= room:
         ep.done = ep.truncated = True
 
 
@@ -235,6 +244,7 @@ def _answer(
             ep.rewards.append(float(step.reward))
     else:
         step = Step()
+        ep.truncated = ep.cut  # a cut turn with no one to answer it: the episode ends unfinished
     if step.done or not step.messages or last_turn:
         ep.done = True
         return
@@ -309,6 +319,7 @@ def _metrics(episodes: list[_Episode], counts: Counter[str]) -> dict[str, float]
         "env/tool_call_rate": sum(e.calls > 0 for e in episodes) / n,
         "env/well_formed": (written - bad) / written if written else 1.0,
         "env/truncated": sum(e.truncated for e in episodes) / n,
+        "env/cut_turns": sum(e.cut_turns for e in episodes) / n,
         "env/env_tokens": sum(len(e.actions) - sum(e.actions) for e in episodes) / n,
     }
     for status, k in Counter(str(m.get("status")) for m in tool_msgs).items():

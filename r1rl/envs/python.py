@@ -9,7 +9,10 @@ The ``python`` environment gives the model two tools, both backed by the code sa
   ``entry_point``) against the code and answers ``"3/3 tests passed."`` or the count and the first
   failure: the failing assert, its error and, for ``assert a == b``, both sides' values.
 
-Answers are cut to ``max_chars`` characters (a few hundred: small models have small contexts).
+A turn that calls no tool is the model's answer (:meth:`PythonInterpreter.step`): its code block is
+tested, and a failing answer comes back to the model with the report, so it can revise it within
+``env.max_turns``. Answers are cut to ``max_chars`` characters (a few hundred: small models have
+small contexts).
 How many tests pass is decided by the sandbox's judge, outside the program, on the same test program
 the ``code_task`` reward runs (:func:`r1rl.rewards.code.unit_tests`); the first failure is found by a
 second, plain run (:mod:`r1rl.envs.python_child`) that only explains it. Nothing here is a reward:
@@ -25,13 +28,14 @@ import ast
 import functools
 import json
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from r1rl.envs.base import ENVIRONMENTS, Environment
+from r1rl.envs.base import ENVIRONMENTS, Environment, Step
 from r1rl.errors import UserError
 from r1rl.rewards import sandbox
-from r1rl.rewards.code import prompt_helpers, unit_tests
+from r1rl.rewards.code import extract_code, prompt_helpers, unit_tests
 from r1rl.rewards.sandbox import ISOLATIONS, ExecResult, Limits, UnitTestReport
 
 MIN_CHARS = 80  # an answer must hold a traceback's last line
@@ -124,6 +128,17 @@ class PythonInterpreter(Environment):
         if report.passed == report.total:
             return head
         return clip(f"{head} {self._why(code, report)}", self.max_chars)
+
+    def step(self, message: Mapping[str, Any]) -> Step:
+        """An answer (a turn that called no tool) is tested: passing, or a problem without tests, ends
+        the episode; a failing answer is sent back with the tests' report so the model can revise it."""
+        if self.tests is None:
+            return Step()
+        code = extract_code(str(message.get("content") or ""))
+        report = self.run_tests(code) if code.strip() else "Your answer holds no code."
+        if self.tests_total and self.tests_passed == self.tests_total:
+            return Step()
+        return Step([{"role": "user", "content": f"{report} Fix the code and answer again."}], done=False)
 
     def _run(self, program: str) -> ExecResult:
         self.programs_run += 1

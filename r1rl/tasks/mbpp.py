@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from pydantic import Field
+
 from r1rl.eval import registry as harness
 from r1rl.records import Record
 from r1rl.tasks.base import register_task
@@ -105,13 +107,26 @@ class MbppOptions(BenchmarkOptions):
     """MBPP Python functions from a description and tests; the code tiers, asserts in the sandbox."""
 
     name: Literal["mbpp"] = "mbpp"
+    chat_tools: bool = Field(
+        False, description="rows as chat prompts for the python environment (env.environment: python): "
+        "the problem, its tests and how to run code; the model answers with a ```python block",
+    )  # fmt: skip
+
+
+class ToolPromptTask(BenchmarkTask):
+    """MBPP rows as :func:`tool_record` chat prompts: a turn ends at the end-of-turn token."""
+
+    def record(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return tool_record(doc)
 
 
 @register_task("mbpp", options=MbppOptions)
 def mbpp(options: MbppOptions, seed: int) -> BenchmarkTask:
-    return BenchmarkTask(
-        "mbpp", lambda: (docs(options, "train"), docs(options, "test"), ()), suite("code"), options
-    )
+    kind = ToolPromptTask if options.chat_tools else BenchmarkTask
+    task = kind("mbpp", lambda: (docs(options, "train"), docs(options, "test"), ()), suite("code"), options)
+    if options.chat_tools:
+        task.stop = ()
+    return task
 
 
 # The system message of a multi-turn MBPP episode in the ``python`` environment: it names the tools (their

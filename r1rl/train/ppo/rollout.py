@@ -102,6 +102,7 @@ class Sampled:
     result: HierarchyResult
     baseline: list[float] | None = None  # (B,) remax: the reward of the record's greedy completion
     metrics: dict[str, float] = field(default_factory=dict)  # multi-turn episodes' env/* metrics
+    episodes: list[list[dict[str, Any]]] | None = None  # (B,) multi-turn: each episode's messages
 
     @property
     def group_size(self) -> int:
@@ -125,6 +126,7 @@ class Sampled:
         return Sampled(
             [self.batch[i] for i in keep], [self.prompts[r] for r in rows],
             take_generation(self.generation, rows), take_result(self.result, rows), baseline, self.metrics,
+            [self.episodes[r] for r in rows] if self.episodes is not None else None,
         )  # fmt: skip
 
 
@@ -161,7 +163,8 @@ def sample(ctx: PPOContext, records: list[Record]) -> Sampled:
                 prompts_of(records), greedy, **reward_columns(records), **greedy_columns
             ).rewards
         baseline = [x for x in scores for _ in range(G)]
-    return Sampled(list(records), prompts, g, res, baseline, metrics)
+    episodes = completions if ctx.env is not None else None
+    return Sampled(list(records), prompts, g, res, baseline, metrics, episodes)
 
 
 def _complete(
@@ -236,6 +239,8 @@ def finish(ctx: PPOContext, sampled: Sampled, kl_coef: float) -> Rollout:
         {"prompt": text_of_prompt(p), "completion": c, "reward": r}
         for p, c, r in zip(prompts[:4], g.texts[:4], res.rewards[:4])
     ]
+    for sample, episode in zip(samples, sampled.episodes or []):  # multi-turn: the whole episode
+        sample["episode"] = episode
     return Rollout(
         input_ids, attention_mask, mask, scores, old, ref, values, advantages, returns, metrics, samples,
         finite, engine_logprobs=engine_logprobs,

@@ -240,9 +240,12 @@ def _concat(parts: list[Sampled], tokenizer: Any) -> Sampled:
     if len(parts) == 1:
         return parts[0]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    baseline = [x for p in parts for x in p.baseline or []] if all(p.baseline for p in parts) else None
+    episodes = [e for p in parts for e in p.episodes or []] if all(p.episodes for p in parts) else None
     return Sampled(
         [b for p in parts for b in p.batch], [q for p in parts for q in p.prompts],
         concat_generations([p.generation for p in parts], pad_id), concat_results([p.result for p in parts]),
+        baseline, parts[0].metrics, episodes,
     )  # fmt: skip
 
 
