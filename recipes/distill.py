@@ -18,6 +18,7 @@ from __future__ import annotations
 from r1rl.eval.heldout import evaluate_heldout
 
 from r1rl.config import DistillConfig
+from r1rl.envs.episodes import EnvSpec
 from r1rl.models.factory import add_lora, load_merged, load_tokenizer, resolve_model_path
 from r1rl.parallel.distributed import Parallel
 from r1rl.records import first
@@ -52,19 +53,21 @@ def run(cfg: DistillConfig) -> RunDir:
     accept_tier(hierarchy, cfg.sampling.accept_tier)  # an unknown tier fails now, naming the tiers
     tokenizer = load_tokenizer(student_path)
     check_same_tokenizer(tokenizer, load_tokenizer(teacher_path))
+    env = EnvSpec.from_config(cfg.env) if cfg.env.enabled else None  # multi-turn traces: tools, environment
+    tools = env.schemas() if env is not None else None
     prompts = drop_long_prompts(first(task.records("train"), cfg.sampling.num_prompts), tokenizer, task,
-                                "distill", par)  # fmt: skip
+                                "distill", par, tools)  # fmt: skip
     rd = stage.start(task)  # config.yaml and task.json; seeds and threads
     teacher = load_merged(teacher_path).to(par.device)  # whole on every process, never sharded
 
     # 1. the traces: k samples per prompt, kept when they pass the tiers, deduplicated (read back on resume)
     def sample() -> Traces:
         return sample_traces(
-            Teacher(teacher, tokenizer, task), prompts, hierarchy, cfg.sampling, cfg.seed, par
+            Teacher(teacher, tokenizer, task, env), prompts, hierarchy, cfg.sampling, cfg.seed, par
         )
 
     traces = cached_traces(rd, sample, par)
-    examples = encode_examples(traces.records, tokenizer, task, "distill", par)
+    examples = encode_examples(traces.records, tokenizer, task, "distill", par, tools)
 
     # 2. the student: a LoRA adapter on its base (or every weight), trained by the SFT loop
     model = load_merged(student_path)
@@ -78,7 +81,7 @@ def run(cfg: DistillConfig) -> RunDir:
     def periodic_eval() -> dict[str, float]:
         n, length = cfg.log.eval_examples, cfg.log.eval_max_new_tokens or cfg.sampling.max_new_tokens
         return evaluate_heldout(
-            model, tokenizer, task, hierarchy, n=n, max_new_tokens=length, progress=False
+            model, tokenizer, task, hierarchy, n=n, max_new_tokens=length, progress=False, env=env
         )[0]
 
     get_batch = example_batches(examples, cfg.batch_size, cfg.seed, tokenizer.pad_token_id)

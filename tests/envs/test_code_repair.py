@@ -43,3 +43,18 @@ def test_code_repair_turns_run_code_and_see_its_output(micro_pretrained, mbpp_di
             "tests passed" in sample["episode"][1]["content"] or "no code" in sample["episode"][1]["content"]
         )
     assert (run.path / "final").is_dir()
+
+
+class AskOnce:
+    """A TRL-style environment class (no r1rl base): answers the first turn with a question, then ends."""
+
+    def reset(self, **row):
+        self.asked = False
+
+    def step(self, message):
+        from r1rl.envs.base import Step
+
+        if self.asked:
+            return Step()
+        self.asked = True
+        return Step([{"role": "user", "content": "again?"}], done=False)

@@ -266,3 +266,16 @@ def test_the_hook_is_a_token_mean_over_trained_positions_only():
     )
     moved[0, 4] -= 50.0
     assert float(hook(batch, moved, torch.tensor(5.0))[0]) == pytest.approx(float(term), rel=1e-6)
+
+
+def test_multi_turn_traces_keep_the_environment_as_context(runs, tmp_path):
+    """With an environment, a trace is the teacher's whole episode; the student trains on its turns."""
+    env = f"{Path(__file__).parents[1] / 'envs' / 'test_code_repair.py'}:AskOnce"
+    cfg = _distill_cfg(runs, tmp_path, always=True, **{"env.environment": env, "env.max_turns": 2})
+    rd = STAGES["distill"](cfg)
+    traces = [json.loads(line) for line in (rd.path / "traces.jsonl").read_text().splitlines()]
+    assert traces and all(isinstance(t["completion"], list) for t in traces)
+    two_turns = [t for t in traces if [m["role"] for m in t["completion"]] == ["assistant", "user", "assistant"]]
+    assert two_turns  # the environment answered, the teacher wrote on
+    assert all(t["completion"][1]["content"] == "again?" for t in two_turns)
+    assert rd.read_metrics()[-1]["loss"] > 0

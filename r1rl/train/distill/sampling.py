@@ -14,6 +14,10 @@ fine-tune smaller models on them with no RL of their own. Here:
   (:func:`accepted_through`); the stage keeps those accepted at ``accept_tier`` (the top tier: every tier);
 - **dedup** — a (prompt, completion) pair seen before is dropped, the first one kept.
 
+With ``env`` tools or an environment, each sample is a multi-turn episode
+(:mod:`r1rl.envs.episodes`) and its trace the episode's messages, tool calls and results included: the
+student trains on the assistant turns and reads the tool results as context.
+
 The counts (``distill/sampled``, ``distill/accepted/<tier>``, ``distill/accepted``,
 ``distill/kept`` …) go to ``metrics.jsonl`` at step 0; the kept traces to ``traces.jsonl``, which
 a resumed run reads instead of sampling again.
@@ -30,9 +34,10 @@ import torch
 from tqdm.auto import tqdm
 
 from r1rl.config import SamplingConfig
+from r1rl.envs.episodes import EnvSpec, as_messages, run_episodes
 from r1rl.errors import UserError
 from r1rl.models.encoding import as_completion, encode_prompts
-from r1rl.models.generation import generate
+from r1rl.models.generation import Generation, generate
 from r1rl.parallel.distributed import Parallel
 from r1rl.records import Record, Task, columns_of, prompts_of, reward_columns, rows
 from r1rl.rewards.hierarchy import RewardHierarchy
@@ -71,7 +76,7 @@ def dedup(records: Sequence[Record]) -> list[Record]:
     seen: set[tuple[str, str]] = set()
     out = []
     for r in records:
-        key = (json.dumps(r["prompt"], sort_keys=True), r["completion"])
+        key = (json.dumps(r["prompt"], sort_keys=True), json.dumps(r["completion"], sort_keys=True))
         if key not in seen:
             seen.add(key)
             out.append(r)
@@ -97,6 +102,7 @@ class Teacher:
     model: Any
     tokenizer: Any
     task: Task
+    env: EnvSpec | None = None  # multi-turn: a trace is a whole episode (its tool calls and results)
 
 
 def sample_traces(
@@ -135,18 +141,30 @@ def _sample_batch(
     k = cfg.samples_per_prompt
     prompts = prompts_of(batch, k)
     tokenizer, task = teacher.tokenizer, teacher.task
-    g = generate(
-        teacher.model, tokenizer, encode_prompts(tokenizer, prompts, getattr(task, "system_prompt", None)),
-        max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p,
-        stop=task.stop,
-    )  # fmt: skip
-    res = hierarchy(
-        prompts, [as_completion(p, t) for p, t in zip(prompts, g.texts)], **reward_columns(batch, k)
-    )
+    system = getattr(task, "system_prompt", None)
+
+    def complete(ids: list[list[int]], max_new_tokens: int) -> Generation:
+        return generate(
+            teacher.model, tokenizer, ids, max_new_tokens=max_new_tokens, do_sample=True,
+            temperature=cfg.temperature, top_p=cfg.top_p, stop=task.stop,
+        )  # fmt: skip
+
+    row_of = [r for r in batch for _ in range(k)]
+    if teacher.env is not None:  # an episode: the trace is its messages, the prompt a conversation
+        episodes = run_episodes(complete, tokenizer, teacher.env, prompts, row_of, cfg.max_new_tokens, system)
+        completions: list[Any] = list(episodes.conversations)
+        prompts, traces = [as_messages(p) for p in prompts], completions
+        extra = (
+            {"env_reward": episodes.env_rewards} if any(x is not None for x in episodes.env_rewards) else {}
+        )
+    else:
+        g = complete(encode_prompts(tokenizer, prompts, system), cfg.max_new_tokens)
+        completions, traces, extra = [as_completion(p, t) for p, t in zip(prompts, g.texts)], g.texts, {}
+    res = hierarchy(prompts, completions, **reward_columns(batch, k), **extra)
     columns = columns_of(batch)
     samples = [
-        {**{c: row[c] for c in columns}, "prompt": p, "completion": text, "reward": reward}
-        for p, text, reward, row in zip(prompts, g.texts, res.rewards, (r for r in batch for _ in range(k)))
+        {**{c: row[c] for c in columns}, "prompt": p, "completion": trace, "reward": reward}
+        for p, trace, reward, row in zip(prompts, traces, res.rewards, row_of)
     ]
     return samples, accepted_through(res.passed)
 
