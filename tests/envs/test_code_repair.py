@@ -43,6 +43,12 @@ def test_code_repair_turns_run_code_and_see_its_output(micro_pretrained, mbpp_di
             "tests passed" in sample["episode"][1]["content"] or "no code" in sample["episode"][1]["content"]
         )
     assert (run.path / "final").is_dir()
+    from r1rl.report.hub.upload import push_run
+
+    dry = tmp_path / "dry"
+    push_run(run.path, "acme/repair", dry_run=dry)  # the card a push would upload names the environment
+    card = (dry / "README.md").read_text()
+    assert "## Tools and environments" in card and "| ppo |  | `python` | 2 | 400 |" in card
 
 
 class AskOnce:

@@ -65,6 +65,19 @@ CARD_TEMPLATE = """---
 Trained on `{{ task.name }}`.
 {%- for note in task.notes %} **Note: {{ note }}.**{% endfor %}
 {% endif %}
+{%- if envs %}
+## Tools and environments
+
+Trained and evaluated on multi-turn episodes: the model calls tools by writing
+`<tool_call>{"name": ..., "arguments": {...}}</tool_call>` and reads their results as `tool` messages.
+
+| stage | tools | environment | max turns | max tokens |
+|---|---|---|---|---|
+{% for e in envs -%}
+| {{ e.stage }} | {% for t in e.tools %}`{{ t }}`{% if not loop.last %}, {% endif %}{% endfor %} | \
+{% if e.environment %}`{{ e.environment }}`{% endif %} | {{ e.max_turns }} | {{ e.max_tokens }} |
+{% endfor %}
+{% endif %}
 {%- if rewards %}
 ## Reward hierarchy
 
@@ -163,6 +176,7 @@ def build_card(
             }
             for s in info.lineage
         ],
+        envs=_envs(info),
         rewards=rewarded.config.get("rewards") if rewarded else None,
         rewards_by=REWARDS_BY[rewarded.stage] if rewarded else None,
         task=read_task(info),
@@ -170,6 +184,16 @@ def build_card(
         eval_model=(info.eval_results or {}).get("model"),
         summary_table=_summary_table(info.summary),
     )
+
+
+def _envs(info: RunInfo) -> list[dict[str, Any]]:
+    """Each stage's ``env`` section that has tools or an environment (the multi-turn stages)."""
+    out = []
+    for s in info.lineage:
+        env = s.config.get("env") or {}
+        if env.get("tools") or env.get("environment"):
+            out.append({"stage": s.stage, **env})
+    return out
 
 
 def _start(run: LineageStage) -> str:
