@@ -50,17 +50,3 @@ def test_code_repair_turns_run_code_and_see_its_output(micro_pretrained, mbpp_di
     card = (dry / "README.md").read_text()
     assert "## Tools and environments" in card and "| ppo |  | `python` | 2 | 400 |" in card
 
-
-class AskOnce:
-    """A TRL-style environment class (no r1rl base): answers the first turn with a question, then ends."""
-
-    def reset(self, **row):
-        self.asked = False
-
-    def step(self, message):
-        from r1rl.envs.base import Step
-
-        if self.asked:
-            return Step()
-        self.asked = True
-        return Step([{"role": "user", "content": "again?"}], done=False)

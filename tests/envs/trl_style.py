@@ -36,3 +36,18 @@ class CounterEnv:
 
     def get_reward(self) -> float:
         return float(self.count)
+
+
+class AskOnce:
+    """An environment for what tools cannot express: it answers the first turn with a question, then ends."""
+
+    def reset(self, **row):
+        self.asked = False
+
+    def step(self, message):
+        from r1rl.envs.base import Step
+
+        if self.asked:
+            return Step()
+        self.asked = True
+        return Step([{"role": "user", "content": "again?"}], done=False)

@@ -301,11 +301,11 @@ def test_ppo_two_processes_killed_and_resumed(runs):
 
 
 def _kill_after_checkpoint_2_and_resume(
-    runs: dict, straight: Path, out: Path, config_file: str | None = None
+    runs: dict, straight: Path, out: Path, config_file: str | None = None, extra: tuple[str, ...] = ()
 ):
     """SIGKILL a 2-process PPO run once its second checkpoint exists, resume it with the same command,
-    and compare it bit for bit with ``straight``, the same run uninterrupted."""
-    args = [f"output_dir={out}", *runs["ppo_args"]]
+    and compare it bit for bit with ``straight``, the same run uninterrupted (``extra`` arguments too)."""
+    args = [f"output_dir={out}", *runs["ppo_args"], *extra]
     child = subprocess.Popen(
         _launch_cmd("ppo", MICRO / "ppo.yaml", args, config_file),
         env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -412,13 +412,21 @@ def test_uneven_split_under_a_launcher_is_one_line_and_writes_nothing(tmp_path):
 # processes, against the same 1-process runs and DDP's tolerances
 
 
+# FSDP2's PPO runs multi-turn episodes (an environment that answers each first turn): the sharded model
+# generates in step on every rank, turn by turn, and the environment's tokens are context
+ASK_ONCE = Path(__file__).parents[1] / "envs" / "trl_style.py"
+EPISODES = [f"env.environment={ASK_ONCE}:AskOnce", "env.max_turns=2", "env.max_tokens=48"]
+
+
 @pytest.fixture(scope="module")
 def fsdp_runs(runs):
     tmp = runs["tmp"]
     launch2("pretrain", MICRO / "pretrain.yaml", [f"output_dir={tmp}/pre-fsdp", "steps=6"], FSDP2_CPU)
     sft_args = [f"output_dir={tmp}/sft-fsdp", f"model_path={tmp}/pre1/final", "checkpoint.every=3"]
     launch2("sft", MICRO / "sft.yaml", sft_args, FSDP2_CPU)
-    launch2("ppo", MICRO / "ppo.yaml", [f"output_dir={tmp}/ppo-fsdp", *runs["ppo_args"]], FSDP2_CPU)
+    ppo_args = [*runs["ppo_args"], *EPISODES]
+    STAGES["ppo"](load_config(PPOConfig, MICRO / "ppo.yaml", [f"output_dir={tmp}/ppo1-env", *ppo_args]))
+    launch2("ppo", MICRO / "ppo.yaml", [f"output_dir={tmp}/ppo-fsdp", *ppo_args], FSDP2_CPU)
     return tmp
 
 
@@ -449,12 +457,13 @@ def test_fsdp2_ppo_matches_one_process_with_sharded_checkpoints(fsdp_runs):
     from r1rl.models.factory import load_merged
 
     tmp = fsdp_runs
-    a, b = _full_model(tmp / "ppo1" / "final"), _full_model(tmp / "ppo-fsdp" / "final")
+    a, b = _full_model(tmp / "ppo1-env" / "final"), _full_model(tmp / "ppo-fsdp" / "final")
     base = load_merged(str(tmp / "sft1" / "final")).state_dict()
     assert _rel_diff(a, b, base) < 3e-2  # measured 2.3e-5
-    for ra, rb in zip(_metrics(tmp / "ppo1"), _metrics(tmp / "ppo-fsdp"), strict=True):
+    for ra, rb in zip(_metrics(tmp / "ppo1-env"), _metrics(tmp / "ppo-fsdp"), strict=True):
         assert rb["reward/mean"] == pytest.approx(ra["reward/mean"], abs=1e-6)
         assert rb["value/loss"] == pytest.approx(ra["value/loss"], rel=1e-2, abs=1e-6)
+        assert rb["env/turns"] == ra["env/turns"] and rb["env/env_tokens"] == ra["env/env_tokens"] > 0
     last = Checkpointer(tmp / "ppo-fsdp" / "checkpoints").paths()[-1]
     # torch.distributed.checkpoint: one shard file per process, its metadata, and the unsharded rest
     assert sorted(p.name for p in last.iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp", "extra.pt"]
@@ -463,7 +472,7 @@ def test_fsdp2_ppo_matches_one_process_with_sharded_checkpoints(fsdp_runs):
 @pytest.mark.slow
 def test_fsdp2_ppo_killed_and_resumed_bitwise(fsdp_runs, runs):
     _kill_after_checkpoint_2_and_resume(
-        runs, fsdp_runs / "ppo-fsdp", fsdp_runs / "ppo-fsdp-resumed", FSDP2_CPU
+        runs, fsdp_runs / "ppo-fsdp", fsdp_runs / "ppo-fsdp-resumed", FSDP2_CPU, tuple(EPISODES)
     )
 
 

@@ -270,7 +270,7 @@ def test_the_hook_is_a_token_mean_over_trained_positions_only():
 
 def test_multi_turn_traces_keep_the_environment_as_context(runs, tmp_path):
     """With an environment, a trace is the teacher's whole episode; the student trains on its turns."""
-    env = f"{Path(__file__).parents[1] / 'envs' / 'test_code_repair.py'}:AskOnce"
+    env = f"{Path(__file__).parents[1] / 'envs' / 'trl_style.py'}:AskOnce"
     cfg = _distill_cfg(runs, tmp_path, always=True, **{"env.environment": env, "env.max_turns": 2})
     rd = STAGES["distill"](cfg)
     traces = [json.loads(line) for line in (rd.path / "traces.jsonl").read_text().splitlines()]
