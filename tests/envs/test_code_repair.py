@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from r1rl.config import PPOConfig, validate
+from r1rl.config import EvalConfig, PPOConfig, validate
 from r1rl.run.stages import STAGES
 
 
@@ -49,4 +49,20 @@ def test_code_repair_turns_run_code_and_see_its_output(micro_pretrained, mbpp_di
     push_run(run.path, "acme/repair", dry_run=dry)  # the card a push would upload names the environment
     card = (dry / "README.md").read_text()
     assert "## Tools and environments" in card and "| ppo |  | `python` | 2 | 400 |" in card
+
+
+def test_eval_runs_episodes(micro_pretrained, mbpp_dir, tmp_path):
+    cfg = validate(
+        EvalConfig,
+        {
+            "output_dir": str(tmp_path / "eval"), "model_path": str(micro_pretrained), "threads": 1,
+            "task": {"name": "mbpp", "chat_tools": True, "limit": 4, "eval_limit": 3}, "max_new_tokens": 12,
+            "env": {"environment": "python", "max_turns": 2, "max_tokens": 400},
+        },
+    )  # fmt: skip
+    run = STAGES["eval"](cfg)
+    result = json.loads((run.path / "eval_results.json").read_text())["tasks"]["mbpp"]
+    assert result["n"] == 3 and result["env/turns"] == 2.0 and result["env/programs_run"] > 0
+    samples = [json.loads(line) for line in (run.path / "samples.jsonl").read_text().splitlines()]
+    assert [m["role"] for m in samples[0]["episode"]] == ["assistant", "user", "assistant"]
 

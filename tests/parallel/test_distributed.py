@@ -415,7 +415,7 @@ def test_uneven_split_under_a_launcher_is_one_line_and_writes_nothing(tmp_path):
 # FSDP2's PPO runs multi-turn episodes (an environment that answers each first turn): the sharded model
 # generates in step on every rank, turn by turn, and the environment's tokens are context
 ASK_ONCE = Path(__file__).parents[1] / "envs" / "trl_style.py"
-EPISODES = [f"env.environment={ASK_ONCE}:AskOnce", "env.max_turns=2", "env.max_tokens=48"]
+EPISODES = [f"env.environment={ASK_ONCE}:AskOnce", "env.max_turns=2", "env.max_tokens=96"]
 
 
 @pytest.fixture(scope="module")
