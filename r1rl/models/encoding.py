@@ -7,7 +7,8 @@
   template, with ``system_prompt`` as a first system message when it has none. For generation
   the template opens the assistant turn (``add_generation_prompt``).
 - SFT on conversations trains on assistant tokens only, every assistant turn of a multi-turn
-  conversation included (TRL's ``assistant_only_loss``). The assistant spans come from the
+  conversation included, with its tool calls (TRL's ``assistant_only_loss``); tool results and
+  the ``tools`` the template lists are context. The assistant spans come from the
   template's ``{% generation %}`` markers when it has them (r1rl's own template does), else from
   rendering each prefix of the conversation and taking what each assistant message adds — which
   needs a template whose renderings of a prefix are a prefix of the whole, checked here.
@@ -37,7 +38,12 @@ def with_system(messages: list[dict[str, Any]], system_prompt: str | None) -> li
     return [{"role": "system", "content": system_prompt}, *messages]
 
 
-def _template(tokenizer: Any, messages: list[dict[str, Any]], generation_prompt: bool = False) -> list[int]:
+def _template(
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    generation_prompt: bool = False,
+    tools: list[dict[str, Any]] | None = None,
+) -> list[int]:
     if not getattr(tokenizer, "chat_template", None):
         raise UserError(
             "chat-format data needs a tokenizer with a chat template; this one has none "
@@ -45,7 +51,7 @@ def _template(tokenizer: Any, messages: list[dict[str, Any]], generation_prompt:
         )
     return list(
         tokenizer.apply_chat_template(
-            messages, add_generation_prompt=generation_prompt, tokenize=True, return_dict=False
+            messages, add_generation_prompt=generation_prompt, tokenize=True, return_dict=False, tools=tools
         )
     )
 
@@ -103,31 +109,34 @@ def encode_sft(
     return p + c, [IGNORE] * len(p) + c
 
 
-def assistant_tokens(tokenizer: Any, messages: list[dict[str, Any]]) -> tuple[list[int], list[int]]:
-    """A conversation's ids and labels with every assistant turn (and its end-of-turn token) trained on."""
+def assistant_tokens(
+    tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+) -> tuple[list[int], list[int]]:
+    """A conversation's ids and labels with every assistant turn (its reply, its tool calls and its
+    end-of-turn token) trained on; tool results and ``tools`` (schemas the template lists) are context."""
     if not any(m.get("role") == "assistant" for m in messages):
         raise UserError("SFT on a conversation needs at least one assistant message")
     if _GENERATION_TAG.search(getattr(tokenizer, "chat_template", None) or ""):
         out = tokenizer.apply_chat_template(
-            messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+            messages, tools=tools, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
         )
         ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
     else:
-        ids, mask = _assistant_mask_by_prefixes(tokenizer, messages)
+        ids, mask = _assistant_mask_by_prefixes(tokenizer, messages, tools)
     return ids, [t if m else IGNORE for t, m in zip(ids, mask)]
 
 
 def _assistant_mask_by_prefixes(
-    tokenizer: Any, messages: list[dict[str, Any]]
+    tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
 ) -> tuple[list[int], list[int]]:
     """Assistant spans by prefixes: message i adds ``render(:i+1)`` less ``render(:i) + header``."""
-    ids = _template(tokenizer, messages)
+    ids = _template(tokenizer, messages, tools=tools)
     mask = [0] * len(ids)
     for i, m in enumerate(messages):
         if m.get("role") != "assistant":
             continue
-        before = _template(tokenizer, messages[:i], generation_prompt=True) if i else []
-        upto = _template(tokenizer, messages[: i + 1])
+        before = _template(tokenizer, messages[:i], generation_prompt=True, tools=tools) if i else []
+        upto = _template(tokenizer, messages[: i + 1], tools=tools)
         if ids[: len(upto)] != upto or upto[: len(before)] != before:
             raise UserError(
                 "the tokenizer's chat template renders a conversation's prefix differently from the whole, "
