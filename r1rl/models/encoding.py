@@ -7,7 +7,8 @@
   template, with ``system_prompt`` as a first system message when it has none. For generation
   the template opens the assistant turn (``add_generation_prompt``).
 - SFT on conversations trains on assistant tokens only, every assistant turn of a multi-turn
-  conversation included (TRL's ``assistant_only_loss``). The assistant spans come from the
+  conversation included, with its tool calls (TRL's ``assistant_only_loss``); tool results and
+  the ``tools`` the template lists are context. The assistant spans come from the
   template's ``{% generation %}`` markers when it has them (r1rl's own template does), else from
   rendering each prefix of the conversation and taking what each assistant message adds — which
   needs a template whose renderings of a prefix are a prefix of the whole, checked here.
@@ -120,12 +121,13 @@ def encode_sft(
 def assistant_tokens(
     tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
 ) -> tuple[list[int], list[int]]:
-    """A conversation's ids and labels with every assistant turn (and its end-of-turn token) trained on."""
+    """A conversation's ids and labels with every assistant turn (its reply, its tool calls and its
+    end-of-turn token) trained on; tool results and ``tools`` (schemas the template lists) are context."""
     if not any(m.get("role") == "assistant" for m in messages):
         raise UserError("SFT on a conversation needs at least one assistant message")
     if _GENERATION_TAG.search(getattr(tokenizer, "chat_template", None) or ""):
         out = tokenizer.apply_chat_template(
-            messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True, tools=tools
+            messages, tools=tools, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
         )
         ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
     else:

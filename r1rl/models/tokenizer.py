@@ -3,36 +3,38 @@
 Digits are split one per token before BPE (as Llama and Qwen do) so that arithmetic is
 learned over digits rather than over an arbitrary set of merged number chunks. The answer
 tags are added tokens (kept in decoded text, unlike special tokens) so that reward functions
-see exactly what the model wrote.
+see exactly what the model wrote. The chat template (ChatML, with tools) is
+:data:`r1rl.models.chat.CHAT_TEMPLATE`, whose markup is plain text: no token is added for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from r1rl.models.chat import CHAT_TEMPLATE, END_OF_TURN, TOOL_CALL_CLOSE, TOOL_CALL_OPEN
+
+__all__ = [
+    "CHAT_TEMPLATE", "END_OF_TURN", "EOS", "FORMAT_TOKENS", "PAD", "SPECIAL_TOKENS", "TOOL_CALL_CLOSE",
+    "TOOL_CALL_OPEN", "train_tokenizer",
+]  # fmt: skip
+
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
-SPECIAL_TOKENS = [EOS, PAD, "<|im_start|>", "<|im_end|>"]
+SPECIAL_TOKENS = [EOS, PAD, "<|im_start|>", END_OF_TURN]
 FORMAT_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
+_SPECIAL = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS))
 
-# ChatML turns; `add_generation_prompt` opens the assistant turn. The {% generation %} markers
-# tell transformers which tokens an assistant wrote (its reply and the <|im_end|> that ends it),
-# so SFT on conversations trains on those alone.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'assistant' %}"
-    "{{ '<|im_start|>assistant\n' }}"
-    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
-    "{% else %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-END_OF_TURN = "<|im_end|>"
+
+def _split_at_special_tokens(texts: Iterable[str]) -> Iterator[str]:
+    """The pieces of each text between special tokens. ``tokenizers``' trainer does not set special
+    tokens apart, so chat-rendered texts would spend merges on pieces of ``<|im_start|>`` and on
+    ``=<|``; a text without special tokens is passed as it is (the default tokenizer is unchanged)."""
+    for text in texts:
+        yield from (piece for piece in _SPECIAL.split(text) if piece)
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
@@ -52,12 +54,12 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTo
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(texts, trainer=trainer)
+    tok.train_from_iterator(_split_at_special_tokens(texts), trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=EOS,
         pad_token=PAD,
-        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+        additional_special_tokens=["<|im_start|>", END_OF_TURN],
     )
     fast.add_tokens(FORMAT_TOKENS)
     fast.chat_template = CHAT_TEMPLATE

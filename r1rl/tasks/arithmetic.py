@@ -24,6 +24,9 @@ This file is the whole task: its options (``task:`` in a recipe), its records, a
 - logic: the steps restate the prompt's terms in order, each is arithmetically right, each
   starts from the previous result, and the answer is the last result;
 - task: the answer equals the reference (column ``answer``); the held-out score.
+
+A chat prompt or completion (TRL's format, the rows of a ``data.messages_column``) is read as its last
+message, so the same rows score alike as text and as chat.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from pydantic import Field, model_validator
 
 from r1rl.data.sources import SOURCES, Document
 from r1rl.errors import UserError
+from r1rl.rewards.protocol import as_text
 from r1rl.rewards.registry import register
 from r1rl.strict import Strict
 from r1rl.tasks.base import register_task
@@ -350,7 +354,7 @@ def arithmetic_syntax(prompts: list[str], completions: list[str], **columns) -> 
     >>> arithmetic_syntax(["1+2="], ["<think>1+2=3</think><answer>3</answer>", "3"])
     [1.0, 0.0]
     """
-    return [1.0 if parse(c) is not None else 0.0 for c in completions]
+    return [1.0 if parse(as_text(c)) is not None else 0.0 for c in completions]
 
 
 @register("arithmetic_logic", tier="logic")
@@ -364,7 +368,7 @@ def arithmetic_logic(prompts: list[str], completions: list[str], **columns) -> l
     ...                                   "<think>1+2=3;3+3=7</think><answer>7</answer>"])
     [1.0, 0.6666666666666666]
     """
-    return [_logic_score(p, c) for p, c in zip(prompts, completions)]
+    return [_logic_score(as_text(p), as_text(c)) for p, c in zip(prompts, completions)]
 
 
 def _logic_score(prompt: str, completion: str) -> float:
@@ -396,9 +400,12 @@ def arithmetic_task(
     >>> arithmetic_task(["1+2="] * 3, ["<think>1+2=3</think><answer>3</answer>", "<answer>3</answer>",
     ...                               "<think>1+2=3</think>3"], answer=[3, 3, 3])
     [1.0, 1.0, 0.0]
+    >>> arithmetic_task([[{"role": "user", "content": "1+2="}]],
+    ...                 [[{"role": "assistant", "content": "<answer>3</answer>"}]], answer=[3])
+    [1.0]
     """
     out: list[float | None] = []
     for c, ref in zip(completions, answer):
-        found = _ANSWER.findall(c)
+        found = _ANSWER.findall(as_text(c))
         out.append(1.0 if found and int(found[-1]) == int(ref) else 0.0)
     return out

@@ -19,7 +19,9 @@ reaches the rewards. ``datasets`` is imported only here: a machine without it ca
 built-in tasks.
 
 With ``messages_column`` (one conversation per row) the prompt is every message before the last
-assistant reply and the completion is that reply; SFT trains on every assistant turn.
+assistant reply and the completion is that reply; SFT trains on every assistant turn. Pretraining
+renders a conversation through the from-scratch tokenizer's chat template
+(:data:`r1rl.models.chat.CHAT_TEMPLATE`), as SFT and generation will show it to the model.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from pydantic import Field
 
 from r1rl.errors import UserError, did_you_mean
 from r1rl.eval.registry import template_fields, template_renderer  # the eval tasks' Jinja environment
+from r1rl.models.chat import render_chat
+from r1rl.models.encoding import with_system
 from r1rl.records import Split, check_prompt, is_conversation
 from r1rl.strict import Strict
 
@@ -131,13 +135,16 @@ class DatasetTask:
         return self._splits["train" if split == "train" else "test"]
 
     def corpus(self, n: int, seed: int, formatted_fraction: float = 1.0) -> list[str]:
-        """Pretraining documents: the first ``n`` training rows as prompt + completion text."""
+        """Pretraining documents: the first ``n`` training rows, text as prompt + completion, a
+        conversation (with the system prompt) rendered through the chat template of the tokenizer
+        pretraining trains, so its turn markers and tool-call markup are trained too."""
         docs = []
         for rec in self.records("train").select(range(min(n, len(self.records("train"))))):
             prompt, completion = rec["prompt"], rec.get("completion") or ""
             if is_conversation(prompt):
-                turns = list(prompt) + (list(completion) if is_conversation(completion) else [])
-                docs.append("\n".join(str(m["content"]) for m in turns))
+                reply = [{"role": "assistant", "content": completion}] if completion else []
+                turns = list(prompt) + (list(completion) if is_conversation(completion) else reply)
+                docs.append(render_chat(with_system(turns, self.system_prompt)))
             else:
                 docs.append(str(prompt) + str(completion))
         return docs

@@ -3,10 +3,12 @@
 The corpus is the task's (:meth:`r1rl.tasks.base.Task.corpus`): for the embedded task, plain
 worked chains (``37+48=85 85-12=73``) and, for ``data.formatted_fraction`` of documents, the
 full prompt + answer format; for a benchmark or ``data.path`` task, its training rows as
-prompt + completion. With ``data.sources`` / ``data.filters`` / ``data.dedup`` /
-``data.val_fraction`` the corpus goes through :mod:`r1rl.data` instead: a mixture of sources,
-quality filters and dedup (their statistics in ``data_stats.json``, ``filter_stats.json``,
-``dedup_stats.json``), and a held-out share whose loss is logged as ``val/loss`` at the end.
+prompt + completion, a conversation rendered through the chat template of the tokenizer trained
+here (ChatML: ``<|im_start|>``/``<|im_end|>`` are special tokens, trained as single ids). With
+``data.sources`` / ``data.filters`` / ``data.dedup`` / ``data.val_fraction`` the corpus goes through
+:mod:`r1rl.data` instead: a mixture of sources, quality filters and dedup (their statistics in
+``data_stats.json``, ``filter_stats.json``, ``dedup_stats.json``), and a held-out share whose loss is
+logged as ``val/loss`` at the end.
 
 Documents are joined with EOS and packed into fixed-length rows; attention crosses document
 boundaries within a row (as in GPT-2-style packing), which the EOS separator makes learnable.

@@ -56,6 +56,20 @@ def test_every_generated_solution_earns_full_reward():
     assert arithmetic_task(prompts, comps, answer=answers) == [1.0] * 300
 
 
+def test_chat_rows_score_as_their_text_does():
+    probs = ArithmeticTask().problems("train", 50, seed=0)
+    prompts = [p.prompt for p in probs]
+    comps = [p.completion if i % 2 else f"<answer>{p.answer + 1}</answer>" for i, p in enumerate(probs)]
+    chat_prompts = [
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": p}] for p in prompts
+    ]
+    chat_comps = [[{"role": "assistant", "content": c}] for c in comps]
+    answers = [p.answer for p in probs]
+    for reward in (arithmetic_syntax, arithmetic_logic, arithmetic_task):
+        text = reward(prompts, comps, answer=answers)
+        assert reward(chat_prompts, chat_comps, answer=answers) == text and sum(text) == 25
+
+
 def test_exhausted_space_is_a_clear_error():
     task = ArithmeticTask(min_operands=2, max_operands=2, digits=1, operators="+")
     assert len(task.problems("train", 10_000, seed=0, allow_fewer=True)) <= 100

@@ -6,6 +6,8 @@ import pytest
 
 from r1rl.config import DataConfig, SFTConfig, validate
 from r1rl.errors import UserError
+from r1rl.models.chat import render_chat
+from r1rl.models.tokenizer import END_OF_TURN, train_tokenizer
 from r1rl.tasks.data import DatasetTask, load_splits
 from r1rl.train.prepare import hierarchy_of, task_of
 
@@ -86,6 +88,34 @@ def test_chat_rows_split_into_prompt_and_last_reply(tmp_path):
     path = _jsonl(tmp_path / "chat.jsonl", [{"messages": conv, "answer": 2}] * 10)
     rec = load_splits(_data(path=str(path), messages_column="messages"))["train"][0]
     assert rec["prompt"] == conv[:3] and rec["completion"] == conv[3:] and rec["answer"] == 2
+
+
+def test_chat_rows_are_pretrained_through_the_chat_template_its_markers_one_token_each(tmp_path):
+    conv = [
+        {"role": "user", "content": "12+30=?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"name": "add", "arguments": {"a": 12, "b": 30}}],
+        },
+        {"role": "tool", "content": "42"},
+        {"role": "assistant", "content": "<answer>42</answer>"},
+    ]
+    path = _jsonl(tmp_path / "chat.jsonl", [{"messages": conv, "answer": 42}] * 10)
+    task = DatasetTask(_data(path=str(path), messages_column="messages", system_prompt="Be brief."), [])
+    docs = task.corpus(5, seed=0)
+    system = {"role": "system", "content": "Be brief."}
+    assert len(docs) == 5 and docs[0] == render_chat([system, *conv])
+    assert docs[0].startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n12+30=?<|im_end|>")
+    assert '<tool_call>{"name": "add", "arguments": {"a": 12, "b": 30}}</tool_call><|im_end|>' in docs[0]
+    tok = train_tokenizer(docs * 20, vocab_size=300)
+    ids = tok(docs[0], add_special_tokens=False).input_ids  # as pretraining tokenizes its documents
+    starts, ends = tok.convert_tokens_to_ids("<|im_start|>"), tok.convert_tokens_to_ids(END_OF_TURN)
+    assert ids.count(starts) == 5 and ids.count(ends) == 5 and tok.decode(ids) == docs[0]
+    # a chat prompt with a text completion: the completion is the assistant's reply
+    text = _jsonl(tmp_path / "pc.jsonl", [{"prompt": conv[:1], "completion": "42", "answer": 42}] * 10)
+    doc = DatasetTask(_data(path=str(text)), []).corpus(1, seed=0)[0]
+    assert doc == "<|im_start|>user\n12+30=?<|im_end|>\n<|im_start|>assistant\n42<|im_end|>\n"
 
 
 def test_data_path_replaces_the_named_tasks_rows_but_keeps_its_rewards(qa):
