@@ -15,7 +15,9 @@ says, whatever seed or difficulty produced it.
 
 As a task (:class:`r1rl.records.Task`), its records are ``{"prompt", "completion", "answer"}``;
 ``answer_only_fraction`` of the training completions state only the answer (the terse SFT data
-of the tiny default), and the held-out records are the same whatever the seed.
+of the tiny default), and the held-out records are the same whatever the seed. With ``chat`` they
+are chat messages (the corpus ChatML); ``tool_fraction`` of the training completions are then
+calculator traces (:func:`calculator_trace`), the data that teaches a model to call the tool.
 
 This file is the whole task: its options (``task:`` in a recipe), its records, and its reward suite
 (registered as ``arithmetic_syntax``, ``arithmetic_logic``, ``arithmetic_task``):
@@ -27,6 +29,10 @@ This file is the whole task: its options (``task:`` in a recipe), its records, a
 
 A chat prompt or completion (TRL's format, the rows of a ``data.messages_column``) is read as its last
 message, so the same rows score alike as text and as chat.
+
+A completion that called tools (:mod:`r1rl.rewards.trajectory`) is judged by its calls and final
+turn: syntax = every call ran and the turn is ``<answer>n</answer>`` (or worked); logic = that
+answer is the last result a tool returned; task = it equals the reference.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from r1rl.data.sources import SOURCES, Document
 from r1rl.errors import UserError
 from r1rl.rewards.protocol import as_text
 from r1rl.rewards.registry import register
+from r1rl.rewards.trajectory import final_turn, tool_messages, tool_ok
 from r1rl.strict import Strict
 from r1rl.tasks.base import register_task
 
@@ -143,11 +150,19 @@ class ArithmeticTaskConfig(Strict):
     )
     train_size: int = Field(20_000, ge=1, description="distinct training problems (SFT takes the first ones)")
     heldout_size: int = Field(500, ge=1, description="held-out problems (the same ones whatever the seed)")
+    chat: bool = Field(
+        False, description="prompts and completions as chat messages; the pretraining corpus as ChatML"
+    )
+    tool_fraction: float = Field(
+        0.0, ge=0, le=1, description="share of SFT completions that are calculator tool traces (needs chat)"
+    )
 
     @model_validator(mode="after")
     def _operands(self) -> ArithmeticTaskConfig:
         if self.min_operands > self.max_operands:
             raise ValueError(f"min_operands ({self.min_operands}) > max_operands ({self.max_operands})")
+        if self.tool_fraction > 0 and not self.chat:
+            raise ValueError("tool_fraction needs chat: true (tool calls are chat messages)")
         return self
 
 
@@ -166,8 +181,9 @@ class ArithmeticTask:
     Difficulty knobs: ``min_operands``/``max_operands`` (terms per problem), ``digits``
     (largest operand has this many digits), ``operators`` (any of ``+-*``; ``*`` takes a
     one-digit right operand so results stay short). As a task: ``train_size`` distinct training
-    problems drawn with ``seed``, ``heldout_size`` held-out ones (fixed), and the
-    ``answer_only_fraction`` of terse training completions.
+    problems drawn with ``seed``, ``heldout_size`` held-out ones (fixed), the
+    ``answer_only_fraction`` of terse training completions, ``chat`` records, and the
+    ``tool_fraction`` of training completions that are calculator traces.
     """
 
     min_operands: int = 2
@@ -178,6 +194,8 @@ class ArithmeticTask:
     answer_only_fraction: float = 0.0
     train_size: int = 20_000
     heldout_size: int = 500
+    chat: bool = False
+    tool_fraction: float = 0.0
     seed: int = 0
     name: str = "arithmetic"
     rewards: list[dict[str, Any]] = field(default_factory=lambda: [dict(t) for t in REWARDS], compare=False)
@@ -192,6 +210,8 @@ class ArithmeticTask:
         bad = set(self.operators) - set(OPERATORS)
         if not self.operators or bad:
             raise ValueError(f"operators must be a non-empty string over {''.join(OPERATORS)!r}")
+        if self.tool_fraction > 0 and not self.chat:
+            raise ValueError("tool_fraction needs chat: true (tool calls are chat messages)")
 
     def records(self, split: Split) -> list[dict[str, Any]]:
         """Training records (seeded) or the fixed held-out ones, as ``{"prompt", "completion", "answer"}``."""
@@ -199,12 +219,17 @@ class ArithmeticTask:
 
     def corpus(self, n: int, seed: int, formatted_fraction: float = 1.0) -> list[str]:
         """``n`` pretraining documents: worked chains (``37+48=85 85-12=73``) or, for
-        ``formatted_fraction`` of them, prompt + worked completion."""
+        ``formatted_fraction`` of them, prompt + worked completion (with ``chat``, as ChatML)."""
         rng = random.Random(seed)
         docs = []
         for p in self.problems("train", n, seed=seed, allow_fewer=True):
             formatted = rng.random() < formatted_fraction
-            docs.append(p.prompt + p.completion if formatted else p.chain_text)
+            if not formatted:
+                docs.append(p.chain_text)
+            elif self.chat:
+                docs.append(chat_text([_message("user", p.prompt), _message("assistant", p.completion)]))
+            else:
+                docs.append(p.prompt + p.completion)
         return docs
 
     def sample(self, rng: random.Random) -> ArithmeticProblem:
@@ -245,22 +270,56 @@ class ArithmeticTask:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_records(task: ArithmeticTask, split: Split) -> tuple[tuple[str, str, int], ...]:
+def _cached_records(task: ArithmeticTask, split: Split) -> tuple[tuple[str, str, int, bool], ...]:
+    """``(prompt, completion text, answer, whether it is a calculator trace)`` per record."""
     if split == "test":
         problems = task.problems("test", task.heldout_size, seed=HELDOUT_SEED, allow_fewer=True)
-        return tuple((p.prompt, p.completion, p.answer) for p in problems)
+        return tuple((p.prompt, p.completion, p.answer, False) for p in problems)
     problems = task.problems("train", task.train_size, seed=task.seed + 1, allow_fewer=True)
     rng = random.Random(f"answer-only-{task.seed}")
-    return tuple(
-        (p.prompt, p.short_completion if rng.random() < task.answer_only_fraction else p.completion, p.answer)
-        for p in problems
-    )
+    tools = random.Random(f"tools-{task.seed}")  # its own stream: the other records stay as without tools
+    out = []
+    for p in problems:
+        completion = p.short_completion if rng.random() < task.answer_only_fraction else p.completion
+        out.append((p.prompt, completion, p.answer, tools.random() < task.tool_fraction))
+    return tuple(out)
 
 
 def _records(task: ArithmeticTask, split: Split) -> list[dict[str, Any]]:
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    return [{"prompt": p, "completion": c, "answer": a} for p, c, a in _cached_records(task, split)]
+    return [_record(p, c, a, tool, task.chat) for p, c, a, tool in _cached_records(task, split)]
+
+
+def _record(prompt: str, completion: str, answer: int, tool: bool, chat: bool) -> dict[str, Any]:
+    if not chat:
+        return {"prompt": prompt, "completion": completion, "answer": answer}
+    expression, turn = prompt.removesuffix("="), _message("assistant", completion)
+    turns = calculator_trace(expression, answer) if tool else [turn]
+    return {"prompt": [_message("user", prompt)], "completion": turns, "answer": answer}
+
+
+def _message(role: str, content: str) -> dict[str, Any]:
+    return {"role": role, "content": content}
+
+
+def calculator_trace(expression: str, answer: int) -> list[dict[str, Any]]:
+    """A completion that asks the calculator: the call, the tool's result, then ``<answer>n</answer>``."""
+    call = {"type": "function", "function": {"name": "calculator", "arguments": {"expression": expression}}}
+    return [
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "name": "calculator", "content": str(answer), "status": "ok"},
+        _message("assistant", f"<answer>{answer}</answer>"),
+    ]
+
+
+def chat_text(messages: list[dict[str, Any]]) -> str:
+    r"""Messages as ChatML text, exactly as r1rl's chat template (``r1rl.models.tokenizer``) renders them.
+
+    >>> chat_text([_message("user", "1+2="), _message("assistant", "<answer>3</answer>")])
+    '<|im_start|>user\n1+2=<|im_end|>\n<|im_start|>assistant\n<answer>3</answer><|im_end|>\n'
+    """
+    return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
 
 
 @register_task("arithmetic", options=ArithmeticTaskConfig)
@@ -318,6 +377,7 @@ _NUM = r"-?\d+"
 _STEP = re.compile(rf"^({_NUM})([+\-*])(\d+)=({_NUM})$")
 _FORMAT = re.compile(r"^<think>(.*?)</think><answer>(-?\d+)</answer>\s*$", re.DOTALL)
 _ANSWER = re.compile(r"<answer>\s*(-?\d+)\s*</answer>")
+_ANSWER_ONLY = re.compile(r"^<answer>(-?\d+)</answer>\s*$")
 _TERMS = re.compile(r"(?<![\d)])-?\d+|[+\-*]")
 
 
@@ -347,14 +407,39 @@ def prompt_terms(prompt: str) -> tuple[list[int], list[str]]:
     return [int(t) for t in toks[0::2]], toks[1::2]
 
 
+def final_answer(completion: Any) -> int | None:
+    """A tool-using trajectory's answer: its final assistant turn, ``<answer>n</answer>`` or worked.
+
+    >>> final_answer(calculator_trace("6*7", 42)), final_answer(calculator_trace("6*7", 42)[:2])
+    (42, None)
+    >>> [m["role"] for m in calculator_trace("6*7", 42)]
+    ['assistant', 'tool', 'assistant']
+    """
+    text = final_turn(completion)
+    if text is None:
+        return None
+    if m := _ANSWER_ONLY.match(text.strip()):
+        return int(m.group(1))
+    parsed = parse(text)
+    return None if parsed is None else parsed[1]
+
+
 @register("arithmetic_syntax", tier="syntax")
 def arithmetic_syntax(prompts: list[str], completions: list[str], **columns) -> list[float | None]:
-    """1.0 when the completion parses as ``<think>steps</think><answer>n</answer>``.
+    """1.0 when the completion parses as ``<think>steps</think><answer>n</answer>``; for a trajectory
+    that called tools, when every call ran (status ``ok``) and it has a :func:`final_answer`.
 
     >>> arithmetic_syntax(["1+2="], ["<think>1+2=3</think><answer>3</answer>", "3"])
     [1.0, 0.0]
     """
-    return [1.0 if parse(as_text(c)) is not None else 0.0 for c in completions]
+    return [_syntax_score(c) for c in completions]
+
+
+def _syntax_score(completion: Any) -> float:
+    tools = tool_messages(completion)
+    if tools is None:
+        return 1.0 if parse(as_text(completion)) is not None else 0.0
+    return 1.0 if all(tool_ok(m) for m in tools) and final_answer(completion) is not None else 0.0
 
 
 @register("arithmetic_logic", tier="logic")
@@ -362,16 +447,26 @@ def arithmetic_logic(prompts: list[str], completions: list[str], **columns) -> l
     """Fraction of consistency checks passed (1.0 = every step right and chained).
 
     One check per expected step (right terms, right result, chained from the previous
-    result) and one for the answer matching the last result.
+    result) and one for the answer matching the last result. A trajectory that called tools scores
+    1.0 when its :func:`final_answer` is the last result a tool returned (status ``ok``), else 0.0.
 
     >>> arithmetic_logic(["1+2+3="] * 2, ["<think>1+2=3;3+3=6</think><answer>6</answer>",
     ...                                   "<think>1+2=3;3+3=7</think><answer>7</answer>"])
     [1.0, 0.6666666666666666]
     """
-    return [_logic_score(as_text(p), as_text(c)) for p, c in zip(prompts, completions)]
+    return [_logic_score(p, c) for p, c in zip(prompts, completions)]
 
 
-def _logic_score(prompt: str, completion: str) -> float:
+def _logic_score(prompt: Any, completion: Any) -> float:
+    tools = tool_messages(completion)
+    if tools is None:
+        return _steps_score(as_text(prompt), as_text(completion))
+    results = [str(m.get("content", "")).strip() for m in tools if tool_ok(m)]
+    answer = final_answer(completion)
+    return 1.0 if results and answer is not None and results[-1] == str(answer) else 0.0
+
+
+def _steps_score(prompt: str, completion: str) -> float:
     parsed = parse(completion)
     if parsed is None:
         return 0.0
@@ -393,9 +488,9 @@ def _logic_score(prompt: str, completion: str) -> float:
 def arithmetic_task(
     prompts: list[str], completions: list[str], answer: list, **columns
 ) -> list[float | None]:
-    """1.0 when the last ``<answer>n</answer>`` equals the reference ``answer`` column.
+    """1.0 when the last ``<answer>n</answer>`` (of the last message) equals the reference ``answer`` column.
 
-    Only the answer is judged, shown work or not: format and reasoning are the lower tiers' job.
+    Only the answer is judged, shown work or tool calls or not: format and reasoning are the lower tiers' job.
 
     >>> arithmetic_task(["1+2="] * 3, ["<think>1+2=3</think><answer>3</answer>", "<answer>3</answer>",
     ...                               "<think>1+2=3</think>3"], answer=[3, 3, 3])
