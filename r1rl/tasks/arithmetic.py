@@ -50,6 +50,7 @@ from pydantic import Field, model_validator
 
 from r1rl.data.sources import SOURCES, Document
 from r1rl.errors import UserError
+from r1rl.models.chat import render_chat
 from r1rl.rewards.protocol import as_text
 from r1rl.rewards.registry import register
 from r1rl.rewards.trajectory import final_turn, tool_messages, tool_ok
@@ -227,7 +228,7 @@ class ArithmeticTask:
             if not formatted:
                 docs.append(p.chain_text)
             elif self.chat:
-                docs.append(chat_text([_message("user", p.prompt), _message("assistant", p.completion)]))
+                docs.append(render_chat([_message("user", p.prompt), _message("assistant", p.completion)]))
             else:
                 docs.append(p.prompt + p.completion)
         return docs
@@ -311,15 +312,6 @@ def calculator_trace(expression: str, answer: int) -> list[dict[str, Any]]:
         {"role": "tool", "name": "calculator", "content": str(answer), "status": "ok"},
         _message("assistant", f"<answer>{answer}</answer>"),
     ]
-
-
-def chat_text(messages: list[dict[str, Any]]) -> str:
-    r"""Messages as ChatML text, exactly as r1rl's chat template (``r1rl.models.tokenizer``) renders them.
-
-    >>> chat_text([_message("user", "1+2="), _message("assistant", "<answer>3</answer>")])
-    '<|im_start|>user\n1+2=<|im_end|>\n<|im_start|>assistant\n<answer>3</answer><|im_end|>\n'
-    """
-    return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
 
 
 @register_task("arithmetic", options=ArithmeticTaskConfig)

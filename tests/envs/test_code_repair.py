@@ -65,4 +65,3 @@ def test_eval_runs_episodes(micro_pretrained, mbpp_dir, tmp_path):
     assert result["n"] == 3 and result["env/turns"] == 2.0 and result["env/programs_run"] > 0
     samples = [json.loads(line) for line in (run.path / "samples.jsonl").read_text().splitlines()]
     assert [m["role"] for m in samples[0]["episode"]] == ["assistant", "user", "assistant"]
-

@@ -16,7 +16,9 @@ from test_episodes import PROMPTS, scripted, tokenizer  # noqa: E402,F401  (the 
 
 
 def test_trl_style_tool_and_environment_run_unchanged(tokenizer):  # noqa: F811
-    cfg = EnvConfig(tools=[f"{HERE / 'trl_style.py'}:multiply"], environment="trl_style:CounterEnv", max_turns=3)
+    cfg = EnvConfig(
+        tools=[f"{HERE / 'trl_style.py'}:multiply"], environment="trl_style:CounterEnv", max_turns=3
+    )
     spec = EnvSpec.from_config(cfg)
     names = [s["function"]["name"] for s in spec.schemas()]
     assert names == ["multiply", "increment"]

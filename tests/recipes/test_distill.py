@@ -275,7 +275,9 @@ def test_multi_turn_traces_keep_the_environment_as_context(runs, tmp_path):
     rd = STAGES["distill"](cfg)
     traces = [json.loads(line) for line in (rd.path / "traces.jsonl").read_text().splitlines()]
     assert traces and all(isinstance(t["completion"], list) for t in traces)
-    two_turns = [t for t in traces if [m["role"] for m in t["completion"]] == ["assistant", "user", "assistant"]]
+    two_turns = [
+        t for t in traces if [m["role"] for m in t["completion"]] == ["assistant", "user", "assistant"]
+    ]
     assert two_turns  # the environment answered, the teacher wrote on
     assert all(t["completion"][1]["content"] == "again?" for t in two_turns)
     assert rd.read_metrics()[-1]["loss"] > 0

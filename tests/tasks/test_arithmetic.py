@@ -4,6 +4,7 @@ import pytest
 
 from r1rl.envs.calculator import calculator
 from r1rl.errors import UserError
+from r1rl.models.chat import render_chat
 from r1rl.models.tokenizer import train_tokenizer
 from r1rl.tasks.arithmetic import (
     ArithmeticProblem,
@@ -12,7 +13,6 @@ from r1rl.tasks.arithmetic import (
     arithmetic_logic,
     arithmetic_syntax,
     arithmetic_task,
-    chat_text,
 )
 
 
@@ -152,11 +152,11 @@ def test_chat_corpus_is_what_the_chat_template_renders():
     for c, t in zip(chat, text):  # the same problems; prompt + completion become a user and an assistant turn
         prompt, completion = t[: t.index("=") + 1], t[t.index("=") + 1 :]
         messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]
-        assert c == chat_text(messages)
+        assert c == render_chat(messages)
     tokenizer = train_tokenizer(chat, vocab_size=300)
     assert chat[0] == tokenizer.apply_chat_template(_conversation(chat[0]), tokenize=False)
     r = ArithmeticTask(chat=True).records("train")[0]
-    assert chat_text(r["prompt"] + r["completion"]) == tokenizer.apply_chat_template(
+    assert render_chat(r["prompt"] + r["completion"]) == tokenizer.apply_chat_template(
         r["prompt"] + r["completion"], tokenize=False
     )
     # documents not in the prompt format stay plain worked chains
