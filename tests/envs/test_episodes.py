@@ -5,7 +5,10 @@ The policy here is scripted (each turn's text is given), so what an episode must
 checked exactly; the real model runs the same loop in the PPO tests below and in tests/recipes.
 """
 
+import copy
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +17,8 @@ from r1rl.envs.base import Environment, Step
 from r1rl.envs.episodes import EnvSpec, environment_ids, run_episodes
 from r1rl.models.generation import Generation, left_pad
 from r1rl.models.tokenizer import train_tokenizer
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "models"))
 
 CALL = '<tool_call>{"name": "add", "arguments": {"a": 2, "b": 3}}</tool_call>'
 
@@ -207,3 +212,22 @@ def test_synced_generation_steps_every_turn(tokenizer):
     gen = scripted(tokenizer, [["<answer>5</answer>"] * 3])
     run_episodes(gen, tokenizer, spec, PROMPTS[:1], [{}], 40, synced=True)
     assert gen.calls == [1, 1, 1]  # a sharded model: every rank generates every turn
+
+
+def test_a_qwen3_style_template_runs_episodes(tokenizer):
+    """Qwen3's markup: each call on its own lines, results as a user turn of <tool_response> blocks."""
+    from test_chat import QWEN3_STYLE
+
+    qwen = copy.deepcopy(tokenizer)
+    qwen.chat_template = QWEN3_STYLE
+    call = '<tool_call>\n{"name": "add", "arguments": {"a": 2, "b": 3}}\n</tool_call>'
+    spec = EnvSpec(tools=[add], max_turns=3, max_tokens=300)
+    ep = run(qwen, [[call, "<answer>5</answer>"]], spec)
+    assert [m["role"] for m in ep.conversations[0]] == ["assistant", "tool", "assistant"]
+    g = ep.generation
+    env = g.completion_ids[0][(g.action_mask[0] == 0) & (g.completion_mask[0] == 1)].tolist()
+    text = qwen.decode(env, skip_special_tokens=False)
+    assert (
+        text == "\n<|im_start|>user\n<tool_response>\n5\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert '"name": "add"' in qwen.decode(g.prompt_ids[0], skip_special_tokens=False)  # the schema's JSON
