@@ -8,7 +8,8 @@ RL with tools (PPO from the second, with ``env.tools: [calculator]``). Every arm
 
     python bench/tool_use.py --seeds 0 1 2 --jobs 2
 
-Each stage runs as its own ``r1rl`` process with one thread, ``--jobs`` seeds at a time; run
+``--base RUN`` starts every seed from one pretrained run instead of pretraining one per seed (the
+seeds then vary SFT's and RL's data order and sampling, not the pretrained model). Each stage runs as its own ``r1rl`` process with one thread, ``--jobs`` seeds at a time; run
 directories go to ``--out/s{seed}/...`` and finished stages are skipped on a rerun (r1rl's own
 rerun rules). Prints the 4-arm table, writes ``--out/results.json`` and the plot of the tool-call
 and well-formed rates through RL (``--plot``).
@@ -42,12 +43,13 @@ def run_seed(seed: int, out: Path, a: argparse.Namespace) -> dict:
     root = out / f"s{seed}"
     root.mkdir(parents=True, exist_ok=True)
     log, common = root / "log.txt", [f"seed={seed}", "threads=1"]
-    base = root / "pretrain"
-    r1rl("pretrain", "pretrain.yaml", [f"output_dir={base}", *common], log)
+    base = a.base or root / "pretrain"
+    if a.base is None:
+        r1rl("pretrain", "pretrain.yaml", [f"output_dir={base}", *common], log)
     tools_sft = [f"task.tool_fraction={a.tool_fraction}", *TOOLS]
     stages = {
-        "sft": ("sft", "sft.yaml", [f"model_path={base}/final"]),
-        "sft_tools": ("sft", "sft.yaml", [f"model_path={base}/final", *tools_sft]),
+        "sft": ("sft", "sft.yaml", [f"model_path={base / 'final'}"]),
+        "sft_tools": ("sft", "sft.yaml", [f"model_path={base / 'final'}", *tools_sft]),
         "rl": ("ppo", "ppo.yaml", [f"model_path={root}/sft/final"]),
         "rl_tools": ("ppo", "ppo.yaml", [f"model_path={root}/sft_tools/final", *TOOLS]),
     }
