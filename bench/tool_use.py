@@ -9,7 +9,8 @@ RL with tools (PPO from the second, with ``env.tools: [calculator]``). Every arm
     python bench/tool_use.py --seeds 0 1 2 --jobs 2
 
 ``--base RUN`` starts every seed from one pretrained run instead of pretraining one per seed (the
-seeds then vary SFT's and RL's data order and sampling, not the pretrained model). Each stage runs as its own ``r1rl`` process with one thread, ``--jobs`` seeds at a time; run
+seeds then vary SFT's and RL's data order and sampling, not the pretrained model). Each stage runs
+as its own ``r1rl`` process with one thread, ``--jobs`` seeds at a time; run
 directories go to ``--out/s{seed}/...`` and finished stages are skipped on a rerun (r1rl's own
 rerun rules). Prints the 4-arm table, writes ``--out/results.json`` and the plot of the tool-call
 and well-formed rates through RL (``--plot``).
