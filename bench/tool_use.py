@@ -122,6 +122,7 @@ def main() -> None:
     p.add_argument(
         "--tool-fraction", type=float, default=0.3, help="SFT rows with tools that are tool traces"
     )
+    p.add_argument("--base", type=Path, help="a pretrain run every seed starts from (default: one per seed)")
     p.add_argument("--plot", type=Path, default=Path("docs/experiments/tool_use.png"))
     p.add_argument("extra", nargs="*", help="overrides for every SFT and PPO stage (key=value)")
     a = p.parse_args()

@@ -19,6 +19,7 @@ import ast
 import operator
 from collections.abc import Callable
 from fractions import Fraction
+from typing import Any
 
 from r1rl.envs.base import TOOLS
 
@@ -69,3 +70,13 @@ def _value(node: ast.expr) -> Fraction:
             raise ValueError("division by zero")
         return _BINARY[type(node.op)](left, right)
     raise ValueError(f"unsupported in an integer expression: {ast.unparse(node)[:40]!r}")
+
+
+def calculator_trace(expression: str, answer: int) -> list[dict[str, Any]]:
+    """A completion that asks the calculator: the call, the tool's result, then ``<answer>n</answer>``."""
+    call = {"type": "function", "function": {"name": "calculator", "arguments": {"expression": expression}}}
+    return [
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "name": "calculator", "content": str(answer), "status": "ok"},
+        {"role": "assistant", "content": f"<answer>{answer}</answer>"},
+    ]

@@ -49,6 +49,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from r1rl.data.sources import SOURCES, Document
+from r1rl.envs.calculator import calculator, calculator_trace
 from r1rl.errors import UserError
 from r1rl.models.chat import render_chat
 from r1rl.rewards.protocol import as_text
@@ -220,13 +221,18 @@ class ArithmeticTask:
 
     def corpus(self, n: int, seed: int, formatted_fraction: float = 1.0) -> list[str]:
         """``n`` pretraining documents: worked chains (``37+48=85 85-12=73``) or, for
-        ``formatted_fraction`` of them, prompt + worked completion (with ``chat``, as ChatML)."""
+        ``formatted_fraction`` of them, prompt + worked completion (with ``chat``, as ChatML; with
+        ``tool_fraction`` too, that share of them a calculator trace with the tool listed, so the
+        tool-call markup's tokens are trained before any SFT)."""
         rng = random.Random(seed)
         docs = []
         for p in self.problems("train", n, seed=seed, allow_fewer=True):
             formatted = rng.random() < formatted_fraction
             if not formatted:
                 docs.append(p.chain_text)
+            elif self.chat and self.tool_fraction > 0 and rng.random() < self.tool_fraction:
+                trace = calculator_trace(p.prompt.removesuffix("="), p.answer)  # with the tools listed
+                docs.append(render_chat([_message("user", p.prompt), *trace], tools=[calculator]))
             elif self.chat:
                 docs.append(render_chat([_message("user", p.prompt), _message("assistant", p.completion)]))
             else:
@@ -302,16 +308,6 @@ def _record(prompt: str, completion: str, answer: int, tool: bool, chat: bool) -
 
 def _message(role: str, content: str) -> dict[str, Any]:
     return {"role": role, "content": content}
-
-
-def calculator_trace(expression: str, answer: int) -> list[dict[str, Any]]:
-    """A completion that asks the calculator: the call, the tool's result, then ``<answer>n</answer>``."""
-    call = {"type": "function", "function": {"name": "calculator", "arguments": {"expression": expression}}}
-    return [
-        {"role": "assistant", "content": "", "tool_calls": [call]},
-        {"role": "tool", "name": "calculator", "content": str(answer), "status": "ok"},
-        _message("assistant", f"<answer>{answer}</answer>"),
-    ]
 
 
 @register_task("arithmetic", options=ArithmeticTaskConfig)
