@@ -27,13 +27,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any, Protocol, cast
 
 import torch
 
 from r1rl.envs.base import ENVIRONMENTS, TOOLS, Environment, Step, environment_tools, parse_turn
 from r1rl.envs.tools import Tool, ToolOutcome, ToolRunner, tool_schema
-from r1rl.errors import UserError
+from r1rl.errors import UserError, did_you_mean
 from r1rl.models.encoding import encode_prompt
 from r1rl.models.generation import Generation, left_pad
 from r1rl.records import is_conversation
@@ -45,11 +46,22 @@ _MARK = "\u2063"  # an invisible separator standing in for a message's content w
 
 
 def _resolve(spec: str, registry: Any, kind: str) -> Any:
+    """A registered name, ``module:attr``, ``file.py:attr``, or a name an installed package exposes in
+    the ``r1rl.tools`` / ``r1rl.environments`` entry-point group (as rewards resolve)."""
     if spec in registry:
         return registry[spec]
-    if ":" not in spec:
-        registry.get(spec, f"env.{'tools' if kind == 'tool' else 'environment'}")  # unknown: one line
-    return load_plugin(spec, kind)
+    if ":" in spec:
+        return load_plugin(spec, kind)
+    group = "r1rl.tools" if kind == "tool" else "r1rl.environments"
+    for ep in entry_points(group=group):
+        if ep.name == spec:
+            try:
+                return ep.load()
+            except Exception as e:  # a broken installed plug-in is bad input too
+                raise UserError(f"{kind} {spec!r}: entry point {ep.value!r} failed to load ({e})") from None
+    key = f"env.{'tools' if kind == 'tool' else 'environment'}"
+    names = [*registry.names(), *(ep.name for ep in entry_points(group=group))]
+    raise UserError(f"{key}: unknown {kind} {spec!r}{did_you_mean(spec, names)}")
 
 
 class EnvOptions(Protocol):
