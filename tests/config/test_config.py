@@ -172,3 +172,17 @@ def test_clip_defaults_follow_the_importance_sampling_level():
     assert clip_range(algo(clip_eps_high=0.28)) == (0.2, 0.28)
     assert clip_range(algo(importance_sampling_level="sequence", **gspo)) == (3e-4, 4e-4)
     assert clip_range(algo(importance_sampling_level="sequence", clip_eps=1e-3, **gspo)) == (1e-3, 1e-3)
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "sft"])
+def test_the_tool_recipes_are_the_tiny_stages_on_chat_problems(stage):
+    """recipes/configs/tools/<stage>.yaml trains as the tiny stage does, on harder problems in chat form."""
+    from r1rl.config import PretrainConfig
+
+    root = Path(__file__).parents[2] / "recipes" / "configs"
+    cls = PretrainConfig if stage == "pretrain" else SFTConfig
+    tools, tiny = (load_config(cls, root / size / f"{stage}.yaml") for size in ("tools", "tiny"))
+    assert tools.task.chat and tools.task.digits > tiny.task.digits
+    assert _training_fields(tools) | {"task": None} == _training_fields(tiny) | {"task": None}
+    with_tools = load_config(cls, root / "tools" / f"{stage}.yaml", ["task.tool_fraction=0.3"])
+    assert with_tools.task.tool_fraction == 0.3
