@@ -88,6 +88,8 @@ def curves(out: Path, seeds: list[int]) -> dict[int, dict[str, list[float]]]:
 
 
 def plot(results: dict, rates: dict, path: Path) -> None:
+    """Lines: the rates in each PPO step's sampled episodes; markers: greedy held-out rates of the SFT
+    model (step 0) and of the RL model (the last step)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,17 +100,18 @@ def plot(results: dict, rates: dict, path: Path) -> None:
         (axes[0], "tool_call_rate", "tool-call rate"),
         (axes[1], "well_formed", "well-formed calls"),
     ):
-        for seed, c in rates.items():
-            start = results[seed]["sft_tools"].get(f"env/{key}")
-            steps, values = c["step"], c[key]
-            if start is not None:  # the SFT model's rate on the held-out problems, before RL
-                steps, values = [0, *steps], [start, *values]
-            ax.plot(steps, values, label=f"seed {seed}")
-        ax.set_title(f"{title} through RL (step 0: SFT with tools)")
+        for i, (seed, c) in enumerate(sorted(rates.items())):
+            color = f"C{i}"
+            ax.plot(c["step"], c[key], color=color, label=f"seed {seed}: rollouts (sampled)")
+            r = results[seed]
+            before, after = r["sft_tools"].get(f"env/{key}"), r["rl_tools"].get(f"env/{key}")
+            ax.plot([0, c["step"][-1]], [before, after], "o", color=color, mfc="white", ms=7)
+        ax.plot([], [], "o", color="gray", mfc="white", label="held-out, greedy (SFT, then RL)")
+        ax.set_title(f"{title} through RL")
         ax.set_xlabel("PPO step")
-        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
-    axes[0].legend()
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -125,7 +128,12 @@ def main() -> None:
     p.add_argument("--base", type=Path, help="a pretrain run every seed starts from (default: one per seed)")
     p.add_argument("--plot", type=Path, default=Path("docs/experiments/tool_use.png"))
     p.add_argument("extra", nargs="*", help="overrides for every SFT and PPO stage (key=value)")
+    p.add_argument("--replot", action="store_true", help="only redraw the plot from --out/results.json")
     a = p.parse_args()
+    if a.replot:
+        saved = json.loads((a.out / "results.json").read_text())
+        plot(saved["results"], saved["curves"], a.plot)
+        return
     if a.tool_fraction > 0.3:
         p.error("--tool-fraction: at most 0.3 of the SFT rows may be tool traces")
     with ThreadPoolExecutor(a.jobs) as pool:
