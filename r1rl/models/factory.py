@@ -6,6 +6,7 @@ built from a preset, and anything else loads through ``AutoModelForCausalLM``.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -150,7 +151,11 @@ def add_lora(model: PreTrainedModel, cfg: Any, adapter_name: str = "default") ->
     """
     from peft import get_peft_model
 
-    return get_peft_model(model, lora_config(cfg), adapter_name=adapter_name)
+    with warnings.catch_warnings():  # PEFT reads transformers' deprecated alias; the user can do nothing
+        warnings.filterwarnings(
+            "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+        )
+        return get_peft_model(model, lora_config(cfg), adapter_name=adapter_name)
 
 
 def lora_config(cfg: Any) -> LoraConfig:
