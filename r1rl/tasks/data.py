@@ -26,6 +26,7 @@ renders a conversation through the from-scratch tokenizer's chat template
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,7 @@ def load_raw(cfg: DataConfig) -> Any:
             )
         if local.suffix.lower() == ".tsv":
             kwargs["sep"] = "\t"
+        check_file(local)
         args: tuple[Any, ...] = (builder,)
         kwargs.setdefault("data_files", {"train": str(local)})  # one file: one split, "train"
     elif local.is_dir():
@@ -188,6 +190,23 @@ def load_raw(cfg: DataConfig) -> Any:
         first = " ".join(str(e).split())[:300] or type(e).__name__
         raise UserError(f"data.path: cannot load {path} ({type(e).__name__}: {first})") from None
     return dd
+
+
+def check_file(path: Path) -> None:
+    """An empty file, or a JSON Lines file with a line that is not JSON, is a one-line error naming the
+    file and the line (``datasets`` would say ``StopIteration`` or ``DatasetGenerationError``)."""
+    if path.stat().st_size == 0 or not path.read_text(errors="replace").strip():
+        raise UserError(f"data.path: {path} is empty")
+    if path.suffix.lower() != ".jsonl":
+        return
+    with path.open(errors="replace") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                json.loads(line)
+            except ValueError as e:
+                raise UserError(f"data.path: {path} line {n} is not valid JSON ({e})") from None
 
 
 def load_splits(cfg: DataConfig, seed: int = 0) -> dict[str, Any]:

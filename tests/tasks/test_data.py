@@ -187,4 +187,18 @@ def test_code_reward_names_its_alternative_columns(qa):
 def test_unreadable_file_is_one_line(tmp_path):
     path = tmp_path / "broken.jsonl"
     path.write_text('{"prompt": "a"\n{oops\n')
-    assert "cannot load" in _error({"path": str(path)})
+    assert f"{path} line 1 is not valid JSON" in _error({"path": str(path)})
+
+
+def test_a_malformed_line_or_an_empty_file_is_one_line_naming_it(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "1+1=", "answer": 2}\n{"question": "2+2=", "answer": 4\n{"question": "x"}\n')
+    with pytest.raises(UserError) as e:
+        load_splits(_data(path=str(bad), prompt_column="question"))
+    assert str(e.value).startswith(f"data.path: {bad} line 2 is not valid JSON (") and "\n" not in str(
+        e.value
+    )
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(UserError, match=f"^data.path: {empty} is empty$"):
+        load_splits(_data(path=str(empty), prompt_column="question"))
