@@ -372,6 +372,11 @@ def test_lineage_of_stages_run_elsewhere(run, tmp_path):
 def test_cli(run, hub, tmp_path, capsys):
     assert main_push([str(run), "--repo-id", "acme/micro-moe", "--dry-run", str(tmp_path / "dry")]) == 0
     assert hub.requests == []
+    capsys.readouterr()
+    assert main_push([str(run), "--repo-id", "acme/micro-moe", "--dry-run"]) == 0  # a new folder
+    folder = Path(capsys.readouterr().out.split(" to ")[-1].split(";")[0])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (tmp_path / "dry").iterdir())
+    assert hub.requests == []
     assert main_push([str(run), "--repo-id", "acme/micro-moe", "--private", "--message", "first push"]) == 0
     assert hub.repos["acme/micro-moe"].commits[0]["summary"] == "first push"
     capsys.readouterr()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from typing import Any
 
 from r1rl.errors import UserError
 from r1rl.report.hub.upload import WHATS, push_run
+
+NEW_FOLDER = "\0new"  # --dry-run given without a folder
 
 
 def add_push_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -25,8 +28,9 @@ def add_push_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="full|adapter: push final/ as it is, checking it is one; merged: merge an adapter into its base",
     )  # fmt: skip
     p.add_argument(
-        "--dry-run", metavar="DIR", default=None, help="write the exact upload folder to DIR; upload nothing"
-    )
+        "--dry-run", metavar="DIR", nargs="?", const=NEW_FOLDER, default=None,
+        help="write the exact upload folder to DIR (default: a new temporary folder); upload nothing",
+    )  # fmt: skip
     p.add_argument(
         "--private",
         action="store_true",
@@ -45,6 +49,8 @@ def add_push_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_push(args: argparse.Namespace) -> int:
+    if args.dry_run == NEW_FOLDER:  # --dry-run without a folder: a new one, named in the printed line
+        args.dry_run = tempfile.mkdtemp(prefix="r1rl-push-")
     push_run(
         args.run_dir,
         args.repo_id,
