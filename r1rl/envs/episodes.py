@@ -32,7 +32,7 @@ from typing import Any, Protocol, cast
 
 import torch
 
-from r1rl.envs.base import ENVIRONMENTS, TOOLS, Environment, Step, environment_tools, parse_turn
+from r1rl.envs.base import ENVIRONMENTS, TOOLS, Environment, Step, Turn, environment_tools, parse_turn
 from r1rl.envs.tools import Tool, ToolOutcome, ToolRunner, tool_schema
 from r1rl.errors import UserError, did_you_mean
 from r1rl.models.encoding import encode_prompt
@@ -85,6 +85,7 @@ class EnvSpec:
     max_tokens: int = 160
     timeout: float = 5.0
     max_chars: int = 500
+    _schemas: list[dict[str, Any]] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_config(cls, cfg: EnvOptions) -> EnvSpec:
@@ -98,11 +99,14 @@ class EnvSpec:
         return cls(tools, factory, cfg.max_turns, cfg.max_tokens, cfg.tool_timeout_s, cfg.tool_max_chars)
 
     def schemas(self) -> list[dict[str, Any]]:
-        """The tools' schemas as the chat template lists them: the functions', then the environment's."""
-        tools = list(self.tools)
-        if self.factory is not None:
-            tools += environment_tools(self.factory())
-        return [tool_schema(t) for t in tools]
+        """The tools' schemas as the chat template lists them: the functions', then the environment's
+        (made once: they do not change between rollouts)."""
+        if self._schemas is None:
+            tools = list(self.tools)
+            if self.factory is not None:
+                tools += environment_tools(self.factory())
+            self._schemas = [tool_schema(t) for t in tools]
+        return self._schemas
 
     def runner(self) -> ToolRunner:
         return ToolRunner(self.tools, self.timeout, self.max_chars)
@@ -136,6 +140,7 @@ class _Episode:
     calls: int = 0  # tool calls written, malformed ones included
     cut: bool = False  # the last turn ran to max_new_tokens
     cut_turns: int = 0
+    turn: Turn = field(default_factory=lambda: Turn(""))  # the last turn the model wrote, read
 
     def add(self, ids: Sequence[int], action: int, logprobs: Sequence[float] | None = None) -> None:
         self.context += ids
@@ -194,7 +199,7 @@ def run_episodes(
             for j, ep in enumerate(active):
                 _model_turn(ep, g, j, spec)
                 if not ep.done:
-                    _answer(ep, runner, tokenizer, schemas, spec, turn, counts, g, j)
+                    _answer(ep, runner, tokenizer, schemas, spec, turn, counts)
     envs = [e.env for e in episodes]
     counters: Counter[str] = Counter()  # an environment's own counters (its ``metrics``), summed
     for env in envs:
@@ -221,7 +226,8 @@ def _model_turn(ep: _Episode, g: Generation, j: int, spec: EnvSpec) -> None:
         ids, lps = ids[:room], lps[:room] if lps is not None else None
     ep.add(ids, 1, lps)
     ep.turns += 1
-    ep.messages.append(parse_turn(g.texts[j]).message)
+    ep.turn = parse_turn(g.texts[j])
+    ep.messages.append(ep.turn.message)
     ep.cut = bool(g.truncated[j])  # the turn ran to max_new_tokens: the environment still answers it
     ep.cut_turns += ep.cut
     if n >= room:
@@ -230,10 +236,10 @@ def _model_turn(ep: _Episode, g: Generation, j: int, spec: EnvSpec) -> None:
 
 def _answer(
     ep: _Episode, runner: ToolRunner, tokenizer: Any, schemas: list[dict[str, Any]] | None,
-    spec: EnvSpec, turn: int, counts: Counter[str], g: Generation, j: int,
+    spec: EnvSpec, turn: int, counts: Counter[str],
 ) -> None:  # fmt: skip
     """Run the turn's tool calls (or the environment's ``step``) and append what comes back."""
-    parsed = parse_turn(g.texts[j])
+    parsed = ep.turn
     last_turn = turn == spec.max_turns - 1
     if parsed.calls or parsed.malformed:
         ep.calls += len(parsed.calls) + len(parsed.malformed)
