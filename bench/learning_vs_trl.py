@@ -94,7 +94,7 @@ def arm_trl(sft: str, seed: int, out: Path, a: argparse.Namespace) -> dict:
     lora = LoraConfigModel(**cfg.lora.model_dump())
     trainer = GRPOTrainer(
         model=model, reward_funcs=hierarchy.as_reward_function(), args=args, train_dataset=data,
-        processing_class=tok, peft_config=lora_config(lora),
+        processing_class=tok, peft_config=lora_config(lora, model),
     )  # fmt: skip
     trainer.train()
     merged = trainer.model.merge_and_unload()

@@ -119,7 +119,7 @@ def run_trl(steps: int, model_path: str | None) -> dict:
         )  # fmt: skip
         trainer = GRPOTrainer(
             model=model, reward_funcs=reward, args=args, train_dataset=data, processing_class=tok,
-            peft_config=lora_config(LoraConfigModel()),
+            peft_config=lora_config(LoraConfigModel(), model),
         )  # fmt: skip
         trainer.add_callback(timer)
         timer.marks = [time.perf_counter()]

@@ -16,7 +16,7 @@ from r1rl.eval.heldout import evaluate_heldout
 from r1rl.config import PPOConfig
 from r1rl.envs.episodes import EnvSpec
 from r1rl.models.factory import load_tokenizer, resolve_model_path
-from r1rl.models.moe import check_routing_replay
+from r1rl.models.moe import check_router_terms, check_routing_replay
 from r1rl.parallel.distributed import Parallel
 from r1rl.rundir import RunDir
 from r1rl.train.ppo.context import PPOContext
@@ -38,6 +38,7 @@ def run(cfg: PPOConfig) -> RunDir:
     pool = prompt_pool(task, tokenizer, cfg, par, env.schemas() if env else None)  # the rows that fit
     stage.start(task)  # config.yaml and task.json; seeds and threads
     roles = build_roles(cfg, model_path)  # 2. the roles: policy, critic and reference on one base
+    check_router_terms(cfg.moe, roles.generation_model)
     if cfg.moe.routing_replay:
         check_routing_replay(roles.generation_model)
     engine = build_engine(cfg.rollout, roles.generation_model, tokenizer, par.device, par.sharded)

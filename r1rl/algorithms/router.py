@@ -113,3 +113,38 @@ def switch_loss_global(
     totals = all_sum(torch.cat([counts, rows.reshape(1)]).detach())
     f, total_rows = totals[:E] / totals[E], totals[E]
     return E * world * (f * prob_sum).sum() / total_rows
+
+
+def switch_loss(
+    router_logits: tuple[torch.Tensor, ...], top_k: int, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """The Switch load-balancing loss ``E · Σ_e f_e · P_e`` over real tokens, on one process. -> scalar."""
+    return switch_loss_global(router_logits, top_k, mask, lambda t: t, 1)
+
+
+def sequence_balance_loss(
+    router_logits: tuple[torch.Tensor, ...], top_k: int, mask: torch.Tensor
+) -> torch.Tensor:
+    """DeepSeek-V3's sequence-wise balance loss, for routers that score experts with a sigmoid.
+
+    Per sequence of ``T`` real tokens: ``Σᵢ fᵢ·Pᵢ`` with ``fᵢ = E/(k·T) · #tokens routed to i`` and
+    ``Pᵢ`` the mean over its tokens of ``sᵢ / Σⱼ sⱼ``, ``s = σ(logits)``; 1 when balanced. Mean over
+    sequences, then layers. The experts counted are the top-k of ``s``: DeepSeek-V3's bias correction
+    and group limit, which change the choice but are not trained by this loss, are left out.
+    ``mask``: (B, S); router logits ``L × (B·S, E)``. -> scalar.
+    """
+    w = mask.float()  # (B, S)
+    B, S = w.shape
+    tokens = w.sum(1)  # (B,)
+    real = (tokens > 0).float()
+    losses = []
+    for logits in router_logits:
+        E = logits.shape[-1]
+        s = torch.sigmoid(logits.float()).reshape(B, S, E)
+        p = s / s.sum(-1, keepdim=True)
+        idx = s.detach().topk(top_k, dim=-1).indices.reshape(B, -1)  # (B, S·k)
+        counts = torch.zeros(B, E, device=s.device).scatter_add_(1, idx, w.repeat_interleave(top_k, dim=1))
+        f = counts * E / (top_k * tokens.clamp_min(1)[:, None])
+        P = (p * w[..., None]).sum(1) / tokens.clamp_min(1)[:, None]
+        losses.append(((f * P).sum(-1) * real).sum() / real.sum().clamp_min(1))
+    return torch.stack(losses).mean()

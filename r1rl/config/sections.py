@@ -43,16 +43,20 @@ class ModelConfig(Strict):
 
 
 class LoraConfigModel(Strict):
-    """LoRA adapters (PEFT) on attention and, through ``target_parameters``, the 3-D expert weights."""
+    """LoRA adapters (PEFT) on attention and, through ``target_parameters``, the routed experts' weights.
+
+    ``auto`` finds both from the model (:mod:`r1rl.models.targets`): every projection of its attention
+    (MLA and linear-attention layers included) and every routed expert's weights, whatever the
+    architecture names them; a run prints what the adapter covers."""
 
     r: int = Field(16, ge=1, description="LoRA rank")
     alpha: int = Field(32, ge=1, description="LoRA scaling α (the update is scaled by α / r)")
-    target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], description="modules adapted"
+    target_modules: list[str] | Literal["auto"] = Field(
+        "auto", description="modules adapted (auto: every attention projection, found from the model)"
     )
-    target_parameters: list[str] = Field(
-        default_factory=lambda: ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"],
-        description="3-D expert weights adapted through PEFT's target_parameters",
+    target_parameters: list[str] | Literal["auto"] = Field(
+        "auto",
+        description="expert weights adapted through PEFT's target_parameters (auto: every routed expert's)",
     )
 
 
@@ -277,8 +281,11 @@ class MoEConfig(Strict):
     """Router terms in the policy objective, and routing replay."""
 
     router_aux_loss_coef: float = Field(0.0, ge=0, description="load-balance loss in the policy objective")
-    router_loss: Literal["switch", "variance"] = Field(
-        "switch", description="switch: transformers' f·P loss; variance: Σᵢ(pᵢ − 1/E)² (try coef 0.01)"
+    router_loss: Literal["auto", "switch", "sequence", "variance"] = Field(
+        "auto",
+        description="auto: switch for softmax routers, sequence for sigmoid ones (DeepSeek-V3, GLM-4-MoE, "
+        "dots.llm1, Llama 4); switch: E·Σ f·P; sequence: DeepSeek-V3's sequence-wise f·P of normalised "
+        "sigmoid scores; variance: Σᵢ(pᵢ − 1/E)² (try coef 0.01)",
     )
     router_z_loss_coef: float = Field(0.0, ge=0, description="ST-MoE router z-loss in the policy objective")
     routing_replay: bool = Field(

@@ -21,6 +21,7 @@ from transformers import (
 )
 
 from r1rl.errors import UserError
+from r1rl.models.targets import check_explicit, coverage, find_targets, refuse_uncovered, refuse_unreachable
 
 if TYPE_CHECKING:
     from peft import LoraConfig, PeftModel
@@ -62,6 +63,16 @@ def build_model(config: Qwen3MoeConfig, seed: int) -> Qwen3MoeForCausalLM:
 
 def load_model(name_or_path: str, dtype: torch.dtype | None = None) -> PreTrainedModel:
     return AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
+
+
+def decoder_of(model: PreTrainedModel) -> torch.nn.Module:
+    """The decoder stack under a causal LM's head (``model.model``; DBRX's ``transformer``): its output's
+    ``last_hidden_state`` is what a value head reads. ``get_decoder`` misses some (Llama 4's text model)."""
+    for name in (model.base_model_prefix, "model", "transformer"):
+        body = getattr(model, name, None)
+        if isinstance(body, torch.nn.Module):
+            return body
+    raise UserError(f"{type(model).__name__}: no decoder stack found under its language-model head")
 
 
 def torch_dtype(name: str) -> torch.dtype | None:
@@ -144,28 +155,49 @@ def load_merged(name_or_path: str, dtype: torch.dtype | None = None) -> PreTrain
 
 
 def add_lora(model: PreTrainedModel, cfg: Any, adapter_name: str = "default") -> PeftModel:
-    """Wrap ``model`` with a PEFT LoRA adapter on attention and the 3-D expert weights.
+    """Wrap ``model`` with a PEFT LoRA adapter on attention and the routed experts' weights, and print
+    one line of what it covers (:mod:`r1rl.models.targets`).
 
     PEFT's ``target_parameters`` requires ``lora_dropout=0``; every adapter on one model must
     target the same parameters, so a second adapter (the critic) reuses this config.
     """
     from peft import get_peft_model
 
+    config, targets = lora_config(cfg, model), find_targets(model)  # found before PEFT wraps the modules
     with warnings.catch_warnings():  # PEFT reads transformers' deprecated alias; the user can do nothing
         warnings.filterwarnings(
             "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
         )
-        return get_peft_model(model, lora_config(cfg), adapter_name=adapter_name)
+        peft = get_peft_model(model, config, adapter_name=adapter_name)
+    cover = coverage(peft, targets)
+    if cfg.target_parameters == "auto":
+        refuse_uncovered(cover, model)
+    print(cover.line(), flush=True)
+    return peft
 
 
-def lora_config(cfg: Any) -> LoraConfig:
+def lora_config(cfg: Any, model: torch.nn.Module) -> LoraConfig:
+    """PEFT's config for ``cfg`` (a ``lora:`` section) on ``model``: ``auto`` targets found from it,
+    named ones checked against it (a name that matches nothing is a UserError)."""
     from peft import LoraConfig
 
+    found = find_targets(model)
+    modules = found.target_modules if cfg.target_modules == "auto" else list(cfg.target_modules)
+    parameters = found.target_parameters if cfg.target_parameters == "auto" else list(cfg.target_parameters)
+    if cfg.target_parameters == "auto":
+        refuse_unreachable(model)
+    check_explicit(
+        model,
+        [] if cfg.target_modules == "auto" else modules,
+        [] if cfg.target_parameters == "auto" else parameters,
+    )
+    if not modules and not parameters:
+        raise UserError(f"lora: nothing to adapt in {type(model).__name__} (no attention, no experts found)")
     return LoraConfig(
         r=cfg.r,
         lora_alpha=cfg.alpha,
         lora_dropout=0.0,
-        target_modules=list(cfg.target_modules),
-        target_parameters=list(cfg.target_parameters) or None,
+        target_modules=modules or None,
+        target_parameters=parameters or None,
         task_type="CAUSAL_LM",
     )

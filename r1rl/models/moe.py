@@ -7,11 +7,47 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, Literal
 
 import torch
 
 from r1rl.algorithms.router import flat_mask
 from r1rl.errors import UserError
+
+# Model types whose routers score experts with a sigmoid (DeepSeek-V3 and its descendants, Llama 4);
+# the others use a softmax (Switch-style; ERNIE-4.5 adds a bias correction, PhiMoE a sparse mixer).
+SIGMOID_ROUTERS = frozenset({"deepseek_v3", "glm4_moe", "dots1", "llama4_text", "llama4"})
+EXPERT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
+TOP_K_KEYS = ("num_experts_per_tok", "moe_k", "moe_topk", "moe_top_k")
+
+
+def routing_shape(config: Any) -> tuple[int, int] | None:
+    """``(routed experts per layer, experts per token)`` of a transformers config; ``None`` for a dense model.
+
+    Architectures name these differently (``num_local_experts``, ``n_routed_experts``, ERNIE's ``moe_k``,
+    DBRX's ``ffn_config.moe_top_k`` …)."""
+    configs = [config, getattr(config, "ffn_config", None)]
+    experts = _first(configs, EXPERT_KEYS)
+    top_k = _first(configs, TOP_K_KEYS)
+    if not experts or experts < 2:
+        return None
+    return experts, top_k or 1
+
+
+def _first(configs: list[Any], keys: tuple[str, ...]) -> int | None:
+    for config in configs:
+        for key in keys:
+            value = getattr(config, key, None) if config is not None else None
+            if isinstance(value, (list, tuple)):  # per-layer values (HunYuan): the first
+                value = value[0] if value else None
+            if isinstance(value, int) and value > 0:
+                return value
+    return None
+
+
+def router_scoring(config: Any) -> Literal["softmax", "sigmoid"]:
+    """How the routers of a model type score experts (:data:`SIGMOID_ROUTERS`)."""
+    return "sigmoid" if getattr(config, "model_type", "") in SIGMOID_ROUTERS else "softmax"
 
 
 def routers(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -19,23 +55,61 @@ def routers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return [m for m in model.modules() if type(m).__name__.endswith("TopKRouter")]
 
 
-def check_routing_replay(model: torch.nn.Module) -> None:
-    """Refuse (one line) ``routing_replay: true`` on a model whose routers it cannot replay.
-
-    Replay recomputes the gate weights of the recorded experts as a softmax over the router
-    logits (renormalised over the k chosen), which is what the ``*TopKRouter`` modules of
-    Qwen3-MoE, Mixtral and OLMoE compute; a router with sigmoid scores, expert groups or a bias
-    correction (DeepSeek-V3's) would get different weights, so it is refused rather than
-    replayed wrongly or switched off in silence.
-    """
-    if routers(model):
+def check_router_terms(cfg: Any, model: torch.nn.Module) -> None:
+    """Refuse (one line) router terms (``moe.router_aux_loss_coef``, ``moe.router_z_loss_coef``) on a model
+    without routers, where they would add nothing."""
+    model = _unwrapped(model)
+    if routing_shape(model.config) is not None:
         return
-    gates = sorted({type(m).__name__ for n, m in model.named_modules() if n.endswith("mlp.gate")})
-    what = f"routes with {', '.join(gates)}" if gates else "has no MoE routers"
-    raise UserError(
-        f"ppo.routing_replay: true needs softmax top-k routers (as in Qwen3-MoE, Mixtral, OLMoE); "
-        f"this {type(_unwrapped(model)).__name__} {what}; set routing_replay: false"
-    )
+    for key in ("router_aux_loss_coef", "router_z_loss_coef"):
+        if getattr(cfg, key) > 0:
+            raise UserError(
+                f"moe.{key}: {type(model).__name__} has no MoE routers, so the term would add nothing; "
+                "set it to 0"
+            )
+
+
+def check_routing_replay(model: torch.nn.Module) -> None:
+    """Refuse (one line) ``moe.routing_replay: true`` on a model whose routers it cannot replay.
+
+    Replay recomputes the gate weights of the recorded experts as a softmax over the router logits
+    (renormalised over the k chosen where the router renormalises). Rather than trusting class names,
+    each router is run on random inputs and its own weights compared with that recomputation: the
+    ``*TopKRouter`` modules of Qwen2/3-MoE, Qwen3-Next, Mixtral, OLMoE, GPT-OSS, GraniteMoE and
+    ERNIE-4.5 pass; PhiMoE's sparse mixer, Jamba's unnormalised top-k and the sigmoid or grouped
+    routers (DeepSeek, GLM-4-MoE, dots.llm1, Llama 4, HunYuan, DBRX) would be replayed wrongly, so
+    they are refused rather than replayed wrongly or switched off in silence.
+    """
+    found = routers(model)
+    name = type(_unwrapped(model)).__name__
+    if not found:
+        gates = sorted(
+            {type(m).__name__ for n, m in model.named_modules() if n.endswith(("mlp.gate", "router"))}
+        )
+        what = f"routes with {', '.join(gates)}" if gates else "has no MoE routers"
+        raise UserError(
+            f"moe.routing_replay: true needs softmax top-k routers (as in Qwen3-MoE, Mixtral, OLMoE); "
+            f"this {name} {what}; set moe.routing_replay: false"
+        )
+    for router in found:
+        if not _replays_exactly(router):
+            raise UserError(
+                f"moe.routing_replay: true: {name}'s {type(router).__name__} weighs its experts otherwise "
+                "than the softmax over its logits that replay recomputes; set moe.routing_replay: false"
+            )
+
+
+def _replays_exactly(router: torch.nn.Module) -> bool:
+    """Whether ``router``'s own gate weights equal replay's recomputation, on random inputs."""
+    weight = next(router.parameters())
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(16, weight.shape[-1], generator=generator).to(weight.device, weight.dtype)
+    with torch.no_grad():
+        logits, scores, indices = router(x)
+        top = torch.softmax(logits, dim=-1, dtype=torch.float).gather(-1, indices)
+        if getattr(router, "norm_topk_prob", True):
+            top = top / top.sum(-1, keepdim=True)
+    return bool(torch.allclose(top, scores.float(), atol=1e-3, rtol=1e-3))
 
 
 def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:

@@ -79,7 +79,7 @@ def count_parameters(config: Any, lora: Any = None, critic: bool = True) -> Para
         experts = sum(p.numel() for n, p in model.named_parameters() if ".experts." in n)
         n_exp = getattr(config, "num_experts", None) or getattr(config, "num_local_experts", 1)
         active = total - experts + experts * config.num_experts_per_tok // n_exp
-        peft = get_peft_model(model, lora_config(lora), adapter_name="policy")
+        peft = get_peft_model(model, lora_config(lora, model), adapter_name="policy")
         trainable = [(n, p.numel()) for n, p in peft.named_parameters() if p.requires_grad]
     per_adapter = sum(k for _, k in trainable)
     in_layers = sum(k for n, k in trainable if LAYER.search(n))

@@ -23,6 +23,7 @@ from r1rl.algorithms.router import expert_load, load_metrics, switch_loss_global
 from r1rl.config import TrainSettings
 from r1rl.errors import UserError
 from r1rl.models.encoding import IGNORE
+from r1rl.models.moe import routing_shape
 from r1rl.parallel.distributed import Parallel
 from r1rl.parallel.sharding import SHARDED_EVAL
 from r1rl.train.common import check_in_sync, cosine_schedule, grad_norm_finite
@@ -119,7 +120,7 @@ class SupervisedStep:
         self.loss_hook = loss_hook
         config = getattr(model, "config", None)
         self.coef = getattr(config, "router_aux_loss_coef", 0.0)
-        self.top_k = getattr(config, "num_experts_per_tok", 1)
+        self.top_k = (routing_shape(config) or (0, 1))[1] if config is not None else 1
 
     def __call__(self, batch: Batch, step: int) -> dict[str, Any]:
         par, kwargs = self.par, {}

@@ -20,7 +20,7 @@ from peft import PeftModel
 from r1rl.algorithms.ppo import entropy_from_logits, logprobs_from_logits
 from r1rl.config import LoraConfigModel, PPOConfig
 from r1rl.errors import UserError
-from r1rl.models.factory import add_lora, load_merged, lora_config, resolve_model_path, torch_dtype
+from r1rl.models.factory import add_lora, decoder_of, load_merged, resolve_model_path, torch_dtype
 from r1rl.parallel.distributed import Parallel
 from r1rl.parallel.sharding import merged_policy
 
@@ -69,12 +69,12 @@ class ActorCritic(torch.nn.Module):
                     f"the critic model's vocabulary ({critic_model.config.vocab_size}) differs from the "
                     f"policy's ({base.config.vocab_size}): they must share a tokenizer"
                 )
-            self.critic_body = critic_model.model.requires_grad_(True)
+            self.critic_body = decoder_of(critic_model).requires_grad_(True)
             self.value_head = torch.nn.Linear(critic_model.config.hidden_size, 1)
             torch.nn.init.normal_(self.value_head.weight, std=value_head_init_std)
             torch.nn.init.zeros_(self.value_head.bias)
         elif critic:
-            self.peft.add_adapter("critic", lora_config(lora_cfg))
+            self.peft.add_adapter("critic", copy.deepcopy(self.peft.peft_config["policy"]))
             self.value_head = torch.nn.Linear(base.config.hidden_size, 1)
             torch.nn.init.normal_(self.value_head.weight, std=value_head_init_std)
             torch.nn.init.zeros_(self.value_head.bias)
@@ -150,7 +150,7 @@ class ActorCritic(torch.nn.Module):
             raise RuntimeError("this ActorCritic was built without a critic (critic=False)")
         self.use("critic")
         # the separate critic network, or the decoder stack with the critic's LoRA active
-        body = self.critic_body if self.critic_body is not None else self.peft.get_base_model().model
+        body = self.critic_body if self.critic_body is not None else decoder_of(self.peft.get_base_model())
         with self.autocast():
             return completion_values(body, self.value_head, input_ids, attention_mask, n_completion)
 
@@ -184,7 +184,7 @@ class FullActorCritic(torch.nn.Module):
         self.critic_body: PreTrainedModel | None = None  # a copy of the base's decoder stack
         self.value_head: torch.nn.Linear | None = None
         if critic:
-            self.critic_body = copy.deepcopy(base.model).requires_grad_(True)
+            self.critic_body = copy.deepcopy(decoder_of(base)).requires_grad_(True)
             self.value_head = torch.nn.Linear(base.config.hidden_size, 1)
             torch.nn.init.normal_(self.value_head.weight, std=value_head_init_std)
             torch.nn.init.zeros_(self.value_head.bias)

@@ -24,10 +24,12 @@ from r1rl.algorithms.router import (
     load_metrics,
     router_entropy,
     router_z_loss,
+    sequence_balance_loss,
+    switch_loss,
     variance_balance_loss,
 )
 from r1rl.config import MoEConfig, PPOSettings
-from r1rl.models.moe import RoutingReplay
+from r1rl.models.moe import RoutingReplay, router_scoring, routing_shape
 from r1rl.parallel.distributed import Parallel
 from r1rl.train.common import grad_norm_finite
 from r1rl.train.ppo.context import PPOContext
@@ -171,7 +173,7 @@ def policy_step(
     """One policy optimizer step on a minibatch (its micro-batches); metrics and expert load."""
     roles, parallel = ctx.roles, ctx.parallel
     rows, finite, load = [], True, None
-    top_k = getattr(roles.config, "num_experts_per_tok", 1)
+    top_k = (routing_shape(roles.config) or (0, 1))[1]
     for part, w in zip(minibatch.parts, minibatch.weights):
         row, ok, part_load = _policy_micro_step(ctx, batch, part, w, terms, top_k)
         rows.append(row)
@@ -262,7 +264,7 @@ def _policy_micro_step(
         )
         loss = loss + terms.kl_coef * kl_loss
         row["kl_loss"] = kl_loss.item()
-    loss = _with_router_terms(loss, out, am, moe, row)
+    loss = _with_router_terms(loss, out, am, moe, row, top_k, router_scoring(ctx.roles.config))
     if replay is not None and replay.agreement:
         row["moe/routing_agreement"] = sum(replay.agreement) / len(replay.agreement)
     finite = bool(torch.isfinite(loss))
@@ -271,7 +273,7 @@ def _policy_micro_step(
             (loss * weight).backward()
     assert entropy is not None  # asked for (with_entropy)
     row.update(loss=pg_loss.item(), entropy=float(ppo.masked_mean(entropy.detach(), m)))
-    if out.aux_loss is not None:
+    if out.aux_loss is not None and "moe/aux_loss" not in row:
         row["moe/aux_loss"] = out.aux_loss.item()
     load = None
     if out.router_logits is not None:
@@ -286,16 +288,26 @@ def _with_router_terms(
     attention_mask: torch.Tensor,
     cfg: MoEConfig,
     row: dict[str, float],
+    top_k: int,
+    scoring: str,
 ) -> torch.Tensor:
-    """``loss`` plus the MoE terms of the objective: load balance (Switch or variance), router z-loss."""
+    """``loss`` plus the MoE terms of the objective, from the router logits: load balance (Switch,
+    sequence-wise or variance; ``auto`` picks by the router's scoring), router z-loss. Each is logged."""
     logits = out.router_logits
     if cfg.router_aux_loss_coef > 0 and logits is not None:
-        if cfg.router_loss == "switch" and out.aux_loss is not None:
-            loss = loss + cfg.router_aux_loss_coef * out.aux_loss
-        elif cfg.router_loss == "variance":
-            var_loss = variance_balance_loss(logits, attention_mask, alpha=1.0)
-            loss = loss + cfg.router_aux_loss_coef * var_loss
-            row["moe/variance_loss"] = var_loss.item()
+        kind = cfg.router_loss
+        if kind == "auto":
+            kind = "sequence" if scoring == "sigmoid" else "switch"
+        if kind == "switch":  # the model's own where it returns it (the same loss), else from the logits
+            aux = out.aux_loss if out.aux_loss is not None else switch_loss(logits, top_k, attention_mask)
+            row["moe/aux_loss"] = aux.item()
+        elif kind == "sequence":
+            aux = sequence_balance_loss(logits, top_k, attention_mask)
+            row["moe/aux_loss"] = aux.item()
+        else:
+            aux = variance_balance_loss(logits, attention_mask, alpha=1.0)
+            row["moe/variance_loss"] = aux.item()
+        loss = loss + cfg.router_aux_loss_coef * aux
     if cfg.router_z_loss_coef > 0 and logits is not None:
         z = router_z_loss(logits, attention_mask)
         loss = loss + cfg.router_z_loss_coef * z
