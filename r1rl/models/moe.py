@@ -33,8 +33,8 @@ def check_routing_replay(model: torch.nn.Module) -> None:
     gates = sorted({type(m).__name__ for n, m in model.named_modules() if n.endswith("mlp.gate")})
     what = f"routes with {', '.join(gates)}" if gates else "has no MoE routers"
     raise UserError(
-        f"ppo.routing_replay: true needs softmax top-k routers (as in Qwen3-MoE, Mixtral, OLMoE); "
-        f"this {type(_unwrapped(model)).__name__} {what}; set routing_replay: false"
+        f"moe.routing_replay: true needs softmax top-k routers (as in Qwen3-MoE, Mixtral, OLMoE); "
+        f"this {type(_unwrapped(model)).__name__} {what}; set moe.routing_replay: false"
     )
 
 
