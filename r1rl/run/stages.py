@@ -122,12 +122,12 @@ def load_recipe_file(path: Path) -> Callable[[Any], RunDir]:
 
 
 def resolved_config(cfg: Any) -> Any:
-    """The config as its stage writes it to ``config.yaml``: the reward tiers filled in from the task."""
-    if getattr(cfg, "rewards", None) is None or not hasattr(cfg, "task"):
-        return cfg
-    from r1rl.train.prepare import resolved_rewards, task_of
+    """The config as its stage writes it to ``config.yaml`` (:func:`r1rl.train.prepare.resolved_config`)."""
+    if not hasattr(cfg, "rewards") and getattr(getattr(cfg, "data", None), "path", None) is None:
+        return cfg  # nothing to fill in: the task is not even built
+    from r1rl.train import prepare
 
-    return cfg.model_copy(update={"rewards": resolved_rewards(cfg.rewards, task_of(cfg))})
+    return prepare.resolved_config(cfg, prepare.task_of(cfg))
 
 
 def push_if_asked(cfg: Any, rd: RunDir) -> RunDir:

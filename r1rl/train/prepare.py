@@ -36,6 +36,19 @@ def describe(task: Task) -> str:
     return f"the data ({path})" if path else f"task {task.name!r}"
 
 
+def resolved_config(cfg: Any, task: Task) -> Any:
+    """The config as its stage writes it to ``config.yaml``: the reward tiers filled in from ``task``
+    when the stage has rewards; with ``data.path``, ``task: null`` and ``data.name`` set — the data is
+    the task (trained by the tiers filled in here), named as results and cards name it."""
+    update: dict[str, Any] = {}
+    if hasattr(cfg, "rewards"):
+        update["rewards"] = resolved_rewards(cfg.rewards, task)
+    data = getattr(cfg, "data", None)
+    if data is not None and data.path is not None:
+        update.update(task=None, data=data.model_copy(update={"name": task.name}))
+    return cfg.model_copy(update=update)
+
+
 def resolved_rewards(rewards: RewardsConfig | None, task: Task) -> RewardsConfig:
     """``rewards`` with its tiers filled in from the task when the recipe names none."""
     rewards = rewards or RewardsConfig()

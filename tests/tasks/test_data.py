@@ -127,6 +127,30 @@ def test_data_path_replaces_the_named_tasks_rows_but_keeps_its_rewards(qa):
     hierarchy_of(None, task)  # math_task needs 'answer', which the rows have
 
 
+def test_the_resolved_config_names_the_data_as_the_task_not_the_recipes_task(qa, tmp_path):
+    import yaml
+
+    from r1rl.config import PPOConfig
+    from r1rl.run.stages import resolved_config
+    from r1rl.rundir import RunDir
+    from r1rl.train.stage import write_start
+
+    raw = {"output_dir": str(tmp_path / "run"), "model_path": "m", "task": "gsm8k",
+           "data": {"path": str(qa), "prompt_column": "question"}}  # fmt: skip
+    cfg = validate(PPOConfig, raw)
+    written = yaml.safe_load(write_start(RunDir(cfg.output_dir), cfg, task_of(cfg)).config.read_text())
+    assert written["task"] is None and written["data"]["name"] == "qa"  # not task: {name: gsm8k, ...}
+    assert [t["reward"] for t in written["rewards"]["tiers"]] == ["math_syntax", "math_logic", "math_task"]
+    assert json.loads((tmp_path / "run" / "task.json").read_text())["name"] == "qa"
+    again = validate(PPOConfig, written)  # config.yaml reads back as the same run: a re-run resumes it
+    assert resolved_config(again).model_dump(mode="json") == resolved_config(cfg).model_dump(mode="json")
+    assert task_of(again).name == "qa" and len(task_of(again).records("train")) == 36
+    with pytest.raises(UserError, match="task is null and data.path is not set"):
+        validate(PPOConfig, {**raw, "task": None, "data": None})
+    builtin = validate(PPOConfig, {**raw, "data": None})
+    assert resolved_config(builtin).task.name == "gsm8k"  # a built-in task is named as before
+
+
 # --------------------------------------------------------------------------- columns arrive as written
 
 CSV = "prompt,zip,answer,mixed,note\nq0,00042,7,1,NA\nq1,01234,8,2.5,\nq2,99999,9,three,n/a\n"
