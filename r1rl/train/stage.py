@@ -61,7 +61,7 @@ def write_start(run: RunDir, cfg: Any, task: Task | None) -> RunDir:
     if report_to and is_main():  # every logged row goes to these trackers too
         run.trackers = Trackers(report_to, run.path, run.path.name, cfg.model_dump())
     if task is not None and is_main():
-        write_task_info(run.path, task)
+        write_task_info(run.path, task, getattr(cfg, "rewards", None))
     return run
 
 
