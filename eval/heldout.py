@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from r1rl.rewards.hierarchy import RewardHierarchy
+from r1rl.rewards.watch import check_eval_failures, failed_samples
 from tqdm.auto import tqdm
 
 from r1rl.envs.episodes import EnvSpec, run_episodes
@@ -34,6 +35,11 @@ def evaluate_heldout(
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Metrics (``accuracy``, ``tier/<tier>/pass_rate``, ``reward/mean``, ``truncated``) and per-row samples.
 
+    A tier's failed samples are counted as ``tier/<tier>/errors`` and ``tier/<tier>/timeouts`` (when
+    there are any) and shown on the progress bar; a tier that failed on every sample raises
+    :class:`~r1rl.errors.RewardFailedError` (the evaluation is one step of
+    :mod:`r1rl.rewards.watch`). A reward that breaks its contract raises on its first call.
+
     ``accuracy_stderr`` is the standard error of the mean of the ``n`` pass/fail outcomes. With
     ``env``, each row is a multi-turn episode (``max_new_tokens`` per turn) and the episodes'
     ``env/*`` metrics are added.
@@ -45,7 +51,8 @@ def evaluate_heldout(
     columns: dict[str, list[Any]] = {}
     env_metrics: dict[str, float] = {}
     truncated = 0
-    for i in tqdm(range(0, n, batch_size), desc="eval", disable=not progress, dynamic_ncols=True):
+    bar = tqdm(total=math.ceil(n / batch_size), desc="eval", disable=not progress, dynamic_ncols=True)
+    for i in range(0, n, batch_size):
         part = _greedy(model, tokenizer, task, records[i : i + batch_size], max_new_tokens, env)
         completions += part.completions
         truncated += part.truncated
@@ -53,15 +60,25 @@ def evaluate_heldout(
             columns.setdefault(name, []).extend(values)
         for name, mean in part.metrics.items():  # env/* metrics: means over every episode
             env_metrics[name] = env_metrics.get(name, 0.0) + mean * len(part.completions) / n
+        bar.update()
     if all(x is None for x in columns.get("env_reward", [None])):
         columns.pop("env_reward", None)
-    res = hierarchy(prompts, completions, **reward_columns(records), **columns)
+    try:  # the bar ends its line before any error
+        res = hierarchy(prompts, completions, **reward_columns(records), **columns)
+        if failed_samples(res):
+            bar.set_postfix(reward_errors=failed_samples(res))  # the bar's last line says so
+    finally:
+        bar.close()
+    check_eval_failures(res, hierarchy)  # a tier that failed on every sample stops the eval
     top = hierarchy.tiers[-1].name
     correct = res.passed[top]
     p = sum(correct) / n
     metrics = {"accuracy": p, "accuracy_stderr": math.sqrt(p * (1 - p) / max(n - 1, 1))}
     for tier in hierarchy.tiers:
         metrics[f"tier/{tier.name}/pass_rate"] = sum(res.passed[tier.name]) / n
+        for kind, counts in (("errors", res.errors), ("timeouts", res.timeouts)):  # failed samples, if any
+            if counts.get(tier.name):
+                metrics[f"tier/{tier.name}/{kind}"] = float(counts[tier.name])
     metrics["reward/mean"] = sum(res.rewards) / n
     metrics["truncated"] = truncated / n
     metrics.update(env_metrics)

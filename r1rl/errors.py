@@ -4,10 +4,36 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class UserError(Exception):
     """Bad input: a config key or value, a missing file, an absent column, an unloadable plug-in."""
+
+
+class RewardFailedError(UserError):
+    """A reward tier failed on every sample, step after step (:mod:`r1rl.rewards.watch`).
+
+    The message is the one line the user sees; ``trace`` (the first exception's traceback) goes to
+    ``reward_errors.log`` in the run directory: the stage writes it (:meth:`written_to`) on its way out.
+    """
+
+    LOG = "reward_errors.log"
+
+    def __init__(self, message: str, trace: str) -> None:
+        super().__init__(message)
+        self.trace = trace
+
+    def written_to(self, run_dir: str | Path) -> RewardFailedError:
+        """Write ``trace`` to ``<run_dir>/reward_errors.log``; the same error, its line naming that file
+        (itself, unchanged, when the file cannot be written)."""
+        path = Path(run_dir) / self.LOG
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(self.trace)
+        except OSError:
+            return self
+        return RewardFailedError(f"{self}; traceback in {path}", self.trace)
 
 
 class Preempted(Exception):

@@ -167,6 +167,7 @@ class HierarchyResult:
     weights: dict[str, float] = field(default_factory=dict)  # tier -> w_k(s) used (scheduled mode)
     running: dict[str, RunningStats] = field(default_factory=dict)  # tier -> running stats (if any)
     logged: dict[str, dict[str, float]] = field(default_factory=dict)  # tier -> what its reward logged
+    failures: dict[str, Outcome] = field(default_factory=dict)  # tier -> its first failed sample (if any)
 
     def metrics(self, prefix: str = "reward") -> dict[str, float]:
         n = max(len(self.rewards), 1)
@@ -202,7 +203,7 @@ def take_result(res: HierarchyResult, rows: Sequence[int]) -> HierarchyResult:
         errors=_recount(res.errors, len(res.rewards), len(rows)),
         timeouts=_recount(res.timeouts, len(res.rewards), len(rows)),
         not_applicable={t: c for t, c in ((t, sum(s is None for s in v)) for t, v in scores.items()) if c},
-        weights=res.weights, running=res.running, logged=res.logged,
+        weights=res.weights, running=res.running, logged=res.logged, failures=res.failures,
     )  # fmt: skip
 
 
@@ -238,6 +239,7 @@ def concat_results(parts: Sequence[HierarchyResult]) -> HierarchyResult:
         errors=summed(lambda p: p.errors), timeouts=summed(lambda p: p.timeouts),
         not_applicable=summed(lambda p: p.not_applicable),
         weights=parts[-1].weights, running=parts[-1].running, logged=parts[-1].logged,
+        failures={t: o for p in reversed(parts) for t, o in p.failures.items()},  # each tier's first
     )  # fmt: skip
 
 
@@ -258,6 +260,7 @@ class RewardHierarchy:
         *,
         schedule_start: int = 0,
         schedule_end: int | None = None,
+        max_failed_steps: int = 3,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown hierarchy mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -276,6 +279,7 @@ class RewardHierarchy:
         self.tiers = list(tiers)
         self.mode = mode
         self.schedule_start, self.schedule_end = schedule_start, schedule_end
+        self.max_failed_steps = max_failed_steps  # all-failed steps in a row that stop a run (rewards.watch)
         self.step = 0
         self.running = {t.name: RunningStats() for t in self.tiers if t.normalize == "running"}
         self.last_result: HierarchyResult | None = None
@@ -312,7 +316,10 @@ class RewardHierarchy:
                     normalize=t.normalize or cfg.normalize,
                 )
             )
-        return cls(tiers, cfg.mode, schedule_start=cfg.schedule_start, schedule_end=cfg.schedule_end)
+        return cls(
+            tiers, cfg.mode, schedule_start=cfg.schedule_start, schedule_end=cfg.schedule_end,
+            max_failed_steps=cfg.max_failed_steps,
+        )  # fmt: skip
 
     @classmethod
     def from_rewards(cls, specs: Sequence[str], mode: str = "gated", **tier_options: Any) -> RewardHierarchy:
@@ -389,12 +396,18 @@ class RewardHierarchy:
         raw: dict[str, list[float | None]] = {}
         counts: dict[str, dict[str, int]] = {}
         logged: dict[str, dict[str, float]] = {}
+        failures: dict[str, Outcome] = {}
         for tier in self.tiers:
             tier_columns = {**columns, "log_metric": _log_into(logged.setdefault(tier.name, {}))}
-            outcomes = call_reward(tier.fn, prompts, completions, tier_columns, timeout_s=tier.timeout_s)
-            counts[tier.name] = count_outcomes(outcomes)
-            _log_failures(tier, outcomes, counts[tier.name])
             where = f"reward {fn_name(tier.fn)!r} in tier {tier.name!r}"
+            outcomes = call_reward(
+                tier.fn, prompts, completions, tier_columns, timeout_s=tier.timeout_s, where=where
+            )
+            counts[tier.name] = count_outcomes(outcomes)
+            first = next((o for o in outcomes if o.kind in ("error", "timeout")), None)
+            if first is not None:
+                failures[tier.name] = first
+            _log_failures(tier, outcomes, counts[tier.name])
             raw[tier.name] = resolve_outcomes(outcomes, tier.on_error, where)
         passed = {t.name: [s is None or s >= t.threshold for s in raw[t.name]] for t in self.tiers}
         weights = self.weights()
@@ -406,7 +419,7 @@ class RewardHierarchy:
             not_applicable={k: c["not_applicable"] for k, c in counts.items() if c["not_applicable"]},
             weights=weights if self.mode == "scheduled" else {},
             running={k: RunningStats(v.count, v.mean, v.m2) for k, v in self.running.items()},
-            logged={k: v for k, v in logged.items() if v},
+            logged={k: v for k, v in logged.items() if v}, failures=failures,
         )  # fmt: skip
         self.last_result = result
         return result

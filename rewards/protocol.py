@@ -12,8 +12,8 @@ outcome           the reward function says so by              TRL sees
 score             a finite number                             that number
 not_applicable    ``None``                                    NaN (left out of its nansum)
 error             :func:`reward_error` for one sample,        NaN / the exception
-                  raising for the whole call, a wrong
-                  length, a non-number, a non-finite value
+                  raising for the whole call, a
+                  non-finite value
 timeout           :func:`reward_timeout` for one sample,      NaN / the exception
                   raising :class:`RewardTimeout` (or any
                   ``TimeoutError``), or running past the
@@ -21,8 +21,13 @@ timeout           :func:`reward_timeout` for one sample,      NaN / the exceptio
 ================  ==========================================  ============================
 
 :func:`call_reward` makes one checked call and returns the outcomes; it never raises for a
-reward's failure. What a failure scores is the caller's policy (``on_error``: ``zero``,
+reward's failure on a sample. What a failure scores is the caller's policy (``on_error``: ``zero``,
 ``skip`` = not applicable, ``raise``), applied by :func:`resolve_outcomes`.
+
+A broken *contract* is another matter: a result that is not one value per completion, or a value
+that is neither a number nor ``None``, is a bug in the function, not a property of a sample, and
+:func:`call_reward` raises :class:`RewardContractError` (one line naming the function) on the
+first call that shows it, whatever ``on_error`` says.
 """
 
 from __future__ import annotations
@@ -33,8 +38,9 @@ import math
 import numbers
 import subprocess
 import threading
+import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from r1rl.errors import UserError
@@ -54,6 +60,10 @@ class RewardTimeout(TimeoutError):
 
 class RewardError(UserError):
     """A reward failed and its tier's ``on_error`` is ``raise``; the message is one line."""
+
+
+class RewardContractError(UserError):
+    """A reward returned something other than one number (or ``None``) per completion: a bug in it."""
 
 
 class Failure(float):
@@ -101,6 +111,7 @@ class Outcome:
     kind: OutcomeKind
     value: float | None = None
     detail: str = ""
+    trace: str = field(default="", compare=False, repr=False)  # the traceback of a raised exception
 
 
 def fn_name(fn: Any) -> str:
@@ -168,17 +179,25 @@ def call_reward(
     columns: dict[str, Any] | None = None,
     *,
     timeout_s: float | None = None,
+    where: str | None = None,
 ) -> list[Outcome]:
     """Call ``fn`` once and check what it returns; one :class:`Outcome` per completion.
 
     Checks: the columns the signature requires are present; the call returns (within
-    ``timeout_s``, when given) without raising; the result has one value per completion;
-    each value is ``None``, a :class:`Failure`, or a finite real number.
+    ``timeout_s``, when given) without raising; each value is ``None``, a :class:`Failure`, or a
+    finite real number. A result that breaks the contract — not one value per completion, or a
+    value that is neither a number nor ``None`` — raises :class:`RewardContractError`, its one
+    line naming ``where`` (default: the function).
 
     >>> [o.kind for o in call_reward(lambda p, c, **kw: [1.0, None, float("nan")], ["p"] * 3, ["c"] * 3)]
     ['score', 'not_applicable', 'error']
-    >>> call_reward(lambda p, c, **kw: [1.0], ["p"] * 2, ["c"] * 2)[0].detail
-    'returned 1 values for 2 completions'
+    >>> def short(prompts, completions, **kw):
+    ...     return [1.0]
+    >>> try:
+    ...     call_reward(short, ["p"] * 2, ["c"] * 2)
+    ... except RewardContractError as e:
+    ...     print(str(e)[:50])
+    reward 'short' returned 1 scores for 2 completions
     """
     columns = columns or {}
     n = len(completions)
@@ -194,25 +213,40 @@ def call_reward(
     except (TimeoutError, subprocess.TimeoutExpired) as e:
         return [Outcome("timeout", None, one_line(f"timed out: {type(e).__name__}: {e}"))] * n
     except Exception as e:  # a reward is untrusted code: its exception is an outcome, not a crash
-        return [Outcome("error", None, one_line(f"raised {type(e).__name__}: {e}"))] * n
-    try:
-        values = list(out)
-    except TypeError:
-        return [Outcome("error", None, f"returned {type(out).__name__}, expected a list of floats")] * n
+        trace = "".join(traceback.format_exception(e))
+        return [Outcome("error", None, one_line(f"raised {type(e).__name__}: {e}"), trace)] * n
+    where = where or f"reward {fn_name(fn)!r}"
+    values = out if isinstance(out, (list, tuple)) else None
+    if values is None and not isinstance(out, (str, bytes, dict)):
+        try:
+            values = list(out)  # an array or a generator
+        except TypeError:
+            pass
+    if values is None:
+        raise RewardContractError(f"{where} returned a {type(out).__name__}; {CONTRACT}")
     if len(values) != n:
-        return [Outcome("error", None, f"returned {len(values)} values for {n} completions")] * n
-    return [_classify(v, i) for i, v in enumerate(values)]
+        raise RewardContractError(f"{where} returned {len(values)} scores for {n} completions; {CONTRACT}")
+    return [_classify(v, i, where) for i, v in enumerate(values)]
 
 
-def _classify(v: Any, i: int) -> Outcome:
+CONTRACT = "a reward function returns a list of one score (a number or None) per completion"
+
+
+def _classify(v: Any, i: int, where: str) -> Outcome:
     if v is None:
         return Outcome("not_applicable")
     if isinstance(v, Failure):
         return Outcome(v.kind, None, one_line(f"sample {i}: {v.detail}") if v.detail else f"sample {i}")
-    if isinstance(v, numbers.Real) and math.isfinite(v):
+    if not isinstance(v, (numbers.Real, str, bytes)) and callable(getattr(v, "item", None)):
+        try:
+            v = v.item()  # a 0-d array or tensor, as TRL accepts
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    if not isinstance(v, numbers.Real):
+        raise RewardContractError(f"{where} returned {one_line(repr(v), 60)} for sample {i}; {CONTRACT}")
+    if math.isfinite(v):
         return Outcome("score", float(v))
-    what = repr(v) if isinstance(v, numbers.Real) else f"a {type(v).__name__}"
-    return Outcome("error", None, f"returned {what} for sample {i}, expected a finite number or None")
+    return Outcome("error", None, f"returned {v!r} for sample {i}, expected a finite number or None")
 
 
 def _call_with_timeout(

@@ -68,6 +68,9 @@ class RewardsConfig(Strict):
     normalize: Literal["none", "batch", "running"] = Field(
         "none", description="default for tiers: per-tier whitening by batch or running mean/std"
     )
+    max_failed_steps: int = Field(
+        3, ge=1, description="stop the run once a tier's every sample failed for this many steps in a row"
+    )
     schedule_start: int = Field(0, ge=0, description="mode scheduled: step at which weights start moving")
     schedule_end: int | None = Field(
         None, ge=1, description="mode scheduled: step at which they reach weight_end"

@@ -63,10 +63,17 @@ class StageBase(HubOptions):
     report_to: list[Tracker] = Field(
         default_factory=list, description="mirror metrics to these trackers (through accelerate)"
     )
-    task: TaskConfig = Field(
-        default_factory=default_task, description="the built-in task by name, with its options"
+    task: TaskConfig | None = Field(
+        default_factory=default_task,
+        description="the built-in task by name, with its options; null: data.path's rows are the task",
     )
     data: DataConfig | None = Field(None, description="your own dataset; its rows replace the task's")
+
+    @model_validator(mode="after")
+    def _task_or_data(self) -> StageBase:
+        if self.task is None and getattr(self.data, "path", None) is None:
+            raise ValueError("task is null and data.path is not set: name a task, or the file of your data")
+        return self
 
 
 class PretrainConfig(TrainSettings, StageBase):

@@ -23,7 +23,7 @@ from r1rl.config import (
     SFTConfig,
     StageBase,
 )
-from r1rl.errors import UserError
+from r1rl.errors import RewardFailedError, UserError
 from r1rl.registry import Registry
 
 if TYPE_CHECKING:  # the table itself stays light: torch loads with the recipe that runs
@@ -59,8 +59,10 @@ class Stage:
         """Run the stage into ``cfg.output_dir`` — or skip, resume, extend or refuse, as
         :mod:`r1rl.run.rerun` decides against the run already there (``force``: afresh, whatever the
         config); returns the run and whether it ran. The only place a stage's run directory is
-        judged: the recipe it then calls starts (or resumes) without looking again."""
-        from r1rl.parallel.distributed import main_decides
+        judged: the recipe it then calls starts (or resumes) without looking again. A reward that
+        stopped the run (:class:`~r1rl.errors.RewardFailedError`) leaves its traceback in the run
+        directory's ``reward_errors.log``."""
+        from r1rl.parallel.distributed import is_main, main_decides
         from r1rl.run import rerun
         from r1rl.rundir import RunDir
 
@@ -76,7 +78,12 @@ class Stage:
         decision = main_decides(decide, cfg.device)
         if decision == "skip":  # nothing is retrained; a push asked for still happens
             return (push_if_asked(cfg, rd) if self.trains else rd), False
-        rd = self.load(recipe)(cfg)
+        if is_main():  # what a run stopped by a broken reward left is about that run, not this one
+            (rd.path / RewardFailedError.LOG).unlink(missing_ok=True)
+        try:
+            rd = self.load(recipe)(cfg)
+        except RewardFailedError as e:
+            raise (e.written_to(rd.path) if is_main() else e) from None
         return (push_if_asked(cfg, rd) if self.trains else rd), True
 
 
@@ -115,12 +122,12 @@ def load_recipe_file(path: Path) -> Callable[[Any], RunDir]:
 
 
 def resolved_config(cfg: Any) -> Any:
-    """The config as its stage writes it to ``config.yaml``: the reward tiers filled in from the task."""
-    if getattr(cfg, "rewards", None) is None or not hasattr(cfg, "task"):
-        return cfg
-    from r1rl.train.prepare import resolved_rewards, task_of
+    """The config as its stage writes it to ``config.yaml`` (:func:`r1rl.train.prepare.resolved_config`)."""
+    if not hasattr(cfg, "rewards") and getattr(getattr(cfg, "data", None), "path", None) is None:
+        return cfg  # nothing to fill in: the task is not even built
+    from r1rl.train import prepare
 
-    return cfg.model_copy(update={"rewards": resolved_rewards(cfg.rewards, task_of(cfg))})
+    return prepare.resolved_config(cfg, prepare.task_of(cfg))
 
 
 def push_if_asked(cfg: Any, rd: RunDir) -> RunDir:

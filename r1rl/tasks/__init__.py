@@ -11,6 +11,7 @@ names others) into a :class:`~r1rl.records.Task`.
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from typing import cast
 
 from r1rl.errors import UserError
 from r1rl.tasks import arithmetic, cuad, gsm8k, mbpp  # noqa: F401  (importing a task registers it)
@@ -32,15 +33,17 @@ for _entry in entry_points(group="r1rl.tasks"):  # installed task plug-ins (the 
             raise UserError(f"task plug-in {_entry.name!r} ({_entry.value}) does not import: {e}") from None
 
 
-def task_name(task: TaskOptions, data: DataConfig | None = None) -> str:
+def task_name(task: TaskOptions | None, data: DataConfig | None = None) -> str:
     """The name a stage's task goes by (in results, summaries and cards), without loading any row."""
     if data is not None and data.path is not None:
         return data_name(data)
-    return str(task.name)
+    return str(task.name) if task is not None else DEFAULT_TASK
 
 
-def build_task(task: TaskOptions, data: DataConfig | None = None, seed: int = 0) -> Task:
-    """The task a stage runs: ``task`` (a task's options) or, when ``data.path`` is set, that dataset."""
+def build_task(task: TaskOptions | None, data: DataConfig | None = None, seed: int = 0) -> Task:
+    """The task a stage runs: ``task`` (a task's options) or, when ``data.path`` is set, that dataset,
+    trained by ``task``'s rewards (``None``: the default task's) unless the recipe names others."""
+    task = task if task is not None else cast(TaskOptions, TASKS.get(DEFAULT_TASK).options())
     named = TASKS.get(task.name, "task.name").build(task, seed)
     if data is not None and data.path is not None:
         return DatasetTask(data, rewards=named.rewards, seed=seed)

@@ -9,7 +9,11 @@
 
 Loading: a file by its suffix (``json``/``jsonl``, ``parquet``, ``csv``, ``tsv``), a folder by
 ``datasets``' own inference (``train.jsonl`` and ``test.jsonl`` become two splits), anything else
-as a Hub dataset (``subset``, ``split``, ``data_files``). Then, in this order: the columns are
+as a Hub dataset (``subset``, ``split``, ``data_files``). Columns arrive as written: a text format
+(CSV, TSV) keeps every value a string — ``00042`` stays ``"00042"``, ``NA`` and an empty cell stay
+``"NA"`` and ``""`` — where pandas would guess an integer, a float or a missing value per column;
+JSON Lines and Parquet keep their own types. ``column_types`` declares the types a reward
+needs (``{answer: int}``), in any format. Then, in this order: the columns are
 renamed into the record layout (``prompt_column`` → ``prompt``, ``completion_column`` →
 ``completion``, ``answer_column`` → ``answer``, ``columns``' reward names), ``prompt_template``
 renders the prompt from the row (Jinja, as the eval tasks' templates), the held-out split is
@@ -26,9 +30,11 @@ renders a conversation through the from-scratch tokenizer's chat template
 
 from __future__ import annotations
 
+import csv
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -40,6 +46,8 @@ from r1rl.records import Split, check_prompt, is_conversation
 from r1rl.strict import Strict
 
 SUFFIXES = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".tsv": "csv"}
+TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t"}  # formats whose values are all text: their separator
+TYPES = {"str": "string", "int": "int64", "float": "float64", "bool": "bool"}  # column_types -> a Value
 
 
 class DataConfig(Strict):
@@ -73,6 +81,10 @@ class DataConfig(Strict):
         description="chat data: one conversation per row; the prompt is every turn before the last reply",
     )
     answer_column: str | None = Field(None, description="a column the rewards read as 'answer'")
+    column_types: dict[str, Literal["str", "int", "float", "bool"]] = Field(
+        default_factory=dict,
+        description="cast these columns, e.g. {answer: int}; else CSV/TSV values stay strings, as written",
+    )
     columns: dict[str, str] = Field(
         default_factory=dict, description="reward column -> dataset column, e.g. {answer: target}"
     )
@@ -173,12 +185,14 @@ def load_raw(cfg: DataConfig) -> Any:
             raise UserError(
                 f"data.path: {local}: unknown file type {local.suffix!r} (use {', '.join(SUFFIXES)})"
             )
-        if local.suffix.lower() == ".tsv":
-            kwargs["sep"] = "\t"
         check_file(local)
+        kwargs.update(_as_text(local, TEXT_SUFFIXES.get(local.suffix.lower())))
         args: tuple[Any, ...] = (builder,)
         kwargs.setdefault("data_files", {"train": str(local)})  # one file: one split, "train"
     elif local.is_dir():
+        files = [p for p in sorted(local.rglob("*")) if p.suffix.lower() in SUFFIXES]
+        if files and all(p.suffix.lower() == ".csv" for p in files):  # datasets reads the folder as CSV
+            kwargs.update(_as_text(files[0], ","))
         args = (str(local),)
     elif path.startswith((".", "/", "~")) or Path(path).suffix.lower() in SUFFIXES or path.count("/") != 1:
         raise UserError(f"data.path: no such file or folder: {path}")
@@ -189,6 +203,36 @@ def load_raw(cfg: DataConfig) -> Any:
     except Exception as e:  # a dataset that cannot be read is bad input: say which and why, on one line
         first = " ".join(str(e).split())[:300] or type(e).__name__
         raise UserError(f"data.path: cannot load {path} ({type(e).__name__}: {first})") from None
+    return _cast(dd, cfg.column_types, path)
+
+
+def _as_text(path: Path, sep: str | None) -> dict[str, Any]:
+    """``load_dataset`` options that read a CSV/TSV file's values as the strings they are (pandas would
+    turn ``00042`` into 42, a column of numbers and text into floats or NaN, ``NA`` into None)."""
+    if sep is None:
+        return {}
+    datasets = _datasets()
+    with path.open(newline="", errors="replace") as f:
+        header = next(csv.reader(f, delimiter=sep), [])
+    features = datasets.Features({name: datasets.Value("string") for name in header})
+    return {"sep": sep, "features": features, "keep_default_na": False}
+
+
+def _cast(dd: Any, types: Mapping[str, str], where: str) -> Any:
+    """``dd`` with the columns ``column_types`` names cast; one line naming a column that is absent or
+    whose values do not convert."""
+    datasets = _datasets()
+    for name, kind in types.items():
+        have = next(iter(dd.values())).column_names
+        if name not in have:
+            raise UserError(f"data.column_types: {where} has no column {name!r}{did_you_mean(name, have)}")
+        try:
+            dd = dd.cast_column(name, datasets.Value(TYPES[kind]))
+        except (ValueError, TypeError) as e:  # pyarrow's ArrowInvalid is a ValueError
+            first = " ".join(str(e).split())[:200]
+            raise UserError(
+                f"data.column_types: column {name!r} of {where} is not all {kind} ({first})"
+            ) from None
     return dd
 
 

@@ -298,9 +298,11 @@ class StepLogger:
                 self.run.append_line(self.run.path / f"{name}.jsonl", json.dumps({"step": done, **value}))
         return row
 
-    def postfix(self, **values: float) -> None:
+    def postfix(self, **values: float | None) -> None:
+        """Show ``values`` on the progress bar (a count as an integer); ``None`` is left out."""
         if self.bar is not None:
-            self.bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()})
+            shown = {k: v if isinstance(v, int) else f"{v:.3f}" for k, v in values.items() if v is not None}
+            self.bar.set_postfix(shown)
 
 
 Row = tuple[dict[str, Any], dict[str, Any]]  # a step's metrics, and its side logs ({name: entry})
@@ -312,7 +314,7 @@ class Cadence:
 
     ``evaluate`` (main process only) returns held-out metrics, logged under ``eval/`` every
     ``eval_every`` steps and at the last; ``postfix`` names the metrics the progress bar shows
-    (label -> metric).
+    (label -> metric, or label -> a function of the row, whose ``None`` is not shown).
     """
 
     log: StepLogger
@@ -320,7 +322,9 @@ class Cadence:
     par: Any
     evaluate: Callable[[], dict[str, float]] | None = None
     eval_every: int = 0
-    postfix: Mapping[str, str] = field(default_factory=lambda: {"loss": "loss"})
+    postfix: Mapping[str, str | Callable[[dict[str, Any]], float | None]] = field(
+        default_factory=lambda: {"loss": "loss"}
+    )
 
     def end_step(
         self, done: int, row: Callable[[float], Row], save: Callable[[int], Path | None], last: bool = False
@@ -340,7 +344,7 @@ class Cadence:
                 with log.phase("eval"):
                     metrics.update({f"eval/{k}": v for k, v in self.evaluate().items()})  # type: ignore[misc]
             log.log(done, metrics, side)
-            log.postfix(**{label: metrics[key] for label, key in self.postfix.items()})
+            log.postfix(**{k: m(metrics) if callable(m) else metrics[m] for k, m in self.postfix.items()})
         stop = log.stop_requested(self.par) and not last
         if self.ckpt.due(done, log.total) or stop:
             path = save(done)

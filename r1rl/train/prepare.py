@@ -7,6 +7,7 @@ serves the embedded arithmetic task, the built-in benchmark tasks and any ``data
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,19 @@ def describe(task: Task) -> str:
     return f"the data ({path})" if path else f"task {task.name!r}"
 
 
+def resolved_config(cfg: Any, task: Task) -> Any:
+    """The config as its stage writes it to ``config.yaml``: the reward tiers filled in from ``task``
+    when the stage has rewards; with ``data.path``, ``task: null`` and ``data.name`` set — the data is
+    the task (trained by the tiers filled in here), named as results and cards name it."""
+    update: dict[str, Any] = {}
+    if hasattr(cfg, "rewards"):
+        update["rewards"] = resolved_rewards(cfg.rewards, task)
+    data = getattr(cfg, "data", None)
+    if data is not None and data.path is not None:
+        update.update(task=None, data=data.model_copy(update={"name": task.name}))
+    return cfg.model_copy(update=update)
+
+
 def resolved_rewards(rewards: RewardsConfig | None, task: Task) -> RewardsConfig:
     """``rewards`` with its tiers filled in from the task when the recipe names none."""
     rewards = rewards or RewardsConfig()
@@ -43,11 +57,39 @@ def resolved_rewards(rewards: RewardsConfig | None, task: Task) -> RewardsConfig
     return rewards.model_copy(update={"tiers": tiers})
 
 
-def write_task_info(run_dir: Path, task: Task) -> None:
-    """``task.json`` beside ``config.yaml``: the task's name and notes (model cards repeat the notes)."""
+def write_task_info(run_dir: Path, task: Task, rewards: RewardsConfig | None = None) -> None:
+    """``task.json`` beside ``config.yaml``: the task's name and notes (model cards repeat the notes),
+    the data file's name for a ``data:`` section, and the reward code (:func:`keep_reward_code`)."""
     if run_dir.is_dir():
-        info = {"name": task.name, "notes": list(task.notes)}
+        info: dict[str, Any] = {"name": task.name, "notes": list(task.notes)}
+        path = getattr(getattr(task, "cfg", None), "path", None)
+        if path is not None:  # the file's name, not where it lay on this machine (or a Hub id as it is)
+            info["data"] = Path(path).name if Path(path).expanduser().exists() else str(path)
+        code = keep_reward_code(run_dir, rewards)
+        if code:
+            info["reward_code"] = code
         atomic_write_text(run_dir / "task.json", json.dumps(info, indent=2) + "\n")
+
+
+def keep_reward_code(run_dir: Path, rewards: RewardsConfig | None) -> dict[str, str]:
+    """Copy each ``path/to/file.py:function`` reward's file into ``<run_dir>/rewards/`` — the code the
+    run trained with, which ``r1rl push`` uploads beside the model — and return ``{file as the config
+    names it: its copy, relative to run_dir}``."""
+    specs = [t.reward for t in (rewards.tiers or []) if isinstance(t.reward, str)] if rewards else []
+    kept: dict[str, str] = {}
+    for spec in specs:
+        target = spec.rpartition(":")[0]
+        source = Path(target).expanduser()
+        if not target.endswith(".py") or target in kept or not source.is_file():
+            continue
+        name, n = source.name, 1
+        while f"rewards/{name}" in kept.values():  # two files of one name: the second is <stem>_2.py
+            n += 1
+            name = f"{source.stem}_{n}.py"
+        (run_dir / "rewards").mkdir(exist_ok=True)
+        shutil.copyfile(source, run_dir / "rewards" / name)
+        kept[target] = f"rewards/{name}"
+    return kept
 
 
 def hierarchy_of(

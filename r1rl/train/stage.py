@@ -27,7 +27,7 @@ from r1rl.report.plots import plot_expert_load, plot_metrics
 from r1rl.report.trackers import Trackers
 from r1rl.rundir import RunDir, atomic_write_text, read_jsonl
 from r1rl.train.common import setup
-from r1rl.train.prepare import resolved_rewards, write_task_info
+from r1rl.train.prepare import resolved_config, write_task_info
 
 
 class StageRun:
@@ -51,16 +51,17 @@ class StageRun:
 
 
 def write_start(run: RunDir, cfg: Any, task: Task | None) -> RunDir:
-    """The run directory with the resolved config — its reward tiers filled in from ``task`` when the
-    stage has rewards — and ``task.json`` (the main process writes; the others return)."""
-    if task is not None and hasattr(cfg, "rewards"):
-        cfg = cfg.model_copy(update={"rewards": resolved_rewards(cfg.rewards, task)})
+    """The run directory with the resolved config (:func:`~r1rl.train.prepare.resolved_config`: reward
+    tiers filled in from ``task``, ``task: null`` for ``data.path``) and ``task.json`` (the main
+    process writes; the others return)."""
+    if task is not None:
+        cfg = resolved_config(cfg, task)
     run.start(cfg)
     report_to = getattr(cfg, "report_to", None)
     if report_to and is_main():  # every logged row goes to these trackers too
         run.trackers = Trackers(report_to, run.path, run.path.name, cfg.model_dump())
     if task is not None and is_main():
-        write_task_info(run.path, task)
+        write_task_info(run.path, task, getattr(cfg, "rewards", None))
     return run
 
 

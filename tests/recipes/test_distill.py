@@ -89,7 +89,9 @@ def test_the_student_pushes_like_any_stage(distilled, runs, tmp_path):
     card = (out / "README.md").read_text()
     assert f"taught by {runs['ppo'].final}" in card and "→ pretrain → distill" in card
     assert "The distill stage trained on the teacher's samples that passed these tiers" in card
-    assert "| any | `" in card and "always_one` |" in card
+    # the tier's reward file travels with the model, and the card links it rather than a local path
+    assert "| any | [`rewards/always.py:always_one`](rewards/always.py) |" in card
+    assert (out / "rewards" / "always.py").read_text() == ALWAYS.read_text()
 
 
 def test_resume_is_exact(runs, tmp_path):

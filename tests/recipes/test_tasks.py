@@ -193,6 +193,7 @@ def test_pipeline_from_a_saved_checkpoint_with_expert_telemetry(kind, tmp_path):
 def test_routing_replay_is_refused_for_a_sigmoid_router():
     from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
 
+    from r1rl.config import validate
     from r1rl.errors import UserError
     from r1rl.models.moe import check_routing_replay
 
@@ -201,5 +202,10 @@ def test_routing_replay_is_refused_for_a_sigmoid_router():
                               n_routed_experts=4, num_experts_per_tok=2, n_group=1, topk_group=1,
                               first_k_dense_replace=0, q_lora_rank=None, kv_lora_rank=16, qk_rope_head_dim=8,
                               qk_nope_head_dim=8, v_head_dim=8)  # fmt: skip
-    with pytest.raises(UserError, match="needs softmax top-k routers.*DeepseekV3TopkRouter"):
+    with pytest.raises(UserError, match="needs softmax top-k routers.*DeepseekV3TopkRouter") as e:
         check_routing_replay(DeepseekV3ForCausalLM(config))
+    # the key it names is the PPO stage's (ppo.moe.routing_replay in a pipeline), not a moved one
+    msg = str(e.value)
+    assert msg.startswith("moe.routing_replay: true") and msg.endswith("set moe.routing_replay: false")
+    cfg = validate(PPOConfig, {"output_dir": "x", "model_path": "m", "moe": {"routing_replay": True}})
+    assert cfg.moe.routing_replay

@@ -41,11 +41,12 @@ def test_errors_are_counted_not_silent():
 
     tiers = [
         Tier("raises", boom),
-        Tier("short", const([1.0])),
         Tier("nan", const([math.nan, 1.0])),
     ]
     res = RewardHierarchy(tiers, "weighted")(["p"] * 2, ["c"] * 2)
-    assert res.errors == {"raises": 2, "short": 2, "nan": 1}
+    assert res.errors == {"raises": 2, "nan": 1}
+    first = res.failures["raises"]
+    assert first.detail == "raised RuntimeError: bad" and "boom" in first.trace
     m = res.metrics()
     assert m["reward/tier/raises/errors"] == 2 and m["reward/tier/nan/errors"] == 1
     assert all(math.isfinite(r) for r in res.rewards)
@@ -364,3 +365,15 @@ def test_gathered_statistics_span_every_process():
     with h.frozen():
         h(["p"] * 3, ["c"] * 3)
     assert len(calls) == 2 and h.running["a"].count == 5
+
+
+def test_a_broken_contract_stops_on_the_first_call_naming_tier_and_function():
+    from r1rl.rewards import RewardContractError
+
+    def one_too_few(prompts, completions, **kw):
+        return [1.0] * (len(completions) - 1)
+
+    h = RewardHierarchy([Tier("syntax", const([1.0, 1.0])), Tier("task", one_too_few, on_error="skip")])
+    msg = r"^reward 'one_too_few' in tier 'task' returned 1 scores for 2 completions"
+    with pytest.raises(RewardContractError, match=msg):
+        h(["p"] * 2, ["c"] * 2)

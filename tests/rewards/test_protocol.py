@@ -8,6 +8,7 @@ import pytest
 from r1rl.rewards.protocol import (
     Failure,
     Outcome,
+    RewardContractError,
     RewardError,
     RewardTimeout,
     as_text,
@@ -18,6 +19,8 @@ from r1rl.rewards.protocol import (
     reward_error,
     reward_timeout,
 )
+
+from r1rl.errors import UserError
 
 
 def returning(value):
@@ -34,7 +37,7 @@ def kinds(outcomes):
         ([1.0, 0, True, np.float32(0.5), np.int64(2)], ["score"] * 5),
         ([None, reward_error("x"), reward_timeout("y")], ["not_applicable", "error", "timeout"]),
         ([math.nan, math.inf, -math.inf], ["error"] * 3),
-        (["1.0", [1.0], {"a": 1}], ["error"] * 3),
+        ([np.array(0.5), np.array([2.0])[0]], ["score"] * 2),  # 0-d arrays and tensors, as TRL takes them
     ],
 )
 def test_each_value_is_classified(values, expected):
@@ -46,17 +49,35 @@ def test_each_value_is_classified(values, expected):
 @pytest.mark.parametrize(
     "result,detail",
     [
-        ([1.0], "returned 1 values for 3 completions"),
-        (None, "returned NoneType, expected a list of floats"),
-        (0.5, "returned float, expected a list of floats"),
-        ("abc", None),  # a string of the right length: three non-numbers
+        ([1.0, 0.0], "returned 2 scores for 3 completions"),
+        ([1.0] * 4, "returned 4 scores for 3 completions"),
+        (None, "returned a NoneType"),
+        (0.5, "returned a float"),
+        ("abc", "returned a str"),  # a string of the right length is not three scores
+        ([1.0, "1.0", 0.0], "returned '1.0' for sample 1"),
+        ([1.0, 0.0, [1.0]], "returned [1.0] for sample 2"),
+        ([{"a": 1}, 0.0, 1.0], "returned {'a': 1} for sample 0"),
     ],
 )
-def test_wrong_shape_or_type_is_an_error_for_every_sample(result, detail):
-    out = call_reward(returning(result), ["p"] * 3, ["c"] * 3)
-    assert kinds(out) == ["error"] * 3
-    if detail:
-        assert out[0].detail == detail
+def test_a_broken_contract_raises_one_line_naming_the_function(result, detail):
+    def judge(prompts, completions, **kw):
+        return result
+
+    with pytest.raises(RewardContractError) as e:
+        call_reward(judge, ["p"] * 3, ["c"] * 3)
+    msg = str(e.value)
+    assert msg.startswith(f"reward 'judge' {detail}") and "\n" not in msg
+    assert msg.endswith("a reward function returns a list of one score (a number or None) per completion")
+    assert issubclass(RewardContractError, UserError)
+
+
+def test_an_exception_keeps_its_traceback_for_the_log():
+    def judge(prompts, completions, **kw):
+        return {}["answer"]
+
+    (out,) = call_reward(judge, ["p"], ["c"])
+    assert out.detail == "raised KeyError: 'answer'"
+    assert "Traceback" in out.trace and 'return {}["answer"]' in out.trace and "judge" in out.trace
 
 
 def test_exceptions_and_timeouts_are_outcomes_not_crashes():

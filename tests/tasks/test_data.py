@@ -127,6 +127,89 @@ def test_data_path_replaces_the_named_tasks_rows_but_keeps_its_rewards(qa):
     hierarchy_of(None, task)  # math_task needs 'answer', which the rows have
 
 
+def test_the_resolved_config_names_the_data_as_the_task_not_the_recipes_task(qa, tmp_path):
+    import yaml
+
+    from r1rl.config import PPOConfig
+    from r1rl.run.stages import resolved_config
+    from r1rl.rundir import RunDir
+    from r1rl.train.stage import write_start
+
+    raw = {"output_dir": str(tmp_path / "run"), "model_path": "m", "task": "gsm8k",
+           "data": {"path": str(qa), "prompt_column": "question"}}  # fmt: skip
+    cfg = validate(PPOConfig, raw)
+    written = yaml.safe_load(write_start(RunDir(cfg.output_dir), cfg, task_of(cfg)).config.read_text())
+    assert written["task"] is None and written["data"]["name"] == "qa"  # not task: {name: gsm8k, ...}
+    assert [t["reward"] for t in written["rewards"]["tiers"]] == ["math_syntax", "math_logic", "math_task"]
+    assert json.loads((tmp_path / "run" / "task.json").read_text())["name"] == "qa"
+    again = validate(PPOConfig, written)  # config.yaml reads back as the same run: a re-run resumes it
+    assert resolved_config(again).model_dump(mode="json") == resolved_config(cfg).model_dump(mode="json")
+    assert task_of(again).name == "qa" and len(task_of(again).records("train")) == 36
+    with pytest.raises(UserError, match="task is null and data.path is not set"):
+        validate(PPOConfig, {**raw, "task": None, "data": None})
+    builtin = validate(PPOConfig, {**raw, "data": None})
+    assert resolved_config(builtin).task.name == "gsm8k"  # a built-in task is named as before
+
+
+# --------------------------------------------------------------------------- columns arrive as written
+
+CSV = "prompt,zip,answer,mixed,note\nq0,00042,7,1,NA\nq1,01234,8,2.5,\nq2,99999,9,three,n/a\n"
+
+
+def _rows(path, **kw):
+    splits = load_splits(_data(path=str(path), eval_fraction=1 / 3, **kw))
+    return sorted([*splits["train"], *splits["test"]], key=lambda r: r["prompt"])
+
+
+@pytest.mark.parametrize("suffix,sep", [("csv", ","), ("tsv", "\t")])
+def test_text_formats_keep_every_value_a_string_as_written(tmp_path, suffix, sep):
+    from r1rl.records import reward_columns
+
+    path = tmp_path / f"rows.{suffix}"
+    path.write_text(CSV.replace(",", sep))
+    rows = _rows(path)
+    assert [r["zip"] for r in rows] == ["00042", "01234", "99999"]  # not 42, 1234, 99999
+    assert [r["answer"] for r in rows] == ["7", "8", "9"]
+    assert [r["mixed"] for r in rows] == ["1", "2.5", "three"]  # not a float column with a NaN
+    assert [r["note"] for r in rows] == ["NA", "", "n/a"]  # not missing values
+    assert reward_columns(rows[:1])["zip"] == ["00042"]  # what a reward receives
+
+
+def test_declared_column_types_are_cast_in_any_format(tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_text(CSV)
+    rows = _rows(path, column_types={"answer": "int", "zip": "int"})
+    assert [(r["zip"], r["answer"], r["mixed"]) for r in rows] == [
+        (42, 7, "1"),
+        (1234, 8, "2.5"),
+        (99999, 9, "three"),
+    ]
+    jsonl = _jsonl(tmp_path / "rows.jsonl", [{"prompt": f"q{i}", "answer": str(i)} for i in range(3)])
+    assert [r["answer"] for r in _rows(jsonl, column_types={"answer": "float"})] == [0.0, 1.0, 2.0]
+    with pytest.raises(UserError, match=r"data.column_types: column 'mixed' of .*rows.csv is not all float"):
+        _rows(path, column_types={"mixed": "float"})
+    with pytest.raises(UserError, match=r"has no column 'answr' \(did you mean 'answer'\?\)"):
+        _rows(path, column_types={"answr": "int"})
+
+
+def test_jsonl_keeps_its_types(tmp_path):
+    rows = [
+        {"prompt": f"q{i}", "zip": z, "answer": 7 + i, "ratio": i / 2, "ok": i != 1, "tags": t, "none": None}
+        for i, (z, t) in enumerate([("00042", ["a"]), ("01234", []), ("99999", ["b", "c"])])
+    ]
+    got = _rows(_jsonl(tmp_path / "rows.jsonl", rows))
+    assert got == rows
+
+
+def test_a_csv_folder_keeps_strings_too(tmp_path):
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    (folder / "train.csv").write_text(CSV)
+    (folder / "test.csv").write_text(CSV)
+    splits = load_splits(_data(path=str(folder), eval_split="test"))
+    assert splits["train"]["zip"] == splits["test"]["zip"] == ["00042", "01234", "99999"]
+
+
 # --------------------------------------------------------------------------- bad data: one line each
 
 

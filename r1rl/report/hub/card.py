@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from r1rl.report.hub.run import LineageStage, RunInfo, is_hub_id, read_task
+from r1rl.report.hub.run import LineageStage, RunInfo, is_hub_id, read_task, reward_code
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
@@ -62,7 +62,7 @@ CARD_TEMPLATE = """---
 {%- if task %}
 ## Task
 
-Trained on `{{ task.name }}`.
+Trained on `{{ task.name }}`{% if task.data %}, the rows of `{{ task.data }}` (your own data){% endif %}.
 {%- for note in task.notes %} **Note: {{ note }}.**{% endfor %}
 {% endif %}
 {%- if envs %}
@@ -89,9 +89,14 @@ Trained and evaluated on multi-turn episodes: the model calls tools by writing
 | tier | reward | threshold | weight |
 |---|---|---|---|
 {% for t in rewards.tiers -%}
-| {{ t.name }} | `{{ t.reward }}` | {{ t.threshold }} | {{ t.weight }}
+| {{ t.name }} | {% if t.code %}[`{{ t.reward }}`]({{ t.code }}){% else %}`{{ t.reward }}`{% endif %} | \
+{{ t.threshold }} | {{ t.weight }}
 {%- if t.get("weight_end") is not none %} → {{ t.weight_end }}{% endif %} |
 {% endfor %}
+{%- if rewards.code %}
+The reward code is in this repository, as the run used it: {% for f in rewards.code %}[`{{ f }}`]({{ f }})\
+{% if not loop.last %}, {% endif %}{% endfor %}.
+{% endif %}
 {%- endif %}
 {%- if eval_rows %}
 ## Evaluation
@@ -159,6 +164,8 @@ def build_card(
         # card metadata beyond the common fields is any attribute; ModelCardData's type declares only those
         data.base_model_relation = "adapter" if kind == "adapter" else "finetune"  # type: ignore[attr-defined]
     rewarded = next((s for s in reversed(info.lineage) if s.stage in REWARDS_BY), None)
+    code, names = reward_code(info)  # reward files as the repository holds them (uploaded with the model)
+    configs = {s.path: _with_code(s.config, names.get(s.path, {})) for s in info.lineage}
     return ModelCard.from_template(
         data,
         template_str=CARD_TEMPLATE,
@@ -172,18 +179,46 @@ def build_card(
                 "stage": s.stage,
                 "path": s.path,
                 "start": _start(s),
-                "yaml": yaml.safe_dump(s.config, sort_keys=False),
+                "yaml": yaml.safe_dump(configs[s.path], sort_keys=False),
             }
             for s in info.lineage
         ],
         envs=_envs(info),
-        rewards=rewarded.config.get("rewards") if rewarded else None,
+        rewards=_rewards(configs[rewarded.path], code) if rewarded else None,
         rewards_by=REWARDS_BY[rewarded.stage] if rewarded else None,
         task=read_task(info),
         eval_rows=_eval_rows(info.eval_results),
         eval_model=(info.eval_results or {}).get("model"),
         summary_table=_summary_table(info.summary),
     )
+
+
+def _with_code(config: Any, names: dict[str, str]) -> Any:
+    """``config`` with every ``reward: path/to/file.py:fn`` of a kept file named as the repository holds
+    it (``rewards/file.py:fn``), not where it lay on the training machine."""
+    if isinstance(config, dict):
+        out = {k: _with_code(v, names) for k, v in config.items()}
+        reward = out.get("reward")
+        if isinstance(reward, str) and reward.rpartition(":")[0] in names:
+            path, _, fn = reward.rpartition(":")
+            out["reward"] = f"{names[path]}:{fn}"
+        return out
+    if isinstance(config, list):
+        return [_with_code(v, names) for v in config]
+    return config
+
+
+def _rewards(config: dict[str, Any], code: dict[str, Path]) -> dict[str, Any] | None:
+    """The rewarded stage's hierarchy for the card: each tier with the repository file of its code."""
+    rewards = config.get("rewards")
+    if not isinstance(rewards, dict):
+        return None
+    tiers = []
+    for t in rewards.get("tiers") or []:
+        path = t.get("reward").rpartition(":")[0] if isinstance(t.get("reward"), str) else ""
+        tiers.append({**t, "code": path if path in code else None})
+    used = sorted({t["code"] for t in tiers if t["code"]})
+    return {**rewards, "tiers": tiers, "code": used}
 
 
 def _envs(info: RunInfo) -> list[dict[str, Any]]:

@@ -200,13 +200,39 @@ def _read_eval_results(path: Path | None) -> dict[str, Any] | None:
 
 
 def read_task(info: RunInfo) -> dict[str, Any] | None:
-    """The last trained stage's ``task.json``, with the notes of every stage of the lineage."""
-    found = [
-        json.loads((s.path / "task.json").read_text())
-        for s in info.lineage
-        if (s.path / "task.json").is_file()
-    ]
+    """The last trained stage's ``task.json`` (its name, and its data file's for a ``data:`` section),
+    with the notes of every stage of the lineage."""
+    found = [_task_json(s) for s in info.lineage if (s.path / "task.json").is_file()]
     if not found:
         return None
     notes = list(dict.fromkeys(n for t in found for n in t.get("notes", [])))
-    return {"name": found[-1].get("name"), "notes": notes}
+    return {"name": found[-1].get("name"), "data": found[-1].get("data"), "notes": notes}
+
+
+def reward_code(info: RunInfo) -> tuple[dict[str, Path], dict[Path, dict[str, str]]]:
+    """The reward files the lineage's stages trained with (the copies in their ``rewards/``), named for
+    the repository — ``rewards/<file>.py``, ``rewards/<stem>_2.py`` for another file of the same name —
+    and, per stage, ``{file as its config names it: its name in the repository}``."""
+    files: dict[str, Path] = {}
+    names: dict[Path, dict[str, str]] = {}
+    for stage in info.lineage:
+        names[stage.path] = {}
+        for written, copy in _task_json(stage).get("reward_code", {}).items():
+            local = stage.path / copy
+            if not local.is_file():
+                continue
+            name, n = copy, 1
+            while name in files and files[name].read_bytes() != local.read_bytes():
+                n += 1
+                name = f"rewards/{Path(copy).stem}_{n}.py"
+            files[name] = local
+            names[stage.path][written] = name
+    return files, names
+
+
+def _task_json(stage: LineageStage) -> dict[str, Any]:
+    try:
+        data = json.loads((stage.path / "task.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from r1rl.errors import UserError
 from r1rl.report.hub.card import build_card
-from r1rl.report.hub.run import RunInfo, describe_run, is_hub_id
+from r1rl.report.hub.run import RunInfo, describe_run, is_hub_id, reward_code
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
@@ -65,6 +65,7 @@ def prepare_upload(
     card = build_card(info, files, kind, repo_id, license=license, base_model=base_model)
     card.save(work / "README.md")
     files["README.md"] = work / "README.md"
+    files.update(reward_code(info)[0])  # the reward functions the run trained with, which the card links
     return Upload(dict(sorted(files.items())), kind, card)
 
 

@@ -23,6 +23,7 @@ from r1rl.models.moe import RoutingReplay
 from r1rl.parallel.distributed import Parallel
 from r1rl.records import Task
 from r1rl.rewards.hierarchy import RewardHierarchy
+from r1rl.rewards.watch import FailureWatch
 from r1rl.rundir import RunDir
 from r1rl.train.common import cosine_schedule
 from r1rl.train.ppo.engines import RolloutEngine
@@ -73,6 +74,7 @@ class PPOState:
         )  # fmt: skip
         self.sampler = PromptSelector(n_rows, cfg.rollout.prompts_per_step, seed + 1, settings)  # prompts
         self.hierarchy = hierarchy
+        self.watch = FailureWatch(hierarchy)  # a tier failing on every sample, step after step, stops the run
         self.skipped_steps, self.in_a_row = 0, 0
         self.generated = 0  # completions generated so far, dynamic sampling's dropped ones included
 
@@ -82,6 +84,7 @@ class PPOState:
             "scheduler": {k: s.state_dict() for k, s in self.scheds.items()},
             "kl_ctl": self.kl_ctl.state_dict(),
             "rewards": self.hierarchy.state_dict(),  # running normalisation statistics
+            "reward_watch": self.watch.state_dict(),  # steps in a row on which a tier failed everywhere
             "generator": self.generator.get_state(),
             "sampler": self.sampler.state_dict(),
             "skipped_steps": self.skipped_steps,
@@ -95,6 +98,7 @@ class PPOState:
         self.kl_ctl.load_state_dict(state["kl_ctl"])
         if "rewards" in state:
             self.hierarchy.load_state_dict(state["rewards"])
+        self.watch.load_state_dict(state.get("reward_watch", {}))
         self.generator.set_state(state["generator"])
         self.sampler.load_state_dict(state["sampler"])
         self.skipped_steps = state.get("skipped_steps", 0)

@@ -48,6 +48,7 @@ from r1rl.parallel.distributed import Parallel
 from r1rl.parallel.sharding import SHARDED_EVAL, shard_roles
 from r1rl.records import Task, rows
 from r1rl.rewards.hierarchy import concat_results
+from r1rl.rewards.watch import failures_in
 from r1rl.train.common import check_in_sync
 from r1rl.train.loop import Cadence, Checkpointer, StepLogger, restore_rng, rng_state_of
 from r1rl.train.ppo.context import NonFiniteError, PPOContext, PPOState
@@ -119,7 +120,7 @@ def train_ppo(
         )
     ctx = replace(ctx, engine=engine, replay=replay, state=state, phase=log.phase)
     engine.sync_weights(roles.generation_model)
-    postfix = {"reward": "reward/mean", "kl": "kl"}  # what the progress bar shows
+    postfix: dict[str, Any] = {"reward": "reward/mean", "kl": "kl", "reward_errors": failures_in}  # the bar
     cadence = Cadence(log, ckpt, parallel, evaluate, cfg.log.eval_every, postfix)
     for step in log.steps():
         ctx.hierarchy.set_step(step)  # scheduled tier weights (a reward curriculum)
@@ -224,8 +225,10 @@ def collect(ctx: PPOContext, pool: Any) -> tuple[Sampled, dict[str, float]]:
             n_kept = most
     batch = _concat(kept, ctx.tokenizer)
     state.generated += int(parallel.all_sum(torch.tensor(generated)))
+    result = concat_results(results)
+    state.watch.observe(result, parallel.all_sum_dict)  # a broken reward stops the run (a collective)
     metrics = {
-        **concat_results(results).metrics(),
+        **result.metrics(),
         "rollout/zero_variance": zero_variance / max(n_groups, 1),
         "rollout/groups_kept": float(len(batch.batch)),
         "rollout/rounds": float(len(results)),
