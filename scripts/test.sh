@@ -13,4 +13,5 @@ rm -rf "$tree" && mkdir -p "$tree"
 ln -s "$PWD"/r1rl/*.py "$PWD"/r1rl/*/ "$tree"/
 ln -s "$PWD/rewards" "$tree/rewards" && ln -s "$PWD/eval" "$tree/eval"
 .venv/bin/mypy -p r1rl
-.venv/bin/python -m pytest "$@"
+# two workers, a test file each at a time (its module fixtures built once): the tests run one torch thread
+.venv/bin/python -m pytest -n 2 --dist loadfile "$@"
