@@ -195,13 +195,16 @@ def tiny_config(model_type: str, tokenizer: Any) -> Any:
 
 def save_tiny(model_type: str, out: str | Path, tokenizer: Any, seed: int = 0) -> Path:
     """Write :data:`TINY`'s ``model_type``, randomly initialised, beside ``tokenizer``, to ``out``."""
+    return _save_random(tiny_config(model_type, tokenizer), tokenizer, Path(out), seed)
+
+
+def _save_random(config: Any, tokenizer: Any, out: Path, seed: int) -> Path:
+    """A model of ``config`` with random weights (``seed``), saved beside ``tokenizer`` to ``out``."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    config = tiny_config(model_type, tokenizer)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
-    out = Path(out)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
@@ -223,18 +226,9 @@ def save_miniature(
 ) -> Path:
     """Write a scaled-down, randomly initialised ``name`` and a tokenizer trained on ``texts``
     (default :func:`default_texts`) to ``out``; return the folder."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
     miniature_kwargs(name, **sizes)  # bad sizes are refused before the tokenizer trains
     tokenizer = train_tokenizer(default_texts() if texts is None else texts, vocab_size=vocab_size)
-    config = miniature_config(name, tokenizer, **sizes)
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config)
-    out = Path(out)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return _save_random(miniature_config(name, tokenizer, **sizes), tokenizer, Path(out), seed)
 
 
 def main(argv: list[str] | None = None) -> int:

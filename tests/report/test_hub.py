@@ -20,21 +20,9 @@ from r1rl.report.hub.upload import _retrying
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_hub import FakeHub  # noqa: E402
+from micro_pipeline import FAST, MICRO  # noqa: E402
 
 TOKEN = "hf_r1rlTestToken0123456789DoNotLeak"
-MICRO = Path(__file__).parents[2] / "recipes" / "configs" / "micro" / "pipeline.yaml"
-FAST = [  # the micro pipeline cut to a few seconds: only the run-directory layout matters here
-    "pretrain.steps=2",
-    "pretrain.data.num_problems=200",
-    "pretrain.tokenizer.num_texts=200",
-    "sft.steps=1",
-    "sft.num_examples=8",
-    "ppo.steps=1",
-    "ppo.rollout.prompts_per_step=2",
-    "ppo.rollout.max_new_tokens=8",
-    "eval.num_examples=4",
-    "eval.max_new_tokens=8",
-]
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 not the recipe's default task, and the repository carries the reward code the card links to."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,19 +11,9 @@ import yaml
 from r1rl.report.hub import push_run
 from r1rl.tasks.arithmetic import ArithmeticTask
 
-MICRO = Path(__file__).parents[2] / "recipes" / "configs" / "micro" / "pipeline.yaml"
-FAST = [
-    "pretrain.steps=2",
-    "pretrain.data.num_problems=200",
-    "pretrain.tokenizer.num_texts=200",
-    "sft.steps=1",
-    "sft.num_examples=8",
-    "ppo.steps=1",
-    "ppo.rollout.prompts_per_step=2",
-    "ppo.rollout.max_new_tokens=8",
-    "eval.num_examples=4",
-    "eval.max_new_tokens=8",
-]
+sys.path.insert(0, str(Path(__file__).parent))
+from micro_pipeline import FAST, MICRO  # noqa: E402
+
 REWARD = '''
 def has_answer(prompts, completions, answer, **columns):
     """1.0 when the completion writes the answer."""
