@@ -12,11 +12,18 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import logging
 import sys
 import types
 import warnings
 
 __version__ = "0.1.0"
+
+# torchao (the quantize extra, which transformers imports when it is installed) logs a warning for each
+# GPU kernel library it cannot load on a CPU machine, and torch one for each enum torchao registers:
+# lines on every command that no r1rl user can act on.
+for _logger in ("torchao", "torch.utils._pytree"):
+    logging.getLogger(_logger).setLevel(logging.ERROR)
 
 # Modules that moved when the package was grouped by role, old name -> new name. A recipe copied
 # with ``r1rl cp`` before then still imports; each old name warns once and is the new module.

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from r1rl import __version__
+from r1rl.compress.export import add_export_parser, run_export
 from r1rl.errors import Preempted, UserError
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ EPILOG = """commands:
   r1rl cp ppo my_ppo.py                           copy a recipe script (or recipes/configs/<path>) to edit
   r1rl eval --compare EVAL_A EVAL_B               paired significance test of two evals
   r1rl push RUN_DIR --repo-id you/name            final model + model card to the Hub
+  r1rl export RUN_DIR OUT [--quantize int8|int4]  a plain transformers model, merged, optionally quantised
 `r1rl STAGE --help` lists every option of that stage."""
 
 
@@ -83,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     from r1rl.report.hub import add_push_parser  # light: huggingface_hub loads only when a push runs
 
     add_push_parser(sub)
+    add_export_parser(sub)
     return parser
 
 
@@ -151,6 +154,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from r1rl.report.hub import run_push
 
         return run_push(args)
+    if args.command == "export":
+        return run_export(args)
     if args.command == "config":
         return _print_config(args.stage)
     if args.command == "tasks":

@@ -1,0 +1,1 @@
+"""Smaller models from trained ones: merged and quantised export, expert pruning."""
