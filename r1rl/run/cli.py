@@ -31,6 +31,7 @@ EPILOG = """commands:
   r1rl cp ppo my_ppo.py                           copy a recipe script (or recipes/configs/<path>) to edit
   r1rl eval --compare EVAL_A EVAL_B               paired significance test of two evals
   r1rl push RUN_DIR --repo-id you/name            final model + model card to the Hub
+  r1rl sweep SWEEP.yaml                           hyper-parameter search (Optuna); re-run to resume
 `r1rl STAGE --help` lists every option of that stage."""
 
 
@@ -83,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     from r1rl.report.hub import add_push_parser  # light: huggingface_hub loads only when a push runs
 
     add_push_parser(sub)
+    from r1rl.tune.cli import add_sweep_parser  # light: Optuna loads only when a sweep runs
+
+    add_sweep_parser(sub)
     return parser
 
 
@@ -151,6 +155,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from r1rl.report.hub import run_push
 
         return run_push(args)
+    if args.command == "sweep":
+        from r1rl.run.sweep import run_sweep
+
+        return run_sweep(args)
     if args.command == "config":
         return _print_config(args.stage)
     if args.command == "tasks":
