@@ -7,6 +7,7 @@ two or more keys and two or more finished trials; ``plots/slice.png`` (objective
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,10 @@ def results_table(study: optuna.Study, cfg: SweepConfig) -> str:
         if t.value is None and t.intermediate_values:
             step = max(t.intermediate_values)
             value = f"({_shown(t.intermediate_values[step])} at step {step})"
-        cells = [f"{t.number:03d}", *(_shown(t.params.get(k)) for k in keys), value, t.state.name.lower()]
+        state = t.state.name.lower()
+        if "failed_trial" in t.system_attrs:  # Optuna's mark on a retry of a trial whose process died
+            state += f" (retry of {t.system_attrs['failed_trial']:03d})"
+        cells = [f"{t.number:03d}", *(_shown(t.params.get(k)) for k in keys), value, state]
         lines.append("| " + " | ".join(cells) + " |")
     best = _best(study)
     footer = ""
@@ -81,7 +85,9 @@ def write_plots(study: optuna.Study, cfg: SweepConfig, folder: Path) -> list[Pat
     written = []
     for name, plot in plots.items():
         try:
-            ax = plot(study)
+            with warnings.catch_warnings():  # matplotlib's and Optuna's notes on degenerate axes
+                warnings.simplefilter("ignore", UserWarning)
+                ax = plot(study)
         except (ValueError, RuntimeError) as e:  # e.g. importances of keys that never varied
             print(f"[sweep] plot {name} skipped: {e}")
             continue

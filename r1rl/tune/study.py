@@ -158,7 +158,12 @@ def run_study(cfg: SweepConfig, run_trial: TrialRunner, watch: tuple[str, str]) 
     def objective(trial: optuna.Trial) -> float:
         params = {key: suggest(trial, key, spec) for key, spec in cfg.space.items()}
         out = trial_dir(cfg, trial)
-        print(f"[sweep] trial {trial.number} → {out}: " + ", ".join(f"{k}={v}" for k, v in params.items()))
+        killed = out.name != f"trial-{trial.number:03d}"
+        retry = f" (a retry of the killed {out.name})" if killed else ""
+        print(
+            f"[sweep] trial {trial.number}{retry} → {out}: "
+            + ", ".join(f"{k}={v}" for k, v in params.items())
+        )
         with eval_listener(pruning_listener(trial, *watch)):
             value = run_trial(params, out)
         print(f"[sweep] trial {trial.number}: {cfg.objective.metric} = {value:.4g}")
