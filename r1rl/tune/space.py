@@ -26,6 +26,7 @@ from pydantic import Field, model_validator
 from r1rl.strict import Strict
 
 Value = float | int | str | bool
+MAX_GRID = 10_000  # values of one key on a grid
 
 
 class ParamSpec(Strict):
@@ -64,6 +65,8 @@ class ParamSpec(Strict):
             raise ValueError("the grid sampler needs choices or a step for every key")
         assert self.low is not None and self.high is not None
         n = int(round((self.high - self.low) / self.step)) + 1
+        if n > MAX_GRID:
+            raise ValueError(f"low..high by step is {n} values; a grid key takes at most {MAX_GRID}")
         values: list[Value] = [self.low + i * self.step for i in range(n)]
         return [int(round(float(v))) for v in values] if self.type == "int" else values
 

@@ -80,6 +80,9 @@ def test_a_hopeless_trial_is_pruned_at_its_periodic_eval(tmp_path, micro_pretrai
         ({"stage": "sfft"}, "unknown stage 'sfft'"),
         ({"overrides": ["model_path=x"]}, "set log.eval_every > 0"),
         ({"sampler": "grid"}, "space.optim.lr: the grid sampler needs choices or a step"),
+        ({"space": {"steps": 5}}, "space.steps"),
+        ({"sampler": "bayes"}, "bad value for 'sampler'"),
+        ({"config": "missing.yaml"}, "config file not found: missing.yaml"),
     ],
 )
 def test_bad_sweeps_are_one_line_before_any_trial(tmp_path, capsys, over, expected):
