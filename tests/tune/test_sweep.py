@@ -1,5 +1,6 @@
 """``r1rl sweep``: trials as run directories, a resumed study, one-line errors, pruning from the eval."""
 
+import time
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,27 @@ def test_a_space_key_is_a_range_or_choices_and_the_grid_lists_every_value():
     for bad in ({"low": 2, "high": 1}, {"type": "float", "choices": [1]}, {"low": 0, "high": 1, "log": True}):
         with pytest.raises(UserError):
             validate(SweepConfig, {"stage": "sft", "config": "c", "output_dir": "o", "space": {"x": bad}})
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the test's own ask() outside optimize
+def test_a_trial_whose_process_died_is_retried_with_its_values_in_its_own_run_directory(
+    tmp_path, micro_pretrained, monkeypatch, capsys
+):
+    from r1rl.tune import study as study_module
+
+    monkeypatch.setattr(study_module, "GRACE_S", 1)
+    path = write_sweep(tmp_path, micro_pretrained, trials=1)
+    cfg = validate(SweepConfig, yaml.safe_load(path.read_text()))
+    study = study_module.open_study(cfg)
+    dead = study.ask()  # what a killed sweep leaves: a running trial whose heartbeat stopped
+    dead.suggest_float("optim.lr", 1e-4, 1e-2, log=True)
+    dead.suggest_categorical("lora.r", [2, 4])
+    study._storage.record_heartbeat(dead._trial_id)
+    time.sleep(2.5)  # SQLite keeps whole seconds: the heartbeat is then over GRACE_S old
+
+    assert main(["sweep", str(path)]) == 0
+    assert "trial 1 (a retry of the killed trial-000)" in capsys.readouterr().out
+    assert (tmp_path / "sweep" / "trial-000" / "final").is_dir()
+    assert not (tmp_path / "sweep" / "trial-001").exists()
+    table = (tmp_path / "sweep" / "results.md").read_text()
+    assert "| fail |" in table and "| complete (retry of 000) |" in table
