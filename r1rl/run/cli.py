@@ -33,6 +33,7 @@ EPILOG = """commands:
   r1rl eval --compare EVAL_A EVAL_B               paired significance test of two evals
   r1rl push RUN_DIR --repo-id you/name            final model + model card to the Hub
   r1rl export RUN_DIR OUT [--quantize int8|int4]  a plain transformers model, merged, optionally quantised
+  r1rl sweep SWEEP.yaml                           hyper-parameter search (Optuna); re-run to resume
 `r1rl STAGE --help` lists every option of that stage."""
 
 
@@ -86,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_push_parser(sub)
     add_export_parser(sub)
+    from r1rl.tune.cli import add_sweep_parser  # light: Optuna loads only when a sweep runs
+
+    add_sweep_parser(sub)
     return parser
 
 
@@ -156,6 +160,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_push(args)
     if args.command == "export":
         return run_export(args)
+    if args.command == "sweep":
+        from r1rl.run.sweep import run_sweep
+
+        return run_sweep(args)
     if args.command == "config":
         return _print_config(args.stage)
     if args.command == "tasks":

@@ -28,6 +28,10 @@ A loop (pretraining, SFT, distillation, PPO) reads::
 - **The end of a step** (:meth:`Cadence.end_step`): the held-out eval when due (every
   ``eval_every`` steps and at the last, on the main process, logged under ``eval/``), the metrics
   row when due, then a checkpoint when due — or when SIGTERM came, followed by :class:`Preempted`.
+- **Eval listeners.** Code outside the loop may watch the periodic held-out eval
+  (:func:`eval_listener`: a hyper-parameter search reports it to its pruner). A listener sees each
+  eval but the last (that one is the run's result) right after its row is logged; whatever it
+  raises ends the run there, as any error in a step would.
 - **Preemption.** While the steps run, SIGTERM (what Slurm and Kubernetes send before killing)
   only sets a flag; at the next step boundary every process agrees on it (``log.stop_requested``,
   one collective), the loop writes a checkpoint there and raises :class:`Preempted`, and the CLI
@@ -306,6 +310,19 @@ class StepLogger:
 
 
 Row = tuple[dict[str, Any], dict[str, Any]]  # a step's metrics, and its side logs ({name: entry})
+EvalListener = Callable[[str, int, dict[str, Any]], None]  # (stage, step, the logged row)
+_EVAL_LISTENERS: list[EvalListener] = []
+
+
+@contextmanager
+def eval_listener(listener: EvalListener) -> Iterator[None]:
+    """While the block runs, every loop's periodic held-out eval (but the last) calls
+    ``listener(stage, step, row)`` on the main process after logging ``row``."""
+    _EVAL_LISTENERS.append(listener)
+    try:
+        yield
+    finally:
+        _EVAL_LISTENERS.remove(listener)
 
 
 @dataclass
@@ -345,6 +362,9 @@ class Cadence:
                     metrics.update({f"eval/{k}": v for k, v in self.evaluate().items()})  # type: ignore[misc]
             log.log(done, metrics, side)
             log.postfix(**{k: m(metrics) if callable(m) else metrics[m] for k, m in self.postfix.items()})
+            if eval_due and self.par.is_main and not last:
+                for listener in list(_EVAL_LISTENERS):
+                    listener(log.stage, done, metrics)
         stop = log.stop_requested(self.par) and not last
         if self.ckpt.due(done, log.total) or stop:
             path = save(done)
