@@ -54,6 +54,7 @@ LAZY = {
     "r1rl.rewards.sandbox.child": "the sandboxed child imports a mode's code only once its limits are set",
     "r1rl.rewards.sandbox.process": "the parent and the child share process.py; modes import it back",
     "r1rl.report.hub.upload": "`r1rl push` (and the CLI's parser) start before torch loads; merging needs it",
+    "r1rl.compress.cli": "`r1rl prune` checks its arguments before torch loads; pruning needs it",
 }
 
 

@@ -31,6 +31,7 @@ EPILOG = """commands:
   r1rl cp ppo my_ppo.py                           copy a recipe script (or recipes/configs/<path>) to edit
   r1rl eval --compare EVAL_A EVAL_B               paired significance test of two evals
   r1rl push RUN_DIR --repo-id you/name            final model + model card to the Hub
+  r1rl prune RUN_DIR OUT --fraction 0.25          drop each layer's least-used experts: a smaller model
 `r1rl STAGE --help` lists every option of that stage."""
 
 
@@ -83,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     from r1rl.report.hub import add_push_parser  # light: huggingface_hub loads only when a push runs
 
     add_push_parser(sub)
+    from r1rl.compress.cli import add_prune_parser  # light: torch loads only when a prune runs
+
+    add_prune_parser(sub)
     return parser
 
 
@@ -151,6 +155,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from r1rl.report.hub import run_push
 
         return run_push(args)
+    if args.command == "prune":
+        from r1rl.compress.cli import run_prune
+
+        return run_prune(args)
     if args.command == "config":
         return _print_config(args.stage)
     if args.command == "tasks":

@@ -1,0 +1,1 @@
+"""Smaller models from trained ones: expert pruning ranked by routing telemetry (``r1rl prune``)."""
