@@ -72,6 +72,29 @@ def test_telemetry_ranks_the_experts(micro_pretrained, tmp_path):
     assert json.loads((out / "pruning.json").read_text())["kept"] == [[0, 1, 2], [0, 2, 3]]
 
 
+def test_the_smaller_softmax_routes_untouched_tokens_as_before(micro_pretrained, tmp_path):
+    """With norm_topk_prob, a token whose top-k held no dropped expert gets the same experts and weights;
+    the renormalised distribution is the original conditioned on the kept experts."""
+    counts = [[5, 5, 5, 1], [5, 1, 5, 5]]  # (L, E): drop expert 3 in layer 0, expert 1 in layer 1
+    (tmp_path / "expert_load.jsonl").write_text(json.dumps({"step": 1, "tokens_per_expert": counts}) + "\n")
+    out = tmp_path / "pruned"
+    assert _prune(micro_pretrained, out, "--fraction", "0.25", "--telemetry", str(tmp_path)) == 0
+    original = AutoModelForCausalLM.from_pretrained(micro_pretrained)
+    pruned = AutoModelForCausalLM.from_pretrained(out)
+    hidden = torch.randn(256, original.config.hidden_size, generator=torch.Generator().manual_seed(0))
+    for layer, kept in enumerate(([0, 1, 2], [0, 2, 3])):
+        old_gate, new_gate = original.model.layers[layer].mlp.gate, pruned.model.layers[layer].mlp.gate
+        with torch.no_grad():
+            old_logits, old_scores, old_idx = old_gate(hidden)
+            new_logits, new_scores, new_idx = new_gate(hidden)
+        untouched = torch.isin(old_idx, torch.tensor(kept)).all(-1)  # (N,) top-k held only kept experts
+        assert 0 < untouched.sum() < len(hidden)
+        assert torch.equal(torch.tensor(kept)[new_idx[untouched]], old_idx[untouched])
+        torch.testing.assert_close(new_scores[untouched], old_scores[untouched])
+        old_p = torch.softmax(old_logits, -1)[:, kept]
+        torch.testing.assert_close(torch.softmax(new_logits, -1), old_p / old_p.sum(-1, keepdim=True))
+
+
 @pytest.mark.parametrize(
     "model_type, sizes",
     [
