@@ -100,61 +100,64 @@ def run_seed(seed: int, a: argparse.Namespace) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    """Mean accuracy (± population sd over seeds, where several) per arm, with the parameter count."""
-    lines = ["| experts pruned | experts left | parameters | ranking | healed | accuracy | seeds |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
-    arms: dict[tuple, list[dict]] = {}
+    """Accuracy per arm: each seed's, and their mean; with the experts and parameters left."""
+    seeds = sorted({r["seed"] for r in rows})
+    lines = ["| experts pruned | experts left | parameters | ranking | healed | "
+             + " | ".join(f"seed {s}" for s in seeds) + " | mean |",
+             "|---|---|---|---|---|" + "---|" * (len(seeds) + 1)]  # fmt: skip
+    arms: dict[tuple, dict[int, dict]] = {}
     for r in rows:
-        arms.setdefault((r["fraction"], r["ranking"], r["healed"]), []).append(r)
-    for (fraction, ranking, healed), group in sorted(arms.items()):
-        accs = [r["accuracy"] for r in group]
-        spread = f" ± {statistics.pstdev(accs):.3f}" if len(accs) > 1 else ""
+        arms.setdefault((r["fraction"], r["ranking"] != "none", r["ranking"], r["healed"]), {})[r["seed"]] = r
+    for (fraction, _, ranking, healed), by_seed in sorted(arms.items()):
+        first = next(iter(by_seed.values()))
+        accs = [f"{by_seed[s]['accuracy']:.3f}" if s in by_seed else "–" for s in seeds]
+        mean = statistics.mean(r["accuracy"] for r in by_seed.values())
         lines.append(
-            f"| {fraction * 100:g}% | {group[0]['experts']} | {group[0]['parameters']:,} | {ranking} | "
-            f"{'yes' if healed else 'no'} | {statistics.mean(accs):.3f}{spread} | {len(accs)} |"
+            f"| {fraction * 100:g}% | {first['experts']} | {first['parameters']:,} | {ranking} | "
+            f"{'yes' if healed else 'no'} | {' | '.join(accs)} | {mean:.3f} |"
         )
     return "\n".join(lines)
 
 
+STYLES = {("usage", False): ("C0", "-"), ("usage", True): ("C0", ":"),
+          ("random", False): ("C3", "-"), ("random", True): ("C3", ":")}  # fmt: skip
+
+
 def plot(rows: list[dict], path: Path) -> None:
-    """Accuracy against the share of experts pruned: one line per ranking × healing, mean ± sd over seeds;
-    the unpruned model's accuracy (dashed; dotted: trained as long as the healed ones) as lines, the
-    parameters left under the x axis."""
+    """One panel per seed (their unpruned models differ a lot): accuracy against the share of experts
+    pruned, one line per ranking × healing; the unpruned model's accuracy as a dashed line (dotted: trained
+    as long as the healed ones); the parameters left under the x axis."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for healed, ls in ((False, "--"), (True, ":")):
-        if base := [r["accuracy"] for r in rows if r["ranking"] == "none" and r["healed"] == healed]:
-            label = "unpruned, trained as long as the healed" if healed else "unpruned (the SFT model)"
-            ax.axhline(statistics.mean(base), color="gray", ls=ls, label=label)
-    styles = {("usage", False): ("C0", "-"), ("usage", True): ("C0", ":"),
-              ("random", False): ("C3", "-"), ("random", True): ("C3", ":")}  # fmt: skip
-    for (ranking, healed), (color, ls) in styles.items():
-        xs, ys, es = [], [], []
-        for fraction in FRACTIONS:
-            arm = (ranking, healed, fraction)
-            accs = [r["accuracy"] for r in rows if (r["ranking"], r["healed"], r["fraction"]) == arm]
-            if accs:
-                (
-                    xs.append(fraction * 100),
-                    ys.append(statistics.mean(accs)),
-                    es.append(statistics.pstdev(accs)),
-                )
-        label = f"{ranking}-ranked, {'healed' if healed else 'not healed'}"
-        ax.errorbar(xs, ys, yerr=es, color=color, ls=ls, marker="o", capsize=3, label=label)
-    params = {r["fraction"] * 100: r["parameters"] for r in rows if r["ranking"] == "usage"}
-    ax.set_xticks([0, *params])
-    ax.set_xticklabels(["0"] + [f"{x:g}\n{p / 1e6:.2f}M" for x, p in sorted(params.items())])
-    ax.set_xlabel("experts pruned per layer (%), parameters left")
-    ax.set_ylabel("held-out accuracy")
     seeds = sorted({r["seed"] for r in rows})
-    ax.set_title(f"Expert pruning, tiny preset (8 experts, top-2), seeds {', '.join(map(str, seeds))}")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    fig, axes = plt.subplots(1, len(seeds), figsize=(5.2 * len(seeds), 4.2), sharey=True, squeeze=False)
+    params = {r["fraction"] * 100: r["parameters"] for r in rows if r["ranking"] == "usage"}
+    for ax, seed in zip(axes[0], seeds):
+        mine = [r for r in rows if r["seed"] == seed]
+        for healed, ls in ((False, "--"), (True, ":")):
+            for r in mine:
+                if r["ranking"] == "none" and r["healed"] == healed:
+                    label = (
+                        "unpruned, trained as long as the healed" if healed else "unpruned (the SFT model)"
+                    )
+                    ax.axhline(r["accuracy"], color="gray", ls=ls, label=label)
+        for (ranking, healed), (color, ls) in STYLES.items():
+            chosen = [r for r in mine if (r["ranking"], r["healed"]) == (ranking, healed)]
+            arm = sorted((r["fraction"] * 100, r["accuracy"]) for r in chosen)
+            label = f"{ranking}-ranked, {'healed' if healed else 'not healed'}"
+            ax.plot([x for x, _ in arm], [y for _, y in arm], color=color, ls=ls, marker="o", label=label)
+        ax.set_xticks([0, *params])
+        ax.set_xticklabels(["0"] + [f"{x:g}\n{p / 1e6:.2f}M" for x, p in sorted(params.items())])
+        ax.set_xlabel("experts pruned per layer (%), parameters left")
+        ax.set_title(f"seed {seed}")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("held-out accuracy (500 rows)")
+    axes[0][0].set_ylim(bottom=0)
+    axes[0][-1].legend(fontsize=7, loc="lower left")
+    fig.suptitle("Expert pruning of the tiny preset (8 experts per layer, top-2)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
