@@ -55,6 +55,7 @@ LAZY = {
     "r1rl.rewards.sandbox.process": "the parent and the child share process.py; modes import it back",
     "r1rl.report.hub.upload": "`r1rl push` (and the CLI's parser) start before torch loads; merging needs it",
     "r1rl.compress.export": "the CLI's parser comes from it before torch loads; exporting loads the model",
+    "r1rl.compress.cli": "`r1rl prune` checks its arguments before torch loads; pruning needs it",
 }
 
 

@@ -1,1 +1,1 @@
-"""Smaller models from trained ones: merged and quantised export, expert pruning."""
+"""Smaller models from trained ones: merged and quantised export, expert pruning by routing telemetry."""

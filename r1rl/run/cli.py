@@ -34,6 +34,7 @@ EPILOG = """commands:
   r1rl push RUN_DIR --repo-id you/name            final model + model card to the Hub
   r1rl export RUN_DIR OUT [--quantize int8|int4]  a plain transformers model, merged, optionally quantised
   r1rl sweep SWEEP.yaml                           hyper-parameter search (Optuna); re-run to resume
+  r1rl prune RUN_DIR OUT --fraction 0.25          drop each layer's least-used experts: a smaller model
 `r1rl STAGE --help` lists every option of that stage."""
 
 
@@ -90,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     from r1rl.tune.cli import add_sweep_parser  # light: Optuna loads only when a sweep runs
 
     add_sweep_parser(sub)
+    from r1rl.compress.cli import add_prune_parser  # light: torch loads only when a prune runs
+
+    add_prune_parser(sub)
     return parser
 
 
@@ -164,6 +168,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from r1rl.run.sweep import run_sweep
 
         return run_sweep(args)
+    if args.command == "prune":
+        from r1rl.compress.cli import run_prune
+
+        return run_prune(args)
     if args.command == "config":
         return _print_config(args.stage)
     if args.command == "tasks":
