@@ -64,14 +64,15 @@ def one(model_type: str, tokenizer, out: Path) -> dict:
     sft_rows = [r for r in sft.read_metrics() if "loss" in r]
     ppo_rows = [r for r in ppo.read_metrics() if "loss" in r]
     before, after = experts_of(sft.final), experts_of(ppo.final)
+    base = load_merged(str(start))
     return {
         "model_type": model_type,
-        "class": type(load_merged(str(start))).__name__,
+        "class": type(base).__name__,
         "attention": attention,
         "experts": experts,
         "trainable": trainable,
         "sft_loss": [sft_rows[0]["loss"], sft_rows[-1]["loss"]],
-        "router": router_scoring(load_merged(str(start)).config),
+        "router": router_scoring(base.config),
         "aux_loss": ppo_rows[-1].get("moe/aux_loss"),
         "ppo_expert_delta": max(float((after[k] - before[k]).abs().max()) for k in before),
     }

@@ -70,7 +70,7 @@ def quantization_config(kind: str, model: Any) -> Any:
     from torchao.quantization.granularity import PerGroup
     from transformers import TorchAoConfig
 
-    from r1rl.models.targets import find_targets
+    from r1rl.models.targets import find_targets, relative_names
 
     int8 = Int8WeightOnlyConfig()
     int4 = IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(32))  # type: ignore[attr-defined]
@@ -78,15 +78,9 @@ def quantization_config(kind: str, model: Any) -> Any:
     head = model.get_output_embeddings()
     names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m is not head]
     found = find_targets(model)
-    rules: dict[str, Any] = {_pattern(n): linear for n in dict.fromkeys(_relative(names))}
+    rules: dict[str, Any] = {_pattern(n): linear for n in relative_names(names)}
     rules.update({_pattern(n): int8 for n in found.target_parameters})
     return TorchAoConfig(FqnToConfig(rules))
-
-
-def _relative(names: list[str]) -> list[str]:
-    from r1rl.models.targets import LAYER_PREFIX
-
-    return [LAYER_PREFIX.sub("", n) for n in names]
 
 
 def _pattern(relative: str) -> str:
@@ -100,6 +94,8 @@ def export(source: str | Path, out: str | Path, quantize: str | None = None) -> 
 
     if quantize not in (None, *QUANTIZE):
         raise UserError(f"--quantize: {quantize!r} is not one of {', '.join(QUANTIZE)}")
+    if quantize is not None:
+        _check_torchao()
     src, out = source_folder(source), Path(out)
     if out.exists() and any(out.iterdir()):
         raise UserError(f"export: {out} exists and is not empty; choose a new folder")
@@ -110,7 +106,7 @@ def export(source: str | Path, out: str | Path, quantize: str | None = None) -> 
     else:
         with tempfile.TemporaryDirectory() as tmp:  # the merged model, then loaded quantised
             model.save_pretrained(tmp)
-            model = _load_quantized(Path(tmp), quantization_config_of(quantize, model))
+            model = _load_quantized(Path(tmp), quantization_config(quantize, model))
             model.save_pretrained(out)
         config = json.loads((out / "config.json").read_text())
         config["experts_implementation"] = "eager"
@@ -119,12 +115,11 @@ def export(source: str | Path, out: str | Path, quantize: str | None = None) -> 
     return _describe(model, out, quantize)
 
 
-def quantization_config_of(quantize: str, model: Any) -> Any:
+def _check_torchao() -> None:
     try:
         import torchao  # noqa: F401
     except ImportError:
         raise UserError("--quantize needs torchao: pip install 'r1rl[quantize]'") from None
-    return quantization_config(quantize, model)
 
 
 def _load_quantized(path: Path, config: Any) -> Any:

@@ -21,7 +21,14 @@ from transformers import (
 )
 
 from r1rl.errors import UserError
-from r1rl.models.targets import check_explicit, coverage, find_targets, refuse_uncovered, refuse_unreachable
+from r1rl.models.targets import (
+    Targets,
+    check_explicit,
+    coverage,
+    find_targets,
+    refuse_uncovered,
+    refuse_unreachable,
+)
 
 if TYPE_CHECKING:
     from peft import LoraConfig, PeftModel
@@ -163,7 +170,8 @@ def add_lora(model: PreTrainedModel, cfg: Any, adapter_name: str = "default") ->
     """
     from peft import get_peft_model
 
-    config, targets = lora_config(cfg, model), find_targets(model)  # found before PEFT wraps the modules
+    targets = find_targets(model)  # found before PEFT wraps the modules
+    config = lora_config(cfg, model, targets)
     with warnings.catch_warnings():  # PEFT reads transformers' deprecated alias; the user can do nothing
         warnings.filterwarnings(
             "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
@@ -176,12 +184,12 @@ def add_lora(model: PreTrainedModel, cfg: Any, adapter_name: str = "default") ->
     return peft
 
 
-def lora_config(cfg: Any, model: torch.nn.Module) -> LoraConfig:
+def lora_config(cfg: Any, model: torch.nn.Module, found: Targets | None = None) -> LoraConfig:
     """PEFT's config for ``cfg`` (a ``lora:`` section) on ``model``: ``auto`` targets found from it,
     named ones checked against it (a name that matches nothing is a UserError)."""
     from peft import LoraConfig
 
-    found = find_targets(model)
+    found = found or find_targets(model)
     modules = found.target_modules if cfg.target_modules == "auto" else list(cfg.target_modules)
     parameters = found.target_parameters if cfg.target_parameters == "auto" else list(cfg.target_parameters)
     if cfg.target_parameters == "auto":

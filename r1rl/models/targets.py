@@ -42,14 +42,14 @@ class Targets:
 
     @property
     def target_modules(self) -> list[str]:
-        return _relative(self.attention + self.expert_modules)
+        return relative_names(self.attention + self.expert_modules)
 
     @property
     def target_parameters(self) -> list[str]:
-        return _relative(self.expert_parameters)
+        return relative_names(self.expert_parameters)
 
 
-def _relative(names: tuple[str, ...]) -> list[str]:
+def relative_names(names: tuple[str, ...] | list[str]) -> list[str]:
     """Layer-relative names, deduplicated in first-seen order."""
     return list(dict.fromkeys(LAYER_PREFIX.sub("", n) for n in names))
 
